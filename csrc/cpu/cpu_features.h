@@ -1,0 +1,19 @@
+// Run-time detection of the x86 instruction-set extensions the CPU kernels can use.
+#pragma once
+
+namespace fastembed_rt::cpu {
+
+struct CpuFeatures {
+  bool avx2 = false;
+  bool fma = false;
+  bool avx512f = false;
+  bool avx512bw = false;
+  bool avx512_vnni = false;
+  bool avx512_bf16 = false;
+  bool avx512_vpopcntdq = false;
+};
+
+// Features both the CPU reports (cpuid) and the OS saves across context switches (xgetbv).
+const CpuFeatures& cpu_features();
+
+}  // namespace fastembed_rt::cpu

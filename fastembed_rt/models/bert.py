@@ -1,0 +1,161 @@
+"""BERT-family encoders over packed sequences: BERT (MiniLM, BGE, E5, GTE v1) and RoBERTa / XLM-RoBERTa /
+CamemBERT, which differ only in where position ids start. DistilBERT reuses the same encoder layer.
+
+Post-LayerNorm transformer: x = LN(x + Attn(x)); x = LN(x + FFN(x)). Tokens of all sequences are one
+[total_tokens, hidden] tensor; `cu_seqlens` keeps sequences apart inside attention, nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .. import ops
+
+GELU_APPROXIMATIONS = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu_fast": "tanh"}
+
+
+@dataclass
+class EncoderConfig:
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    layer_norm_eps: float
+    activation: str
+    position_offset: int = 0  # RoBERTa: positions start at padding_idx + 1
+
+    def __post_init__(self):
+        if self.activation not in GELU_APPROXIMATIONS:
+            raise ValueError(f"unsupported hidden_act {self.activation!r}; supported: {', '.join(GELU_APPROXIMATIONS)}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_attention_heads {self.num_heads}")
+
+
+@dataclass
+class EncoderLayer:
+    qkv_weight: torch.Tensor  # [3H, H]: one GEMM for queries, keys and values
+    qkv_bias: torch.Tensor
+    out_weight: torch.Tensor
+    out_bias: torch.Tensor
+    attn_norm_weight: torch.Tensor
+    attn_norm_bias: torch.Tensor
+    up_weight: torch.Tensor
+    up_bias: torch.Tensor
+    down_weight: torch.Tensor
+    down_bias: torch.Tensor
+    ffn_norm_weight: torch.Tensor
+    ffn_norm_bias: torch.Tensor
+
+    def forward(self, x, cu_seqlens, max_seqlen, config: EncoderConfig):
+        tokens = x.shape[0]
+        head_dim = config.hidden_size // config.num_heads
+        qkv = F.linear(x, self.qkv_weight, self.qkv_bias).view(tokens, 3, config.num_heads, head_dim)
+        context = ops.attention(qkv[:, 0], qkv[:, 1], qkv[:, 2], cu_seqlens, max_seqlen)
+        attn_out = F.linear(context.reshape(tokens, config.hidden_size), self.out_weight, self.out_bias)
+        x = ops.layer_norm(attn_out, self.attn_norm_weight, self.attn_norm_bias, config.layer_norm_eps, residual=x)
+        hidden = ops.gelu(F.linear(x, self.up_weight), self.up_bias, GELU_APPROXIMATIONS[config.activation])
+        ffn_out = F.linear(hidden, self.down_weight, self.down_bias)
+        return ops.layer_norm(ffn_out, self.ffn_norm_weight, self.ffn_norm_bias, config.layer_norm_eps, residual=x)
+
+
+class Encoder:
+    """Embeddings + post-LN encoder layers; forward(input_ids [T], cu_seqlens [B+1]) -> [T, H]."""
+
+    def __init__(self, config: EncoderConfig, word, position, token_type, norm_weight, norm_bias, layers):
+        self.config = config
+        self.word_embeddings = word
+        self.position_embeddings = position
+        self.token_type_embedding = token_type  # row 0 of the token-type table, or None (DistilBERT)
+        self.norm_weight, self.norm_bias = norm_weight, norm_bias
+        self.layers: list[EncoderLayer] = layers
+
+    @property
+    def max_positions(self) -> int:
+        return self.position_embeddings.shape[0] - self.config.position_offset
+
+    def forward(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int) -> torch.Tensor:
+        x = self.word_embeddings[input_ids] + self.position_embeddings[packed_positions(cu_seqlens, self.config.position_offset)]
+        if self.token_type_embedding is not None:
+            x = x + self.token_type_embedding
+        x = ops.layer_norm(x, self.norm_weight, self.norm_bias, self.config.layer_norm_eps)
+        for layer in self.layers:
+            x = layer.forward(x, cu_seqlens, max_seqlen, self.config)
+        return x
+
+
+def packed_positions(cu_seqlens: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    """Position of every packed token within its own sequence (plus `offset`): 0..len-1 per sequence."""
+    cu = cu_seqlens.long()
+    lengths = cu[1:] - cu[:-1]
+    total = int(cu[-1])
+    starts = torch.repeat_interleave(cu[:-1], lengths, output_size=total)
+    return torch.arange(total, device=cu.device) - starts + offset
+
+
+class WeightReader:
+    """Looks up checkpoint tensors whatever prefix the saving class added (`bert.`, `roberta.`, ...),
+    converting them to the runtime's device and dtype, and names the missing tensor when one is absent."""
+
+    def __init__(self, weights: dict[str, torch.Tensor], anchor: str, device, dtype):
+        prefixes = [name[: -len(anchor)] for name in weights if name.endswith(anchor)]
+        if not prefixes:
+            raise ValueError(f"checkpoint has no tensor named '*{anchor}'; is this the right architecture?")
+        self.prefix = min(prefixes, key=len)
+        self.weights, self.device, self.dtype = weights, device, dtype
+
+    def __call__(self, name: str) -> torch.Tensor:
+        for candidate in (name, name.replace(".weight", ".gamma"), name.replace(".bias", ".beta")):
+            tensor = self.weights.get(self.prefix + candidate)
+            if tensor is not None:
+                return tensor.to(self.device, self.dtype).contiguous()
+        raise ValueError(f"checkpoint is missing tensor {self.prefix + name!r}")
+
+    def cat(self, *names: str) -> torch.Tensor:
+        return torch.cat([self(n) for n in names], dim=0)
+
+
+def build_bert(config: dict, weights, device, dtype) -> Encoder:
+    model_type = config.get("model_type", "bert")
+    offset = config.get("pad_token_id", 1) + 1 if model_type in ("roberta", "xlm-roberta", "camembert") else 0
+    cfg = EncoderConfig(
+        hidden_size=config["hidden_size"],
+        num_layers=config["num_hidden_layers"],
+        num_heads=config["num_attention_heads"],
+        layer_norm_eps=config.get("layer_norm_eps", 1e-12),
+        activation=config.get("hidden_act", "gelu"),
+        position_offset=offset,
+    )
+    if config.get("position_embedding_type", "absolute") != "absolute":
+        raise ValueError(f"unsupported position_embedding_type {config['position_embedding_type']!r}; supported: absolute")
+    w = WeightReader(weights, "embeddings.word_embeddings.weight", device, dtype)
+    layers = []
+    for i in range(cfg.num_layers):
+        p = f"encoder.layer.{i}."
+        attn = p + "attention.self."
+        layers.append(
+            EncoderLayer(
+                qkv_weight=w.cat(attn + "query.weight", attn + "key.weight", attn + "value.weight"),
+                qkv_bias=w.cat(attn + "query.bias", attn + "key.bias", attn + "value.bias"),
+                out_weight=w(p + "attention.output.dense.weight"),
+                out_bias=w(p + "attention.output.dense.bias"),
+                attn_norm_weight=w(p + "attention.output.LayerNorm.weight"),
+                attn_norm_bias=w(p + "attention.output.LayerNorm.bias"),
+                up_weight=w(p + "intermediate.dense.weight"),
+                up_bias=w(p + "intermediate.dense.bias"),
+                down_weight=w(p + "output.dense.weight"),
+                down_bias=w(p + "output.dense.bias"),
+                ffn_norm_weight=w(p + "output.LayerNorm.weight"),
+                ffn_norm_bias=w(p + "output.LayerNorm.bias"),
+            )
+        )
+    return Encoder(
+        cfg,
+        word=w("embeddings.word_embeddings.weight"),
+        position=w("embeddings.position_embeddings.weight"),
+        token_type=w("embeddings.token_type_embeddings.weight")[0],
+        norm_weight=w("embeddings.LayerNorm.weight"),
+        norm_bias=w("embeddings.LayerNorm.bias"),
+        layers=layers,
+    )

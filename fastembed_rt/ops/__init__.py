@@ -1,0 +1,60 @@
+"""The op layer: models call these functions, never a kernel directly.
+
+Each op dispatches on its main tensor's device and dtype to the fastest registered implementation
+(C++ on the CPU, Triton/CUDA on GPUs as they land), falling back to the pure-PyTorch reference.
+`use_reference()` (or FASTEMBED_RT_REFERENCE=1) forces the reference everywhere.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import cpu, reference
+from .dispatch import REFERENCE, implementations, ops, reference_only, register, select, set_reference_only, use_reference
+from .reference import POOL_MODES
+
+for _name in ("attention", "layer_norm", "gelu", "pool"):
+    register(_name, REFERENCE, getattr(reference, _name), lambda device, dtype: True)
+register("pool", "cpp", cpu.pool, cpu.float32_on_cpu)
+
+
+def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False):
+    """Attention within each packed sequence (flash-attn varlen conventions). q: [T, Hq, D]."""
+    return select("attention", q.device, q.dtype).fn(q, k, v, cu_seqlens, max_seqlen, scale, causal)
+
+
+def layer_norm(x, weight, bias, eps, residual=None):
+    """LayerNorm(x + residual)."""
+    return select("layer_norm", x.device, x.dtype).fn(x, weight, bias, eps, residual)
+
+
+def gelu(x, bias=None, approximate="none"):
+    """GELU(x + bias)."""
+    return select("gelu", x.device, x.dtype).fn(x, bias, approximate)
+
+
+def pool(hidden, cu_seqlens, mode, normalize=False, skip=None):
+    """Pools packed hidden states [T, H] into float32 [num_seqs, H]; see reference.pool for semantics."""
+    if mode not in POOL_MODES:
+        raise ValueError(f"unknown pooling mode {mode!r}; supported: {', '.join(POOL_MODES)}")
+    return select("pool", hidden.device, hidden.dtype).fn(hidden, cu_seqlens, mode, normalize, skip)
+
+
+def implementation_table(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> dict[str, str]:
+    """Which implementation each op uses for tensors on `device` with `dtype`."""
+    device = torch.device(device)
+    return {op: select(op, device, dtype).name for op in ops()}
+
+
+__all__ = [
+    "POOL_MODES",
+    "attention",
+    "gelu",
+    "implementation_table",
+    "implementations",
+    "layer_norm",
+    "pool",
+    "reference_only",
+    "set_reference_only",
+    "use_reference",
+]

@@ -1,0 +1,68 @@
+"""Picks an implementation of each op per device and dtype, with one switch that forces the reference.
+
+Implementations register themselves in preference order; the pure-PyTorch reference is registered
+for every op and always supports everything, so it is the last resort and the oracle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+
+REFERENCE = "reference"
+
+
+@dataclass(frozen=True)
+class Implementation:
+    name: str
+    fn: Callable
+    supports: Callable[[torch.device, torch.dtype], bool]
+
+
+_registry: dict[str, list[Implementation]] = {}
+_reference_only = os.environ.get("FASTEMBED_RT_REFERENCE", "").lower() in ("1", "true", "yes")
+
+
+def register(op: str, name: str, fn: Callable, supports: Callable[[torch.device, torch.dtype], bool]) -> None:
+    """Adds an implementation of `op`; earlier registrations are preferred over later ones."""
+    impls = _registry.setdefault(op, [])
+    impls.insert(len([i for i in impls if i.name != REFERENCE]), Implementation(name, fn, supports))
+
+
+def select(op: str, device: torch.device, dtype: torch.dtype) -> Implementation:
+    for impl in _registry[op]:
+        if (impl.name == REFERENCE or not _reference_only) and impl.supports(device, dtype):
+            return impl
+    raise RuntimeError(f"no implementation of op {op!r} supports device={device} dtype={dtype}")
+
+
+def ops() -> list[str]:
+    return sorted(_registry)
+
+
+def implementations(op: str) -> list[str]:
+    return [impl.name for impl in _registry[op]]
+
+
+def reference_only() -> bool:
+    return _reference_only
+
+
+def set_reference_only(enabled: bool) -> None:
+    """Forces every op onto its pure-PyTorch reference (also: FASTEMBED_RT_REFERENCE=1)."""
+    global _reference_only
+    _reference_only = bool(enabled)
+
+
+@contextlib.contextmanager
+def use_reference(enabled: bool = True) -> Iterator[None]:
+    previous = _reference_only
+    set_reference_only(enabled)
+    try:
+        yield
+    finally:
+        set_reference_only(previous)
