@@ -20,14 +20,15 @@ def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False):
     heads, head_dim = q.shape[1], q.shape[2]
     group = heads // k.shape[1]
     scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
+    compute = torch.promote_types(q.dtype, torch.float32)  # half precision is upcast, float64 kept
     out = torch.empty_like(q)
     bounds = cu_seqlens.tolist()
     for start, end in zip(bounds[:-1], bounds[1:]):
         if end == start:
             continue
-        qs = q[start:end].transpose(0, 1).float()  # [H, L, D]
-        ks = k[start:end].transpose(0, 1).float().repeat_interleave(group, dim=0)
-        vs = v[start:end].transpose(0, 1).float().repeat_interleave(group, dim=0)
+        qs = q[start:end].transpose(0, 1).to(compute)  # [H, L, D]
+        ks = k[start:end].transpose(0, 1).to(compute).repeat_interleave(group, dim=0)
+        vs = v[start:end].transpose(0, 1).to(compute).repeat_interleave(group, dim=0)
         scores = torch.matmul(qs, ks.transpose(1, 2)) * scale
         if causal:
             length = end - start
@@ -38,10 +39,11 @@ def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False):
 
 
 def layer_norm(x, weight, bias, eps, residual=None):
-    """LayerNorm(x + residual) over the last dim, computed in float32."""
+    """LayerNorm(x + residual) over the last dim, computed in at least float32."""
     if residual is not None:
         x = x + residual
-    return F.layer_norm(x.float(), (x.shape[-1],), weight.float(), bias.float(), eps).to(x.dtype)
+    compute = torch.promote_types(x.dtype, torch.float32)
+    return F.layer_norm(x.to(compute), (x.shape[-1],), weight.to(compute), bias.to(compute), eps).to(x.dtype)
 
 
 def gelu(x, bias=None, approximate="none"):

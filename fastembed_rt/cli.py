@@ -1,0 +1,155 @@
+"""fastembed-rt: embed files, and show what this machine and build can do."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+import warnings
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+
+def sample_corpus_path() -> Path:
+    return Path(str(resources.files("fastembed_rt") / "data" / "sample_corpus.jsonl"))
+
+
+def _write_output(out: Path, fmt: str, vectors: np.ndarray, ids: list[str] | None) -> list[Path]:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "npy":
+        np.save(out, vectors)
+        written = [out]
+        if ids is not None:
+            ids_path = out.with_suffix(".ids.json")
+            ids_path.write_text(json.dumps(ids))
+            written.append(ids_path)
+        return written
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    flat = pa.array(vectors.reshape(-1), type=pa.float32())
+    embedding = pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
+    row_ids = ids if ids is not None else [str(i) for i in range(len(vectors))]
+    pq.write_table(pa.table({"id": pa.array(row_ids, type=pa.string()), "embedding": embedding}), out)
+    return [out]
+
+
+def cmd_embed(args) -> int:
+    from tqdm import tqdm
+
+    import fastembed_rt
+    from fastembed_rt.readers import read_corpus
+
+    source = Path(args.input) if args.input else sample_corpus_path()
+    corpus = read_corpus(source, text_field=args.text_field, id_field=args.id_field)
+    fmt = args.format or ("parquet" if str(args.out).endswith(".parquet") else "npy")
+    out = Path(args.out)
+    model = fastembed_rt.load(args.model, device=args.device, dtype=args.dtype)
+
+    tokens_done = 0
+    bar = tqdm(total=len(corpus.texts), unit="text", disable=args.quiet, file=sys.stderr)
+    start = time.perf_counter()
+
+    def progress(num_texts: int, num_tokens: int) -> None:
+        nonlocal tokens_done
+        tokens_done += num_tokens
+        bar.update(num_texts)
+        bar.set_postfix_str(f"{tokens_done / max(time.perf_counter() - start, 1e-9):,.0f} tokens/s")
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", fastembed_rt.TruncationWarning)
+        vectors = model.encode(
+            corpus.texts, batch_tokens=args.batch_tokens, prompt_name=args.prompt_name,
+            normalize=args.normalize, truncate_dim=args.truncate_dim, on_batch=progress,
+        )  # fmt: skip
+    elapsed = time.perf_counter() - start
+    bar.close()
+    written = _write_output(out, fmt, vectors, corpus.ids)
+
+    print(f"model      {model.spec.path}")
+    print(f"input      {source}")
+    print(f"texts      {len(corpus.texts):,}")
+    print(f"tokens     {tokens_done:,}")
+    print(f"time       {elapsed:.2f} s")
+    print(f"throughput {tokens_done / max(elapsed, 1e-9):,.0f} tokens/s, {len(corpus.texts) / max(elapsed, 1e-9):,.1f} texts/s")
+    for w in caught:
+        if issubclass(w.category, fastembed_rt.TruncationWarning):
+            print(f"truncated  {w.message}")
+    print(f"output     {', '.join(str(p) for p in written)} ({vectors.shape[0]} x {vectors.shape[1]} float32, {fmt})")
+    return 0
+
+
+def cmd_info(args) -> int:
+    import numpy
+    import tokenizers
+    import torch
+
+    import fastembed_rt
+    from fastembed_rt import _C, ops
+    from fastembed_rt.models.registry import ARCHITECTURES
+
+    print(f"fastembed_rt {fastembed_rt.__version__}")
+    print(f"python       {platform.python_version()}")
+    print(f"torch        {torch.__version__} (threads: {torch.get_num_threads()})")
+    print(f"tokenizers   {tokenizers.__version__}")
+    print(f"numpy        {numpy.__version__}")
+    features = _C.cpu_features()
+    print(f"cpu          {platform.machine()}: " + " ".join(name for name, present in features.items() if present))
+    print(f"cuda         {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'not available'}")
+    print(f"reference    {'forced (FASTEMBED_RT_REFERENCE)' if ops.reference_only() else 'off'}")
+    devices = [("cpu", torch.float32), ("cpu", torch.bfloat16)]
+    if torch.cuda.is_available():
+        devices += [("cuda", torch.float16), ("cuda", torch.bfloat16)]
+    print("ops:")
+    header = "  " + "op".ljust(12) + "".join(f"{d}/{str(t).split('.')[-1]}".ljust(18) for d, t in devices)
+    print(header)
+    for op in ops.implementation_table():
+        row = [ops.implementation_table(d, t)[op] for d, t in devices]
+        print("  " + op.ljust(12) + "".join(name.ljust(18) for name in row))
+    print("architectures:")
+    for name, arch in ARCHITECTURES.items():
+        print(f"  {name.ljust(12)} attention: {arch.attention}; positions: {arch.positions}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fastembed-rt", description="A high-performance text-embedding runtime.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    embed = sub.add_parser("embed", help="embed a corpus file (txt, jsonl, parquet) into npy or parquet")
+    embed.add_argument("input", nargs="?", help="input file; default: the bundled sample corpus")
+    embed.add_argument("--model", default="all-MiniLM-L6-v2", help="model directory or bundled name")
+    embed.add_argument("--out", default="out/embeddings.npy", help="output file (default: out/embeddings.npy)")
+    embed.add_argument("--format", choices=("npy", "parquet"), help="default: from --out's suffix, else npy")
+    embed.add_argument("--text-field", default="text", help="jsonl field / parquet column holding the text")
+    embed.add_argument("--id-field", default="id", help="jsonl field / parquet column holding the id")
+    embed.add_argument("--batch-tokens", type=int, help="token budget per batch")
+    embed.add_argument("--prompt-name", help="a prompt from the model's config_sentence_transformers.json")
+    embed.add_argument("--truncate-dim", type=int, help="keep the first N dimensions (Matryoshka)")
+    embed.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
+                       help="L2-normalize (default: as the model says)")  # fmt: skip
+    embed.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    embed.add_argument("--dtype", help="float32 (default), bfloat16 or float16")
+    embed.add_argument("--quiet", action="store_true", help="no progress bar")
+    embed.set_defaults(run=cmd_embed)
+
+    info = sub.add_parser("info", help="versions, CPU features and the implementation each op uses")
+    info.set_defaults(run=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (FileNotFoundError, ValueError, TypeError, KeyError) as e:
+        print(f"fastembed-rt: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

