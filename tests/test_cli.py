@@ -1,0 +1,94 @@
+"""The fastembed-rt command, run as a real subprocess on small files."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+TEXTS = ["The cat sits outside", "", "A man is playing guitar", "word " * 300]
+
+
+def run_cli(*args, check=True):
+    result = subprocess.run([sys.executable, "-m", "fastembed_rt.cli", *map(str, args)], capture_output=True, text=True, timeout=300)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def expected(minilm):
+    return minilm.encode(TEXTS)
+
+
+@pytest.mark.parametrize("fmt", ["txt", "jsonl", "parquet"])
+@pytest.mark.parametrize("out_format", ["npy", "parquet"])
+def test_embed_files(fmt, out_format, tmp_path, expected):
+    source = tmp_path / f"in.{fmt}"
+    ids = [f"doc-{i}" for i in range(len(TEXTS))]
+    if fmt == "txt":
+        source.write_text("\n".join(TEXTS) + "\n")
+    elif fmt == "jsonl":
+        source.write_text("".join(json.dumps({"id": i, "body": t}) + "\n" for i, t in zip(ids, TEXTS)))
+    else:
+        pq.write_table(pa.table({"id": ids, "body": TEXTS}), source)
+    out = tmp_path / f"out.{out_format}"
+    result = run_cli("embed", source, "--out", out, "--text-field", "body", "--quiet")
+    assert "texts      4" in result.stdout and "tokens/s" in result.stdout
+    assert "1 of 4 texts exceeded max_seq_length=256" in result.stdout
+    want_ids = ids if fmt != "txt" else [str(i) for i in range(4)]
+    if out_format == "npy":
+        np.testing.assert_allclose(np.load(out), expected, atol=1e-5)
+        if fmt != "txt":
+            assert json.loads(out.with_suffix(".ids.json").read_text()) == want_ids
+    else:
+        table = pq.read_table(out)
+        assert table.column("id").to_pylist() == want_ids
+        assert pa.types.is_fixed_size_list(table.schema.field("embedding").type)
+        np.testing.assert_allclose(np.array(table.column("embedding").to_pylist(), dtype=np.float32), expected, atol=1e-5)
+
+
+def test_embed_defaults_to_bundled_sample(tmp_path):
+    out = tmp_path / "sample.npy"
+    result = run_cli("embed", "--out", out, "--quiet", "--truncate-dim", "64")
+    assert "sample_corpus.jsonl" in result.stdout and "texts      300" in result.stdout
+    assert np.load(out).shape == (300, 64)
+
+
+def test_malformed_jsonl_names_file_and_line(tmp_path):
+    source = tmp_path / "bad.jsonl"
+    source.write_text('{"text": "fine"}\n{"text": oops}\n')
+    result = run_cli("embed", source, "--out", tmp_path / "o.npy", check=False)
+    assert result.returncode == 2
+    assert f"{source}:2: malformed JSON" in result.stderr
+
+
+@pytest.mark.parametrize("content,message", [('{"title": "x"}\n', "bad.jsonl:1: no field 'text'"), ('{"text": 5}\n', "field 'text' is int")])
+def test_bad_jsonl_rows(tmp_path, content, message):
+    source = tmp_path / "bad.jsonl"
+    source.write_text(content)
+    result = run_cli("embed", source, "--out", tmp_path / "o.npy", check=False)
+    assert result.returncode == 2 and message in result.stderr
+
+
+def test_unsupported_input_format(tmp_path):
+    source = tmp_path / "in.xml"
+    source.write_text("<a/>")
+    result = run_cli("embed", source, "--out", tmp_path / "o.npy", check=False)
+    assert result.returncode == 2 and "unsupported input format '.xml'" in result.stderr
+
+
+def test_info_lists_ops_features_and_architectures():
+    from fastembed_rt import _C
+
+    out = run_cli("info").stdout
+    assert "fastembed_rt" in out and "torch" in out and "tokenizers" in out
+    cpu_line = next(line for line in out.splitlines() if line.startswith("cpu "))
+    listed = set(cpu_line.split(":", 1)[1].split())
+    assert listed == {name for name, present in _C.cpu_features().items() if present}
+    pool_row = next(line for line in out.splitlines() if line.strip().startswith("pool "))
+    assert pool_row.split()[1] == "cpp"
+    assert "distilbert" in out and "xlm-roberta" in out
