@@ -6,7 +6,8 @@
 """
 
 from .engine import Embedder, TruncationWarning, load
+from .quantize import quantize_embeddings
 
 __version__ = "0.1.0"
 
-__all__ = ["Embedder", "TruncationWarning", "__version__", "load"]
+__all__ = ["Embedder", "TruncationWarning", "__version__", "load", "quantize_embeddings"]

@@ -15,6 +15,7 @@ from .batching import plan_batches
 from .loading import ModelSpec, load_model_spec
 from .models.registry import build_model
 from .pooling import sentence_embeddings
+from .quantize import PRECISIONS, quantize_embeddings
 from .tokenization import TextTokenizer, pack
 
 # Token budget per batch: on the CPU a small budget keeps each layer's activations in cache (measured:
@@ -81,20 +82,25 @@ class Embedder:
         prompt_name: str | None = None,
         normalize: bool | None = None,
         truncate_dim: int | None = None,
+        precision: str = "float32",
         on_batch: Callable[[int, int], None] | None = None,
     ) -> np.ndarray:
         """Embeds texts into float32 [n, d] in input order (a single string gives [d]).
 
         normalize=None follows the model (normalized when its modules include Normalize).
         truncate_dim keeps the first dims (Matryoshka), re-normalizing when normalizing.
+        precision: float32, or int8 / uint8 / binary / ubinary as quantize_embeddings computes them
+        (int8 ranges from this call's own embeddings; use quantize_embeddings for calibrated ranges).
         batch_tokens (default: 2,048 on the CPU, 16,384 on a GPU) caps the packed tokens of a batch.
         on_batch(texts, tokens) is called after each batch, for progress reporting.
         """
         if isinstance(texts, str):
             return self.encode([texts], batch_tokens=batch_tokens, max_batch_sequences=max_batch_sequences,
                                prompt=prompt, prompt_name=prompt_name, normalize=normalize,
-                               truncate_dim=truncate_dim, on_batch=on_batch)[0]  # fmt: skip
+                               truncate_dim=truncate_dim, precision=precision, on_batch=on_batch)[0]  # fmt: skip
         texts = _check_texts(texts)
+        if precision not in PRECISIONS:
+            raise ValueError(f"unsupported precision {precision!r}; supported: {', '.join(PRECISIONS)}")
         prompt = self._resolve_prompt(prompt, prompt_name)
         normalize = self.spec.normalize if normalize is None else bool(normalize)
         truncate_dim = self._resolve_truncate_dim(truncate_dim)
@@ -126,7 +132,7 @@ class Embedder:
                 out[indices] = vectors.float().cpu().numpy()
                 if on_batch is not None:
                     on_batch(len(indices), batch.num_tokens)
-        return out
+        return out if precision == "float32" else quantize_embeddings(out, precision)
 
     def encode_iter(self, texts: Iterable[str], *, chunk_size: int = 4096, **options) -> Iterator[np.ndarray]:
         """Embeds a stream of texts chunk by chunk, yielding one [<=chunk_size, d] array per chunk in order;

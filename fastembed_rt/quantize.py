@@ -1,0 +1,57 @@
+"""Embedding quantization with sentence-transformers' semantics, bit for bit.
+
+int8/uint8: per-dimension [min, max] ranges cut into 255 steps (floor, clip to [0, 255]; int8 subtracts 128).
+binary/ubinary: bit = (x > 0), packed most-significant bit first (numpy.packbits); binary is the byte - 128.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
+
+
+def _as_float_matrix(x, name: str) -> np.ndarray:
+    if hasattr(x, "detach"):  # a torch tensor
+        x = x.detach().float().cpu().numpy()
+    x = np.asarray(x)
+    if x.dtype.kind not in "f":
+        raise TypeError(f"{name} must be floating point, got dtype {x.dtype}")
+    if x.ndim not in (1, 2):
+        raise ValueError(f"{name} must be 1-D or 2-D, got shape {x.shape}")
+    return x
+
+
+def quantization_ranges(embeddings: np.ndarray) -> np.ndarray:
+    """[2, dim] per-dimension minimum and maximum, the calibration sentence-transformers uses."""
+    embeddings = _as_float_matrix(embeddings, "calibration_embeddings")
+    if embeddings.ndim == 1 or embeddings.shape[0] < 2:
+        raise ValueError("int8/uint8 ranges need at least 2 embeddings; pass ranges or calibration_embeddings")
+    return np.vstack((np.min(embeddings, axis=0), np.max(embeddings, axis=0)))
+
+
+def quantize_embeddings(embeddings, precision: str, ranges=None, calibration_embeddings=None) -> np.ndarray:
+    """Quantizes float embeddings [n, d] (or [d]) to `precision`; see the module docstring."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unsupported precision {precision!r}; supported: {', '.join(PRECISIONS)}")
+    embeddings = _as_float_matrix(embeddings, "embeddings")
+    dim = embeddings.shape[-1]
+    if precision == "float32":
+        return embeddings.astype(np.float32)
+    if precision in ("binary", "ubinary"):
+        packed = np.packbits(embeddings > 0, axis=-1)
+        return (packed - 128).astype(np.int8) if precision == "binary" else packed
+    if embeddings.ndim == 2 and embeddings.shape[0] == 0:
+        return np.zeros((0, dim), dtype=np.int8 if precision == "int8" else np.uint8)
+    if ranges is None:
+        source = embeddings if calibration_embeddings is None else calibration_embeddings
+        ranges = quantization_ranges(source)
+    ranges = np.asarray(ranges)
+    if ranges.shape != (2, dim):
+        raise ValueError(f"ranges must have shape (2, {dim}), got {ranges.shape}")
+    ranges = ranges.astype(np.float32, copy=False)
+    starts = ranges[0, :]
+    steps = (ranges[1, :] - starts) / 255
+    steps = np.where(steps == 0, 1, steps)
+    levels = np.clip(np.floor((embeddings - starts) / steps), 0, 255)
+    return (levels - 128).astype(np.int8) if precision == "int8" else levels.astype(np.uint8)
