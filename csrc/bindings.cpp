@@ -9,6 +9,7 @@
 
 #include "cpu/cpu_features.h"
 #include "cpu/pooling.h"
+#include "cpu/similarity.h"
 
 namespace py = pybind11;
 namespace cpu = fastembed_rt::cpu;
@@ -90,6 +91,52 @@ py::array_t<float> pool_packed(const py::array& hidden, const py::array& cu_seql
   return out;
 }
 
+cpu::Isa parse_isa(const std::string& name) {
+  if (name == "auto") return cpu::best_isa();
+  for (cpu::Isa isa : {cpu::Isa::kScalar, cpu::Isa::kAvx2, cpu::Isa::kAvx512}) {
+    if (name == cpu::isa_name(isa)) {
+      if (!cpu::isa_supported(isa)) throw py::value_error("isa '" + name + "' is not supported by this CPU");
+      return isa;
+    }
+  }
+  throw py::value_error("unknown isa '" + name + "'; expected auto, scalar, avx2 or avx512");
+}
+
+// Checks queries [nq, d] and corpus [n, d] of dtype T, and k; returns the k actually served (<= n).
+template <typename T>
+int64_t check_search(const py::array& queries, const py::array& corpus, int64_t k) {
+  require_array<T>(queries, "queries", 2);
+  require_array<T>(corpus, "corpus", 2);
+  if (queries.shape(1) != corpus.shape(1)) {
+    throw py::value_error("dimension mismatch: queries have " + std::to_string(queries.shape(1)) +
+                          " columns, corpus has " + std::to_string(corpus.shape(1)));
+  }
+  if (corpus.shape(1) < 1) throw py::value_error("vectors must have at least one dimension");
+  if (corpus.shape(0) < 1) throw py::value_error("corpus is empty");
+  if (k < 1) throw py::value_error("k must be >= 1, got " + std::to_string(k));
+  return std::min<int64_t>(k, corpus.shape(0));
+}
+
+template <typename T, typename Score, typename Fn>
+py::tuple run_search(const py::array& queries, const py::array& corpus, int64_t k, const std::string& isa_name,
+                     int num_threads, Fn fn) {
+  const int64_t served = check_search<T>(queries, corpus, k);
+  const cpu::Isa isa = parse_isa(isa_name);
+  const int64_t nq = queries.shape(0), n = corpus.shape(0), dim = corpus.shape(1);
+  py::array_t<Score> scores({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(served)});
+  py::array_t<int64_t> ids({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(served)});
+  const auto* q = static_cast<const T*>(queries.data());
+  const auto* c = static_cast<const T*>(corpus.data());
+  Score* s = scores.mutable_data();
+  int64_t* i = ids.mutable_data();
+  const int threads = resolve_threads(num_threads);
+  if (nq > 0) {
+    py::gil_scoped_release release;
+    fn(q, nq, c, n, dim, served, isa, threads, s, i);
+  }
+  return py::make_tuple(scores, ids);
+}
+
 py::dict cpu_features() {
   const auto& f = cpu::cpu_features();
   py::dict d;
@@ -110,5 +157,34 @@ PYBIND11_MODULE(_C, m) {
   m.def("pool_packed", &pool_packed, py::arg("hidden"), py::arg("cu_seqlens"), py::arg("mode"),
         py::arg("normalize") = false, py::arg("skip") = py::none(), py::arg("num_threads") = 0,
         "Pool packed float32 hidden states [total_tokens, hidden] into [num_seqs, hidden].");
+  m.def(
+      "topk_dot_f32",
+      [](const py::array& q, const py::array& c, int64_t k, const std::string& isa, int threads) {
+        return run_search<float, float>(q, c, k, isa, threads, cpu::topk_dot_f32);
+      },
+      py::arg("queries"), py::arg("corpus"), py::arg("k"), py::arg("isa") = "auto", py::arg("num_threads") = 0,
+      "Top-k float32 inner products: (scores [nq, k] float32, ids [nq, k] int64), best first.");
+  m.def(
+      "topk_dot_i8",
+      [](const py::array& q, const py::array& c, int64_t k, const std::string& isa, int threads) {
+        return run_search<int8_t, int32_t>(q, c, k, isa, threads, cpu::topk_dot_i8);
+      },
+      py::arg("queries"), py::arg("corpus"), py::arg("k"), py::arg("isa") = "auto", py::arg("num_threads") = 0,
+      "Top-k int8 inner products with int32 accumulation: (scores int32, ids int64), best first.");
+  m.def(
+      "topk_hamming",
+      [](const py::array& q, const py::array& c, int64_t k, const std::string& isa, int threads) {
+        return run_search<uint8_t, int32_t>(q, c, k, isa, threads, cpu::topk_hamming);
+      },
+      py::arg("queries"), py::arg("corpus"), py::arg("k"), py::arg("isa") = "auto", py::arg("num_threads") = 0,
+      "Top-k smallest Hamming distances between packed uint8 codes: (distances int32, ids int64).");
+  m.def(
+      "similarity_isas",
+      [] {
+        std::vector<std::string> names;
+        for (cpu::Isa isa : cpu::supported_isas()) names.emplace_back(cpu::isa_name(isa));
+        return names;
+      },
+      "Instruction sets the similarity kernels can use on this CPU, best first.");
   m.def("cpu_features", &cpu_features, "Instruction-set extensions detected at run time (cpuid + xgetbv).");
 }

@@ -1,0 +1,150 @@
+#include "similarity.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "cpu_features.h"
+#include "parallel.h"
+#include "similarity_kernels.h"
+
+namespace fastembed_rt::cpu {
+namespace {
+
+// Rows scored per call of a score block: small enough that the block's scores for ~100 queries stay in L2.
+constexpr int64_t kBlockRows = 256;
+// Fewer rows than this per thread are not worth a thread.
+constexpr int64_t kMinRowsPerThread = 4096;
+
+template <typename Score>
+struct Candidate {
+  Score score;
+  int64_t id;
+};
+
+// Higher score first; equal scores go to the lower corpus index.
+template <typename Score>
+bool better(const Candidate<Score>& a, const Candidate<Score>& b) {
+  return a.score > b.score || (a.score == b.score && a.id < b.id);
+}
+
+// The k best candidates seen so far, as a heap whose top is the worst of them.
+template <typename Score>
+class TopK {
+ public:
+  explicit TopK(int64_t k) : k_(k) { heap_.reserve(k); }
+
+  void push(Score score, int64_t id) {
+    const Candidate<Score> c{score, id};
+    if (static_cast<int64_t>(heap_.size()) < k_) {
+      heap_.push_back(c);
+      std::push_heap(heap_.begin(), heap_.end(), better<Score>);
+    } else if (better(c, heap_.front())) {
+      std::pop_heap(heap_.begin(), heap_.end(), better<Score>);
+      heap_.back() = c;
+      std::push_heap(heap_.begin(), heap_.end(), better<Score>);
+    }
+  }
+
+  // Scores at or below this cannot enter (a cheap pre-check before push).
+  Score floor() const {
+    return static_cast<int64_t>(heap_.size()) < k_ ? std::numeric_limits<Score>::lowest() : heap_.front().score;
+  }
+
+  const std::vector<Candidate<Score>>& items() const { return heap_; }
+
+ private:
+  int64_t k_;
+  std::vector<Candidate<Score>> heap_;
+};
+
+// Scans the corpus in per-thread slices and merges the slices' top-k. `negate` turns distances (smaller is
+// better) into scores for the heaps and back on output.
+template <typename T, typename Score, typename ScoreBlock>
+void search(const T* queries, int64_t nq, const T* corpus, int64_t n, int64_t dim, int64_t k, ScoreBlock score_block,
+            bool negate, int num_threads, Score* out_scores, int64_t* out_ids) {
+  const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(num_threads, n / kMinRowsPerThread));
+  const int64_t slice = (n + threads - 1) / threads;
+  std::vector<std::vector<TopK<Score>>> tops(threads, std::vector<TopK<Score>>(nq, TopK<Score>(k)));
+  parallel_for(threads, static_cast<int>(threads), [&](int64_t first, int64_t last) {
+    std::vector<Score> scores(nq * kBlockRows);
+    for (int64_t t = first; t < last; ++t) {
+      auto& mine = tops[t];
+      const int64_t end = std::min(n, (t + 1) * slice);
+      for (int64_t start = t * slice; start < end; start += kBlockRows) {
+        const int64_t rows = std::min(kBlockRows, end - start);
+        score_block(queries, nq, corpus + start * dim, rows, dim, scores.data());
+        for (int64_t i = 0; i < nq; ++i) {
+          const Score* s = scores.data() + i * rows;
+          Score floor = mine[i].floor();
+          for (int64_t r = 0; r < rows; ++r) {
+            const Score value = negate ? -s[r] : s[r];
+            if (value >= floor) {
+              mine[i].push(value, start + r);
+              floor = mine[i].floor();
+            }
+          }
+        }
+      }
+    }
+  });
+  std::vector<Candidate<Score>> merged;
+  for (int64_t i = 0; i < nq; ++i) {
+    merged.clear();
+    for (const auto& per_thread : tops) merged.insert(merged.end(), per_thread[i].items().begin(), per_thread[i].items().end());
+    std::partial_sort(merged.begin(), merged.begin() + k, merged.end(), better<Score>);
+    for (int64_t j = 0; j < k; ++j) {
+      out_scores[i * k + j] = negate ? -merged[j].score : merged[j].score;
+      out_ids[i * k + j] = merged[j].id;
+    }
+  }
+}
+
+}  // namespace
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::kScalar: return "scalar";
+    case Isa::kAvx2: return "avx2";
+    case Isa::kAvx512: return "avx512";
+  }
+  return "unknown";
+}
+
+bool isa_supported(Isa isa) {
+  const CpuFeatures& f = cpu_features();
+  switch (isa) {
+    case Isa::kScalar: return true;
+    case Isa::kAvx2: return f.avx2 && f.fma;
+    case Isa::kAvx512: return f.avx512f && f.avx512bw && f.avx512_vnni && f.avx512_vpopcntdq;
+  }
+  return false;
+}
+
+std::vector<Isa> supported_isas() {
+  std::vector<Isa> out;
+  for (Isa isa : {Isa::kAvx512, Isa::kAvx2, Isa::kScalar})
+    if (isa_supported(isa)) out.push_back(isa);
+  return out;
+}
+
+Isa best_isa() { return supported_isas().front(); }
+
+void topk_dot_f32(const float* queries, int64_t nq, const float* corpus, int64_t n, int64_t dim, int64_t k, Isa isa,
+                  int num_threads, float* out_scores, int64_t* out_ids) {
+  auto block = isa == Isa::kAvx512 ? kernels::dot_f32_avx512 : isa == Isa::kAvx2 ? kernels::dot_f32_avx2 : kernels::dot_f32_scalar;
+  search(queries, nq, corpus, n, dim, k, block, false, num_threads, out_scores, out_ids);
+}
+
+void topk_dot_i8(const int8_t* queries, int64_t nq, const int8_t* corpus, int64_t n, int64_t dim, int64_t k, Isa isa,
+                 int num_threads, int32_t* out_scores, int64_t* out_ids) {
+  auto block = isa == Isa::kAvx512 ? kernels::dot_i8_avx512 : isa == Isa::kAvx2 ? kernels::dot_i8_avx2 : kernels::dot_i8_scalar;
+  search(queries, nq, corpus, n, dim, k, block, false, num_threads, out_scores, out_ids);
+}
+
+void topk_hamming(const uint8_t* queries, int64_t nq, const uint8_t* corpus, int64_t n, int64_t nbytes, int64_t k,
+                  Isa isa, int num_threads, int32_t* out_distances, int64_t* out_ids) {
+  auto block = isa == Isa::kAvx512 ? kernels::hamming_avx512 : isa == Isa::kAvx2 ? kernels::hamming_avx2 : kernels::hamming_scalar;
+  search(queries, nq, corpus, n, nbytes, k, block, true, num_threads, out_distances, out_ids);
+}
+
+}  // namespace fastembed_rt::cpu
