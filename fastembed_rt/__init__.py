@@ -7,7 +7,8 @@
 
 from .engine import Embedder, TruncationWarning, load
 from .quantize import quantize_embeddings
+from .search import Index
 
 __version__ = "0.1.0"
 
-__all__ = ["Embedder", "TruncationWarning", "__version__", "load", "quantize_embeddings"]
+__all__ = ["Embedder", "Index", "TruncationWarning", "__version__", "load", "quantize_embeddings"]

@@ -1,0 +1,154 @@
+"""Exact search over a corpus stored as float32, int8 or binary, with float rescoring of quantized hits.
+
+On disk an index is a directory: `header.json` (format, precision, dimension, count, int8 ranges) and
+plain .npy arrays (`codes.npy`, and `float.npy` when float vectors are kept), memory-mapped on load so a
+corpus larger than RAM is searched by streaming it through the C++ kernels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import _C
+from .quantize import quantization_ranges, quantize_embeddings
+
+INDEX_PRECISIONS = ("float32", "int8", "binary")
+FORMAT = "fastembed_rt.index"
+VERSION = 1
+
+
+def _isa() -> str:
+    """FASTEMBED_RT_ISA=scalar|avx2|avx512 forces one kernel path (for tests and benchmarks)."""
+    return os.environ.get("FASTEMBED_RT_ISA", "auto")
+
+
+def _float_matrix(x, name: str, dim: int | None = None) -> np.ndarray:
+    x = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x)
+    if x.dtype.kind != "f":
+        raise TypeError(f"{name} must be floating point, got dtype {x.dtype}")
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be 1-D or 2-D, got shape {x.shape}")
+    if dim is not None and x.shape[1] != dim:
+        raise ValueError(f"dimension mismatch: {name} have {x.shape[1]} dimensions, the index {dim}")
+    if not np.isfinite(x).all():
+        row = int(np.argwhere(~np.isfinite(x))[0, 0])
+        raise ValueError(f"{name} contain NaN or inf (row {row})")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+class Index:
+    """Exact top-k search. Build with Index.build(embeddings, precision=...), or Index.load(path)."""
+
+    def __init__(self, precision: str, dim: int, codes: np.ndarray, floats: np.ndarray | None, ranges: np.ndarray | None):
+        self.precision, self.dim = precision, dim
+        self.codes, self.floats, self.ranges = codes, floats, ranges
+
+    @classmethod
+    def build(cls, embeddings, precision: str = "float32", *, ranges=None, keep_float: bool = False) -> Index:
+        """keep_float stores the float vectors too (int8/binary), for exact rescoring; ranges fix the int8
+        calibration (default: from these embeddings)."""
+        if precision not in INDEX_PRECISIONS:
+            raise ValueError(f"unsupported index precision {precision!r}; supported: {', '.join(INDEX_PRECISIONS)}")
+        x = _float_matrix(embeddings, "embeddings")
+        if precision == "int8" and ranges is None:
+            ranges = quantization_ranges(x)
+        ranges = None if precision != "int8" else np.asarray(ranges, dtype=np.float32)
+        index = cls(precision, x.shape[1], cls._encode(x, precision, ranges), None, ranges)
+        if keep_float and precision != "float32":
+            index.floats = x
+        return index
+
+    @staticmethod
+    def _encode(x: np.ndarray, precision: str, ranges) -> np.ndarray:
+        if precision == "float32":
+            return x
+        if precision == "int8":
+            return quantize_embeddings(x, "int8", ranges=ranges)
+        return quantize_embeddings(x, "ubinary")
+
+    def __len__(self) -> int:
+        return int(self.codes.shape[0])
+
+    def add(self, embeddings) -> None:
+        """Appends vectors (quantized with the index's own ranges); ids continue from len(index)."""
+        x = _float_matrix(embeddings, "embeddings", self.dim)
+        self.codes = np.concatenate([self.codes, self._encode(x, self.precision, self.ranges)])
+        if self.floats is not None:
+            self.floats = np.concatenate([self.floats, x])
+
+    def search(self, queries, k: int = 10, rescore_multiplier: int = 4) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores float32 [nq, k'], ids int64 [nq, k']), best first, k' = min(k, len(index)).
+
+        Scores are inner products with the float query. int8 and binary indexes first retrieve
+        k * rescore_multiplier candidates on the quantized codes, then rescore them against the kept
+        float vectors, or else the dequantized int8 values / the +-1 bits."""
+        if not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        if not isinstance(rescore_multiplier, (int, np.integer)) or rescore_multiplier < 1:
+            raise ValueError(f"rescore_multiplier must be a positive integer, got {rescore_multiplier!r}")
+        if len(self) == 0:
+            raise ValueError("the index is empty: add vectors before searching")
+        q = _float_matrix(queries, "queries", self.dim)
+        if self.precision == "float32":
+            scores, ids = _C.topk_dot_f32(q, self.codes, int(k), _isa())
+            return scores, ids
+        candidates = int(min(len(self), k * rescore_multiplier))
+        if self.precision == "int8":
+            _, ids = _C.topk_dot_i8(self._encode(q, "int8", self.ranges), self.codes, candidates, _isa())
+        else:
+            _, ids = _C.topk_hamming(self._encode(q, "binary", None), self.codes, candidates, _isa())
+        return self._rescore(q, ids, int(k))
+
+    def _rescore(self, q: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        vectors = self._float_rows(ids.reshape(-1)).reshape(ids.shape[0], ids.shape[1], self.dim)
+        scores = np.einsum("qd,qcd->qc", q, vectors)
+        order = np.lexsort((ids, -scores), axis=1)[:, :k]  # best score first, ties to the lower id
+        return np.take_along_axis(scores, order, 1).astype(np.float32), np.take_along_axis(ids, order, 1)
+
+    def _float_rows(self, ids: np.ndarray) -> np.ndarray:
+        if self.floats is not None:
+            return np.asarray(self.floats[ids], dtype=np.float32)
+        codes = np.asarray(self.codes[ids])
+        if self.precision == "int8":
+            starts = self.ranges[0]
+            steps = (self.ranges[1] - starts) / 255
+            steps = np.where(steps == 0, 1, steps)
+            return starts + (codes.astype(np.float32) + 128.5) * steps  # the middle of each bucket
+        return np.unpackbits(codes, axis=-1, count=self.dim).astype(np.float32) * 2 - 1
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        np.save(path / "codes.npy", self.codes)
+        if self.floats is not None:
+            np.save(path / "float.npy", self.floats)
+        header = {
+            "format": FORMAT, "version": VERSION, "precision": self.precision, "dim": self.dim, "count": len(self),
+            "ranges": None if self.ranges is None else self.ranges.tolist(), "has_float": self.floats is not None,
+        }  # fmt: skip
+        tmp = path / "header.json.tmp"
+        tmp.write_text(json.dumps(header, indent=1))
+        tmp.replace(path / "header.json")
+
+    @classmethod
+    def load(cls, path: str | Path, mmap: bool = True) -> Index:
+        path = Path(path)
+        header_path = path / "header.json"
+        if not header_path.is_file():
+            raise FileNotFoundError(f"{header_path} is missing: not a fastembed_rt index")
+        header = json.loads(header_path.read_text())
+        if header.get("format") != FORMAT or header.get("version") != VERSION:
+            raise ValueError(f"{header_path}: not a version-{VERSION} {FORMAT} header")
+        mode = "r" if mmap else None
+        codes = np.load(path / "codes.npy", mmap_mode=mode)
+        floats = np.load(path / "float.npy", mmap_mode=mode) if header["has_float"] else None
+        if codes.shape[0] != header["count"]:
+            raise ValueError(f"{path / 'codes.npy'}: {codes.shape[0]} rows, header says {header['count']}")
+        ranges = None if header["ranges"] is None else np.asarray(header["ranges"], dtype=np.float32)
+        return cls(header["precision"], header["dim"], codes, floats, ranges)

@@ -1,0 +1,95 @@
+"""Every similarity kernel, on every ISA path this CPU has, against numpy on awkward shapes."""
+
+import numpy as np
+import pytest
+
+from fastembed_rt import _C
+
+ISAS = _C.similarity_isas()
+SHAPES = [(1, 1, 8, 1), (3, 5, 13, 10), (7, 300, 100, 9), (2, 5000, 200, 7), (4, 9000, 1032, 3), (1, 10, 67, 40)]
+
+
+def expected_topk(scores: np.ndarray, k: int, descending: bool = True):
+    """Best first, ties to the lower index (a stable sort)."""
+    order = np.argsort(-scores if descending else scores, axis=1, kind="stable")[:, : min(k, scores.shape[1])]
+    return np.take_along_axis(scores, order, 1), order
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("nq,n,dim,k", SHAPES, ids=str)
+def test_int8_dot_exact(isa, nq, n, dim, k):
+    rng = np.random.default_rng(n + dim)
+    q = rng.integers(-128, 128, (nq, dim), dtype=np.int8)
+    c = rng.integers(-128, 128, (n, dim), dtype=np.int8)
+    c[n // 2 :] = c[: n - n // 2]  # duplicated rows: equal scores must go to the lower index
+    scores, ids = _C.topk_dot_i8(q, c, k, isa)
+    want_scores, want_ids = expected_topk(q.astype(np.int64) @ c.astype(np.int64).T, k)
+    assert np.array_equal(ids, want_ids) and np.array_equal(scores, want_scores)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("nq,n,dim,k", SHAPES, ids=str)
+def test_hamming_exact(isa, nq, n, dim, k):
+    rng = np.random.default_rng(n * dim)
+    q = rng.integers(0, 256, (nq, dim), dtype=np.uint8)
+    c = rng.integers(0, 256, (n, dim), dtype=np.uint8)
+    c[-1] = q[0]  # an exact match at the end
+    distances, ids = _C.topk_hamming(q, c, k, isa)
+    full = np.unpackbits(q[:, None, :] ^ c[None, :, :], axis=-1).sum(-1)
+    want_d, want_ids = expected_topk(full, k, descending=False)
+    assert np.array_equal(ids, want_ids) and np.array_equal(distances, want_d)
+    assert distances[0, 0] == 0
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("nq,n,dim,k", SHAPES, ids=str)
+def test_float32_dot(isa, nq, n, dim, k):
+    rng = np.random.default_rng(n + 7 * dim)
+    q = rng.standard_normal((nq, dim)).astype(np.float32)
+    c = rng.standard_normal((n, dim)).astype(np.float32)
+    scores, ids = _C.topk_dot_f32(q, c, k, isa)
+    exact = q.astype(np.float64) @ c.astype(np.float64).T
+    want_scores, _ = expected_topk(exact, k)
+    np.testing.assert_allclose(scores, want_scores, rtol=1e-4, atol=1e-4 * np.sqrt(dim))
+    np.testing.assert_allclose(np.take_along_axis(exact, ids, 1), want_scores, rtol=1e-4, atol=1e-4 * np.sqrt(dim))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_float32_ties_to_lower_index(isa):
+    c = np.ones((50, 19), dtype=np.float32)
+    scores, ids = _C.topk_dot_f32(np.ones((2, 19), dtype=np.float32), c, 5, isa)
+    assert ids.tolist() == [[0, 1, 2, 3, 4]] * 2
+
+
+def test_threads_agree():
+    rng = np.random.default_rng(3)
+    q = rng.integers(-128, 128, (6, 96), dtype=np.int8)
+    c = rng.integers(-10, 10, (40_000, 96), dtype=np.int8)  # small range: many ties across thread slices
+    one = _C.topk_dot_i8(q, c, 25, "auto", 1)
+    for threads in (2, 3, 8):
+        many = _C.topk_dot_i8(q, c, 25, "auto", threads)
+        assert np.array_equal(one[0], many[0]) and np.array_equal(one[1], many[1])
+
+
+def test_zero_queries_and_k_past_corpus():
+    c = np.zeros((3, 8), dtype=np.uint8)
+    d, ids = _C.topk_hamming(np.zeros((0, 8), dtype=np.uint8), c, 2)
+    assert d.shape == ids.shape == (0, 2)
+    d, ids = _C.topk_hamming(np.zeros((1, 8), dtype=np.uint8), c, 10)
+    assert ids.tolist() == [[0, 1, 2]]
+
+
+def test_binding_checks():
+    f = np.zeros((2, 8), dtype=np.float32)
+    with pytest.raises(ValueError, match="dimension mismatch: queries have 8 columns, corpus has 9"):
+        _C.topk_dot_f32(f, np.zeros((4, 9), dtype=np.float32), 1)
+    with pytest.raises(TypeError, match="corpus: expected dtype int8"):
+        _C.topk_dot_i8(np.zeros((1, 8), dtype=np.int8), f, 1)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        _C.topk_dot_f32(f, f, 0)
+    with pytest.raises(ValueError, match="corpus is empty"):
+        _C.topk_dot_f32(f, np.zeros((0, 8), dtype=np.float32), 1)
+    with pytest.raises(ValueError, match="queries: must be C-contiguous"):
+        _C.topk_dot_f32(np.zeros((8, 2), dtype=np.float32).T, f, 1)
+    with pytest.raises(ValueError, match="unknown isa 'sse'"):
+        _C.topk_dot_f32(f, f, 1, "sse")
