@@ -69,6 +69,13 @@ def cmd_embed(args) -> int:
     elapsed = time.perf_counter() - start
     bar.close()
     written = _write_output(out, fmt, vectors, corpus.ids)
+    if args.index:
+        from fastembed_rt.search import Index
+
+        Index.build(vectors, args.index_precision, keep_float=args.index_precision != "float32").save(args.index)
+        if corpus.ids is not None:
+            (Path(args.index) / "ids.json").write_text(json.dumps(corpus.ids))
+        written.append(Path(args.index))
 
     print(f"model      {model.spec.path}")
     print(f"input      {source}")
@@ -80,6 +87,42 @@ def cmd_embed(args) -> int:
         if issubclass(w.category, fastembed_rt.TruncationWarning):
             print(f"truncated  {w.message}")
     print(f"output     {', '.join(str(p) for p in written)} ({vectors.shape[0]} x {vectors.shape[1]} float32, {fmt})")
+    return 0
+
+
+def cmd_search(args) -> int:
+    import fastembed_rt
+    from fastembed_rt.search import Index
+
+    index = Index.load(args.index)
+    model = fastembed_rt.load(args.model)
+    if model.dimension != index.dim:
+        raise ValueError(f"model {args.model} makes {model.dimension}-d vectors, the index holds {index.dim}-d")
+    scores, ids = index.search(model.encode(args.query, normalize=True), k=args.k, rescore_multiplier=args.rescore_multiplier)
+    ids_path = Path(args.index) / "ids.json"
+    names = json.loads(ids_path.read_text()) if ids_path.is_file() else None
+    for rank, (score, i) in enumerate(zip(scores[0], ids[0]), start=1):
+        print(f"{rank:>3}  {score:.4f}  {names[i] if names else i}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import fastembed_rt
+    from fastembed_rt import evaluation
+
+    model = fastembed_rt.load(args.model)
+    path = Path(args.data)
+    if path.is_file():
+        result = evaluation.evaluate_sts(model, path)
+        print(f"STS {path.name}: {result['pairs']} pairs, Spearman {result['spearman']:.2f}")
+        return 0
+    corpus, queries, qrels = evaluation.read_beir(path)
+    result = evaluation.evaluate_retrieval(model, corpus, queries, qrels, args.precision.split(","), args.drop_self,
+                                           args.rescore_multiplier)  # fmt: skip
+    print(f"retrieval {path.name}: {result['queries']} queries, {result['documents']} documents")
+    print(f"  {'precision':<10}{'nDCG@10':>9}{'recall@100':>12}")
+    for precision, m in result["results"].items():
+        print(f"  {precision:<10}{m['ndcg@10']:>9.2f}{m['recall@100']:>12.2f}")
     return 0
 
 
@@ -135,7 +178,25 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     embed.add_argument("--dtype", help="float32 (default), bfloat16 or float16")
     embed.add_argument("--quiet", action="store_true", help="no progress bar")
+    embed.add_argument("--index", help="also build a search index in this directory")
+    embed.add_argument("--index-precision", choices=("float32", "int8", "binary"), default="float32")
     embed.set_defaults(run=cmd_embed)
+
+    search = sub.add_parser("search", help="search an index built by embed --index")
+    search.add_argument("index", help="index directory")
+    search.add_argument("--query", required=True)
+    search.add_argument("-k", type=int, default=10)
+    search.add_argument("--rescore-multiplier", type=int, default=4)
+    search.add_argument("--model", default="all-MiniLM-L6-v2")
+    search.set_defaults(run=cmd_search)
+
+    evaluate = sub.add_parser("eval", help="STS (a TSV file) or BEIR retrieval (a directory) quality")
+    evaluate.add_argument("data", help="STS TSV (score, s1, s2) or BEIR directory (corpus.jsonl, queries.jsonl, qrels/test.tsv)")
+    evaluate.add_argument("--model", default="all-MiniLM-L6-v2")
+    evaluate.add_argument("--precision", default="float32,int8,binary", help="index precisions to compare")
+    evaluate.add_argument("--drop-self", action="store_true", help="ignore a hit whose id equals the query id (ArguAna)")
+    evaluate.add_argument("--rescore-multiplier", type=int, default=4)
+    evaluate.set_defaults(run=cmd_eval)
 
     info = sub.add_parser("info", help="versions, CPU features and the implementation each op uses")
     info.set_defaults(run=cmd_info)

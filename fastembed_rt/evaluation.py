@@ -1,0 +1,92 @@
+"""Quality evaluation: STS (Spearman of cosine) and BEIR-layout retrieval (nDCG@10, recall@100) at any
+index precision, so the cost of int8 or binary is measured, not guessed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .search import Index
+
+
+def rank_average_ties(x: np.ndarray) -> np.ndarray:
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x), dtype=np.float64)
+    ranks[order] = np.arange(1, len(x) + 1)
+    values, inverse = np.unique(x, return_inverse=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return sums[inverse] / np.bincount(inverse)[inverse]
+
+
+def spearman(a, b) -> float:
+    ra, rb = rank_average_ties(np.asarray(a, dtype=np.float64)), rank_average_ties(np.asarray(b, dtype=np.float64))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def evaluate_sts(model, tsv: Path) -> dict:
+    """TSV with a header line and rows `score<TAB>sentence1<TAB>sentence2`."""
+    rows = []
+    with open(tsv, encoding="utf-8") as f:
+        next(f, None)
+        for line_number, line in enumerate(f, start=2):
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) < 3:
+                raise ValueError(f"{tsv}:{line_number}: expected score<TAB>sentence1<TAB>sentence2")
+            rows.append((float(parts[0]), parts[1], parts[2]))
+    vectors = model.encode([r[1] for r in rows] + [r[2] for r in rows], normalize=True)
+    a, b = vectors[: len(rows)], vectors[len(rows) :]
+    return {"pairs": len(rows), "spearman": 100 * spearman([r[0] for r in rows], (a * b).sum(1))}
+
+
+def read_beir(directory: Path) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:
+    def jsonl(path):
+        with open(path, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    corpus = {d["_id"]: (d.get("title", "") + " " + d["text"]).strip() for d in jsonl(directory / "corpus.jsonl")}
+    queries = {q["_id"]: q["text"] for q in jsonl(directory / "queries.jsonl")}
+    qrels: dict[str, dict[str, int]] = {}
+    with open(directory / "qrels" / "test.tsv", encoding="utf-8") as f:
+        for line in f:
+            qid, did, score = line.rstrip("\n").split("\t")[:3]
+            if qid == "query-id":
+                continue
+            qrels.setdefault(qid, {})[did] = int(score)
+    return corpus, queries, qrels
+
+
+def ndcg_at(ranked: list[str], relevant: dict[str, int], k: int) -> float:
+    dcg = sum(relevant.get(doc, 0) / np.log2(i + 2) for i, doc in enumerate(ranked[:k]))
+    ideal = sorted(relevant.values(), reverse=True)[:k]
+    idcg = sum(rel / np.log2(i + 2) for i, rel in enumerate(ideal))
+    return dcg / idcg if idcg > 0 else 0.0
+
+
+def evaluate_retrieval(model, corpus, queries, qrels, precisions=("float32", "int8", "binary"),
+                       drop_self: bool = False, rescore_multiplier: int = 4) -> dict:  # fmt: skip
+    """Embeds a BEIR corpus and its judged queries, then scores retrieval at each index precision."""
+    doc_ids = list(corpus)
+    query_ids = [q for q in queries if q in qrels]
+    doc_vectors = model.encode([corpus[d] for d in doc_ids], normalize=True)
+    query_vectors = model.encode([queries[q] for q in query_ids], normalize=True)
+    return score_retrieval(doc_ids, doc_vectors, query_ids, query_vectors, qrels, precisions, drop_self, rescore_multiplier)
+
+
+def score_retrieval(doc_ids, doc_vectors, query_ids, query_vectors, qrels, precisions=("float32", "int8", "binary"),
+                    drop_self: bool = False, rescore_multiplier: int = 4) -> dict:  # fmt: skip
+    """nDCG@10 and recall@100 per index precision over the queries that have judgments."""
+    depth = 100 + (1 if drop_self else 0)
+    results = {}
+    for precision in precisions:
+        index = Index.build(doc_vectors, precision, keep_float=True)
+        _, hits = index.search(query_vectors, k=depth, rescore_multiplier=rescore_multiplier)
+        ndcg, recall = [], []
+        for qid, row in zip(query_ids, hits):
+            ranked = [doc_ids[i] for i in row if not (drop_self and doc_ids[i] == qid)][:100]
+            relevant = {d: s for d, s in qrels[qid].items() if s > 0}
+            ndcg.append(ndcg_at(ranked, relevant, 10))
+            recall.append(len(set(ranked) & set(relevant)) / len(relevant) if relevant else 0.0)
+        results[precision] = {"ndcg@10": 100 * float(np.mean(ndcg)), "recall@100": 100 * float(np.mean(recall))}
+    return {"queries": len(query_ids), "documents": len(doc_ids), "results": results}

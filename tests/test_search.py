@@ -1,0 +1,97 @@
+"""fastembed_rt.Index: results against numpy exact search, persistence, rescoring and bad input."""
+
+import numpy as np
+import pytest
+
+from fastembed_rt import Index, quantize_embeddings
+
+
+def unit_rows(n, dim, seed):
+    x = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return unit_rows(3000, 96, 0)
+
+
+def test_float32_equals_numpy_exact(corpus):
+    queries = unit_rows(13, 96, 1)
+    scores, ids = Index.build(corpus).search(queries, k=10)
+    exact = queries @ corpus.T
+    want = np.argsort(-exact, axis=1, kind="stable")[:, :10]
+    assert np.array_equal(ids, want)
+    np.testing.assert_allclose(scores, np.take_along_axis(exact, want, 1), atol=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["int8", "binary"])
+@pytest.mark.parametrize("keep_float", [False, True])
+def test_quantized_with_rescoring_finds_near_duplicates(precision, keep_float, corpus):
+    queries = corpus[:20] + 0.05 * unit_rows(20, 96, 2)
+    index = Index.build(corpus, precision, keep_float=keep_float)
+    scores, ids = index.search(queries, k=5, rescore_multiplier=10)
+    assert (ids[:, 0] == np.arange(20)).all()
+    assert (np.diff(scores, axis=1) <= 0).all()
+    if keep_float:  # rescored against the exact float vectors: exact scores
+        np.testing.assert_allclose(scores, np.einsum("qd,qkd->qk", queries, corpus[ids]), rtol=1e-5)
+
+
+def test_int8_candidates_use_the_kernel_on_quantized_codes(corpus):
+    index = Index.build(corpus, "int8")
+    codes = quantize_embeddings(corpus, "int8", ranges=index.ranges)
+    assert np.array_equal(index.codes, codes)
+    assert np.array_equal(Index.build(corpus, "binary").codes, quantize_embeddings(corpus, "ubinary"))
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8", "binary"])
+def test_save_load_mmap_roundtrip_and_add(precision, corpus, tmp_path):
+    index = Index.build(corpus[:2000], precision, keep_float=precision != "float32")
+    index.add(corpus[2000:])
+    queries = unit_rows(4, 96, 3)
+    want = index.search(queries, k=7)
+    index.save(tmp_path / "idx")
+    loaded = Index.load(tmp_path / "idx", mmap=True)
+    assert isinstance(loaded.codes, np.memmap) and len(loaded) == 3000
+    got = loaded.search(queries, k=7)
+    assert np.array_equal(got[1], want[1]) and np.allclose(got[0], want[0])
+    header = (tmp_path / "idx" / "header.json").read_text()
+    assert '"precision": "' + precision in header
+
+
+def test_k_past_corpus_returns_all_sorted(corpus):
+    scores, ids = Index.build(corpus[:5]).search(corpus[0], k=50)
+    assert ids.shape == (1, 5) and sorted(ids[0].tolist()) == [0, 1, 2, 3, 4] and ids[0, 0] == 0
+    assert (np.diff(scores[0]) <= 0).all()
+
+
+def test_bad_input(corpus, tmp_path):
+    index = Index.build(corpus)
+    with pytest.raises(ValueError, match="dimension mismatch: queries have 95 dimensions, the index 96"):
+        index.search(corpus[:1, :95])
+    for k in (0, -3, 2.5):
+        with pytest.raises(ValueError, match="k must be a positive integer"):
+            index.search(corpus[:1], k=k)
+    bad = corpus[:3].copy()
+    bad[2, 5] = np.nan
+    with pytest.raises(ValueError, match=r"queries contain NaN or inf \(row 2\)"):
+        index.search(bad)
+    with pytest.raises(ValueError, match=r"embeddings contain NaN or inf \(row 2\)"):
+        Index.build(bad)
+    with pytest.raises(TypeError, match="queries must be floating point"):
+        index.search(np.ones((1, 96), dtype=np.int8))
+    with pytest.raises(ValueError, match="must be 1-D or 2-D"):
+        index.search(np.ones((1, 1, 96), dtype=np.float32))
+    with pytest.raises(ValueError, match="the index is empty"):
+        Index.build(np.zeros((0, 96), dtype=np.float32)).search(corpus[:1])
+    with pytest.raises(ValueError, match="unsupported index precision 'int4'"):
+        Index.build(corpus, "int4")
+    with pytest.raises(FileNotFoundError, match="header.json is missing"):
+        Index.load(tmp_path)
+
+
+def test_ties_go_to_lower_id():
+    corpus = np.tile(np.array([[0.6, 0.8]], dtype=np.float32), (10, 1))
+    for precision in ("float32", "int8", "binary"):
+        index = Index.build(np.vstack([corpus, [[-0.6, -0.8]]]).astype(np.float32), precision)
+        assert index.search(corpus[0], k=3)[1].tolist() == [[0, 1, 2]], precision
