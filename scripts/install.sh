@@ -15,7 +15,9 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1; then
     "${pip[@]}" "torch==2.13.0"
   else
-    "${pip[@]}" "torch==2.13.0+cpu" --extra-index-url https://download.pytorch.org/whl/cpu
+    # The CPU build from the configured indexes/wheel folders if one is there, else from PyTorch's CPU index.
+    "${pip[@]}" "torch==2.13.0+cpu" 2>/dev/null ||
+      "${pip[@]}" "torch==2.13.0+cpu" --extra-index-url https://download.pytorch.org/whl/cpu
   fi
 fi
 "${pip[@]}" "setuptools>=68" wheel "pybind11>=2.12"
