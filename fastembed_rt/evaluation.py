@@ -3,11 +3,11 @@ index precision, so the cost of int8 or binary is measured, not guessed."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from .readers import iter_jsonl
 from .search import Index
 
 
@@ -15,7 +15,7 @@ def rank_average_ties(x: np.ndarray) -> np.ndarray:
     order = np.argsort(x, kind="stable")
     ranks = np.empty(len(x), dtype=np.float64)
     ranks[order] = np.arange(1, len(x) + 1)
-    values, inverse = np.unique(x, return_inverse=True)
+    _, inverse = np.unique(x, return_inverse=True)
     sums = np.bincount(inverse, weights=ranks)
     return sums[inverse] / np.bincount(inverse)[inverse]
 
@@ -41,12 +41,8 @@ def evaluate_sts(model, tsv: Path) -> dict:
 
 
 def read_beir(directory: Path) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:
-    def jsonl(path):
-        with open(path, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
-
-    corpus = {d["_id"]: (d.get("title", "") + " " + d["text"]).strip() for d in jsonl(directory / "corpus.jsonl")}
-    queries = {q["_id"]: q["text"] for q in jsonl(directory / "queries.jsonl")}
+    corpus = {d["_id"]: (d.get("title", "") + " " + d["text"]).strip() for _, d in iter_jsonl(directory / "corpus.jsonl", "text")}
+    queries = {q["_id"]: q["text"] for _, q in iter_jsonl(directory / "queries.jsonl", "text")}
     qrels: dict[str, dict[str, int]] = {}
     with open(directory / "qrels" / "test.tsv", encoding="utf-8") as f:
         for line in f:

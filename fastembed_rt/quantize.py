@@ -11,7 +11,8 @@ import numpy as np
 PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
 
 
-def _as_float_matrix(x, name: str) -> np.ndarray:
+def as_float_matrix(x, name: str) -> np.ndarray:
+    """x (numpy or torch) as a 1-D or 2-D floating-point numpy array, or a TypeError/ValueError naming it."""
     if hasattr(x, "detach"):  # a torch tensor
         x = x.detach().float().cpu().numpy()
     x = np.asarray(x)
@@ -24,17 +25,26 @@ def _as_float_matrix(x, name: str) -> np.ndarray:
 
 def quantization_ranges(embeddings: np.ndarray) -> np.ndarray:
     """[2, dim] per-dimension minimum and maximum, the calibration sentence-transformers uses."""
-    embeddings = _as_float_matrix(embeddings, "calibration_embeddings")
+    embeddings = as_float_matrix(embeddings, "calibration_embeddings")
     if embeddings.ndim == 1 or embeddings.shape[0] < 2:
         raise ValueError("int8/uint8 ranges need at least 2 embeddings; pass ranges or calibration_embeddings")
     return np.vstack((np.min(embeddings, axis=0), np.max(embeddings, axis=0)))
+
+
+def int8_buckets(ranges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(start, step) per dimension of the 255-step int8/uint8 grid over [min, max] ranges [2, dim];
+    a constant dimension gets step 1, as in sentence-transformers."""
+    ranges = ranges.astype(np.float32, copy=False)
+    starts = ranges[0, :]
+    steps = (ranges[1, :] - starts) / 255
+    return starts, np.where(steps == 0, 1, steps)
 
 
 def quantize_embeddings(embeddings, precision: str, ranges=None, calibration_embeddings=None) -> np.ndarray:
     """Quantizes float embeddings [n, d] (or [d]) to `precision`; see the module docstring."""
     if precision not in PRECISIONS:
         raise ValueError(f"unsupported precision {precision!r}; supported: {', '.join(PRECISIONS)}")
-    embeddings = _as_float_matrix(embeddings, "embeddings")
+    embeddings = as_float_matrix(embeddings, "embeddings")
     dim = embeddings.shape[-1]
     if precision == "float32":
         return embeddings.astype(np.float32)
@@ -49,9 +59,6 @@ def quantize_embeddings(embeddings, precision: str, ranges=None, calibration_emb
     ranges = np.asarray(ranges)
     if ranges.shape != (2, dim):
         raise ValueError(f"ranges must have shape (2, {dim}), got {ranges.shape}")
-    ranges = ranges.astype(np.float32, copy=False)
-    starts = ranges[0, :]
-    steps = (ranges[1, :] - starts) / 255
-    steps = np.where(steps == 0, 1, steps)
+    starts, steps = int8_buckets(ranges)
     levels = np.clip(np.floor((embeddings - starts) / steps), 0, 255)
     return (levels - 128).astype(np.int8) if precision == "int8" else levels.astype(np.uint8)

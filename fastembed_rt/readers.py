@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 SUPPORTED_SUFFIXES = (".txt", ".jsonl", ".parquet")
 
@@ -31,8 +32,9 @@ def read_corpus(path: Path, text_field: str = "text", id_field: str | None = "id
     raise ValueError(f"{path}: unsupported input format {suffix!r}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
 
 
-def _read_jsonl(path: Path, text_field: str, id_field: str | None) -> Corpus:
-    texts, ids = [], []
+def iter_jsonl(path: Path, text_field: str) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line whose `text_field` holds a string; any other line
+    stops with an error naming the file and line."""
     with open(path, encoding="utf-8") as f:
         for line_number, line in enumerate(f, start=1):
             if not line.strip():
@@ -45,8 +47,14 @@ def _read_jsonl(path: Path, text_field: str, id_field: str | None) -> Corpus:
                 raise ValueError(f"{path}:{line_number}: no field {text_field!r}")
             if not isinstance(row[text_field], str):
                 raise ValueError(f"{path}:{line_number}: field {text_field!r} is {type(row[text_field]).__name__}, expected a string")
-            texts.append(row[text_field])
-            ids.append(str(row[id_field]) if id_field and id_field in row else str(len(ids)))
+            yield line_number, row
+
+
+def _read_jsonl(path: Path, text_field: str, id_field: str | None) -> Corpus:
+    texts, ids = [], []
+    for _, row in iter_jsonl(path, text_field):
+        texts.append(row[text_field])
+        ids.append(str(row[id_field]) if id_field and id_field in row else str(len(ids)))
     return Corpus(texts, ids)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _C
-from .quantize import quantization_ranges, quantize_embeddings
+from .quantize import as_float_matrix, int8_buckets, quantization_ranges, quantize_embeddings
 
 INDEX_PRECISIONS = ("float32", "int8", "binary")
 FORMAT = "fastembed_rt.index"
@@ -27,13 +27,8 @@ def _isa() -> str:
 
 
 def _float_matrix(x, name: str, dim: int | None = None) -> np.ndarray:
-    x = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x)
-    if x.dtype.kind != "f":
-        raise TypeError(f"{name} must be floating point, got dtype {x.dtype}")
-    if x.ndim == 1:
-        x = x[None, :]
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be 1-D or 2-D, got shape {x.shape}")
+    """A checked, finite, contiguous float32 [n, d] matrix (a single vector becomes one row)."""
+    x = np.atleast_2d(as_float_matrix(x, name))
     if dim is not None and x.shape[1] != dim:
         raise ValueError(f"dimension mismatch: {name} have {x.shape[1]} dimensions, the index {dim}")
     if not np.isfinite(x).all():
@@ -96,8 +91,7 @@ class Index:
             raise ValueError("the index is empty: add vectors before searching")
         q = _float_matrix(queries, "queries", self.dim)
         if self.precision == "float32":
-            scores, ids = _C.topk_dot_f32(q, self.codes, int(k), _isa())
-            return scores, ids
+            return _C.topk_dot_f32(q, self.codes, int(k), _isa())
         candidates = int(min(len(self), k * rescore_multiplier))
         if self.precision == "int8":
             _, ids = _C.topk_dot_i8(self._encode(q, "int8", self.ranges), self.codes, candidates, _isa())
@@ -116,9 +110,7 @@ class Index:
             return np.asarray(self.floats[ids], dtype=np.float32)
         codes = np.asarray(self.codes[ids])
         if self.precision == "int8":
-            starts = self.ranges[0]
-            steps = (self.ranges[1] - starts) / 255
-            steps = np.where(steps == 0, 1, steps)
+            starts, steps = int8_buckets(self.ranges)
             return starts + (codes.astype(np.float32) + 128.5) * steps  # the middle of each bucket
         return np.unpackbits(codes, axis=-1, count=self.dim).astype(np.float32) * 2 - 1
 
