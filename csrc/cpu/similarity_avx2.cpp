@@ -1,4 +1,5 @@
-// AVX2 score blocks: 2 queries x 4 rows per tile (16 ymm registers); tails finish in scalar code.
+// AVX2 score blocks. One tile loop (2 queries x 4 rows: 16 ymm registers) serves the float32 and int8 dot
+// products, with scalar tails; Hamming uses the hardware POPCNT on 64-bit words.
 #pragma GCC target("avx2,fma,popcnt")
 #include <immintrin.h>
 
@@ -14,77 +15,79 @@ void tile_pointers(const T* base, int64_t stride, int64_t start, int64_t count, 
   for (int i = 0; i < N; ++i) out[i] = base + (start + i < count ? start + i : count - 1) * stride;
 }
 
-float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-}
+struct DotF32 {
+  using Elem = float;
+  using Score = float;
+  using Vec = __m256;
+  static constexpr int64_t kStep = 8;
+  static Vec zero() { return _mm256_setzero_ps(); }
+  static Vec load(const float* p) { return _mm256_loadu_ps(p); }
+  static Vec accumulate(Vec acc, Vec q, Vec r) { return _mm256_fmadd_ps(q, r, acc); }
+  static Score product(float a, float b) { return a * b; }
+  static Score reduce(Vec v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+  }
+};
 
-int32_t hsum(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-  return _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1)));
+// int8 products are widened to int16 and summed in pairs into int32 (madd): exact, no saturation.
+struct DotI8 {
+  using Elem = int8_t;
+  using Score = int32_t;
+  using Vec = __m256i;
+  static constexpr int64_t kStep = 16;
+  static Vec zero() { return _mm256_setzero_si256(); }
+  static Vec load(const int8_t* p) { return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+  static Vec accumulate(Vec acc, Vec q, Vec r) { return _mm256_add_epi32(acc, _mm256_madd_epi16(q, r)); }
+  static Score product(int8_t a, int8_t b) { return int32_t{a} * int32_t{b}; }
+  static Score reduce(Vec v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    return _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1)));
+  }
+};
+
+template <typename Op>
+void score_tiles(const typename Op::Elem* q, int64_t nq, const typename Op::Elem* rows, int64_t nrows, int64_t dim,
+                 typename Op::Score* out) {
+  using Elem = typename Op::Elem;
+  const int64_t body = dim - dim % Op::kStep;
+  for (int64_t r0 = 0; r0 < nrows; r0 += kR) {
+    const Elem* R[kR];
+    tile_pointers<Elem, kR>(rows, dim, r0, nrows, R);
+    for (int64_t q0 = 0; q0 < nq; q0 += kQ) {
+      const Elem* Q[kQ];
+      tile_pointers<Elem, kQ>(q, dim, q0, nq, Q);
+      typename Op::Vec acc[kQ][kR];
+      for (auto& row : acc)
+        for (auto& a : row) a = Op::zero();
+      for (int64_t d = 0; d < body; d += Op::kStep) {
+        typename Op::Vec rv[kR];
+        for (int j = 0; j < kR; ++j) rv[j] = Op::load(R[j] + d);
+        for (int i = 0; i < kQ; ++i) {
+          const typename Op::Vec qv = Op::load(Q[i] + d);
+          for (int j = 0; j < kR; ++j) acc[i][j] = Op::accumulate(acc[i][j], qv, rv[j]);
+        }
+      }
+      for (int i = 0; i < kQ && q0 + i < nq; ++i)
+        for (int j = 0; j < kR && r0 + j < nrows; ++j) {
+          typename Op::Score s = Op::reduce(acc[i][j]);
+          for (int64_t d = body; d < dim; ++d) s += Op::product(Q[i][d], R[j][d]);
+          out[(q0 + i) * nrows + r0 + j] = s;
+        }
+    }
+  }
 }
 
 }  // namespace
 
 void dot_f32_avx2(const float* q, int64_t nq, const float* rows, int64_t nrows, int64_t dim, float* out) {
-  const int64_t body = dim - dim % 8;
-  for (int64_t r0 = 0; r0 < nrows; r0 += kR) {
-    const float* R[kR];
-    tile_pointers<float, kR>(rows, dim, r0, nrows, R);
-    for (int64_t q0 = 0; q0 < nq; q0 += kQ) {
-      const float* Q[kQ];
-      tile_pointers<float, kQ>(q, dim, q0, nq, Q);
-      __m256 acc[kQ][kR];
-      for (auto& row : acc)
-        for (auto& a : row) a = _mm256_setzero_ps();
-      for (int64_t d = 0; d < body; d += 8) {
-        __m256 rv[kR];
-        for (int j = 0; j < kR; ++j) rv[j] = _mm256_loadu_ps(R[j] + d);
-        for (int i = 0; i < kQ; ++i) {
-          const __m256 qv = _mm256_loadu_ps(Q[i] + d);
-          for (int j = 0; j < kR; ++j) acc[i][j] = _mm256_fmadd_ps(qv, rv[j], acc[i][j]);
-        }
-      }
-      for (int i = 0; i < kQ && q0 + i < nq; ++i)
-        for (int j = 0; j < kR && r0 + j < nrows; ++j) {
-          float s = hsum(acc[i][j]);
-          for (int64_t d = body; d < dim; ++d) s += Q[i][d] * R[j][d];
-          out[(q0 + i) * nrows + r0 + j] = s;
-        }
-    }
-  }
+  score_tiles<DotF32>(q, nq, rows, nrows, dim, out);
 }
 
-// int8 products are widened to int16 and summed in pairs into int32 (madd): exact, no saturation.
 void dot_i8_avx2(const int8_t* q, int64_t nq, const int8_t* rows, int64_t nrows, int64_t dim, int32_t* out) {
-  const int64_t body = dim - dim % 16;
-  for (int64_t r0 = 0; r0 < nrows; r0 += kR) {
-    const int8_t* R[kR];
-    tile_pointers<int8_t, kR>(rows, dim, r0, nrows, R);
-    for (int64_t q0 = 0; q0 < nq; q0 += kQ) {
-      const int8_t* Q[kQ];
-      tile_pointers<int8_t, kQ>(q, dim, q0, nq, Q);
-      __m256i acc[kQ][kR];
-      for (auto& row : acc)
-        for (auto& a : row) a = _mm256_setzero_si256();
-      for (int64_t d = 0; d < body; d += 16) {
-        __m256i rv[kR];
-        for (int j = 0; j < kR; ++j) rv[j] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(R[j] + d)));
-        for (int i = 0; i < kQ; ++i) {
-          const __m256i qv = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(Q[i] + d)));
-          for (int j = 0; j < kR; ++j) acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(qv, rv[j]));
-        }
-      }
-      for (int i = 0; i < kQ && q0 + i < nq; ++i)
-        for (int j = 0; j < kR && r0 + j < nrows; ++j) {
-          int32_t s = hsum(acc[i][j]);
-          for (int64_t d = body; d < dim; ++d) s += int32_t{Q[i][d]} * int32_t{R[j][d]};
-          out[(q0 + i) * nrows + r0 + j] = s;
-        }
-    }
-  }
+  score_tiles<DotI8>(q, nq, rows, nrows, dim, out);
 }
 
 // No vector popcount before AVX-512: 64-bit words through the hardware POPCNT instruction.
