@@ -57,6 +57,18 @@ class TopK {
   std::vector<Candidate<Score>> heap_;
 };
 
+// The best value a block offers, so that a block with nothing good enough skips the heap entirely
+// (after the first blocks almost all do); written as plain min/max so the compiler vectorizes it.
+template <typename Score>
+Score block_best(const Score* s, int64_t rows, bool negate) {
+  Score lo = s[0], hi = s[0];
+  for (int64_t r = 1; r < rows; ++r) {
+    lo = s[r] < lo ? s[r] : lo;
+    hi = s[r] > hi ? s[r] : hi;
+  }
+  return negate ? -lo : hi;
+}
+
 // Scans the corpus in per-thread slices and merges the slices' top-k. `negate` turns distances (smaller is
 // better) into scores for the heaps and back on output.
 template <typename T, typename Score, typename ScoreBlock>
@@ -76,6 +88,7 @@ void search(const T* queries, int64_t nq, const T* corpus, int64_t n, int64_t di
         for (int64_t i = 0; i < nq; ++i) {
           const Score* s = scores.data() + i * rows;
           Score floor = mine[i].floor();
+          if (block_best(s, rows, negate) < floor) continue;
           for (int64_t r = 0; r < rows; ++r) {
             const Score value = negate ? -s[r] : s[r];
             if (value >= floor) {

@@ -20,6 +20,37 @@ void tile_pointers(const T* base, int64_t stride, int64_t start, int64_t count, 
 
 __mmask64 byte_mask(int64_t remaining) { return remaining >= 64 ? ~__mmask64{0} : (__mmask64{1} << remaining) - 1; }
 
+// Sums of 16 accumulators at once, lane i of the result holding the sum of a[i]: three levels of
+// unpack/shuffle + add instead of 16 separate horizontal reductions (which would cost as much as the
+// dot products themselves on 128-byte codes).
+__attribute__((always_inline)) inline __m512i sum16(const __m512i a[16]) {
+  __m512i pairs[8], quads[4];
+  for (int i = 0; i < 8; ++i)
+    pairs[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(a[2 * i], a[2 * i + 1]), _mm512_unpackhi_epi32(a[2 * i], a[2 * i + 1]));
+  for (int i = 0; i < 4; ++i)
+    quads[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(pairs[2 * i], pairs[2 * i + 1]),
+                                _mm512_unpackhi_epi64(pairs[2 * i], pairs[2 * i + 1]));
+  const __m512i lo = _mm512_add_epi32(_mm512_shuffle_i32x4(quads[0], quads[1], 0x44), _mm512_shuffle_i32x4(quads[0], quads[1], 0xEE));
+  const __m512i hi = _mm512_add_epi32(_mm512_shuffle_i32x4(quads[2], quads[3], 0x44), _mm512_shuffle_i32x4(quads[2], quads[3], 0xEE));
+  return _mm512_add_epi32(_mm512_shuffle_i32x4(lo, hi, 0x88), _mm512_shuffle_i32x4(lo, hi, 0xDD));
+}
+
+__attribute__((always_inline)) inline __m512 sum16(const __m512 a[16]) {
+  __m512 pairs[8], quads[4];
+  for (int i = 0; i < 8; ++i)
+    pairs[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]), _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+  for (int i = 0; i < 4; ++i) {
+    const __m512d x = _mm512_castps_pd(pairs[2 * i]), y = _mm512_castps_pd(pairs[2 * i + 1]);
+    quads[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+  }
+  const __m512 lo = _mm512_add_ps(_mm512_shuffle_f32x4(quads[0], quads[1], 0x44), _mm512_shuffle_f32x4(quads[0], quads[1], 0xEE));
+  const __m512 hi = _mm512_add_ps(_mm512_shuffle_f32x4(quads[2], quads[3], 0x44), _mm512_shuffle_f32x4(quads[2], quads[3], 0xEE));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(lo, hi, 0x88), _mm512_shuffle_f32x4(lo, hi, 0xDD));
+}
+
+void store(float* p, __m512 v) { _mm512_store_ps(p, v); }
+void store(int32_t* p, __m512i v) { _mm512_store_si512(p, v); }
+
 struct NoRowInfo {
   template <typename T>
   NoRowInfo(const T* const*, int64_t) {}
@@ -38,7 +69,7 @@ struct DotF32 {
   static Vec load_row(__mmask16 m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
   static Vec load_query(__mmask16 m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
   static Vec accumulate(Vec acc, Vec q, Vec r) { return _mm512_fmadd_ps(q, r, acc); }
-  static Score reduce(Vec acc, const RowInfo&, int) { return _mm512_reduce_add_ps(acc); }
+  static Vec finish(Vec sums, const RowInfo&) { return sums; }
 };
 
 // VNNI multiplies unsigned by signed bytes, so the query is shifted to unsigned (q + 128, an XOR of the
@@ -49,16 +80,18 @@ struct DotI8 {
   using Vec = __m512i;
   static constexpr int64_t kStep = 64;
 
-  struct RowInfo {  // sum(r) of each row of the tile, computed once per row tile
-    int32_t sums[kTile];
+  struct RowInfo {  // 128 * sum(r) for each row of the tile, laid out as the tile's sums are (lane i*4 + j)
+    __m512i correction;
     RowInfo(const int8_t* const* rows, int64_t dim) {
       const __m512i ones = _mm512_set1_epi8(1);
+      int32_t sums[kTile];
       for (int j = 0; j < kTile; ++j) {
         __m512i s = _mm512_setzero_si512();
         for (int64_t d = 0; d < dim; d += kStep)
           s = _mm512_dpbusd_epi32(s, ones, _mm512_maskz_loadu_epi8(byte_mask(dim - d), rows[j] + d));
-        sums[j] = _mm512_reduce_add_epi32(s);
+        sums[j] = 128 * _mm512_reduce_add_epi32(s);
       }
+      correction = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sums)));
     }
   };
 
@@ -69,7 +102,7 @@ struct DotI8 {
     return _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, p), _mm512_set1_epi8(static_cast<char>(0x80)));
   }
   static Vec accumulate(Vec acc, Vec q, Vec r) { return _mm512_dpbusd_epi32(acc, q, r); }
-  static Score reduce(Vec acc, const RowInfo& info, int j) { return _mm512_reduce_add_epi32(acc) - 128 * info.sums[j]; }
+  static Vec finish(Vec sums, const RowInfo& info) { return _mm512_sub_epi32(sums, info.correction); }
 };
 
 struct Hamming {
@@ -82,8 +115,9 @@ struct Hamming {
   static Vec zero() { return _mm512_setzero_si512(); }
   static Vec load_row(__mmask64 m, const uint8_t* p) { return _mm512_maskz_loadu_epi8(m, p); }
   static Vec load_query(__mmask64 m, const uint8_t* p) { return _mm512_maskz_loadu_epi8(m, p); }
+  // 64-bit counts: their high halves stay zero, so sum16's 32-bit lanes add them up unchanged.
   static Vec accumulate(Vec acc, Vec q, Vec r) { return _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(q, r))); }
-  static Score reduce(Vec acc, const RowInfo&, int) { return static_cast<int32_t>(_mm512_reduce_add_epi64(acc)); }
+  static Vec finish(Vec sums, const RowInfo&) { return sums; }
 };
 
 template <typename Op>
@@ -97,19 +131,20 @@ void score_tiles(const typename Op::Elem* q, int64_t nq, const typename Op::Elem
     for (int64_t q0 = 0; q0 < nq; q0 += kTile) {
       const Elem* Q[kTile];
       tile_pointers(q, dim, q0, nq, Q);
-      typename Op::Vec acc[kTile][kTile];
-      for (auto& row : acc)
-        for (auto& a : row) a = Op::zero();
+      typename Op::Vec acc[kTile * kTile];  // acc[i * 4 + j]: query i against row j
+      for (auto& a : acc) a = Op::zero();
       for (int64_t d = 0; d < dim; d += Op::kStep) {
         const auto m = Op::mask(dim - d);
         typename Op::Vec rv[kTile], qv[kTile];
         for (int j = 0; j < kTile; ++j) rv[j] = Op::load_row(m, R[j] + d);
         for (int i = 0; i < kTile; ++i) qv[i] = Op::load_query(m, Q[i] + d);
         for (int i = 0; i < kTile; ++i)
-          for (int j = 0; j < kTile; ++j) acc[i][j] = Op::accumulate(acc[i][j], qv[i], rv[j]);
+          for (int j = 0; j < kTile; ++j) acc[i * kTile + j] = Op::accumulate(acc[i * kTile + j], qv[i], rv[j]);
       }
+      alignas(64) typename Op::Score sums[kTile * kTile];
+      store(sums, Op::finish(sum16(acc), info));
       for (int i = 0; i < kTile && q0 + i < nq; ++i)
-        for (int j = 0; j < kTile && r0 + j < nrows; ++j) out[(q0 + i) * nrows + r0 + j] = Op::reduce(acc[i][j], info, j);
+        for (int j = 0; j < kTile && r0 + j < nrows; ++j) out[(q0 + i) * nrows + r0 + j] = sums[i * kTile + j];
     }
   }
 }
