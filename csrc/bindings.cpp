@@ -7,6 +7,7 @@
 #include <string>
 #include <thread>
 
+#include "cpu/ceilings.h"
 #include "cpu/cpu_features.h"
 #include "cpu/pooling.h"
 #include "cpu/similarity.h"
@@ -186,5 +187,27 @@ PYBIND11_MODULE(_C, m) {
         return names;
       },
       "Instruction sets the similarity kernels can use on this CPU, best first.");
+  m.def(
+      "compute_ceilings",
+      [](int num_threads, double seconds) {
+        if (!cpu::isa_supported(cpu::Isa::kAvx512)) {
+          throw py::value_error("compute ceilings are measured with AVX-512 (F, BW, VNNI, VPOPCNTDQ), which this CPU lacks");
+        }
+        if (!(seconds > 0.0 && seconds <= 60.0)) throw py::value_error("seconds must be in (0, 60]");
+        const int threads = resolve_threads(num_threads);
+        cpu::Ceilings c{};
+        {
+          py::gil_scoped_release release;
+          c = cpu::measure_ceilings(threads, seconds);
+        }
+        py::dict d;
+        d["threads"] = threads;
+        d["int8_macs_per_s"] = c.int8_macs_per_s;
+        d["fp32_fmas_per_s"] = c.fp32_fmas_per_s;
+        d["hamming_bits_per_s"] = c.hamming_bits_per_s;
+        return d;
+      },
+      py::arg("num_threads") = 0, py::arg("seconds") = 0.3,
+      "Peak int8 multiply-adds/s (VNNI), float32 FMAs/s and Hamming bits/s (xor+popcount+add) on all threads.");
   m.def("cpu_features", &cpu_features, "Instruction-set extensions detected at run time (cpuid + xgetbv).");
 }

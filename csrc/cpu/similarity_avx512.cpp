@@ -133,18 +133,27 @@ void score_tiles(const typename Op::Elem* q, int64_t nq, const typename Op::Elem
       tile_pointers(q, dim, q0, nq, Q);
       typename Op::Vec acc[kTile * kTile];  // acc[i * 4 + j]: query i against row j
       for (auto& a : acc) a = Op::zero();
-      for (int64_t d = 0; d < dim; d += Op::kStep) {
-        const auto m = Op::mask(dim - d);
+      const auto step = [&](int64_t d, auto m) __attribute__((always_inline)) {
         typename Op::Vec rv[kTile], qv[kTile];
         for (int j = 0; j < kTile; ++j) rv[j] = Op::load_row(m, R[j] + d);
         for (int i = 0; i < kTile; ++i) qv[i] = Op::load_query(m, Q[i] + d);
         for (int i = 0; i < kTile; ++i)
           for (int j = 0; j < kTile; ++j) acc[i * kTile + j] = Op::accumulate(acc[i * kTile + j], qv[i], rv[j]);
-      }
+      };
+      int64_t d = 0;
+      for (; d + Op::kStep <= dim; d += Op::kStep) step(d, Op::mask(Op::kStep));  // full chunks, constant mask
+      if (d < dim) step(d, Op::mask(dim - d));
       alignas(64) typename Op::Score sums[kTile * kTile];
       store(sums, Op::finish(sum16(acc), info));
-      for (int i = 0; i < kTile && q0 + i < nq; ++i)
-        for (int j = 0; j < kTile && r0 + j < nrows; ++j) out[(q0 + i) * nrows + r0 + j] = sums[i * kTile + j];
+      // Query i's four row scores are adjacent in `sums`, as they are in `out`: one 16-byte copy each.
+      for (int i = 0; i < kTile && q0 + i < nq; ++i) {
+        typename Op::Score* dst = out + (q0 + i) * nrows + r0;
+        if (r0 + kTile <= nrows) {
+          __builtin_memcpy(dst, sums + i * kTile, sizeof(sums[0]) * kTile);
+        } else {
+          for (int j = 0; r0 + j < nrows; ++j) dst[j] = sums[i * kTile + j];
+        }
+      }
     }
   }
 }

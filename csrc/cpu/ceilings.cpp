@@ -1,0 +1,43 @@
+#include "ceilings.h"
+
+#include <atomic>
+#include <chrono>
+
+#include "parallel.h"
+
+namespace fastembed_rt::cpu {
+namespace {
+
+// Instructions per second of `loop` on all threads together, with iterations calibrated on one thread so
+// that a run lasts about `seconds`.
+template <typename Loop>
+double instructions_per_second(Loop loop, int num_threads, double seconds) {
+  using Clock = std::chrono::steady_clock;
+  std::atomic<int64_t> sink{0};
+  int64_t iterations = 1 << 14;
+  for (;;) {  // calibrate: double until one run takes a tenth of the budget
+    const auto t0 = Clock::now();
+    sink += static_cast<int64_t>(loop(iterations));
+    if (std::chrono::duration<double>(Clock::now() - t0).count() > seconds / 10) break;
+    iterations *= 2;
+  }
+  iterations *= 10;
+  const auto t0 = Clock::now();
+  parallel_for(num_threads, num_threads, [&](int64_t first, int64_t last) {
+    for (int64_t t = first; t < last; ++t) sink += static_cast<int64_t>(loop(iterations));
+  });
+  const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+  return sink.load() == 42 ? 0.0 : static_cast<double>(num_threads) * iterations * kernels::kCeilingChains / elapsed;
+}
+
+}  // namespace
+
+Ceilings measure_ceilings(int num_threads, double seconds) {
+  return Ceilings{
+      64.0 * instructions_per_second(kernels::vnni_loop, num_threads, seconds),
+      16.0 * instructions_per_second(kernels::fma_loop, num_threads, seconds),
+      512.0 * instructions_per_second(kernels::hamming_loop, num_threads, seconds),
+  };
+}
+
+}  // namespace fastembed_rt::cpu
