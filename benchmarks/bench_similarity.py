@@ -1,117 +1,123 @@
 """Exact top-k search on the CPU: fastembed_rt's C++ kernels against numpy, FAISS and usearch, one run.
 
-    python benchmarks/bench_similarity.py [--n 1000000] [--queries 100] [--k 10]
+    python -m pytest benchmarks/bench_similarity.py            # BENCH_N=100000 for a quick run
 
-Corpora: n x 1024-bit binary codes, n x 384 int8 and the same as float32. Prints ms per query batch,
-comparisons/s and the ratio to each peer; appends rows to benchmarks/results/similarity.csv.
+pytest-benchmark times each (corpus, implementation) pair: n x 1024-bit binary codes, n x 384 int8 and
+the same as float32, 100 queries, k = 10, all threads. The summary at the end gives ms per query batch,
+comparisons/s, the ratio of each peer to fastembed_rt, and the fraction of this machine's compute ceiling
+for the instruction mix (VNNI int8 multiply-adds, float32 FMAs, xor+popcount bits; measured in the same
+run by fastembed_rt._C.compute_ceilings). Rows are appended to benchmarks/results/similarity.csv.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import datetime
 import os
 import platform
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from fastembed_rt import _C
+from fastembed_rt import _C, quantize_embeddings
 
+N = int(os.environ.get("BENCH_N", 1_000_000))
+QUERIES, K, DIM, BITS = 100, 10, 384, 1024
+THREADS = os.cpu_count() or 1
 RESULTS = Path(__file__).resolve().parent / "results" / "similarity.csv"
+# Work per query-corpus comparison, in the units of the matching ceiling.
+WORK = {"binary": ("hamming_bits_per_s", BITS), "int8": ("int8_macs_per_s", DIM), "float32": ("fp32_fmas_per_s", DIM)}
+
+CASES = [
+    ("binary", "fastembed_rt"), ("binary", "faiss IndexBinaryFlat"),
+    ("int8", "fastembed_rt"), ("int8", "faiss SQ8"), ("int8", "usearch exact"),
+    ("float32", "fastembed_rt"), ("float32", "numpy"), ("float32", "faiss IndexFlatIP"),
+]  # fmt: skip
 
 
-def best_ms(fn, repeats: int) -> float:
-    fn()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples)
-
-
-def numpy_topk(scores: np.ndarray, k: int) -> np.ndarray:
-    part = np.argpartition(-scores, k, axis=1)[:, :k]
-    return np.take_along_axis(part, np.argsort(-np.take_along_axis(scores, part, 1), axis=1), 1)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1_000_000)
-    parser.add_argument("--queries", type=int, default=100)
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    threads = os.cpu_count() or 1
+@pytest.fixture(scope="module")
+def data():
     rng = np.random.default_rng(0)
-    n, nq, k, dim = args.n, args.queries, args.k, 384
-    rows = []
-
-    def record(kind, impl, ms, reference_ms=None):
-        rows.append((kind, impl, ms, n * nq / (ms / 1000)))
-
-    codes = rng.integers(0, 256, (n, 128), dtype=np.uint8)
-    qcodes = rng.integers(0, 256, (nq, 128), dtype=np.uint8)
-    record("binary 1024-bit", "fastembed_rt", best_ms(lambda: _C.topk_hamming(qcodes, codes, k), args.repeats))
-    try:
-        import faiss
-
-        faiss.omp_set_num_threads(threads)
-        binary = faiss.IndexBinaryFlat(1024)
-        binary.add(codes)
-        record("binary 1024-bit", "faiss IndexBinaryFlat", best_ms(lambda: binary.search(qcodes, k), args.repeats))
-    except ImportError:
-        faiss = None
-    del codes
-
-    floats = rng.standard_normal((n, dim)).astype(np.float32)
+    floats = rng.standard_normal((N, DIM)).astype(np.float32)
     floats /= np.linalg.norm(floats, axis=1, keepdims=True)
-    queries = floats[rng.integers(0, n, nq)] + 0.01
+    queries = floats[rng.integers(0, N, QUERIES)] + 0.01
     ranges = np.vstack([floats.min(0), floats.max(0)])
-    steps = (ranges[1] - ranges[0]) / 255
-    int8 = (np.clip(np.floor((floats - ranges[0]) / steps), 0, 255) - 128).astype(np.int8)
-    q8 = (np.clip(np.floor((queries - ranges[0]) / steps), 0, 255) - 128).astype(np.int8)
-    record("int8 384-d", "fastembed_rt", best_ms(lambda: _C.topk_dot_i8(q8, int8, k), args.repeats))
-    if faiss is not None:
-        sq8 = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
-        sq8.train(floats[:100_000])
-        sq8.add(floats)
-        record("int8 384-d", "faiss SQ8", best_ms(lambda: sq8.search(queries, k), args.repeats))
-        del sq8
-    try:
-        from usearch.index import search as usearch_search
+    return {
+        "codes": rng.integers(0, 256, (N, BITS // 8), dtype=np.uint8),
+        "query_codes": rng.integers(0, 256, (QUERIES, BITS // 8), dtype=np.uint8),
+        "floats": floats,
+        "queries": queries,
+        "int8": quantize_embeddings(floats, "int8", ranges=ranges),
+        "query_int8": quantize_embeddings(queries, "int8", ranges=ranges),
+    }
 
-        record("int8 384-d", "usearch exact i8",
-               best_ms(lambda: usearch_search(int8, q8, k, "ip", exact=True, threads=threads), args.repeats))  # fmt: skip
-    except ImportError:
-        pass
-    record("float32 384-d", "fastembed_rt", best_ms(lambda: _C.topk_dot_f32(queries, floats, k), args.repeats))
-    record("float32 384-d", "numpy matmul+argpartition", best_ms(lambda: numpy_topk(queries @ floats.T, k), args.repeats))
-    if faiss is not None:
-        flat = faiss.IndexFlatIP(dim)
-        flat.add(floats)
-        record("float32 384-d", "faiss IndexFlatIP", best_ms(lambda: flat.search(queries, k), args.repeats))
 
-    print(f"{n:,} vectors, {nq} queries, k={k}, {threads} threads, ISA {_C.similarity_isas()[0]}")
-    print(f"{'corpus':<17}{'implementation':<28}{'ms/batch':>10}{'comparisons/s':>15}{'ours is':>10}")
-    ours = {kind: ms for kind, impl, ms, _ in rows if impl == "fastembed_rt"}
-    for kind, impl, ms, rate in rows:
-        ratio = "" if impl == "fastembed_rt" else f"{ms / ours[kind]:.2f}x"
-        print(f"{kind:<17}{impl:<28}{ms:>10.1f}{rate:>15.3g}{ratio:>10}")
+def searcher(kind: str, impl: str, d: dict):
+    """A no-argument search call with every index built beforehand, so that only search is timed."""
+    if impl == "fastembed_rt":
+        kernel = {"binary": _C.topk_hamming, "int8": _C.topk_dot_i8, "float32": _C.topk_dot_f32}[kind]
+        q, c = {"binary": ("query_codes", "codes"), "int8": ("query_int8", "int8"), "float32": ("queries", "floats")}[kind]
+        return lambda: kernel(d[q], d[c], K)
+    if impl == "numpy":
+        def numpy_topk():
+            scores = d["queries"] @ d["floats"].T
+            part = np.argpartition(-scores, K, axis=1)[:, :K]
+            return np.take_along_axis(part, np.argsort(-np.take_along_axis(scores, part, 1), axis=1), 1)
+        return numpy_topk
+    if impl.startswith("faiss"):
+        faiss = pytest.importorskip("faiss", reason="peer faiss-cpu is not installed")
+        faiss.omp_set_num_threads(THREADS)
+        if kind == "binary":
+            index = faiss.IndexBinaryFlat(BITS)
+            index.add(d["codes"])
+            return lambda: index.search(d["query_codes"], K)
+        if kind == "int8":
+            index = faiss.IndexScalarQuantizer(DIM, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+            index.train(d["floats"][:100_000])
+        else:
+            index = faiss.IndexFlatIP(DIM)
+        index.add(d["floats"])
+        return lambda: index.search(d["queries"], K)
+    usearch = pytest.importorskip("usearch.index", reason="peer usearch is not installed")
+    return lambda: usearch.search(d["int8"], d["query_int8"], K, "ip", exact=True, threads=THREADS)
+
+
+@pytest.fixture(scope="module")
+def summary(summary_lines):
+    """Collects each case's median time; at the end prints the comparison table and appends the CSV."""
+    medians: dict[tuple[str, str], float] = {}
+    yield medians
+    ceilings = _C.compute_ceilings(THREADS) if "avx512" in _C.similarity_isas() else None
+    write = summary_lines.append
+    write(f"\n{N:,} vectors, {QUERIES} queries, k={K}, {THREADS} threads, ISA {_C.similarity_isas()[0]}")
+    if ceilings:
+        write("ceilings: " + ", ".join(f"{name} {ceilings[name]:.3g}" for name, _ in WORK.values()))
+    write(f"{'corpus':<9}{'implementation':<24}{'ms/batch':>10}{'comparisons/s':>15}{'vs ours':>9}{'of ceiling':>12}")
+    rows = []
+    for (kind, impl), seconds in medians.items():
+        comparisons = N * QUERIES / seconds
+        ours = medians.get((kind, "fastembed_rt"))
+        ratio = f"{seconds / ours:.2f}x" if ours and impl != "fastembed_rt" else ""
+        unit, work = WORK[kind]
+        fraction = f"{comparisons * work / ceilings[unit]:.1%}" if ceilings else "n/a"
+        write(f"{kind:<9}{impl:<24}{seconds * 1000:>10.1f}{comparisons:>15.3g}{ratio:>9}{fraction:>12}")
+        rows.append([kind, impl, round(seconds * 1000, 2), f"{comparisons:.4g}", ratio, fraction])
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     new_file = not RESULTS.exists()
     with open(RESULTS, "a", newline="") as f:
-        writer = csv.writer(f)
+        out = csv.writer(f)
         if new_file:
-            writer.writerow(["date", "machine", "threads", "n", "queries", "k", "corpus", "implementation", "ms", "comparisons_per_s"])
+            out.writerow(["date", "machine", "threads", "n", "queries", "k", "corpus", "implementation", "ms",
+                          "comparisons_per_s", "peer_over_ours", "fraction_of_ceiling"])  # fmt: skip
         now = datetime.datetime.now().isoformat(timespec="seconds")
-        for kind, impl, ms, rate in rows:
-            writer.writerow([now, platform.machine(), threads, n, nq, k, kind, impl, round(ms, 2), f"{rate:.4g}"])
+        for row in rows:
+            out.writerow([now, platform.machine(), THREADS, N, QUERIES, K, *row])
 
 
-if __name__ == "__main__":
-    main()
+@pytest.mark.parametrize("kind,impl", CASES, ids=[f"{k}-{i.replace(' ', '_')}" for k, i in CASES])
+def test_search(benchmark, kind, impl, data, summary):
+    search = searcher(kind, impl, data)
+    benchmark.group = kind
+    benchmark.pedantic(search, rounds=3, warmup_rounds=1)
+    summary[(kind, impl)] = benchmark.stats.stats.median

@@ -95,3 +95,21 @@ def test_ties_go_to_lower_id():
     for precision in ("float32", "int8", "binary"):
         index = Index.build(np.vstack([corpus, [[-0.6, -0.8]]]).astype(np.float32), precision)
         assert index.search(corpus[0], k=3)[1].tolist() == [[0, 1, 2]], precision
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8", "binary"])
+def test_forced_isa_paths_agree(precision, corpus, monkeypatch):
+    from fastembed_rt import _C
+
+    queries = unit_rows(9, 96, 4)
+    results = {}
+    for isa in _C.similarity_isas():
+        monkeypatch.setenv("FASTEMBED_RT_ISA", isa)
+        results[isa] = Index.build(corpus, precision).search(queries, k=8)
+    scalar_scores, scalar_ids = results["scalar"]
+    for isa, (scores, ids) in results.items():
+        assert np.array_equal(ids, scalar_ids), isa
+        np.testing.assert_allclose(scores, scalar_scores, rtol=1e-5, atol=1e-6)
+    monkeypatch.setenv("FASTEMBED_RT_ISA", "sse9")
+    with pytest.raises(ValueError, match="unknown isa 'sse9'"):
+        Index.build(corpus, precision).search(queries, k=8)

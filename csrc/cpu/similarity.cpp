@@ -58,15 +58,24 @@ class TopK {
 };
 
 // The best value a block offers, so that a block with nothing good enough skips the heap entirely
-// (after the first blocks almost all do); written as plain min/max so the compiler vectorizes it.
+// (after the first blocks almost all do). Plain min/max loops that the compiler vectorizes, cloned per
+// ISA and picked at load time (target_clones), since they scan every score once.
 template <typename Score>
-Score block_best(const Score* s, int64_t rows, bool negate) {
+Score block_best_impl(const Score* s, int64_t rows, bool negate) {
   Score lo = s[0], hi = s[0];
   for (int64_t r = 1; r < rows; ++r) {
     lo = s[r] < lo ? s[r] : lo;
     hi = s[r] > hi ? s[r] : hi;
   }
   return negate ? -lo : hi;
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) int32_t block_best(const int32_t* s, int64_t rows, bool negate) {
+  return block_best_impl(s, rows, negate);
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) float block_best(const float* s, int64_t rows, bool negate) {
+  return block_best_impl(s, rows, negate);
 }
 
 // Scans the corpus in per-thread slices and merges the slices' top-k. `negate` turns distances (smaller is
