@@ -120,9 +120,9 @@ def cmd_eval(args) -> int:
     result = evaluation.evaluate_retrieval(model, corpus, queries, qrels, args.precision.split(","), args.drop_self,
                                            args.rescore_multiplier)  # fmt: skip
     print(f"retrieval {path.name}: {result['queries']} queries, {result['documents']} documents")
-    print(f"  {'precision':<10}{'nDCG@10':>9}{'recall@100':>12}")
-    for precision, m in result["results"].items():
-        print(f"  {precision:<10}{m['ndcg@10']:>9.2f}{m['recall@100']:>12.2f}")
+    print(f"  {'index':<16}{'nDCG@10':>9}{'recall@100':>12}")
+    for name, m in result["results"].items():
+        print(f"  {name:<16}{m['ndcg@10']:>9.2f}{m['recall@100']:>12.2f}")
     return 0
 
 
@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("index", help="index directory")
     search.add_argument("--query", required=True)
     search.add_argument("-k", type=int, default=10)
-    search.add_argument("--rescore-multiplier", type=int, default=4)
+    search.add_argument("--rescore-multiplier", type=int, default=4, help="0: rank by the quantized scores alone")
     search.add_argument("--model", default="all-MiniLM-L6-v2")
     search.set_defaults(run=cmd_search)
 

@@ -72,17 +72,20 @@ def evaluate_retrieval(model, corpus, queries, qrels, precisions=("float32", "in
 
 def score_retrieval(doc_ids, doc_vectors, query_ids, query_vectors, qrels, precisions=("float32", "int8", "binary"),
                     drop_self: bool = False, rescore_multiplier: int = 4) -> dict:  # fmt: skip
-    """nDCG@10 and recall@100 per index precision over the queries that have judgments."""
+    """nDCG@10 and recall@100 over the judged queries, per index precision; an int8 or binary index is
+    scored twice, ranked by its quantized scores alone ("int8") and after float rescoring ("int8+rescore")."""
     depth = 100 + (1 if drop_self else 0)
     results = {}
     for precision in precisions:
         index = Index.build(doc_vectors, precision, keep_float=True)
-        _, hits = index.search(query_vectors, k=depth, rescore_multiplier=rescore_multiplier)
-        ndcg, recall = [], []
-        for qid, row in zip(query_ids, hits):
-            ranked = [doc_ids[i] for i in row if not (drop_self and doc_ids[i] == qid)][:100]
-            relevant = {d: s for d, s in qrels[qid].items() if s > 0}
-            ndcg.append(ndcg_at(ranked, relevant, 10))
-            recall.append(len(set(ranked) & set(relevant)) / len(relevant) if relevant else 0.0)
-        results[precision] = {"ndcg@10": 100 * float(np.mean(ndcg)), "recall@100": 100 * float(np.mean(recall))}
+        variants = {precision: rescore_multiplier} if precision == "float32" else {precision: 0, f"{precision}+rescore": rescore_multiplier}
+        for name, multiplier in variants.items():
+            _, hits = index.search(query_vectors, k=depth, rescore_multiplier=multiplier)
+            ndcg, recall = [], []
+            for qid, row in zip(query_ids, hits):
+                ranked = [doc_ids[i] for i in row if not (drop_self and doc_ids[i] == qid)][:100]
+                relevant = {d: s for d, s in qrels[qid].items() if s > 0}
+                ndcg.append(ndcg_at(ranked, relevant, 10))
+                recall.append(len(set(ranked) & set(relevant)) / len(relevant) if relevant else 0.0)
+            results[name] = {"ndcg@10": 100 * float(np.mean(ndcg)), "recall@100": 100 * float(np.mean(recall))}
     return {"queries": len(query_ids), "documents": len(doc_ids), "results": results}

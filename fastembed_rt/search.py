@@ -80,23 +80,27 @@ class Index:
     def search(self, queries, k: int = 10, rescore_multiplier: int = 4) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores float32 [nq, k'], ids int64 [nq, k']), best first, k' = min(k, len(index)).
 
-        Scores are inner products with the float query. int8 and binary indexes first retrieve
-        k * rescore_multiplier candidates on the quantized codes, then rescore them against the kept
-        float vectors, or else the dequantized int8 values / the +-1 bits."""
+        int8 and binary indexes first retrieve k * rescore_multiplier candidates on the quantized codes,
+        then rescore them with the float query against the kept float vectors, or else the dequantized int8
+        values / the +-1 bits. rescore_multiplier=0 skips rescoring: the scores are then the quantized ones
+        (int8 dot products, or minus the Hamming distance), which shows what quantization alone costs."""
         if not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
-        if not isinstance(rescore_multiplier, (int, np.integer)) or rescore_multiplier < 1:
-            raise ValueError(f"rescore_multiplier must be a positive integer, got {rescore_multiplier!r}")
+        if not isinstance(rescore_multiplier, (int, np.integer)) or rescore_multiplier < 0:
+            raise ValueError(f"rescore_multiplier must be a non-negative integer, got {rescore_multiplier!r}")
         if len(self) == 0:
             raise ValueError("the index is empty: add vectors before searching")
         q = _float_matrix(queries, "queries", self.dim)
         if self.precision == "float32":
             return _C.topk_dot_f32(q, self.codes, int(k), _isa())
-        candidates = int(min(len(self), k * rescore_multiplier))
+        candidates = int(min(len(self), k * max(rescore_multiplier, 1)))
         if self.precision == "int8":
-            _, ids = _C.topk_dot_i8(self._encode(q, "int8", self.ranges), self.codes, candidates, _isa())
+            scores, ids = _C.topk_dot_i8(self._encode(q, "int8", self.ranges), self.codes, candidates, _isa())
         else:
-            _, ids = _C.topk_hamming(self._encode(q, "binary", None), self.codes, candidates, _isa())
+            distances, ids = _C.topk_hamming(self._encode(q, "binary", None), self.codes, candidates, _isa())
+            scores = -distances
+        if rescore_multiplier == 0:
+            return scores.astype(np.float32), ids
         return self._rescore(q, ids, int(k))
 
     def _rescore(self, q: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

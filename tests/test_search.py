@@ -59,6 +59,21 @@ def test_save_load_mmap_roundtrip_and_add(precision, corpus, tmp_path):
     assert '"precision": "' + precision in header
 
 
+@pytest.mark.parametrize("precision", ["int8", "binary"])
+def test_without_rescoring_scores_are_the_quantized_ones(precision, corpus):
+    queries = unit_rows(3, 96, 5)
+    index = Index.build(corpus, precision)
+    scores, ids = index.search(queries, k=6, rescore_multiplier=0)
+    if precision == "int8":
+        q8 = quantize_embeddings(queries, "int8", ranges=index.ranges).astype(np.int64)
+        want = q8 @ index.codes.astype(np.int64).T
+    else:
+        q1 = quantize_embeddings(queries, "ubinary")
+        want = -np.unpackbits(q1[:, None, :] ^ index.codes[None], axis=-1).sum(-1).astype(np.int64)
+    order = np.argsort(-want, axis=1, kind="stable")[:, :6]
+    assert np.array_equal(ids, order) and np.array_equal(scores, np.take_along_axis(want, order, 1))
+
+
 def test_k_past_corpus_returns_all_sorted(corpus):
     scores, ids = Index.build(corpus[:5]).search(corpus[0], k=50)
     assert ids.shape == (1, 5) and sorted(ids[0].tolist()) == [0, 1, 2, 3, 4] and ids[0, 0] == 0
@@ -72,6 +87,8 @@ def test_bad_input(corpus, tmp_path):
     for k in (0, -3, 2.5):
         with pytest.raises(ValueError, match="k must be a positive integer"):
             index.search(corpus[:1], k=k)
+    with pytest.raises(ValueError, match="rescore_multiplier must be a non-negative integer"):
+        index.search(corpus[:1], rescore_multiplier=-1)
     bad = corpus[:3].copy()
     bad[2, 5] = np.nan
     with pytest.raises(ValueError, match=r"queries contain NaN or inf \(row 2\)"):
