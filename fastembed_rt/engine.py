@@ -101,14 +101,9 @@ class Embedder:
         texts = _check_texts(texts)
         if precision not in PRECISIONS:
             raise ValueError(f"unsupported precision {precision!r}; supported: {', '.join(PRECISIONS)}")
-        prompt = self._resolve_prompt(prompt, prompt_name)
+        prompt = self.resolve_prompt(prompt, prompt_name)
         normalize = self.spec.normalize if normalize is None else bool(normalize)
-        truncate_dim = self._resolve_truncate_dim(truncate_dim)
-        out_dim = truncate_dim or self.full_dimension
-        out = np.empty((len(texts), out_dim), dtype=np.float32)
-        if not texts:
-            return out
-
+        truncate_dim = self.resolve_truncate_dim(truncate_dim)
         tokenized = self.tokenizer.encode([prompt + t for t in texts] if prompt else texts)
         if tokenized.truncated:
             warnings.warn(
@@ -117,13 +112,31 @@ class Embedder:
                 TruncationWarning,
                 stacklevel=2,
             )
+        out = self.embed_token_ids(
+            tokenized.ids, skip=self.prompt_skip(prompt), normalize=normalize, truncate_dim=truncate_dim,
+            batch_tokens=batch_tokens, max_batch_sequences=max_batch_sequences, on_batch=on_batch,
+        )  # fmt: skip
+        return out if precision == "float32" else quantize_embeddings(out, precision)
+
+    def embed_token_ids(
+        self,
+        ids: Sequence[Sequence[int]],
+        *,
+        skip: int = 0,
+        normalize: bool = False,
+        truncate_dim: int | None = None,
+        batch_tokens: int | None = None,
+        max_batch_sequences: int = DEFAULT_MAX_BATCH_SEQUENCES,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """The model on already tokenized texts (as self.tokenizer.encode gives them): float32 [n, d] in order.
+        `skip` leading prompt tokens are left out of pooling; the other options are resolved (see encode)."""
+        out = np.empty((len(ids), truncate_dim or self.full_dimension), dtype=np.float32)
         if batch_tokens is None:
             batch_tokens = DEFAULT_BATCH_TOKENS.get(self.device.type, DEFAULT_BATCH_TOKENS["cuda"])
-        skip = self.tokenizer.prompt_length(prompt) if prompt and not self.spec.pooling.include_prompt else 0
-        lengths = [len(ids) for ids in tokenized.ids]
         with torch.inference_mode():
-            for indices in plan_batches(lengths, batch_tokens, max_batch_sequences):
-                batch = pack([tokenized.ids[i] for i in indices], skip=skip).to(self.device)
+            for indices in plan_batches([len(x) for x in ids], batch_tokens, max_batch_sequences):
+                batch = pack([ids[i] for i in indices], skip=skip).to(self.device)
                 hidden = self.model.forward(batch.input_ids, batch.cu_seqlens, batch.max_seqlen)
                 vectors = sentence_embeddings(
                     hidden, batch.cu_seqlens, self.spec.pooling, skip=batch.skip, dense=self.dense,
@@ -132,7 +145,11 @@ class Embedder:
                 out[indices] = vectors.float().cpu().numpy()
                 if on_batch is not None:
                     on_batch(len(indices), batch.num_tokens)
-        return out if precision == "float32" else quantize_embeddings(out, precision)
+        return out
+
+    def prompt_skip(self, prompt: str) -> int:
+        """Leading tokens of `prompt` that pooling leaves out (0 unless the model pools without its prompt)."""
+        return self.tokenizer.prompt_length(prompt) if prompt and not self.spec.pooling.include_prompt else 0
 
     def encode_iter(self, texts: Iterable[str], *, chunk_size: int = 4096, **options) -> Iterator[np.ndarray]:
         """Embeds a stream of texts chunk by chunk, yielding one [<=chunk_size, d] array per chunk in order;
@@ -162,7 +179,7 @@ class Embedder:
         """Token count of each text after truncation, as the model sees it."""
         return [len(ids) for ids in self.tokenizer.encode(_check_texts(texts)).ids]
 
-    def _resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str:
+    def resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str:
         if prompt is not None and prompt_name is not None:
             raise ValueError("pass either prompt or prompt_name, not both")
         if prompt is not None:
@@ -177,7 +194,7 @@ class Embedder:
             raise KeyError(f"prompt_name {name!r} is not among the model's prompts ({known})")
         return self.spec.prompts[name]
 
-    def _resolve_truncate_dim(self, truncate_dim: int | None) -> int | None:
+    def resolve_truncate_dim(self, truncate_dim: int | None) -> int | None:
         truncate_dim = self.spec.truncate_dim if truncate_dim is None else truncate_dim
         if truncate_dim is None:
             return None

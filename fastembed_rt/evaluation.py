@@ -41,8 +41,8 @@ def evaluate_sts(model, tsv: Path) -> dict:
 
 
 def read_beir(directory: Path) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:
-    corpus = {d["_id"]: (d.get("title", "") + " " + d["text"]).strip() for _, d in iter_jsonl(directory / "corpus.jsonl", "text")}
-    queries = {q["_id"]: q["text"] for _, q in iter_jsonl(directory / "queries.jsonl", "text")}
+    corpus = {d["_id"]: (d.get("title", "") + " " + d["text"]).strip() for d in iter_jsonl(directory / "corpus.jsonl", "text")}
+    queries = {q["_id"]: q["text"] for q in iter_jsonl(directory / "queries.jsonl", "text")}
     qrels: dict[str, dict[str, int]] = {}
     with open(directory / "qrels" / "test.tsv", encoding="utf-8") as f:
         for line in f:
