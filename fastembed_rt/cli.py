@@ -39,6 +39,8 @@ def _write_output(out: Path, fmt: str, vectors: np.ndarray, ids: list[str] | Non
 
 
 def cmd_embed(args) -> int:
+    if Path(args.out).suffix.lower() not in (".npy", ".parquet") or args.engine == "ray":
+        return embed_job(args)
     from tqdm import tqdm
 
     import fastembed_rt
@@ -88,6 +90,48 @@ def cmd_embed(args) -> int:
             print(f"truncated  {w.message}")
     print(f"output     {', '.join(str(p) for p in written)} ({vectors.shape[0]} x {vectors.shape[1]} float32, {fmt})")
     return 0
+
+
+def embed_job(args) -> int:
+    """--out is a directory: a resumable sharded job (local pipeline or Ray Data)."""
+    import fastembed_rt
+    from fastembed_rt.corpus import JobOptions, embed_corpus
+
+    source = args.input or sample_corpus_path()
+    model = fastembed_rt.load(args.model, device=args.device, dtype=args.dtype)
+    options = JobOptions(
+        precision=args.precision, format=args.format or "parquet", text_field=args.text_field, id_field=args.id_field,
+        prompt=model.resolve_prompt(None, args.prompt_name), normalize=args.normalize, truncate_dim=args.truncate_dim,
+        shard_size=args.shard_size, chunk_size=args.chunk_size, on_error=args.on_error,
+    )  # fmt: skip
+    if args.engine == "ray":
+        from fastembed_rt.distributed import embed_ray
+
+        manifest = embed_ray(args.model, source, args.out, options, overwrite=args.overwrite, address=args.ray_address)
+    else:
+        manifest = embed_corpus(model, source, args.out, options, overwrite=args.overwrite, progress=not args.quiet,
+                                batch_tokens=args.batch_tokens)  # fmt: skip
+    print(f"model      {manifest['model']}")
+    print(f"input      {source}")
+    print(f"texts      {manifest['rows']:,} in {len(manifest['shards'])} shards ({manifest['precision']}, {manifest['format']})")
+    print(f"tokens     {manifest.get('tokens', 0):,} ({manifest.get('tokens_per_s', 0.0):,.0f} tokens/s this run)")
+    print(f"model busy {manifest.get('model_busy_fraction', 0.0):.0%} of wall time")
+    print(f"input      skipped {manifest['skipped_rows']}, UTF-8 replaced {manifest['replaced_utf8_rows']}, "
+          f"empty {manifest['empty_texts']}, duplicate ids {manifest['duplicate_ids']}, truncated {manifest['truncated']}")  # fmt: skip
+    for error in manifest.get("first_errors", []):
+        print(f"skipped    {error}")
+    print(f"output     {Path(args.out) / 'manifest.json'}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from fastembed_rt.corpus import verify_output
+
+    problems = verify_output(args.out, check_inputs=not args.skip_inputs)
+    for problem in problems:
+        print(f"problem: {problem}")
+    print("verified: output matches its manifest" if not problems else f"{len(problems)} problem(s)")
+    return 0 if not problems else 1
 
 
 def cmd_search(args) -> int:
@@ -164,9 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     embed = sub.add_parser("embed", help="embed a corpus file (txt, jsonl, parquet) into npy or parquet")
-    embed.add_argument("input", nargs="?", help="input file; default: the bundled sample corpus")
+    embed.add_argument("input", nargs="?", help="input file, directory or glob; default: the bundled sample corpus")
     embed.add_argument("--model", default="all-MiniLM-L6-v2", help="model directory or bundled name")
-    embed.add_argument("--out", default="out/embeddings.npy", help="output file (default: out/embeddings.npy)")
+    embed.add_argument("--out", default="out/embeddings.npy",
+                       help="a .npy/.parquet file, or a directory for a resumable sharded job (default: out/embeddings.npy)")  # fmt: skip
     embed.add_argument("--format", choices=("npy", "parquet"), help="default: from --out's suffix, else npy")
     embed.add_argument("--text-field", default="text", help="jsonl field / parquet column holding the text")
     embed.add_argument("--id-field", default="id", help="jsonl field / parquet column holding the id")
@@ -178,9 +223,21 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     embed.add_argument("--dtype", help="float32 (default), bfloat16 or float16")
     embed.add_argument("--quiet", action="store_true", help="no progress bar")
+    embed.add_argument("--precision", default="float32", help="sharded jobs: float32, float16, int8, uint8, binary, ubinary")
+    embed.add_argument("--shard-size", type=int, default=102_400, help="sharded jobs: rows per shard, a multiple of --chunk-size")
+    embed.add_argument("--chunk-size", type=int, default=4096, help="sharded jobs: texts tokenized at a time")
+    embed.add_argument("--on-error", choices=("stop", "skip"), default="stop", help="a bad input row: stop with file:line, or skip and count")
+    embed.add_argument("--overwrite", action="store_true", help="replace a different job in --out")
+    embed.add_argument("--engine", choices=("local", "ray"), default="local")
+    embed.add_argument("--ray-address", help="an existing Ray cluster (default: start a local one)")
     embed.add_argument("--index", help="also build a search index in this directory")
     embed.add_argument("--index-precision", choices=("float32", "int8", "binary"), default="float32")
     embed.set_defaults(run=cmd_embed)
+
+    verify = sub.add_parser("verify", help="check a sharded output against its manifest and inputs")
+    verify.add_argument("out", help="output directory of embed")
+    verify.add_argument("--skip-inputs", action="store_true", help="only files, checksums and counts")
+    verify.set_defaults(run=cmd_verify)
 
     search = sub.add_parser("search", help="search an index built by embed --index")
     search.add_argument("index", help="index directory")

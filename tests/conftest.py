@@ -34,3 +34,20 @@ def real_texts(data_dir) -> list[str]:
     """500 real texts: short STS-B sentences and long ArguAna documents, some over 256 tokens."""
     rows = [json.loads(line) for line in open(data_dir / "bench" / "corpus.jsonl", encoding="utf-8")]
     return [row["text"] for row in rows[:500]]
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory, minilm_path) -> Path:
+    """A small random-weight BERT (plain Hugging Face layout, MiniLM's tokenizer): fast, but 384-d vectors."""
+    import shutil
+
+    import torch
+    from transformers import BertConfig, BertModel
+
+    directory = tmp_path_factory.mktemp("tiny_bert")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=1, num_attention_heads=6,
+                        intermediate_size=128, max_position_embeddings=128)  # fmt: skip
+    BertModel(config).save_pretrained(directory, safe_serialization=True)
+    shutil.copy(minilm_path / "tokenizer.json", directory / "tokenizer.json")
+    return directory

@@ -1,0 +1,427 @@
+"""Offline corpus jobs: stream any number of texts through the model into sharded outputs that survive a
+crash and resume where they stopped.
+
+    reader thread ─ records, tokenized in chunks ─▶ [bounded queue] ─▶ model (this thread) ─▶ [bounded queue]
+        ─▶ writer thread ─ full shards, each written atomically, then manifest.json updated atomically
+
+Shards hold `shard_size` rows (a multiple of the chunk size), so a shard boundary is also a chunk boundary:
+a resumed run skips the input rows of the complete shards and forms exactly the batches an uninterrupted
+run would have, giving the same vectors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import queue
+import shutil
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .quantize import quantization_ranges, quantize_embeddings
+from .readers import ReadStats, Record, input_files, iter_records
+
+OUTPUT_PRECISIONS = ("float32", "float16", "int8", "uint8", "binary", "ubinary")
+FORMATS = ("parquet", "npy")
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """Everything that decides the output; a resumed run must match these exactly."""
+
+    precision: str = "float32"
+    format: str = "parquet"
+    text_field: str = "text"
+    id_field: str | None = "id"
+    prompt: str = ""
+    normalize: bool | None = None
+    truncate_dim: int | None = None
+    shard_size: int = 102_400  # 25 chunks
+    chunk_size: int = 4096
+    on_error: str = "stop"
+
+    def __post_init__(self):
+        if self.precision not in OUTPUT_PRECISIONS:
+            raise ValueError(f"unsupported precision {self.precision!r}; supported: {', '.join(OUTPUT_PRECISIONS)}")
+        if self.format not in FORMATS:
+            raise ValueError(f"unsupported format {self.format!r}; supported: {', '.join(FORMATS)}")
+        if self.chunk_size < 1 or self.shard_size < self.chunk_size or self.shard_size % self.chunk_size:
+            raise ValueError(f"shard_size ({self.shard_size}) must be a positive multiple of chunk_size ({self.chunk_size})")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_revision(path: Path) -> str:
+    """sha256 over the model directory's files (names and contents): the weights a job's vectors came from."""
+    digest = hashlib.sha256()
+    for f in sorted(p for p in Path(path).rglob("*") if p.is_file() and not p.name.startswith(".")):
+        digest.update(str(f.relative_to(path)).encode())
+        digest.update(sha256_file(f).encode())
+    return digest.hexdigest()
+
+
+def write_atomically(path: Path, write) -> None:
+    """write(tmp_path), fsync, rename over `path`, fsync the directory: a reader sees all or nothing."""
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _embedding_array(vectors: np.ndarray):
+    import pyarrow as pa
+
+    kinds = {np.float32: pa.float32(), np.float16: pa.float16(), np.int8: pa.int8(), np.uint8: pa.uint8()}
+    flat = pa.array(vectors.reshape(-1), type=kinds[vectors.dtype.type])
+    return pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
+
+
+def write_shard(directory: Path, index: int, fmt: str, ids: list[str], vectors: np.ndarray) -> list[dict]:
+    """Writes one shard atomically; returns its files as {file, sha256}."""
+    written = []
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        name = f"shard-{index:05d}.parquet"
+        table = pa.table({"id": pa.array(ids, type=pa.string()), "embedding": _embedding_array(vectors)})
+        write_atomically(directory / name, lambda p: pq.write_table(table, p))
+        del table
+        pa.default_memory_pool().release_unused()  # arrow's allocator would otherwise keep every shard's peak
+        written.append(name)
+    else:
+        name, ids_name = f"shard-{index:05d}.npy", f"shard-{index:05d}.ids.json"
+        write_atomically(directory / ids_name, lambda p: p.write_text(json.dumps(ids)))
+        write_atomically(directory / name, lambda p: np.save(open(p, "wb"), vectors))
+        written += [ids_name, name]
+    return [{"file": f, "sha256": sha256_file(directory / f)} for f in written]
+
+
+def read_shard(directory: Path, shard: dict) -> tuple[list[str], np.ndarray]:
+    """(ids, vectors) of a shard as the manifest lists it."""
+    files = [f["file"] for f in shard["files"]]
+    if files[0].endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(directory / files[0])
+        embedding = table.column("embedding").combine_chunks()
+        width = embedding.type.list_size
+        vectors = embedding.values.to_numpy(zero_copy_only=False).reshape(-1, width)
+        return table.column("id").to_pylist(), vectors
+    ids = json.loads((directory / files[0]).read_text())
+    return ids, np.load(directory / files[1])
+
+
+class _Progress:
+    """A progress bar on a terminal (texts, tokens/s, ETA from the bytes read); log lines otherwise."""
+
+    def __init__(self, total_bytes: int, enabled: bool, interval: float = 10.0):
+        self.enabled, self.interval = enabled, interval
+        self.start = self.last_log = time.perf_counter()
+        self.texts = self.tokens = 0
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_bytes, unit="B", unit_scale=True, file=sys.stderr)
+
+    def update(self, texts: int, tokens: int, bytes_read: int) -> None:
+        self.texts += texts
+        self.tokens += tokens
+        rate = self.tokens / max(time.perf_counter() - self.start, 1e-9)
+        if self.bar is not None:
+            self.bar.n = bytes_read
+            self.bar.set_postfix_str(f"{self.texts:,} texts, {rate:,.0f} tokens/s")
+        elif self.enabled and time.perf_counter() - self.last_log >= self.interval:
+            self.last_log = time.perf_counter()
+            print(f"fastembed-rt: {self.texts:,} texts, {rate:,.0f} tokens/s, {bytes_read:,} bytes read", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _Failed:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
+    """Blocking put that gives up when the job is stopping (so no thread hangs on a full queue)."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _get(q: queue.Queue, stop: threading.Event):
+    while True:
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            if stop.is_set():
+                return None
+
+
+def embed_corpus(embedder, inputs: str | Path, out_dir: str | Path, options: JobOptions = JobOptions(), *,
+                 overwrite: bool = False, progress: bool = True, batch_tokens: int | None = None) -> dict:  # fmt: skip
+    """Embeds every text of `inputs` into shards under `out_dir`, resuming a previous run of the same job.
+    Returns the finished manifest."""
+    out = Path(out_dir)
+    files = input_files(inputs)
+    header = {
+        "model": str(embedder.spec.path),
+        "model_revision": model_revision(embedder.spec.path),
+        "dimension": embedder.resolve_truncate_dim(options.truncate_dim) or embedder.full_dimension,
+        "inputs": [{"file": str(f), "bytes": f.stat().st_size} for f in files],
+        **asdict(options),
+        "normalize": embedder.spec.normalize if options.normalize is None else options.normalize,
+    }
+    manifest = _open_manifest(out, header, overwrite)
+    if manifest.get("complete"):
+        return manifest
+    shards = manifest["shards"]
+    start_position = shards[-1]["last_position"] + 1 if shards else 0
+    truncate_dim = embedder.resolve_truncate_dim(options.truncate_dim)
+    skip = embedder.prompt_skip(options.prompt)
+
+    stats = ReadStats()
+    stop = threading.Event()
+    tokenized_q: queue.Queue = queue.Queue(maxsize=2)
+    vectors_q: queue.Queue = queue.Queue(maxsize=2)
+
+    def read_and_tokenize() -> None:
+        try:
+            chunk: list[Record] = []
+            for record in iter_records(files, options.text_field, options.id_field, options.on_error, stats):
+                if record.position < start_position:
+                    continue
+                chunk.append(record)
+                if len(chunk) == options.chunk_size:
+                    if not _put(tokenized_q, (chunk, _tokenize(embedder, chunk, options.prompt), stats.bytes_read), stop):
+                        return
+                    chunk = []
+            if chunk:
+                _put(tokenized_q, (chunk, _tokenize(embedder, chunk, options.prompt), stats.bytes_read), stop)
+            _put(tokenized_q, None, stop)
+        except BaseException as e:  # handed to the model thread, which re-raises it
+            _put(tokenized_q, _Failed(e), stop)
+
+    writer_state: dict = {"error": None}
+    truncated_total = 0
+
+    def write_shards() -> None:
+        try:
+            pending_ids: list[str] = []
+            pending_vectors: list[np.ndarray] = []
+            pending_first = start_position
+            while True:
+                item = _get(vectors_q, stop)
+                if item is None:
+                    break
+                records, vectors = item
+                pending_ids += [r.id for r in records]
+                pending_vectors.append(vectors)
+                last_position = records[-1].position
+                if len(pending_ids) >= options.shard_size:
+                    _finish_shard(out, manifest, options, pending_ids, pending_vectors, pending_first, last_position)
+                    pending_ids, pending_vectors, pending_first = [], [], last_position + 1
+            if pending_ids and not stop.is_set():
+                _finish_shard(out, manifest, options, pending_ids, pending_vectors, pending_first, last_position)
+        except BaseException as e:
+            writer_state["error"] = e
+            stop.set()
+
+    reader = threading.Thread(target=read_and_tokenize, name="fastembed-reader", daemon=True)
+    writer = threading.Thread(target=write_shards, name="fastembed-writer", daemon=True)
+    reader.start()
+    writer.start()
+    meter = _Progress(sum(f.stat().st_size for f in files), progress)
+    busy = 0.0
+    started = time.perf_counter()
+    ranges = None if manifest.get("ranges") is None else np.asarray(manifest["ranges"], dtype=np.float32)
+    try:
+        while True:
+            item = _get(tokenized_q, stop)
+            if item is None:
+                break
+            if isinstance(item, _Failed):
+                raise item.error
+            records, (ids, truncated), bytes_read = item
+            t0 = time.perf_counter()
+            vectors = embedder.embed_token_ids(ids, skip=skip, normalize=header["normalize"], truncate_dim=truncate_dim,
+                                               batch_tokens=batch_tokens)  # fmt: skip
+            busy += time.perf_counter() - t0
+            if options.precision in ("int8", "uint8") and ranges is None:
+                ranges = quantization_ranges(vectors)  # calibrated once, on the job's first chunk
+                manifest["ranges"] = ranges.tolist()
+            vectors = _to_precision(vectors, options.precision, ranges)
+            truncated_total += truncated
+            meter.update(len(records), sum(len(x) for x in ids), bytes_read)
+            if not _put(vectors_q, (records, vectors), stop):
+                break
+        _put(vectors_q, None, stop)
+        writer.join()
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        meter.close()
+        stop.set()
+        reader.join(timeout=5)
+        writer.join(timeout=60)  # let a shard being written finish; it lands whole or not at all
+    if writer_state["error"] is not None:
+        raise writer_state["error"]
+
+    wall = time.perf_counter() - started
+    manifest.update(
+        complete=True,
+        rows=sum(s["rows"] for s in manifest["shards"]),
+        truncated=manifest.get("truncated", 0) + truncated_total,
+        skipped_rows=stats.skipped,  # the reader reads the whole input, resumed or not
+        replaced_utf8_rows=stats.replaced_utf8,
+        empty_texts=stats.empty,
+        first_errors=stats.first_errors,
+        tokens=manifest.get("tokens", 0) + meter.tokens,
+        tokens_per_s=meter.tokens / wall if wall > 0 else 0.0,  # this run's
+        model_busy_fraction=busy / wall if wall > 0 else 0.0,
+        seconds=wall,
+    )
+    manifest["duplicate_ids"] = _count_duplicate_ids(out, manifest)
+    _save_manifest(out, manifest)
+    return manifest
+
+
+def _tokenize(embedder, records: list[Record], prompt: str) -> tuple[list[list[int]], int]:
+    tokenized = embedder.tokenizer.encode([prompt + r.text for r in records] if prompt else [r.text for r in records])
+    return tokenized.ids, tokenized.truncated
+
+
+def _to_precision(vectors: np.ndarray, precision: str, ranges) -> np.ndarray:
+    if precision == "float32":
+        return vectors
+    if precision == "float16":
+        return vectors.astype(np.float16)
+    return quantize_embeddings(vectors, precision, ranges=ranges)
+
+
+def _finish_shard(out: Path, manifest: dict, options: JobOptions, ids, vectors, first: int, last: int) -> None:
+    index = len(manifest["shards"])
+    files = write_shard(out, index, options.format, ids, np.concatenate(vectors))
+    manifest["shards"].append({"files": files, "rows": len(ids), "first_position": first, "last_position": last})
+    _save_manifest(out, manifest)
+
+
+def _save_manifest(out: Path, manifest: dict) -> None:
+    write_atomically(out / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=1)))
+
+
+def _open_manifest(out: Path, header: dict, overwrite: bool) -> dict:
+    """The manifest to continue: a fresh one, or the existing one when it describes this same job."""
+    path = out / MANIFEST
+    if path.is_file():
+        existing = json.loads(path.read_text())
+        differs = sorted(k for k in header if existing.get(k) != header[k])
+        if not differs:
+            return existing
+        if not overwrite:
+            raise ValueError(
+                f"{out} holds a different job (differs in: {', '.join(differs)}); "
+                "use another directory, or --overwrite to replace it"
+            )
+        shutil.rmtree(out)
+    elif out.exists() and any(out.iterdir()) and not overwrite:
+        raise ValueError(f"{out} is not empty and has no {MANIFEST}; use another directory, or --overwrite")
+    elif out.exists() and overwrite:
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = {"format_version": 1, **header, "ranges": None, "shards": [], "complete": False}
+    _save_manifest(out, manifest)
+    return manifest
+
+
+def read_shard_ids(directory: Path, shard: dict) -> list[str]:
+    first = shard["files"][0]["file"]
+    if first.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        return pq.read_table(directory / first, columns=["id"]).column("id").to_pylist()
+    return json.loads((directory / first).read_text())
+
+
+def _count_duplicate_ids(out: Path, manifest: dict) -> int:
+    """Ids written more than once (the rows are all kept; this only reports them). 8 bytes per row."""
+    hashes = [
+        np.array([int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8).digest(), "little") for i in read_shard_ids(out, shard)],
+                 dtype=np.uint64)  # fmt: skip
+        for shard in manifest["shards"]
+    ]
+    if not hashes:
+        return 0
+    _, counts = np.unique(np.concatenate(hashes), return_counts=True)
+    return int((counts - 1).sum())
+
+
+def verify_output(out_dir: str | Path, check_inputs: bool = True) -> list[str]:
+    """Problems found checking a finished output against its manifest (empty: all good): files present,
+    checksums, row counts, and (check_inputs) every input row's id present once, in input order."""
+    out = Path(out_dir)
+    path = out / MANIFEST
+    if not path.is_file():
+        return [f"{path} is missing"]
+    manifest = json.loads(path.read_text())
+    problems = [] if manifest.get("complete") else ["the job is not complete (run the same command again to resume)"]
+    written_ids: list[str] = []
+    for shard in manifest["shards"]:
+        damaged = False
+        for f in shard["files"]:
+            file_path = out / f["file"]
+            if not file_path.is_file():
+                problems.append(f"{f['file']} is missing")
+                damaged = True
+            elif sha256_file(file_path) != f["sha256"]:
+                problems.append(f"{f['file']}: checksum mismatch (truncated or modified)")
+                damaged = True
+        if damaged:
+            continue
+        ids, vectors = read_shard(out, shard)
+        if len(ids) != shard["rows"] or len(vectors) != shard["rows"]:
+            problems.append(f"{shard['files'][0]['file']}: {len(ids)} ids and {len(vectors)} vectors, manifest says {shard['rows']}")
+        written_ids += ids
+    if check_inputs and not problems:
+        files = [Path(i["file"]) for i in manifest["inputs"]]
+        expected = (r.id for r in iter_records(files, manifest["text_field"], manifest["id_field"], manifest["on_error"]))
+        for position, (want, got) in enumerate(itertools.zip_longest(expected, written_ids)):
+            if got is None:
+                problems.append(f"input id {want!r} (row {position}) is missing from the output")
+            elif want is None:
+                problems.append(f"output id {got!r} (row {position}) is not in the input")
+            elif want != got:
+                problems.append(f"output row {position}: expected id {want!r}, found {got!r}")
+            else:
+                continue
+            break
+    return problems
