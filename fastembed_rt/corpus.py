@@ -186,11 +186,42 @@ def _get(q: queue.Queue, stop: threading.Event):
                 return None
 
 
-def embed_corpus(embedder, inputs: str | Path, out_dir: str | Path, options: JobOptions = JobOptions(), *,
-                 overwrite: bool = False, progress: bool = True, batch_tokens: int | None = None) -> dict:  # fmt: skip
-    """Embeds every text of `inputs` into shards under `out_dir`, resuming a previous run of the same job.
-    Returns the finished manifest."""
-    out = Path(out_dir)
+class ShardSink:
+    """Takes float vectors in input order, converts them to the job's precision (int8/uint8 calibrated once, on
+    the job's first chunk) and writes a shard each time `shard_size` rows are pending; the manifest follows
+    each shard. The local pipeline and the Ray driver both write through it."""
+
+    def __init__(self, out: Path, manifest: dict, options: JobOptions):
+        self.out, self.manifest, self.options = out, manifest, options
+        shards = manifest["shards"]
+        self.start_position = shards[-1]["last_position"] + 1 if shards else 0
+        self.ranges = None if manifest.get("ranges") is None else np.asarray(manifest["ranges"], dtype=np.float32)
+        self.ids: list[str] = []
+        self.vectors: list[np.ndarray] = []
+        self.first = self.last = self.start_position
+
+    def add(self, ids: list[str], last_position: int, vectors: np.ndarray) -> None:
+        if self.options.precision in ("int8", "uint8") and self.ranges is None:
+            self.ranges = quantization_ranges(vectors)
+            self.manifest["ranges"] = self.ranges.tolist()
+        self.ids += ids
+        self.vectors.append(_to_precision(vectors, self.options.precision, self.ranges))
+        self.last = last_position
+        if len(self.ids) >= self.options.shard_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.ids:
+            return
+        index = len(self.manifest["shards"])
+        files = write_shard(self.out, index, self.options.format, self.ids, np.concatenate(self.vectors))
+        self.manifest["shards"].append({"files": files, "rows": len(self.ids), "first_position": self.first, "last_position": self.last})
+        _save_manifest(self.out, self.manifest)
+        self.ids, self.vectors, self.first = [], [], self.last + 1
+
+
+def open_job(embedder, inputs: str | Path, out_dir: str | Path, options: JobOptions, overwrite: bool) -> tuple[list[Path], dict]:
+    """The input files and the manifest to continue (fresh, or the same job's earlier one)."""
     files = input_files(inputs)
     header = {
         "model": str(embedder.spec.path),
@@ -200,11 +231,25 @@ def embed_corpus(embedder, inputs: str | Path, out_dir: str | Path, options: Job
         **asdict(options),
         "normalize": embedder.spec.normalize if options.normalize is None else options.normalize,
     }
-    manifest = _open_manifest(out, header, overwrite)
+    return files, _open_manifest(Path(out_dir), header, overwrite)
+
+
+def finish_job(out: Path, manifest: dict, **totals) -> dict:
+    manifest.update(complete=True, rows=sum(s["rows"] for s in manifest["shards"]), **totals)
+    manifest["duplicate_ids"] = _count_duplicate_ids(out, manifest)
+    _save_manifest(out, manifest)
+    return manifest
+
+
+def embed_corpus(embedder, inputs: str | Path, out_dir: str | Path, options: JobOptions = JobOptions(), *,
+                 overwrite: bool = False, progress: bool = True, batch_tokens: int | None = None) -> dict:  # fmt: skip
+    """Embeds every text of `inputs` into shards under `out_dir`, resuming a previous run of the same job.
+    Returns the finished manifest."""
+    out = Path(out_dir)
+    files, manifest = open_job(embedder, inputs, out, options, overwrite)
     if manifest.get("complete"):
         return manifest
-    shards = manifest["shards"]
-    start_position = shards[-1]["last_position"] + 1 if shards else 0
+    sink = ShardSink(out, manifest, options)
     truncate_dim = embedder.resolve_truncate_dim(options.truncate_dim)
     skip = embedder.prompt_skip(options.prompt)
 
@@ -217,7 +262,7 @@ def embed_corpus(embedder, inputs: str | Path, out_dir: str | Path, options: Job
         try:
             chunk: list[Record] = []
             for record in iter_records(files, options.text_field, options.id_field, options.on_error, stats):
-                if record.position < start_position:
+                if record.position < sink.start_position:
                     continue
                 chunk.append(record)
                 if len(chunk) == options.chunk_size:
@@ -230,29 +275,17 @@ def embed_corpus(embedder, inputs: str | Path, out_dir: str | Path, options: Job
         except BaseException as e:  # handed to the model thread, which re-raises it
             _put(tokenized_q, _Failed(e), stop)
 
-    writer_state: dict = {"error": None}
-    truncated_total = 0
+    writer_error: list[BaseException] = []
 
     def write_shards() -> None:
         try:
-            pending_ids: list[str] = []
-            pending_vectors: list[np.ndarray] = []
-            pending_first = start_position
-            while True:
-                item = _get(vectors_q, stop)
-                if item is None:
-                    break
+            while (item := _get(vectors_q, stop)) is not None:
                 records, vectors = item
-                pending_ids += [r.id for r in records]
-                pending_vectors.append(vectors)
-                last_position = records[-1].position
-                if len(pending_ids) >= options.shard_size:
-                    _finish_shard(out, manifest, options, pending_ids, pending_vectors, pending_first, last_position)
-                    pending_ids, pending_vectors, pending_first = [], [], last_position + 1
-            if pending_ids and not stop.is_set():
-                _finish_shard(out, manifest, options, pending_ids, pending_vectors, pending_first, last_position)
+                sink.add([r.id for r in records], records[-1].position, vectors)
+            if not stop.is_set():  # an interrupted run leaves its partial shard unwritten
+                sink.flush()
         except BaseException as e:
-            writer_state["error"] = e
+            writer_error.append(e)
             stop.set()
 
     reader = threading.Thread(target=read_and_tokenize, name="fastembed-reader", daemon=True)
@@ -261,25 +294,18 @@ def embed_corpus(embedder, inputs: str | Path, out_dir: str | Path, options: Job
     writer.start()
     meter = _Progress(sum(f.stat().st_size for f in files), progress)
     busy = 0.0
+    truncated = 0
     started = time.perf_counter()
-    ranges = None if manifest.get("ranges") is None else np.asarray(manifest["ranges"], dtype=np.float32)
     try:
-        while True:
-            item = _get(tokenized_q, stop)
-            if item is None:
-                break
+        while (item := _get(tokenized_q, stop)) is not None:
             if isinstance(item, _Failed):
                 raise item.error
-            records, (ids, truncated), bytes_read = item
+            records, (ids, chunk_truncated), bytes_read = item
             t0 = time.perf_counter()
-            vectors = embedder.embed_token_ids(ids, skip=skip, normalize=header["normalize"], truncate_dim=truncate_dim,
+            vectors = embedder.embed_token_ids(ids, skip=skip, normalize=manifest["normalize"], truncate_dim=truncate_dim,
                                                batch_tokens=batch_tokens)  # fmt: skip
             busy += time.perf_counter() - t0
-            if options.precision in ("int8", "uint8") and ranges is None:
-                ranges = quantization_ranges(vectors)  # calibrated once, on the job's first chunk
-                manifest["ranges"] = ranges.tolist()
-            vectors = _to_precision(vectors, options.precision, ranges)
-            truncated_total += truncated
+            truncated += chunk_truncated
             meter.update(len(records), sum(len(x) for x in ids), bytes_read)
             if not _put(vectors_q, (records, vectors), stop):
                 break
@@ -293,14 +319,13 @@ def embed_corpus(embedder, inputs: str | Path, out_dir: str | Path, options: Job
         stop.set()
         reader.join(timeout=5)
         writer.join(timeout=60)  # let a shard being written finish; it lands whole or not at all
-    if writer_state["error"] is not None:
-        raise writer_state["error"]
+    if writer_error:
+        raise writer_error[0]
 
     wall = time.perf_counter() - started
-    manifest.update(
-        complete=True,
-        rows=sum(s["rows"] for s in manifest["shards"]),
-        truncated=manifest.get("truncated", 0) + truncated_total,
+    return finish_job(
+        out, manifest,
+        truncated=manifest.get("truncated", 0) + truncated,
         skipped_rows=stats.skipped,  # the reader reads the whole input, resumed or not
         replaced_utf8_rows=stats.replaced_utf8,
         empty_texts=stats.empty,
@@ -309,10 +334,7 @@ def embed_corpus(embedder, inputs: str | Path, out_dir: str | Path, options: Job
         tokens_per_s=meter.tokens / wall if wall > 0 else 0.0,  # this run's
         model_busy_fraction=busy / wall if wall > 0 else 0.0,
         seconds=wall,
-    )
-    manifest["duplicate_ids"] = _count_duplicate_ids(out, manifest)
-    _save_manifest(out, manifest)
-    return manifest
+    )  # fmt: skip
 
 
 def _tokenize(embedder, records: list[Record], prompt: str) -> tuple[list[list[int]], int]:
@@ -326,13 +348,6 @@ def _to_precision(vectors: np.ndarray, precision: str, ranges) -> np.ndarray:
     if precision == "float16":
         return vectors.astype(np.float16)
     return quantize_embeddings(vectors, precision, ranges=ranges)
-
-
-def _finish_shard(out: Path, manifest: dict, options: JobOptions, ids, vectors, first: int, last: int) -> None:
-    index = len(manifest["shards"])
-    files = write_shard(out, index, options.format, ids, np.concatenate(vectors))
-    manifest["shards"].append({"files": files, "rows": len(ids), "first_position": first, "last_position": last})
-    _save_manifest(out, manifest)
 
 
 def _save_manifest(out: Path, manifest: dict) -> None:
