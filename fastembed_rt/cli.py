@@ -107,7 +107,7 @@ def embed_job(args) -> int:
     if args.engine == "ray":
         from fastembed_rt.distributed import embed_ray
 
-        manifest = embed_ray(args.model, source, args.out, options, overwrite=args.overwrite, address=args.ray_address)
+        manifest = embed_ray(model, source, args.out, options, overwrite=args.overwrite, address=args.ray_address)
     else:
         manifest = embed_corpus(model, source, args.out, options, overwrite=args.overwrite, progress=not args.quiet,
                                 batch_tokens=args.batch_tokens)  # fmt: skip
@@ -115,7 +115,8 @@ def embed_job(args) -> int:
     print(f"input      {source}")
     print(f"texts      {manifest['rows']:,} in {len(manifest['shards'])} shards ({manifest['precision']}, {manifest['format']})")
     print(f"tokens     {manifest.get('tokens', 0):,} ({manifest.get('tokens_per_s', 0.0):,.0f} tokens/s this run)")
-    print(f"model busy {manifest.get('model_busy_fraction', 0.0):.0%} of wall time")
+    busy = manifest.get("model_busy_fraction")
+    print(f"model busy {'n/a (Ray actors)' if busy is None else f'{busy:.0%} of wall time'}")
     print(f"input      skipped {manifest['skipped_rows']}, UTF-8 replaced {manifest['replaced_utf8_rows']}, "
           f"empty {manifest['empty_texts']}, duplicate ids {manifest['duplicate_ids']}, truncated {manifest['truncated']}")  # fmt: skip
     for error in manifest.get("first_errors", []):

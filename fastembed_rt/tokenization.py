@@ -31,7 +31,11 @@ class PackedBatch:
 @dataclass
 class Tokenized:
     ids: list[list[int]]
-    truncated: int  # how many texts were longer than the limit and lost tokens
+    overflowed: list[bool]  # per text: longer than the limit, so it lost tokens
+
+    @property
+    def truncated(self) -> int:
+        return sum(self.overflowed)
 
 
 class TextTokenizer:
@@ -47,7 +51,7 @@ class TextTokenizer:
         if self.lowercase:
             texts = [t.lower() for t in texts]
         encodings = self._encode_batch(list(texts), add_special_tokens=True)
-        return Tokenized([e.ids for e in encodings], sum(1 for e in encodings if e.overflowing))
+        return Tokenized([e.ids for e in encodings], [bool(e.overflowing) for e in encodings])
 
     def prompt_length(self, prompt: str) -> int:
         """Tokens a prompt occupies at the start of a text, as sentence-transformers counts them:

@@ -200,3 +200,35 @@ def test_verify_catches_truncated_shard_and_missing_id(tiny, tmp_path):
     with open(source, "a") as f:
         f.write(json.dumps({"id": "late-arrival", "text": "added after the job"}) + "\n")
     assert verify_output(tmp_path / "out") == ["input id 'late-arrival' (row 200) is missing from the output"]
+
+
+def test_ray_engine_matches_local_engine(tiny, tiny_bert_dir, tmp_path):
+    import ray
+
+    from fastembed_rt.distributed import embed_ray
+
+    rows = synthetic_rows(700)
+    rows[5]["text"] = ""
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    options = JobOptions(precision="int8", shard_size=256, chunk_size=128)
+    embed_corpus(tiny, source, tmp_path / "local", options, progress=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        manifest = embed_ray(tiny, source, tmp_path / "ray", options)
+        # The CLI joins the same running cluster by address.
+        result = run_cli("embed", source, "--model", tiny_bert_dir, "--out", tmp_path / "ray-cli", "--engine", "ray",
+                         "--ray-address", "auto", "--precision", "int8", "--shard-size", 256, "--chunk-size", 128)  # fmt: skip
+    finally:
+        ray.shutdown()
+    assert "texts      700 in 3 shards (int8, parquet)" in result.stdout
+    assert outputs(tmp_path / "ray-cli")[1] == outputs(tmp_path / "local")[1]
+    assert manifest["complete"] and manifest["engine"].startswith("ray")
+    local_manifest, local_ids, local_vectors = outputs(tmp_path / "local")
+    _, ray_ids, ray_vectors = outputs(tmp_path / "ray")
+    assert ray_ids == local_ids
+    assert manifest["ranges"] == local_manifest["ranges"]  # calibrated on the same first chunk
+    assert [s["rows"] for s in manifest["shards"]] == [s["rows"] for s in local_manifest["shards"]]
+    # Different batch compositions may move a float by an ulp, and so an int8 code by one step at most.
+    assert np.abs(ray_vectors.astype(int) - local_vectors.astype(int)).max() <= 1
+    assert (ray_vectors == local_vectors).mean() > 0.999
+    assert verify_output(tmp_path / "ray") == []
