@@ -112,9 +112,14 @@ def write_shard(directory: Path, index: int, fmt: str, ids: list[str], vectors: 
     else:
         name, ids_name = f"shard-{index:05d}.npy", f"shard-{index:05d}.ids.json"
         write_atomically(directory / ids_name, lambda p: p.write_text(json.dumps(ids)))
-        write_atomically(directory / name, lambda p: np.save(open(p, "wb"), vectors))
+        write_atomically(directory / name, lambda p: _save_npy(p, vectors))
         written += [ids_name, name]
     return [{"file": f, "sha256": sha256_file(directory / f)} for f in written]
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.save would add ".npy" to the temporary name
+        np.save(f, array)
 
 
 def read_shard(directory: Path, shard: dict) -> tuple[list[str], np.ndarray]:

@@ -82,7 +82,8 @@ def test_precisions_and_formats(precision, fmt, tiny, tmp_path):
     assert verify_output(tmp_path / "out") == []
 
 
-def test_kill_9_then_resume_equals_uninterrupted_run(tiny_bert_dir, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_interrupt_then_resume_equals_uninterrupted_run(sig, tiny_bert_dir, tmp_path):
     source = write_jsonl(tmp_path / "in.jsonl", synthetic_rows(40_000))
     common = ["embed", source, "--model", tiny_bert_dir, "--shard-size", 2048, "--chunk-size", 512, "--quiet"]
     run_cli(*common, "--out", tmp_path / "whole")
@@ -96,8 +97,8 @@ def test_kill_9_then_resume_equals_uninterrupted_run(tiny_bert_dir, tmp_path):
         if manifest_path.is_file() and len(json.loads(manifest_path.read_text())["shards"]) >= 3:
             break
         time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    process.send_signal(sig)
+    process.wait(timeout=120)
     interrupted = json.loads((crashed / "manifest.json").read_text())
     assert not interrupted["complete"] and 3 <= len(interrupted["shards"]) < 20
     assert verify_output(crashed) == ["the job is not complete (run the same command again to resume)"]
@@ -157,6 +158,16 @@ def test_bad_rows_stop_with_file_and_line_or_are_skipped_and_counted(tiny_bert_d
     assert f"{source}:7: no field 'text'" in result.stdout
     assert "broken" not in ids and "no-text" not in ids
     assert verify_output(tmp_path / "skip") == []
+
+
+def test_malformed_csv_row_stops_with_file_and_line(tiny, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("id,text\na,first\nb,second,unexpected\nc,third\n")
+    with pytest.raises(ValueError, match=r"in.csv:3: expected 2 fields, got 3"):
+        embed_corpus(tiny, source, tmp_path / "out", JobOptions(shard_size=64, chunk_size=64), progress=False)
+    manifest = embed_corpus(tiny, source, tmp_path / "out", JobOptions(shard_size=64, chunk_size=64, on_error="skip"),
+                            progress=False, overwrite=True)  # fmt: skip
+    assert manifest["rows"] == 2 and manifest["skipped_rows"] == 1
 
 
 def test_utf8_empty_duplicates_csv_and_directory_inputs(tiny, tmp_path):
