@@ -105,7 +105,8 @@ def write_shard(directory: Path, index: int, fmt: str, ids: list[str], vectors: 
 
         name = f"shard-{index:05d}.parquet"
         table = pa.table({"id": pa.array(ids, type=pa.string()), "embedding": _embedding_array(vectors)})
-        write_atomically(directory / name, lambda p: pq.write_table(table, p))
+        # No dictionary for the vectors: it never pays for floats and costs a large hash table per shard.
+        write_atomically(directory / name, lambda p: pq.write_table(table, p, use_dictionary=["id"]))
         del table
         pa.default_memory_pool().release_unused()  # arrow's allocator would otherwise keep every shard's peak
         written.append(name)
