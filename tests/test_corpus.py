@@ -89,8 +89,11 @@ def test_interrupt_then_resume_equals_uninterrupted_run(sig, tiny_bert_dir, tmp_
     run_cli(*common, "--out", tmp_path / "whole")
 
     crashed = tmp_path / "crashed"
+    # A shell's background job inherits SIGINT ignored, and Python then never raises KeyboardInterrupt:
+    # give the child the default disposition, as a terminal would.
     process = subprocess.Popen([sys.executable, "-m", "fastembed_rt.cli", *map(str, common), "--out", str(crashed)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.time() + 300
     while time.time() < deadline:
         manifest_path = crashed / "manifest.json"
