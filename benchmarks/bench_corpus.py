@@ -10,10 +10,7 @@ in-memory encode ratio (the pipeline adds no cost). Appends a row to benchmarks/
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime
 import json
-import platform
 import tempfile
 import time
 import warnings
@@ -24,10 +21,10 @@ import torch
 
 import fastembed_rt
 from fastembed_rt.corpus import JobOptions, embed_corpus
+from results_csv import append_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "data" / "arguana" / "corpus.jsonl"
-RESULTS = ROOT / "benchmarks" / "results" / "corpus.csv"
 
 
 def read_texts(path: Path, limit: int | None) -> list[str]:
@@ -78,18 +75,13 @@ def main() -> None:
     print(f"model busy {manifest['model_busy_fraction']:.1%} of the job's wall time; "
           f"job ratio / encode ratio = {job_ratio / encode_ratio:.3f} (target within 10% of 1)")  # fmt: skip
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    new_file = not RESULTS.exists()
-    with open(RESULTS, "a", newline="") as f:
-        writer = csv.writer(f)
-        if new_file:
-            writer.writerow(["date", "machine", "threads", "texts", "tokens", "st_s", "encode_s", "job_s", "encode_ratio",
-                             "job_ratio", "model_busy_fraction", "fastembed_rt"])  # fmt: skip
-        writer.writerow([datetime.datetime.now().isoformat(timespec="seconds"), platform.machine(), torch.get_num_threads(),
-                         n, tokens, round(st_seconds, 2), round(encode_seconds, 2), round(job_seconds, 2),
-                         round(encode_ratio, 3), round(job_ratio, 3), round(manifest["model_busy_fraction"], 3),
-                         fastembed_rt.__version__])  # fmt: skip
-
+    append_rows(
+        "corpus.csv",
+        ["threads", "texts", "tokens", "st_s", "encode_s", "job_s", "encode_ratio", "job_ratio", "model_busy_fraction",
+         "fastembed_rt"],
+        [[torch.get_num_threads(), n, tokens, round(st_seconds, 2), round(encode_seconds, 2), round(job_seconds, 2),
+          round(encode_ratio, 3), round(job_ratio, 3), round(manifest["model_busy_fraction"], 3), fastembed_rt.__version__]],
+    )  # fmt: skip
 
 if __name__ == "__main__":
     main()

@@ -10,10 +10,7 @@ only figures from the same run.
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime
 import json
-import platform
 import statistics
 import time
 import warnings
@@ -23,10 +20,10 @@ import numpy as np
 import torch
 
 import fastembed_rt
+from results_csv import append_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "data" / "bench" / "corpus.jsonl"
-RESULTS = ROOT / "benchmarks" / "results" / "e2e.csv"
 
 
 def timed(fn):
@@ -78,20 +75,14 @@ def main() -> None:
     print(f"throughput ratio {st_seconds / our_seconds:.2f}x, query latency ratio {st_latency / our_latency:.2f}x, "
           f"min cosine to sentence-transformers {cosine.min():.7f}")  # fmt: skip
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    new_file = not RESULTS.exists()
-    with open(RESULTS, "a", newline="") as f:
-        writer = csv.writer(f)
-        if new_file:
-            writer.writerow(["date", "machine", "threads", "texts", "tokens", "st_tokens_per_s", "ours_tokens_per_s",
-                             "ratio", "st_query_ms", "ours_query_ms", "min_cosine", "torch", "fastembed_rt"])  # fmt: skip
-        writer.writerow([
-            datetime.datetime.now().isoformat(timespec="seconds"), f"{platform.machine()} {platform.processor() or ''}".strip(),
-            args.threads, len(texts), tokens, round(tokens / st_seconds), round(tokens / our_seconds),
-            round(st_seconds / our_seconds, 3), round(st_latency, 2), round(our_latency, 2), float(cosine.min()),
-            torch.__version__, fastembed_rt.__version__,
-        ])  # fmt: skip
-
+    append_rows(
+        "e2e.csv",
+        ["threads", "texts", "tokens", "st_tokens_per_s", "ours_tokens_per_s", "ratio", "st_query_ms", "ours_query_ms",
+         "min_cosine", "torch", "fastembed_rt"],
+        [[args.threads, len(texts), tokens, round(tokens / st_seconds), round(tokens / our_seconds),
+          round(st_seconds / our_seconds, 3), round(st_latency, 2), round(our_latency, 2), float(cosine.min()),
+          torch.__version__, fastembed_rt.__version__]],
+    )  # fmt: skip
 
 if __name__ == "__main__":
     main()

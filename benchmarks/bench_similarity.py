@@ -11,21 +11,17 @@ run by fastembed_rt._C.compute_ceilings). Rows are appended to benchmarks/result
 
 from __future__ import annotations
 
-import csv
-import datetime
 import os
-import platform
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fastembed_rt import _C, quantize_embeddings
+from results_csv import append_rows
 
 N = int(os.environ.get("BENCH_N", 1_000_000))
 QUERIES, K, DIM, BITS = 100, 10, 384, 1024
 THREADS = os.cpu_count() or 1
-RESULTS = Path(__file__).resolve().parent / "results" / "similarity.csv"
 # Work per query-corpus comparison, in the units of the matching ceiling.
 WORK = {"binary": ("hamming_bits_per_s", BITS), "int8": ("int8_macs_per_s", DIM), "float32": ("fp32_fmas_per_s", DIM)}
 
@@ -103,17 +99,12 @@ def summary(summary_lines):
         fraction = f"{comparisons * work / ceilings[unit]:.1%}" if ceilings else "n/a"
         write(f"{kind:<9}{impl:<24}{seconds * 1000:>10.1f}{comparisons:>15.3g}{ratio:>9}{fraction:>12}")
         rows.append([kind, impl, round(seconds * 1000, 2), f"{comparisons:.4g}", ratio, fraction])
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    new_file = not RESULTS.exists()
-    with open(RESULTS, "a", newline="") as f:
-        out = csv.writer(f)
-        if new_file:
-            out.writerow(["date", "machine", "threads", "n", "queries", "k", "corpus", "implementation", "ms",
-                          "comparisons_per_s", "peer_over_ours", "fraction_of_ceiling"])  # fmt: skip
-        now = datetime.datetime.now().isoformat(timespec="seconds")
-        for row in rows:
-            out.writerow([now, platform.machine(), THREADS, N, QUERIES, K, *row])
-
+    append_rows(
+        "similarity.csv",
+        ["threads", "n", "queries", "k", "corpus", "implementation", "ms", "comparisons_per_s", "peer_over_ours",
+         "fraction_of_ceiling"],
+        [[THREADS, N, QUERIES, K, *row] for row in rows],
+    )
 
 @pytest.mark.parametrize("kind,impl", CASES, ids=[f"{k}-{i.replace(' ', '_')}" for k, i in CASES])
 def test_search(benchmark, kind, impl, data, summary):
