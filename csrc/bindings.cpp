@@ -4,11 +4,18 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <string>
+#include <utility>
+#include <vector>
 #include <thread>
 
+#include "cpu/activations.h"
+#include "cpu/attention.h"
 #include "cpu/ceilings.h"
 #include "cpu/cpu_features.h"
+#include "cpu/int8_linear.h"
+#include "cpu/norms.h"
 #include "cpu/pooling.h"
 #include "cpu/similarity.h"
 
@@ -88,6 +95,196 @@ py::array_t<float> pool_packed(const py::array& hidden, const py::array& cu_seql
     py::gil_scoped_release release;
     cpu::pool_packed(hidden_ptr, hidden_size, hidden_size, cu_ptr, num_seqs, skip_ptr,
                      static_cast<cpu::PoolMode>(mode), normalize, out_ptr, hidden_size, threads);
+  }
+  return out;
+}
+
+// Transformer kernels take float32 arrays, or bfloat16 passed as its raw int16 bits (numpy has no bfloat16).
+enum class Storage { kFloat32, kBFloat16 };
+
+Storage storage_of(const py::array& a, const char* name) {
+  if (a.dtype().is(py::dtype::of<float>())) return Storage::kFloat32;
+  if (a.dtype().is(py::dtype::of<int16_t>())) return Storage::kBFloat16;
+  throw py::type_error(std::string(name) + ": expected float32, or bfloat16 bits as int16; got " +
+                       py::str(a.dtype()).cast<std::string>());
+}
+
+void require_like(const py::array& a, const py::array& like, const char* name, const char* like_name) {
+  if (!a.dtype().is(like.dtype())) {
+    throw py::type_error(std::string(name) + ": dtype " + py::str(a.dtype()).cast<std::string>() + " differs from " +
+                         like_name + "'s " + py::str(like.dtype()).cast<std::string>());
+  }
+  if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + ": must be C-contiguous");
+  bool same = a.ndim() == like.ndim();
+  for (py::ssize_t i = 0; same && i < a.ndim(); ++i) same = a.shape(i) == like.shape(i);
+  if (!same) throw py::value_error(std::string(name) + ": shape differs from " + like_name + "'s");
+}
+
+// A 1-d contiguous vector of `length` values with `like`'s dtype, or nullptr when `v` is None.
+const void* optional_vector(const py::object& v, const py::array& like, py::ssize_t length, const char* name) {
+  if (v.is_none()) return nullptr;
+  const auto a = v.cast<py::array>();
+  if (!a.dtype().is(like.dtype())) throw py::type_error(std::string(name) + ": dtype differs from the input's");
+  if (a.ndim() != 1 || a.shape(0) != length || !(a.flags() & py::array::c_style)) {
+    throw py::value_error(std::string(name) + ": expected a contiguous vector of " + std::to_string(length) + " values");
+  }
+  return a.data();
+}
+
+// `out` if given (same shape and dtype as `like`, may alias it), else a fresh array.
+py::array output_like(const py::object& out, const py::array& like) {
+  if (out.is_none()) return py::array(like.dtype(), std::vector<py::ssize_t>(like.shape(), like.shape() + like.ndim()));
+  auto a = out.cast<py::array>();
+  require_like(a, like, "out", "x");
+  if (!a.writeable()) throw py::value_error("out: must be writeable");
+  return a;
+}
+
+template <typename Fn>
+void with_storage(Storage storage, Fn fn) {
+  if (storage == Storage::kFloat32) {
+    fn(float{});
+  } else {
+    fn(cpu::bf16{});
+  }
+}
+
+py::object norm_rows(const py::array& x, const py::object& residual, const py::array& weight, const py::object& bias,
+                     double eps, int kind, bool return_sum, const py::object& out, int num_threads) {
+  const Storage storage = storage_of(x, "x");
+  if (x.ndim() != 2 || !(x.flags() & py::array::c_style)) throw py::value_error("x: expected a C-contiguous 2-d array");
+  if (kind != 0 && kind != 1) throw py::value_error("norm kind must be 0 (LayerNorm) or 1 (RMSNorm)");
+  if (!(eps >= 0.0)) throw py::value_error("eps must be >= 0");
+  const py::ssize_t rows = x.shape(0), cols = x.shape(1);
+  if (cols < 1) throw py::value_error("x: rows must have at least one value");
+  py::array residual_array;
+  if (!residual.is_none()) {
+    residual_array = residual.cast<py::array>();
+    require_like(residual_array, x, "residual", "x");
+  }
+  const void* w = optional_vector(weight, x, cols, "weight");
+  const void* b = optional_vector(bias, x, cols, "bias");
+  py::array result = output_like(out, x);
+  py::array sum = return_sum ? output_like(py::none(), x) : py::array();
+  const int threads = resolve_threads(num_threads);
+  with_storage(storage, [&](auto tag) {
+    using T = decltype(tag);
+    const T* res = residual.is_none() ? nullptr : static_cast<const T*>(residual_array.data());
+    T* sum_ptr = return_sum ? static_cast<T*>(sum.mutable_data()) : nullptr;
+    py::gil_scoped_release release;
+    cpu::norm_rows<T>(static_cast<const T*>(x.data()), res, static_cast<const T*>(w), static_cast<const T*>(b),
+                      static_cast<T*>(result.mutable_data()), sum_ptr, rows, cols, static_cast<float>(eps),
+                      static_cast<cpu::NormKind>(kind), threads);
+  });
+  if (return_sum) return py::make_tuple(result, sum);
+  return result;
+}
+
+cpu::Activation parse_activation(int act) {
+  if (act < 0 || act > static_cast<int>(cpu::Activation::kGeluTanh)) {
+    throw py::value_error("activation must be 0 (none), 1 (gelu erf) or 2 (gelu tanh), got " + std::to_string(act));
+  }
+  return static_cast<cpu::Activation>(act);
+}
+
+py::array bias_activation(const py::array& x, const py::object& bias, int act, const py::object& out, int num_threads) {
+  const Storage storage = storage_of(x, "x");
+  if (x.ndim() != 2 || !(x.flags() & py::array::c_style)) throw py::value_error("x: expected a C-contiguous 2-d array");
+  const cpu::Activation activation = parse_activation(act);
+  const py::ssize_t rows = x.shape(0), cols = x.shape(1);
+  const void* b = optional_vector(bias, x, cols, "bias");
+  py::array result = output_like(out, x);
+  const int threads = resolve_threads(num_threads);
+  with_storage(storage, [&](auto tag) {
+    using T = decltype(tag);
+    py::gil_scoped_release release;
+    cpu::bias_activation<T>(static_cast<const T*>(x.data()), static_cast<const T*>(b),
+                            static_cast<T*>(result.mutable_data()), rows, cols, activation, threads);
+  });
+  return result;
+}
+
+// Returns the token stride (in elements) of a [T, heads, head_dim] view whose heads are contiguous.
+int64_t packed_heads_stride(const py::array& a, const char* name) {
+  if (a.ndim() != 3) throw py::value_error(std::string(name) + ": expected [tokens, heads, head_dim]");
+  const py::ssize_t item = a.itemsize();
+  if ((a.shape(2) > 1 && a.strides(2) != item) || (a.shape(1) > 1 && a.strides(1) != a.shape(2) * item)) {
+    throw py::value_error(std::string(name) + ": each token's heads must be contiguous [heads, head_dim]");
+  }
+  if (a.strides(0) % item != 0 || a.strides(0) < a.shape(1) * a.shape(2) * item) {
+    throw py::value_error(std::string(name) + ": token stride must be a positive multiple of heads * head_dim");
+  }
+  return a.strides(0) / item;
+}
+
+py::array attention_varlen(const py::array& q, const py::array& k, const py::array& v, const py::array& cu_seqlens,
+                           double scale, bool causal, int num_threads) {
+  const Storage storage = storage_of(q, "q");
+  const cpu::AttentionShape shape{
+      cu_seqlens.ndim() == 1 ? cu_seqlens.shape(0) - 1 : 0, q.ndim() == 3 ? q.shape(1) : 0,
+      k.ndim() == 3 ? k.shape(1) : 0, q.ndim() == 3 ? q.shape(2) : 0,
+      packed_heads_stride(q, "q"), packed_heads_stride(k, "k"), packed_heads_stride(v, "v")};
+  for (const auto& [a, name] : {std::pair{&k, "k"}, std::pair{&v, "v"}}) {
+    if (!a->dtype().is(q.dtype())) throw py::type_error(std::string(name) + ": dtype differs from q's");
+    if (a->shape(0) != q.shape(0) || a->shape(2) != q.shape(2) || a->shape(1) != shape.num_kv_heads) {
+      throw py::value_error(std::string(name) + ": expected [tokens, kv_heads, head_dim] matching q and k");
+    }
+  }
+  if (shape.num_heads < 1 || shape.head_dim < 1) throw py::value_error("q: needs at least one head of at least one value");
+  if (shape.num_kv_heads < 1 || shape.num_heads % shape.num_kv_heads != 0) {
+    throw py::value_error("kv heads (" + std::to_string(shape.num_kv_heads) + ") must divide query heads (" +
+                          std::to_string(shape.num_heads) + ")");
+  }
+  check_cu_seqlens(cu_seqlens, q.shape(0));
+  if (!std::isfinite(scale)) throw py::value_error("scale must be finite");
+  py::array out(q.dtype(), {q.shape(0), q.shape(1), q.shape(2)});
+  const auto* cu = static_cast<const int32_t*>(cu_seqlens.data());
+  const int threads = resolve_threads(num_threads);
+  with_storage(storage, [&](auto tag) {
+    using T = decltype(tag);
+    py::gil_scoped_release release;
+    cpu::attention_varlen<T>(static_cast<const T*>(q.data()), static_cast<const T*>(k.data()),
+                             static_cast<const T*>(v.data()), static_cast<T*>(out.mutable_data()), cu, shape,
+                             static_cast<float>(scale), causal, threads);
+  });
+  return out;
+}
+
+py::tuple quantize_rows(const py::array& x, int num_threads) {
+  require_array<float>(x, "x", 2);
+  const py::ssize_t rows = x.shape(0), cols = x.shape(1);
+  py::array_t<int8_t> q({rows, cols});
+  py::array_t<float> scales(rows);
+  const auto* xp = static_cast<const float*>(x.data());
+  int8_t* qp = q.mutable_data();
+  float* sp = scales.mutable_data();
+  const int threads = resolve_threads(num_threads);
+  {
+    py::gil_scoped_release release;
+    cpu::quantize_rows(xp, rows, cols, qp, sp, threads);
+  }
+  return py::make_tuple(q, scales);
+}
+
+py::array_t<float> dequantize_rows(const py::array& acc, const py::array& row_scales, const py::array& col_scales,
+                                   const py::object& bias, int act, int num_threads) {
+  require_array<int32_t>(acc, "acc", 2);
+  require_array<float>(row_scales, "row_scales", 1);
+  require_array<float>(col_scales, "col_scales", 1);
+  const py::ssize_t rows = acc.shape(0), cols = acc.shape(1);
+  if (row_scales.shape(0) != rows) throw py::value_error("row_scales: expected one scale per row of acc");
+  if (col_scales.shape(0) != cols) throw py::value_error("col_scales: expected one scale per column of acc");
+  const auto* b = static_cast<const float*>(optional_vector(bias, col_scales, cols, "bias"));
+  const cpu::Activation activation = parse_activation(act);
+  py::array_t<float> out({rows, cols});
+  const auto* ap = static_cast<const int32_t*>(acc.data());
+  const auto* rs = static_cast<const float*>(row_scales.data());
+  const auto* cs = static_cast<const float*>(col_scales.data());
+  float* op = out.mutable_data();
+  const int threads = resolve_threads(num_threads);
+  {
+    py::gil_scoped_release release;
+    cpu::dequantize_rows(ap, rows, cols, rs, cs, b, activation, op, threads);
   }
   return out;
 }
@@ -209,5 +406,21 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("num_threads") = 0, py::arg("seconds") = 0.3,
       "Peak int8 multiply-adds/s (VNNI), float32 FMAs/s and Hamming bits/s (xor+popcount+add) on all threads.");
+  m.def("norm_rows", &norm_rows, py::arg("x"), py::arg("residual"), py::arg("weight"), py::arg("bias"),
+        py::arg("eps"), py::arg("kind"), py::arg("return_sum") = false, py::arg("out") = py::none(),
+        py::arg("num_threads") = 0,
+        "norm(x + residual) * weight + bias row by row (kind 0 LayerNorm, 1 RMSNorm); with return_sum, "
+        "also x + residual. float32 or bfloat16 bits (int16); out may alias x.");
+  m.def("bias_activation", &bias_activation, py::arg("x"), py::arg("bias"), py::arg("activation"),
+        py::arg("out") = py::none(), py::arg("num_threads") = 0,
+        "activation(x + bias) (0 none, 1 GELU erf, 2 GELU tanh); float32 or bfloat16 bits; out may alias x.");
+  m.def("attention_varlen", &attention_varlen, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("cu_seqlens"),
+        py::arg("scale"), py::arg("causal") = false, py::arg("num_threads") = 0,
+        "Softmax attention within each packed sequence: q [T, H, D], k/v [T, Hkv, D] -> [T, H, D].");
+  m.def("quantize_rows", &quantize_rows, py::arg("x"), py::arg("num_threads") = 0,
+        "Symmetric per-row int8 quantization of float32 [rows, cols]: (codes int8, scales float32 [rows]).");
+  m.def("dequantize_rows", &dequantize_rows, py::arg("acc"), py::arg("row_scales"), py::arg("col_scales"),
+        py::arg("bias") = py::none(), py::arg("activation") = 0, py::arg("num_threads") = 0,
+        "activation(acc * row_scale * col_scale + bias) for an int32 GEMM result [rows, cols].");
   m.def("cpu_features", &cpu_features, "Instruction-set extensions detected at run time (cpuid + xgetbv).");
 }

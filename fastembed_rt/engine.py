@@ -36,14 +36,18 @@ class TruncationWarning(UserWarning):
     """Some texts were longer than the model's max_seq_length and lost their tail."""
 
 
+INT8 = "int8"  # int8 linear layers (per-channel weights, per-token activations); everything else float32
+
+
 def resolve_dtype(dtype) -> torch.dtype:
-    if dtype is None:
+    """The dtype activations are computed in (float32 for int8 weights)."""
+    if dtype is None or dtype == INT8:
         return torch.float32
     if isinstance(dtype, torch.dtype) and dtype in _DTYPES.values():
         return dtype
     if isinstance(dtype, str) and dtype in _DTYPES:
         return _DTYPES[dtype]
-    raise ValueError(f"unsupported dtype {dtype!r}; supported: float32, bfloat16, float16")
+    raise ValueError(f"unsupported dtype {dtype!r}; supported: float32, bfloat16, float16, int8")
 
 
 class Embedder:
@@ -53,9 +57,10 @@ class Embedder:
         self.spec = spec
         self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = resolve_dtype(dtype)
+        self.int8 = dtype == INT8
         if spec.similarity_fn_name not in SIMILARITY_FUNCTIONS:
             raise ValueError(f"{spec.path}: unsupported similarity_fn_name {spec.similarity_fn_name!r}; supported: {', '.join(SIMILARITY_FUNCTIONS)}")
-        self.model = build_model(spec.config, spec.weights, self.device, self.dtype)
+        self.model = build_model(spec.config, spec.weights, self.device, self.dtype, int8=self.int8)
         self.max_seq_length = min(spec.max_seq_length, self.model.max_positions)
         self.tokenizer = TextTokenizer(spec.tokenizer, self.max_seq_length, spec.do_lower_case)
         spec.tokenizer.enable_truncation(max_length=self.max_seq_length)

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <thread>
 #include <vector>
@@ -26,6 +27,27 @@ void parallel_for(int64_t n, int num_threads, Fn fn) {
   }
   fn(int64_t{0}, std::min(n, chunk));
   for (auto& w : workers) w.join();
+}
+
+// Runs fn(worker, i) for every i in [0, n), each of `num_threads` workers (0, 1, ...) taking the next
+// index when it finishes the last: balances items of very different cost (sequences of different lengths).
+template <typename Fn>
+void parallel_for_each(int64_t n, int num_threads, Fn fn) {
+  std::atomic<int64_t> next{0};
+  auto worker = [&](int id) {
+    for (int64_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) fn(id, i);
+  };
+  const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads, n)));
+  std::vector<std::thread> workers;
+  workers.reserve(threads - 1);
+  for (int t = 1; t < threads; ++t) workers.emplace_back(worker, t);
+  worker(0);
+  for (auto& w : workers) w.join();
+}
+
+// Threads only pay off once the work amortizes starting them (~20 us each).
+inline int threads_for(double work, int num_threads, double work_per_thread = 1 << 18) {
+  return work >= work_per_thread ? num_threads : 1;
 }
 
 }  // namespace fastembed_rt::cpu

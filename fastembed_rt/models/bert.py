@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 from .. import ops
 
-GELU_APPROXIMATIONS = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu_fast": "tanh"}
+# hidden_act → the activation name the op layer's linear layers fuse.
+GELU_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh"}
 
 
 @dataclass
@@ -27,36 +28,31 @@ class EncoderConfig:
     position_offset: int = 0  # RoBERTa: positions start at padding_idx + 1
 
     def __post_init__(self):
-        if self.activation not in GELU_APPROXIMATIONS:
-            raise ValueError(f"unsupported hidden_act {self.activation!r}; supported: {', '.join(GELU_APPROXIMATIONS)}")
+        if self.activation not in GELU_ACTIVATIONS:
+            raise ValueError(f"unsupported hidden_act {self.activation!r}; supported: {', '.join(GELU_ACTIVATIONS)}")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_attention_heads {self.num_heads}")
 
 
 @dataclass
 class EncoderLayer:
-    qkv_weight: torch.Tensor  # [3H, H]: one GEMM for queries, keys and values
-    qkv_bias: torch.Tensor
-    out_weight: torch.Tensor
-    out_bias: torch.Tensor
+    qkv: ops.Linear  # [3H, H]: one GEMM for queries, keys and values
+    out: ops.Linear
     attn_norm_weight: torch.Tensor
     attn_norm_bias: torch.Tensor
-    up_weight: torch.Tensor
-    up_bias: torch.Tensor
-    down_weight: torch.Tensor
-    down_bias: torch.Tensor
+    up: ops.Linear
+    down: ops.Linear
     ffn_norm_weight: torch.Tensor
     ffn_norm_bias: torch.Tensor
 
     def forward(self, x, cu_seqlens, max_seqlen, config: EncoderConfig):
         tokens = x.shape[0]
         head_dim = config.hidden_size // config.num_heads
-        qkv = F.linear(x, self.qkv_weight, self.qkv_bias).view(tokens, 3, config.num_heads, head_dim)
+        qkv = self.qkv(x).view(tokens, 3, config.num_heads, head_dim)
         context = ops.attention(qkv[:, 0], qkv[:, 1], qkv[:, 2], cu_seqlens, max_seqlen)
-        attn_out = F.linear(context.reshape(tokens, config.hidden_size), self.out_weight, self.out_bias)
+        attn_out = self.out(context.view(tokens, config.hidden_size))
         x = ops.layer_norm(attn_out, self.attn_norm_weight, self.attn_norm_bias, config.layer_norm_eps, residual=x)
-        hidden = ops.gelu(F.linear(x, self.up_weight), self.up_bias, GELU_APPROXIMATIONS[config.activation])
-        ffn_out = F.linear(hidden, self.down_weight, self.down_bias)
+        ffn_out = self.down(self.up(x, activation=GELU_ACTIVATIONS[config.activation]))
         return ops.layer_norm(ffn_out, self.ffn_norm_weight, self.ffn_norm_bias, config.layer_norm_eps, residual=x)
 
 
@@ -96,14 +92,15 @@ def packed_positions(cu_seqlens: torch.Tensor, offset: int = 0) -> torch.Tensor:
 
 class WeightReader:
     """Looks up checkpoint tensors whatever prefix the saving class added (`bert.`, `roberta.`, ...),
-    converting them to the runtime's device and dtype, and names the missing tensor when one is absent."""
+    converting them to the runtime's device and dtype, and names the missing tensor when one is absent.
+    With int8=True, linear layers keep int8 weights (the rest stays in `dtype`)."""
 
-    def __init__(self, weights: dict[str, torch.Tensor], anchor: str, device, dtype):
+    def __init__(self, weights: dict[str, torch.Tensor], anchor: str, device, dtype, int8: bool = False):
         prefixes = [name[: -len(anchor)] for name in weights if name.endswith(anchor)]
         if not prefixes:
             raise ValueError(f"checkpoint has no tensor named '*{anchor}'; is this the right architecture?")
         self.prefix = min(prefixes, key=len)
-        self.weights, self.device, self.dtype = weights, device, dtype
+        self.weights, self.device, self.dtype, self.int8 = weights, device, dtype, int8
 
     def __call__(self, name: str) -> torch.Tensor:
         for candidate in (name, name.replace(".weight", ".gamma"), name.replace(".bias", ".beta")):
@@ -115,8 +112,13 @@ class WeightReader:
     def cat(self, *names: str) -> torch.Tensor:
         return torch.cat([self(n) for n in names], dim=0)
 
+    def linear(self, *prefixes: str, bias: bool = True) -> ops.Linear:
+        """One linear layer from `prefix.weight` (and `prefix.bias`), several prefixes stacked into one GEMM."""
+        weight = self.cat(*(p + ".weight" for p in prefixes))
+        return ops.Linear(weight, self.cat(*(p + ".bias" for p in prefixes)) if bias else None, int8=self.int8)
 
-def build_bert(config: dict, weights, device, dtype) -> Encoder:
+
+def build_bert(config: dict, weights, device, dtype, int8: bool = False) -> Encoder:
     model_type = config.get("model_type", "bert")
     offset = config.get("pad_token_id", 1) + 1 if model_type in ("roberta", "xlm-roberta", "camembert") else 0
     cfg = EncoderConfig(
@@ -129,23 +131,19 @@ def build_bert(config: dict, weights, device, dtype) -> Encoder:
     )
     if config.get("position_embedding_type", "absolute") != "absolute":
         raise ValueError(f"unsupported position_embedding_type {config['position_embedding_type']!r}; supported: absolute")
-    w = WeightReader(weights, "embeddings.word_embeddings.weight", device, dtype)
+    w = WeightReader(weights, "embeddings.word_embeddings.weight", device, dtype, int8)
     layers = []
     for i in range(cfg.num_layers):
         p = f"encoder.layer.{i}."
         attn = p + "attention.self."
         layers.append(
             EncoderLayer(
-                qkv_weight=w.cat(attn + "query.weight", attn + "key.weight", attn + "value.weight"),
-                qkv_bias=w.cat(attn + "query.bias", attn + "key.bias", attn + "value.bias"),
-                out_weight=w(p + "attention.output.dense.weight"),
-                out_bias=w(p + "attention.output.dense.bias"),
+                qkv=w.linear(attn + "query", attn + "key", attn + "value"),
+                out=w.linear(p + "attention.output.dense"),
                 attn_norm_weight=w(p + "attention.output.LayerNorm.weight"),
                 attn_norm_bias=w(p + "attention.output.LayerNorm.bias"),
-                up_weight=w(p + "intermediate.dense.weight"),
-                up_bias=w(p + "intermediate.dense.bias"),
-                down_weight=w(p + "output.dense.weight"),
-                down_bias=w(p + "output.dense.bias"),
+                up=w.linear(p + "intermediate.dense"),
+                down=w.linear(p + "output.dense"),
                 ffn_norm_weight=w(p + "output.LayerNorm.weight"),
                 ffn_norm_bias=w(p + "output.LayerNorm.bias"),
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .bert import Encoder, EncoderConfig, EncoderLayer, WeightReader
 
 
-def build_distilbert(config: dict, weights, device, dtype) -> Encoder:
+def build_distilbert(config: dict, weights, device, dtype, int8: bool = False) -> Encoder:
     cfg = EncoderConfig(
         hidden_size=config["dim"],
         num_layers=config["n_layers"],
@@ -13,23 +13,19 @@ def build_distilbert(config: dict, weights, device, dtype) -> Encoder:
         layer_norm_eps=1e-12,  # fixed in DistilBERT
         activation=config.get("activation", "gelu"),
     )
-    w = WeightReader(weights, "embeddings.word_embeddings.weight", device, dtype)
+    w = WeightReader(weights, "embeddings.word_embeddings.weight", device, dtype, int8)
     layers = []
     for i in range(cfg.num_layers):
         p = f"transformer.layer.{i}."
         attn = p + "attention."
         layers.append(
             EncoderLayer(
-                qkv_weight=w.cat(attn + "q_lin.weight", attn + "k_lin.weight", attn + "v_lin.weight"),
-                qkv_bias=w.cat(attn + "q_lin.bias", attn + "k_lin.bias", attn + "v_lin.bias"),
-                out_weight=w(attn + "out_lin.weight"),
-                out_bias=w(attn + "out_lin.bias"),
+                qkv=w.linear(attn + "q_lin", attn + "k_lin", attn + "v_lin"),
+                out=w.linear(attn + "out_lin"),
                 attn_norm_weight=w(p + "sa_layer_norm.weight"),
                 attn_norm_bias=w(p + "sa_layer_norm.bias"),
-                up_weight=w(p + "ffn.lin1.weight"),
-                up_bias=w(p + "ffn.lin1.bias"),
-                down_weight=w(p + "ffn.lin2.weight"),
-                down_bias=w(p + "ffn.lin2.bias"),
+                up=w.linear(p + "ffn.lin1"),
+                down=w.linear(p + "ffn.lin2"),
                 ffn_norm_weight=w(p + "output_layer_norm.weight"),
                 ffn_norm_bias=w(p + "output_layer_norm.bias"),
             )

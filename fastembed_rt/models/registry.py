@@ -25,9 +25,10 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 
-def build_model(config: dict, weights, device, dtype):
+def build_model(config: dict, weights, device, dtype, int8: bool = False):
+    """Our model for config.json's model_type; int8=True quantizes its linear layers' weights."""
     model_type = config.get("model_type")
     arch = ARCHITECTURES.get(model_type)
     if arch is None:
         raise ValueError(f"unsupported architecture model_type={model_type!r}; supported: {', '.join(ARCHITECTURES)}")
-    return arch.build(config, weights, device, dtype)
+    return arch.build(config, weights, device, dtype, int8)

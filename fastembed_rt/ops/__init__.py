@@ -11,11 +11,22 @@ import torch
 
 from . import cpu, reference
 from .dispatch import REFERENCE, implementations, ops, reference_only, register, select, set_reference_only, use_reference
+from .linear import Linear, onednn_available, onednn_linear, reference_linear
 from .reference import POOL_MODES
 
-for _name in ("attention", "layer_norm", "gelu", "pool"):
-    register(_name, REFERENCE, getattr(reference, _name), lambda device, dtype: True)
-register("pool", "cpp", cpu.pool, cpu.float32_on_cpu)
+
+def _anywhere(device, dtype):
+    return True
+
+
+for _name in ("attention", "layer_norm", "rms_norm", "gelu", "pool", "int8_linear"):
+    register(_name, REFERENCE, getattr(reference, _name), _anywhere)
+register("linear", REFERENCE, reference_linear, _anywhere)
+for _name in ("attention", "layer_norm", "rms_norm", "gelu", "pool"):
+    register(_name, "cpp", getattr(cpu, _name), cpu.float_on_cpu)
+register("int8_linear", "cpp", cpu.int8_linear, cpu.float32_on_cpu)
+if onednn_available():
+    register("linear", "onednn", onednn_linear, cpu.float_on_cpu)
 
 
 def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False):
@@ -26,6 +37,11 @@ def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False):
 def layer_norm(x, weight, bias, eps, residual=None):
     """LayerNorm(x + residual)."""
     return select("layer_norm", x.device, x.dtype).fn(x, weight, bias, eps, residual)
+
+
+def rms_norm(x, weight, eps, residual=None, return_sum=False):
+    """RMSNorm(x + residual) (and, with return_sum, x + residual itself)."""
+    return select("rms_norm", x.device, x.dtype).fn(x, weight, eps, residual, return_sum)
 
 
 def gelu(x, bias=None, approximate="none"):
@@ -48,6 +64,7 @@ def implementation_table(device: torch.device | str = "cpu", dtype: torch.dtype 
 
 __all__ = [
     "POOL_MODES",
+    "Linear",
     "attention",
     "gelu",
     "implementation_table",
@@ -55,6 +72,7 @@ __all__ = [
     "layer_norm",
     "pool",
     "reference_only",
+    "rms_norm",
     "set_reference_only",
     "use_reference",
 ]

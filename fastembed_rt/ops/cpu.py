@@ -1,20 +1,94 @@
-"""The C++ CPU kernels of fastembed_rt._C behind the op signatures of reference.py."""
+"""The C++ CPU kernels of fastembed_rt._C behind the op signatures of reference.py.
+
+numpy has no bfloat16, so bfloat16 tensors cross into C++ as their raw int16 bits and come back viewed
+as bfloat16 again; the binding checks every shape, dtype and offset before a kernel runs.
+"""
 
 from __future__ import annotations
+
+import math
 
 import torch
 
 from .. import _C
 from .reference import POOL_MODES
 
+_ACTIVATIONS = {None: 0, "gelu": 1, "gelu_tanh": 2}
+_GELU = {"none": 1, "tanh": 2}
+_NORMS = {"layer_norm": 0, "rms_norm": 1}
+
+
+def _array(t: torch.Tensor):
+    t = t.detach()
+    return (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy()
+
+
+def _tensor(a, dtype: torch.dtype) -> torch.Tensor:
+    t = torch.from_numpy(a)
+    return t.view(torch.bfloat16) if dtype == torch.bfloat16 else t
+
+
+def _optional(t):
+    return None if t is None else _array(t.contiguous())
+
+
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(-1, x.shape[-1]).contiguous()
+
+
+def _cu(cu_seqlens):
+    return cu_seqlens.detach().to(torch.int32).contiguous().numpy()
+
+
+def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False):
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    out = _C.attention_varlen(_array(q), _array(k), _array(v), _cu(cu_seqlens), scale, causal, torch.get_num_threads())
+    return _tensor(out, q.dtype)
+
+
+def _norm(kind, x, weight, bias, eps, residual, return_sum):
+    rows = _rows(x)
+    res = None if residual is None else _array(_rows(residual))
+    result = _C.norm_rows(_array(rows), res, _array(weight.contiguous()), _optional(bias), eps, _NORMS[kind],
+                          return_sum, None, torch.get_num_threads())  # fmt: skip
+    if return_sum:
+        return tuple(_tensor(a, x.dtype).view(x.shape) for a in result)
+    return _tensor(result, x.dtype).view(x.shape)
+
+
+def layer_norm(x, weight, bias, eps, residual=None):
+    return _norm("layer_norm", x, weight, bias, eps, residual, False)
+
+
+def rms_norm(x, weight, eps, residual=None, return_sum=False):
+    return _norm("rms_norm", x, weight, None, eps, residual, return_sum)
+
+
+def gelu(x, bias=None, approximate="none"):
+    out = _C.bias_activation(_array(_rows(x)), _optional(bias), _GELU[approximate], None, torch.get_num_threads())
+    return _tensor(out, x.dtype).view(x.shape)
+
 
 def pool(hidden, cu_seqlens, mode, normalize=False, skip=None):
-    hidden = hidden.detach().contiguous()
-    cu = cu_seqlens.detach().to(torch.int32).contiguous().numpy()
+    hidden = hidden.detach().float().contiguous()
     skip_np = None if skip is None else skip.detach().to(torch.int32).contiguous().numpy()
-    out = _C.pool_packed(hidden.numpy(), cu, POOL_MODES.index(mode), normalize, skip_np, torch.get_num_threads())
+    out = _C.pool_packed(hidden.numpy(), _cu(cu_seqlens), POOL_MODES.index(mode), normalize, skip_np, torch.get_num_threads())
     return torch.from_numpy(out)
+
+
+def int8_linear(x, qweight, weight_scales, bias=None, activation=None):
+    """Per-token int8 quantization (C++), torch._int_mm (oneDNN VNNI), dequantization + bias + GELU (C++)."""
+    threads = torch.get_num_threads()
+    codes, scales = _C.quantize_rows(_array(x.contiguous()), threads)
+    acc = torch._int_mm(torch.from_numpy(codes), qweight.t())
+    out = _C.dequantize_rows(acc.numpy(), scales, _array(weight_scales), _optional(bias), _ACTIVATIONS[activation], threads)
+    return torch.from_numpy(out)
+
+
+def float_on_cpu(device: torch.device, dtype: torch.dtype) -> bool:
+    return device.type == "cpu" and dtype in (torch.float32, torch.bfloat16)
 
 
 def float32_on_cpu(device: torch.device, dtype: torch.dtype) -> bool:
     return device.type == "cpu" and dtype == torch.float32
+

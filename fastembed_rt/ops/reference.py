@@ -39,18 +39,56 @@ def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False):
 
 
 def layer_norm(x, weight, bias, eps, residual=None):
-    """LayerNorm(x + residual) over the last dim, computed in at least float32."""
-    if residual is not None:
-        x = x + residual
+    """LayerNorm(x + residual) over the last dim; the sum and the norm computed in at least float32."""
     compute = torch.promote_types(x.dtype, torch.float32)
-    return F.layer_norm(x.to(compute), (x.shape[-1],), weight.to(compute), bias.to(compute), eps).to(x.dtype)
+    total = x.to(compute) if residual is None else x.to(compute) + residual.to(compute)
+    bias = None if bias is None else bias.to(compute)
+    return F.layer_norm(total, (x.shape[-1],), weight.to(compute), bias, eps).to(x.dtype)
+
+
+def rms_norm(x, weight, eps, residual=None, return_sum=False):
+    """x' = x + residual; x' / sqrt(mean(x'^2) + eps) * weight over the last dim, in at least float32.
+    With return_sum, also x' (in x's dtype): pre-norm models carry it as the next residual."""
+    compute = torch.promote_types(x.dtype, torch.float32)
+    total = x.to(compute) if residual is None else x.to(compute) + residual.to(compute)
+    normed = total * torch.rsqrt(total.pow(2).mean(dim=-1, keepdim=True) + eps) * weight.to(compute)
+    return (normed.to(x.dtype), total.to(x.dtype)) if return_sum else normed.to(x.dtype)
 
 
 def gelu(x, bias=None, approximate="none"):
-    """GELU(x + bias); approximate="tanh" for gelu_new / gelu_pytorch_tanh checkpoints."""
+    """GELU(x + bias), computed in at least float32; approximate="tanh" for gelu_new / gelu_pytorch_tanh."""
+    compute = torch.promote_types(x.dtype, torch.float32)
+    total = x.to(compute) if bias is None else x.to(compute) + bias.to(compute)
+    return F.gelu(total, approximate=approximate).to(x.dtype)
+
+
+def linear(x, weight, bias=None, activation=None):
+    """activation(x @ weight.T + bias); activation None, "gelu" or "gelu_tanh"."""
+    out = F.linear(x, weight, bias)
+    return out if activation is None else gelu(out, approximate=GELU_APPROXIMATE[activation])
+
+
+GELU_APPROXIMATE = {"gelu": "none", "gelu_tanh": "tanh"}
+
+
+def quantize_rows(x):
+    """Symmetric per-row int8: scale = max|row| / 127, codes = round_half_even(x * 127 / max|row|).
+    An all-zero row gets scale 0 and zero codes. x: float32 [rows, cols] -> (int8 codes, float32 [rows])."""
+    absmax = x.abs().amax(dim=1) if x.shape[1] else x.new_zeros(x.shape[0])
+    inverse = torch.where(absmax > 0, 127.0 / absmax, torch.zeros_like(absmax))
+    codes = torch.round(x * inverse[:, None]).clamp(-127, 127).to(torch.int8)
+    return codes, absmax / 127.0
+
+
+def int8_linear(x, qweight, weight_scales, bias=None, activation=None):
+    """A linear layer on int8 codes: x quantized per row (token), weights per output channel
+    (qweight [out, in] int8, weight_scales [out]); exact integer products, dequantized in float32."""
+    codes, scales = quantize_rows(x)
+    acc = (codes.long() @ qweight.long().t()).to(torch.int32)
+    out = acc.float() * (scales[:, None] * weight_scales[None, :])
     if bias is not None:
-        x = x + bias
-    return F.gelu(x, approximate=approximate)
+        out = out + bias
+    return out if activation is None else gelu(out, approximate=GELU_APPROXIMATE[activation])
 
 
 def pool(hidden, cu_seqlens, mode, normalize=False, skip=None):

@@ -1,0 +1,27 @@
+// Softmax attention over packed variable-length sequences (flash-attn's varlen layout): one pass over
+// each sequence's keys in blocks with an online softmax; no padding and no score matrix in memory.
+#pragma once
+
+#include <cstdint>
+
+#include "vector_math.h"
+
+namespace fastembed_rt::cpu {
+
+struct AttentionShape {
+  int64_t num_seqs;
+  int64_t num_heads;     // query heads
+  int64_t num_kv_heads;  // divides num_heads (grouped-query attention when smaller)
+  int64_t head_dim;
+  // Elements between consecutive tokens; heads are head_dim apart, and a head's values are contiguous.
+  int64_t q_token_stride, k_token_stride, v_token_stride;
+};
+
+// q: [T, num_heads, head_dim], k and v: [T, num_kv_heads, head_dim] (strided as above);
+// out: [T, num_heads, head_dim] contiguous. Sequence s is tokens cu_seqlens[s]..cu_seqlens[s+1].
+// causal: token i attends to tokens <= i of its own sequence. Computed in float32; the caller checks sizes.
+template <typename T>
+void attention_varlen(const T* q, const T* k, const T* v, T* out, const int32_t* cu_seqlens,
+                      const AttentionShape& shape, float scale, bool causal, int num_threads);
+
+}  // namespace fastembed_rt::cpu

@@ -1,0 +1,81 @@
+#include "int8_linear.h"
+
+#include <algorithm>
+
+#include "parallel.h"
+
+namespace fastembed_rt::cpu {
+namespace {
+
+FE_MULTIVERSION void quantize_chunk(const float* x, int64_t cols, int8_t* q, float* scales, int64_t begin, int64_t end) {
+  for (int64_t r = begin; r < end; ++r) {
+    const float* xr = x + r * cols;
+    float absmax = 0.0f;
+#pragma omp simd reduction(max : absmax)
+    for (int64_t j = 0; j < cols; ++j) absmax = std::max(absmax, xr[j] < 0.0f ? -xr[j] : xr[j]);
+    scales[r] = absmax / 127.0f;
+    const float inv = absmax > 0.0f ? 127.0f / absmax : 0.0f;
+    const float shifter = 12582912.0f;  // adding 1.5 * 2^23 rounds half to even, as torch.round does
+    int8_t* qr = q + r * cols;
+    for (int64_t j = 0; j < cols; ++j) {
+      float v = (xr[j] * inv + shifter) - shifter;
+      v = std::min(127.0f, std::max(-127.0f, v));
+      qr[j] = static_cast<int8_t>(static_cast<int32_t>(v));
+    }
+  }
+}
+
+template <Activation kAct, bool kBias>
+FE_INLINE void dequantize_with(const int32_t* acc, int64_t cols, const float* row_scales, const float* col_scales,
+                               const float* bias, float* out, int64_t begin, int64_t end) {
+  for (int64_t r = begin; r < end; ++r) {
+    const int32_t* ar = acc + r * cols;
+    float* o = out + r * cols;
+    const float rs = row_scales[r];
+    for (int64_t j = 0; j < cols; ++j) {
+      const float v = static_cast<float>(ar[j]) * (rs * col_scales[j]) + (kBias ? bias[j] : 0.0f);
+      o[j] = activate(v, kAct);
+    }
+  }
+}
+
+template <Activation kAct>
+FE_INLINE void dequantize_with(const int32_t* acc, int64_t cols, const float* row_scales, const float* col_scales,
+                               const float* bias, float* out, int64_t begin, int64_t end) {
+  if (bias) {
+    dequantize_with<kAct, true>(acc, cols, row_scales, col_scales, bias, out, begin, end);
+  } else {
+    dequantize_with<kAct, false>(acc, cols, row_scales, col_scales, bias, out, begin, end);
+  }
+}
+
+FE_MULTIVERSION void dequantize_chunk(const int32_t* acc, int64_t cols, const float* row_scales,
+                                      const float* col_scales, const float* bias, Activation act, float* out,
+                                      int64_t begin, int64_t end) {
+  switch (act) {
+    case Activation::kGeluErf:
+      return dequantize_with<Activation::kGeluErf>(acc, cols, row_scales, col_scales, bias, out, begin, end);
+    case Activation::kGeluTanh:
+      return dequantize_with<Activation::kGeluTanh>(acc, cols, row_scales, col_scales, bias, out, begin, end);
+    default:
+      return dequantize_with<Activation::kNone>(acc, cols, row_scales, col_scales, bias, out, begin, end);
+  }
+}
+
+}  // namespace
+
+void quantize_rows(const float* x, int64_t rows, int64_t cols, int8_t* q, float* scales, int num_threads) {
+  const int threads = threads_for(static_cast<double>(rows) * cols * 2, num_threads);
+  parallel_for(rows, threads, [&](int64_t b, int64_t e) { quantize_chunk(x, cols, q, scales, b, e); });
+}
+
+void dequantize_rows(const int32_t* acc, int64_t rows, int64_t cols, const float* row_scales, const float* col_scales,
+                     const float* bias, Activation act, float* out, int num_threads) {
+  const double per_element = act == Activation::kNone ? 2 : 16;
+  const int threads = threads_for(static_cast<double>(rows) * cols * per_element, num_threads);
+  parallel_for(rows, threads, [&](int64_t b, int64_t e) {
+    dequantize_chunk(acc, cols, row_scales, col_scales, bias, act, out, b, e);
+  });
+}
+
+}  // namespace fastembed_rt::cpu

@@ -1,0 +1,76 @@
+#include "norms.h"
+
+#include <cmath>
+#include <vector>
+
+#include "parallel.h"
+
+namespace fastembed_rt::cpu {
+namespace {
+
+template <typename T>
+struct NormArgs {
+  const T *x, *residual, *weight, *bias;
+  T *out, *sum_out;
+  int64_t cols;
+  float eps;
+  NormKind kind;
+};
+
+template <typename T>
+FE_INLINE void norm_row(const NormArgs<T>& a, int64_t r, float* s) {
+  const int64_t n = a.cols;
+  const T* x = a.x + r * n;
+  for (int64_t j = 0; j < n; ++j) s[j] = to_float(x[j]);
+  if (a.residual) {
+    const T* res = a.residual + r * n;
+    for (int64_t j = 0; j < n; ++j) s[j] += to_float(res[j]);
+  }
+  if (a.sum_out) {
+    T* so = a.sum_out + r * n;
+    for (int64_t j = 0; j < n; ++j) so[j] = from_float<T>(s[j]);
+  }
+  float mean = 0.0f, sq = 0.0f;
+  if (a.kind == NormKind::kLayerNorm) {
+#pragma omp simd reduction(+ : mean)
+    for (int64_t j = 0; j < n; ++j) mean += s[j];
+    mean /= static_cast<float>(n);
+  }
+#pragma omp simd reduction(+ : sq)
+  for (int64_t j = 0; j < n; ++j) sq += (s[j] - mean) * (s[j] - mean);
+  const float rstd = 1.0f / std::sqrt(sq / static_cast<float>(n) + a.eps);
+  T* out = a.out + r * n;
+  if (a.bias) {
+    for (int64_t j = 0; j < n; ++j) out[j] = from_float<T>((s[j] - mean) * rstd * to_float(a.weight[j]) + to_float(a.bias[j]));
+  } else {
+    for (int64_t j = 0; j < n; ++j) out[j] = from_float<T>((s[j] - mean) * rstd * to_float(a.weight[j]));
+  }
+}
+
+template <typename T>
+FE_INLINE void norm_chunk(const NormArgs<T>& a, int64_t begin, int64_t end) {
+  std::vector<float> row(a.cols);
+  for (int64_t r = begin; r < end; ++r) norm_row(a, r, row.data());
+}
+
+FE_MULTIVERSION void norm_chunk_f32(const NormArgs<float>& a, int64_t begin, int64_t end) { norm_chunk(a, begin, end); }
+FE_MULTIVERSION void norm_chunk_bf16(const NormArgs<bf16>& a, int64_t begin, int64_t end) { norm_chunk(a, begin, end); }
+void norm_chunk_any(const NormArgs<float>& a, int64_t b, int64_t e) { norm_chunk_f32(a, b, e); }
+void norm_chunk_any(const NormArgs<bf16>& a, int64_t b, int64_t e) { norm_chunk_bf16(a, b, e); }
+
+}  // namespace
+
+template <typename T>
+void norm_rows(const T* x, const T* residual, const T* weight, const T* bias, T* out, T* sum_out, int64_t rows,
+               int64_t cols, float eps, NormKind kind, int num_threads) {
+  const NormArgs<T> args{x, residual, weight, bias, out, sum_out, cols, eps, kind};
+  const int threads = threads_for(static_cast<double>(rows) * cols * 4, num_threads);
+  parallel_for(rows, threads, [&](int64_t begin, int64_t end) { norm_chunk_any(args, begin, end); });
+}
+
+template void norm_rows<float>(const float*, const float*, const float*, const float*, float*, float*, int64_t,
+                               int64_t, float, NormKind, int);
+template void norm_rows<bf16>(const bf16*, const bf16*, const bf16*, const bf16*, bf16*, bf16*, int64_t, int64_t,
+                              float, NormKind, int);
+
+}  // namespace fastembed_rt::cpu

@@ -1,0 +1,84 @@
+// Element-wise math written as plain C++ so that the compiler vectorizes it for whatever instruction
+// set the calling function is cloned for (no libm calls, which would block vectorization).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#define FE_INLINE inline __attribute__((always_inline))
+// AVX-512, AVX2 and baseline clones, picked by cpuid when the library loads.
+#define FE_MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+
+namespace fastembed_rt::cpu {
+
+// bfloat16 is stored as the upper 16 bits of a float32.
+struct bf16 {
+  uint16_t bits;
+};
+
+FE_INLINE float to_float(float x) { return x; }
+FE_INLINE float to_float(bf16 x) {
+  const uint32_t u = static_cast<uint32_t>(x.bits) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+template <typename T>
+FE_INLINE T from_float(float x);
+template <>
+FE_INLINE float from_float<float>(float x) {
+  return x;
+}
+// Round to nearest even, as torch converts float32 to bfloat16 (NaN is not produced by our kernels).
+template <>
+FE_INLINE bf16 from_float<bf16>(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  return bf16{static_cast<uint16_t>(u >> 16)};
+}
+
+// exp(x), relative error ~1e-7 for x in [-80, 88]; inputs outside are clamped. The floor keeps results and
+// their products with O(1e-2) factors normal: denormal arithmetic is many times slower.
+FE_INLINE float fast_exp(float x) {
+  x = x < -80.0f ? -80.0f : (x > 88.0f ? 88.0f : x);
+  const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to the nearest integer
+  const float n = (x * 1.44269504088896341f + shifter) - shifter;
+  const float r = (x - n * 0.693145751953125f) - n * 1.42860682030941723e-6f;
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+// erf(x) by Abramowitz & Stegun 7.1.26 (absolute error <= 1.5e-7).
+FE_INLINE float fast_erf(float x) {
+  const float a = x < 0.0f ? -x : x;
+  const float t = 1.0f / (1.0f + 0.3275911f * a);
+  float p = 1.061405429f;
+  p = p * t - 1.453152027f;
+  p = p * t + 1.421413741f;
+  p = p * t - 0.284496736f;
+  p = p * t + 0.254829592f;
+  const float y = 1.0f - p * t * fast_exp(-a * a);
+  return x < 0.0f ? -y : y;
+}
+
+FE_INLINE float gelu_erf(float x) { return 0.5f * x * (1.0f + fast_erf(x * 0.70710678118654752f)); }
+
+// tanh(u) = 1 - 2 / (exp(2u) + 1), the form used by gelu_new / gelu_pytorch_tanh.
+FE_INLINE float gelu_tanh(float x) {
+  const float u = 0.79788456080286536f * (x + 0.044715f * x * x * x);
+  return 0.5f * x * (2.0f - 2.0f / (fast_exp(2.0f * u) + 1.0f));
+}
+
+}  // namespace fastembed_rt::cpu
