@@ -34,7 +34,7 @@ cpu_ext = Pybind11Extension(
     CPU_SOURCES,
     include_dirs=["csrc"],
     cxx_std=17,
-    extra_compile_args=["-O3", "-fopenmp-simd", "-fno-trapping-math", "-fno-math-errno"],
+    extra_compile_args=["-O3", "-fopenmp-simd", "-fno-trapping-math", "-fno-math-errno", "-Wno-psabi"],
 )
 cuda_exts, cmdclass = cuda_extensions()
 

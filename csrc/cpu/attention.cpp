@@ -1,6 +1,7 @@
 #include "attention.h"
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -9,10 +10,12 @@
 namespace fastembed_rt::cpu {
 namespace {
 
-// A tile of kQueryRows queries meets kKeyBlock keys at a time: the tile's scores (4 x 32) stay in
-// registers, and each key/value row loaded serves all four queries.
-constexpr int64_t kQueryRows = 4;
-constexpr int64_t kKeyBlock = 32;
+// A tile of kRows queries meets kKeys keys at a time, in a layout transposed so that the vector lanes
+// run across the tile's queries: each query's running max, denominator and rescaling are then plain
+// lane-wise operations, and no step of the online softmax needs a horizontal reduction.
+constexpr int64_t kRows = 16;
+constexpr int64_t kKeys = 16;
+constexpr int64_t kValueChunk = 8;  // output dimensions accumulated in registers at once
 
 template <typename T>
 struct AttentionArgs {
@@ -24,75 +27,88 @@ struct AttentionArgs {
   bool causal;
 };
 
-// Per-thread float32 copies of one (sequence, kv head), zero-padded to whole key blocks: keys transposed
-// [head_dim, padded_len] so that a query tile's scores against a block are vectorized along the keys.
+// Per-thread float32 copies of one (sequence, kv head) zero-padded to whole key blocks, and one query tile.
 struct Scratch {
-  std::vector<float> keys_t, values, queries, acc;
+  std::vector<float> keys, values, queries_t, acc_t;
 };
 
-FE_INLINE float max2(float a, float b) { return a > b ? a : b; }
-FE_INLINE float add2(float a, float b) { return a + b; }
+// 16 float lanes, one per query of the tile; GCC lowers these vector operations to whatever the clone's
+// instruction set has (one zmm register, two ymm, or four xmm).
+typedef float Lanes __attribute__((vector_size(kRows * sizeof(float))));
+typedef int32_t IntLanes __attribute__((vector_size(kRows * sizeof(float))));
 
-// Reduces a block by halving it element-wise: unlike a serial float reduction, this vectorizes.
-template <int64_t kSize, typename Op>
-FE_INLINE float block_reduce(const float* v, Op op) {
-  float half[kSize / 2];
-  for (int64_t j = 0; j < kSize / 2; ++j) half[j] = op(v[j], v[j + kSize / 2]);
-  for (int64_t width = kSize / 4; width >= 1; width /= 2) {
-    for (int64_t j = 0; j < width; ++j) half[j] = op(half[j], half[j + width]);
-  }
-  return half[0];
+FE_INLINE Lanes load_lanes(const float* p) {
+  Lanes v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
 }
 
-// Online softmax for query rows i0..i0+3 of a sequence of `len` tokens; row r may see keys < limit[r].
+FE_INLINE void store_lanes(float* p, Lanes v) { std::memcpy(p, &v, sizeof v); }
+
+// fast_exp (vector_math.h) lane-wise.
+FE_INLINE Lanes exp_lanes(Lanes x) {
+  x = x < -80.0f ? Lanes{} - 80.0f : x;
+  x = x > 88.0f ? Lanes{} + 88.0f : x;
+  const float shifter = 12582912.0f;
+  const Lanes n = (x * 1.44269504088896341f + shifter) - shifter;
+  const Lanes r = (x - n * 0.693145751953125f) - n * 1.42860682030941723e-6f;
+  Lanes p = Lanes{} + 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const IntLanes bits = (__builtin_convertvector(n, IntLanes) + 127) << 23;
+  return p * reinterpret_cast<const Lanes&>(bits);
+}
+
+// Online softmax for one tile: queries_t [dim][kRows] (pre-scaled), keys and values [padded_len][dim];
+// query r sees keys j < limit[r]. Leaves softmax(q K^T) V transposed in acc_t [dim][kRows].
 template <int64_t kDim>
-FE_INLINE void attend_tile(const float* keys_t, const float* values, int64_t padded_len, int64_t dim_runtime,
-                           const float* q, const int64_t* limit, int64_t n_keys, float* acc) {
+FE_INLINE void attend_tile(const float* keys, const float* values, int64_t dim_runtime, const float* queries_t,
+                           const float* limit_ptr, int64_t n_keys, float* acc_t) {
   const int64_t dim = kDim ? kDim : dim_runtime;
-  // With the head size known at compile time the accumulators live in a local array the compiler can
-  // keep in registers; otherwise in the scratch buffer `acc`.
-  alignas(64) float local[kQueryRows * (kDim ? kDim : 1)];
-  float* __restrict o_all = kDim ? local : acc;
-  float running_max[kQueryRows], denominator[kQueryRows];
-  for (int64_t r = 0; r < kQueryRows; ++r) {
-    running_max[r] = -std::numeric_limits<float>::infinity();
-    denominator[r] = 0.0f;
-  }
-  for (int64_t j = 0; j < kQueryRows * dim; ++j) o_all[j] = 0.0f;
-  for (int64_t j0 = 0; j0 < n_keys; j0 += kKeyBlock) {
-    alignas(64) float s[kQueryRows][kKeyBlock] = {};
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  const Lanes limit = load_lanes(limit_ptr);
+  Lanes running_max = Lanes{} + kNegInf, denominator = Lanes{};
+  for (int64_t i = 0; i < dim * kRows; ++i) acc_t[i] = 0.0f;
+  for (int64_t j0 = 0; j0 < n_keys; j0 += kKeys) {
+    Lanes s[kKeys];
+    for (int64_t j = 0; j < kKeys; ++j) s[j] = Lanes{};
     for (int64_t d = 0; d < dim; ++d) {
-      const float* kt = keys_t + d * padded_len + j0;
-      for (int64_t r = 0; r < kQueryRows; ++r) {
-        const float qd = q[r * dim + d];
-        for (int64_t j = 0; j < kKeyBlock; ++j) s[r][j] += qd * kt[j];
-      }
+      const Lanes q = load_lanes(queries_t + d * kRows);
+#pragma GCC unroll 16
+      for (int64_t j = 0; j < kKeys; ++j) s[j] += q * keys[(j0 + j) * dim + d];
     }
-    for (int64_t r = 0; r < kQueryRows; ++r) {
-      const int64_t visible = limit[r] - j0;  // keys j < visible of this block are seen by row r
-      for (int64_t j = 0; j < kKeyBlock; ++j) s[r][j] = j < visible ? s[r][j] : -std::numeric_limits<float>::infinity();
-      const float new_max = std::max(running_max[r], block_reduce<kKeyBlock>(s[r], max2));
-      if (new_max == -std::numeric_limits<float>::infinity()) continue;  // nothing visible yet
-      const float correction = fast_exp(running_max[r] - new_max);
-      for (int64_t j = 0; j < kKeyBlock; ++j) s[r][j] = j < visible ? fast_exp(s[r][j] - new_max) : 0.0f;
-      denominator[r] = denominator[r] * correction + block_reduce<kKeyBlock>(s[r], add2);
-      running_max[r] = new_max;
-      float* o = o_all + r * dim;
-      for (int64_t d = 0; d < dim; ++d) o[d] *= correction;
+    Lanes block_max = Lanes{} + kNegInf;
+    for (int64_t j = 0; j < kKeys; ++j) {
+      s[j] = static_cast<float>(j0 + j) < limit ? s[j] : kNegInf;
+      block_max = block_max > s[j] ? block_max : s[j];
     }
-    for (int64_t j = 0; j < kKeyBlock; ++j) {
-      const float* vr = values + (j0 + j) * dim;
-      for (int64_t r = 0; r < kQueryRows; ++r) {
-        const float p = s[r][j];
-        float* o = o_all + r * dim;
-        for (int64_t d = 0; d < dim; ++d) o[d] += p * vr[d];
+    // Every query sees key 0, so after the first block every running max is finite.
+    const Lanes new_max = running_max > block_max ? running_max : block_max;
+    const Lanes correction = exp_lanes(running_max - new_max);
+    running_max = new_max;
+    denominator *= correction;
+    for (int64_t j = 0; j < kKeys; ++j) {
+      s[j] = static_cast<float>(j0 + j) < limit ? exp_lanes(s[j] - running_max) : Lanes{};
+      denominator += s[j];
+    }
+    for (int64_t d0 = 0; d0 < dim; d0 += kValueChunk) {
+      const int64_t width = kDim % kValueChunk == 0 && kDim ? kValueChunk : std::min(kValueChunk, dim - d0);
+      Lanes o[kValueChunk];
+      for (int64_t d = 0; d < width; ++d) o[d] = load_lanes(acc_t + (d0 + d) * kRows) * correction;
+      for (int64_t j = 0; j < kKeys; ++j) {
+        const float* v = values + (j0 + j) * dim + d0;
+#pragma GCC unroll 8
+        for (int64_t d = 0; d < width; ++d) o[d] += s[j] * v[d];
       }
+      for (int64_t d = 0; d < width; ++d) store_lanes(acc_t + (d0 + d) * kRows, o[d]);
     }
   }
-  for (int64_t r = 0; r < kQueryRows; ++r) {
-    const float inv = denominator[r] > 0.0f ? 1.0f / denominator[r] : 0.0f;
-    for (int64_t d = 0; d < dim; ++d) acc[r * dim + d] = o_all[r * dim + d] * inv;
-  }
+  for (int64_t d = 0; d < dim; ++d) store_lanes(acc_t + d * kRows, load_lanes(acc_t + d * kRows) / denominator);
 }
 
 // All query heads sharing kv head `kv_head` of sequence `seq`.
@@ -101,35 +117,38 @@ FE_INLINE void attend_item(const AttentionArgs<T>& a, int64_t seq, int64_t kv_he
   const AttentionShape& sh = a.shape;
   const int64_t start = a.cu_seqlens[seq], len = a.cu_seqlens[seq + 1] - start, dim = sh.head_dim;
   if (len == 0) return;
-  const int64_t padded = (len + kKeyBlock - 1) / kKeyBlock * kKeyBlock;
-  w.keys_t.assign(dim * padded, 0.0f);
+  const int64_t padded = (len + kKeys - 1) / kKeys * kKeys;
+  w.keys.assign(padded * dim, 0.0f);
   w.values.assign(padded * dim, 0.0f);
-  w.queries.resize(kQueryRows * dim);
-  w.acc.resize(kQueryRows * dim);
+  w.queries_t.resize(dim * kRows);
+  w.acc_t.resize(dim * kRows);
   for (int64_t t = 0; t < len; ++t) {
     const T* kr = a.k + (start + t) * sh.k_token_stride + kv_head * dim;
     const T* vr = a.v + (start + t) * sh.v_token_stride + kv_head * dim;
+    float* kd = w.keys.data() + t * dim;
     float* vd = w.values.data() + t * dim;
     for (int64_t d = 0; d < dim; ++d) {
-      w.keys_t[d * padded + t] = to_float(kr[d]);
+      kd[d] = to_float(kr[d]);
       vd[d] = to_float(vr[d]);
     }
   }
   const int64_t group = sh.num_heads / sh.num_kv_heads;
   for (int64_t h = kv_head * group; h < (kv_head + 1) * group; ++h) {
-    for (int64_t i0 = 0; i0 < len; i0 += kQueryRows) {
-      const int64_t rows = std::min(kQueryRows, len - i0);
-      int64_t limit[kQueryRows];
-      for (int64_t r = 0; r < kQueryRows; ++r) {
-        const T* qr = a.q + (start + std::min(i0 + r, len - 1)) * sh.q_token_stride + h * dim;
-        for (int64_t d = 0; d < dim; ++d) w.queries[r * dim + d] = to_float(qr[d]) * a.scale;
-        limit[r] = a.causal ? std::min(i0 + r + 1, len) : len;
+    for (int64_t i0 = 0; i0 < len; i0 += kRows) {
+      const int64_t rows = std::min(kRows, len - i0);
+      alignas(64) float limit[kRows];
+      for (int64_t r = 0; r < kRows; ++r) {
+        // Rows past the sequence's end repeat its last query; they are computed but never stored.
+        const int64_t i = std::min(i0 + r, len - 1);
+        const T* qr = a.q + (start + i) * sh.q_token_stride + h * dim;
+        for (int64_t d = 0; d < dim; ++d) w.queries_t[d * kRows + r] = to_float(qr[d]) * a.scale;
+        limit[r] = static_cast<float>(a.causal ? i + 1 : len);
       }
-      const int64_t n_keys = a.causal ? std::min(len, i0 + kQueryRows) : len;
-      attend_tile<kDim>(w.keys_t.data(), w.values.data(), padded, dim, w.queries.data(), limit, n_keys, w.acc.data());
+      const int64_t n_keys = a.causal ? std::min(len, i0 + kRows) : len;
+      attend_tile<kDim>(w.keys.data(), w.values.data(), dim, w.queries_t.data(), limit, n_keys, w.acc_t.data());
       for (int64_t r = 0; r < rows; ++r) {
         T* out = a.out + ((start + i0 + r) * sh.num_heads + h) * dim;
-        for (int64_t d = 0; d < dim; ++d) out[d] = from_float<T>(w.acc[r * dim + d]);
+        for (int64_t d = 0; d < dim; ++d) out[d] = from_float<T>(w.acc_t[d * kRows + r]);
       }
     }
   }

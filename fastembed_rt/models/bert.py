@@ -36,7 +36,9 @@ class EncoderConfig:
 
 @dataclass
 class EncoderLayer:
-    qkv: ops.Linear  # [3H, H]: one GEMM for queries, keys and values
+    # [3H, H]: one GEMM for queries, keys and values. Under int8 it stays in bfloat16: all-int8 gave a
+    # min cosine to float32 of 0.986 on 2,000 real texts (gate: 0.99), bfloat16 QKV 0.994, for 2% more time.
+    qkv: ops.Linear
     out: ops.Linear
     attn_norm_weight: torch.Tensor
     attn_norm_bias: torch.Tensor
@@ -112,10 +114,15 @@ class WeightReader:
     def cat(self, *names: str) -> torch.Tensor:
         return torch.cat([self(n) for n in names], dim=0)
 
-    def linear(self, *prefixes: str, bias: bool = True) -> ops.Linear:
-        """One linear layer from `prefix.weight` (and `prefix.bias`), several prefixes stacked into one GEMM."""
+    def linear(self, *prefixes: str, bias: bool = True, sensitive: bool = False) -> ops.Linear:
+        """One linear layer from `prefix.weight` (and `prefix.bias`), several prefixes stacked into one GEMM.
+        Under int8, a `sensitive` layer stays in float: bfloat16 where the CPU computes it natively."""
         weight = self.cat(*(p + ".weight" for p in prefixes))
-        return ops.Linear(weight, self.cat(*(p + ".bias" for p in prefixes)) if bias else None, int8=self.int8)
+        bias_tensor = self.cat(*(p + ".bias" for p in prefixes)) if bias else None
+        if self.int8 and sensitive:
+            dtype = torch.bfloat16 if ops.native_bfloat16(self.device) else torch.float32
+            return ops.Linear(weight.to(dtype), None if bias_tensor is None else bias_tensor.to(dtype))
+        return ops.Linear(weight, bias_tensor, int8=self.int8)
 
 
 def build_bert(config: dict, weights, device, dtype, int8: bool = False) -> Encoder:
@@ -138,7 +145,7 @@ def build_bert(config: dict, weights, device, dtype, int8: bool = False) -> Enco
         attn = p + "attention.self."
         layers.append(
             EncoderLayer(
-                qkv=w.linear(attn + "query", attn + "key", attn + "value"),
+                qkv=w.linear(attn + "query", attn + "key", attn + "value", sensitive=True),
                 out=w.linear(p + "attention.output.dense"),
                 attn_norm_weight=w(p + "attention.output.LayerNorm.weight"),
                 attn_norm_bias=w(p + "attention.output.LayerNorm.bias"),

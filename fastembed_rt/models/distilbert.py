@@ -20,7 +20,7 @@ def build_distilbert(config: dict, weights, device, dtype, int8: bool = False) -
         attn = p + "attention."
         layers.append(
             EncoderLayer(
-                qkv=w.linear(attn + "q_lin", attn + "k_lin", attn + "v_lin"),
+                qkv=w.linear(attn + "q_lin", attn + "k_lin", attn + "v_lin", sensitive=True),
                 out=w.linear(attn + "out_lin"),
                 attn_norm_weight=w(p + "sa_layer_norm.weight"),
                 attn_norm_bias=w(p + "sa_layer_norm.bias"),

@@ -56,6 +56,15 @@ def pool(hidden, cu_seqlens, mode, normalize=False, skip=None):
     return select("pool", hidden.device, hidden.dtype).fn(hidden, cu_seqlens, mode, normalize, skip)
 
 
+def native_bfloat16(device: torch.device | str = "cpu") -> bool:
+    """Whether bfloat16 GEMMs run natively (AVX512_BF16 on the CPU; always on a GPU)."""
+    if torch.device(device).type != "cpu":
+        return True
+    from .. import _C
+
+    return bool(_C.cpu_features()["avx512_bf16"])
+
+
 def implementation_table(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> dict[str, str]:
     """Which implementation each op uses for tensors on `device` with `dtype`."""
     device = torch.device(device)
@@ -70,6 +79,7 @@ __all__ = [
     "implementation_table",
     "implementations",
     "layer_norm",
+    "native_bfloat16",
     "pool",
     "reference_only",
     "rms_norm",

@@ -38,7 +38,8 @@ class Linear:
     """activation(x @ weight.T + bias) for x [rows, in]; activation None, "gelu" or "gelu_tanh".
 
     int8=True keeps only int8 weights (per-output-channel scales) and computes in int8 with per-token
-    activation scales; otherwise the weight's own dtype is the compute dtype.
+    activation scales, returning float32; otherwise the weight's own dtype is the compute dtype, x is
+    cast to it if needed, and the result is in that dtype.
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, int8: bool = False):
@@ -64,4 +65,6 @@ class Linear:
         if self.int8:
             fn = select("int8_linear", x.device, torch.float32).fn
             return fn(x.float(), self.qweight, self.weight_scales, self.bias, activation)
+        if x.dtype != self.dtype:
+            x = x.to(self.dtype)
         return select("linear", x.device, x.dtype).fn(self, x, activation)
