@@ -208,6 +208,7 @@ py::array bias_activation(const py::array& x, const py::object& bias, int act, c
 int64_t packed_heads_stride(const py::array& a, const char* name) {
   if (a.ndim() != 3) throw py::value_error(std::string(name) + ": expected [tokens, heads, head_dim]");
   const py::ssize_t item = a.itemsize();
+  if (a.shape(0) == 0) return a.shape(1) * a.shape(2);  // no tokens: strides are meaningless
   if ((a.shape(2) > 1 && a.strides(2) != item) || (a.shape(1) > 1 && a.strides(1) != a.shape(2) * item)) {
     throw py::value_error(std::string(name) + ": each token's heads must be contiguous [heads, head_dim]");
   }

@@ -155,7 +155,7 @@ def cmd_eval(args) -> int:
     import fastembed_rt
     from fastembed_rt import evaluation
 
-    model = fastembed_rt.load(args.model)
+    model = fastembed_rt.load(args.model, dtype=args.dtype)
     path = Path(args.data)
     if path.is_file():
         result = evaluation.evaluate_sts(model, path)
@@ -204,6 +204,9 @@ def cmd_info(args) -> int:
     return 0
 
 
+DTYPE_HELP = "model weights: float32 (default), bfloat16, float16, or int8 (int8 linear layers)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastembed-rt", description="A high-performance text-embedding runtime.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -222,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
                        help="L2-normalize (default: as the model says)")  # fmt: skip
     embed.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    embed.add_argument("--dtype", help="float32 (default), bfloat16 or float16")
+    embed.add_argument("--dtype", help=DTYPE_HELP)
     embed.add_argument("--quiet", action="store_true", help="no progress bar")
     embed.add_argument("--precision", default="float32", help="sharded jobs: float32, float16, int8, uint8, binary, ubinary")
     embed.add_argument("--shard-size", type=int, default=102_400, help="sharded jobs: rows per shard, a multiple of --chunk-size")
@@ -251,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("eval", help="STS (a TSV file) or BEIR retrieval (a directory) quality")
     evaluate.add_argument("data", help="STS TSV (score, s1, s2) or BEIR directory (corpus.jsonl, queries.jsonl, qrels/test.tsv)")
     evaluate.add_argument("--model", default="all-MiniLM-L6-v2")
+    evaluate.add_argument("--dtype", help=DTYPE_HELP)
     evaluate.add_argument("--precision", default="float32,int8,binary", help="index precisions to compare")
     evaluate.add_argument("--drop-self", action="store_true", help="ignore a hit whose id equals the query id (ArguAna)")
     evaluate.add_argument("--rescore-multiplier", type=int, default=4)

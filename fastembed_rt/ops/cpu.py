@@ -80,7 +80,10 @@ def int8_linear(x, qweight, weight_scales, bias=None, activation=None):
     """Per-token int8 quantization (C++), torch._int_mm (oneDNN VNNI), dequantization + bias + GELU (C++)."""
     threads = torch.get_num_threads()
     codes, scales = _C.quantize_rows(_array(x.contiguous()), threads)
-    acc = torch._int_mm(torch.from_numpy(codes), qweight.t())
+    if qweight.shape[1] > 1:
+        acc = torch._int_mm(torch.from_numpy(codes), qweight.t())
+    else:  # torch._int_mm answers wrongly for a single input feature on the CPU (torch 2.13)
+        acc = (torch.from_numpy(codes).long() @ qweight.long().t()).to(torch.int32)
     out = _C.dequantize_rows(acc.numpy(), scales, _array(weight_scales), _optional(bias), _ACTIVATIONS[activation], threads)
     return torch.from_numpy(out)
 

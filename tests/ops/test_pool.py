@@ -52,9 +52,10 @@ def test_pool_skip_past_sequence_end_follows_sentence_transformers():
     assert torch.equal(cpu.pool(hidden, cu, "cls", skip=skip)[1], hidden[4])
 
 
-def test_dispatch_picks_cpp_for_cpu_float32_and_reference_when_forced():
+def test_dispatch_picks_cpp_on_cpu_and_reference_when_forced():
     assert ops.implementation_table("cpu", torch.float32)["pool"] == "cpp"
-    assert ops.implementation_table("cpu", torch.bfloat16)["pool"] == "reference"
+    assert ops.implementation_table("cpu", torch.bfloat16)["pool"] == "cpp"
+    assert ops.implementation_table("cpu", torch.float16)["pool"] == "reference"
     with ops.use_reference():
         assert set(ops.implementation_table("cpu", torch.float32).values()) == {"reference"}
     assert ops.implementation_table("cpu", torch.float32)["pool"] == "cpp"

@@ -1,0 +1,92 @@
+"""The C++ varlen attention kernel against its reference twin (float64 oracle) on awkward shapes."""
+
+import pytest
+import torch
+
+from fastembed_rt import _C, ops
+from fastembed_rt.ops import cpu, reference
+
+LENGTH_SETS = [[1], [1, 7, 129, 3], [5, 0, 2], [16, 17, 15, 33], [300, 1]]
+HEADS = [(1, 1, 32), (12, 12, 32), (4, 4, 17), (8, 2, 16), (32, 8, 80), (2, 1, 64), (3, 3, 1), (2, 2, 128)]
+
+
+def qkv(lengths, heads, kv_heads, head_dim, dtype=torch.float32, seed=0, fused=False):
+    g = torch.Generator().manual_seed(seed)
+    total = sum(lengths)
+    cu = torch.tensor([0] + torch.tensor(lengths).cumsum(0).tolist(), dtype=torch.int32)
+    if fused:  # strided views into one [T, Hq + 2 Hkv, D] projection, as the models pass them
+        x = torch.randn(total, heads + 2 * kv_heads, head_dim, generator=g).to(dtype)
+        return x[:, :heads], x[:, heads : heads + kv_heads], x[:, heads + kv_heads :], cu
+    q, k, v = (torch.randn(total, h, head_dim, generator=g).to(dtype) for h in (heads, kv_heads, kv_heads))
+    return q, k * 2, v, cu  # larger keys: a peakier softmax
+
+
+def oracle(q, k, v, cu, scale, causal):
+    return reference.attention(q.double(), k.double(), v.double(), cu, 0, scale=scale, causal=causal)
+
+
+@pytest.mark.parametrize("lengths", LENGTH_SETS, ids=str)
+@pytest.mark.parametrize("heads,kv_heads,head_dim", HEADS, ids=str)
+@pytest.mark.parametrize("causal", [False, True])
+def test_float32_matches_reference(lengths, heads, kv_heads, head_dim, causal):
+    q, k, v, cu = qkv(lengths, heads, kv_heads, head_dim, seed=sum(lengths) + head_dim)
+    got = cpu.attention(q, k, v, cu, max(lengths), causal=causal)
+    assert got.shape == q.shape and got.dtype == torch.float32
+    want = oracle(q, k, v, cu, head_dim**-0.5, causal)
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("lengths", [[1, 7, 129, 3], [40]], ids=str)
+@pytest.mark.parametrize("heads,kv_heads,head_dim", [(12, 12, 32), (8, 2, 80)], ids=str)
+@pytest.mark.parametrize("causal", [False, True])
+def test_bfloat16_within_twice_torchs_own_error(lengths, heads, kv_heads, head_dim, causal):
+    q, k, v, cu = qkv(lengths, heads, kv_heads, head_dim, dtype=torch.bfloat16, seed=1)
+    want = oracle(q, k, v, cu, 0.2, causal)
+    got = cpu.attention(q, k, v, cu, max(lengths), scale=0.2, causal=causal)
+    assert got.dtype == torch.bfloat16
+    torch_own = reference.attention(q.float(), k.float(), v.float(), cu, 0, scale=0.2, causal=causal).bfloat16()
+    allowed = 2 * (torch_own.double() - want).abs().max() + 1e-6
+    assert (got.double() - want).abs().max() <= allowed
+
+
+def test_strided_fused_projection_views():
+    q, k, v, cu = qkv([9, 70, 1], 6, 2, 32, fused=True)
+    assert not q.is_contiguous()
+    torch.testing.assert_close(cpu.attention(q, k, v, cu, 70).double(), oracle(q, k, v, cu, 32**-0.5, False),
+                               rtol=1e-5, atol=2e-5)  # fmt: skip
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
+def test_threads_agree(threads):
+    q, k, v, cu = qkv([200, 3, 150, 64, 1, 90], 12, 12, 32, seed=5)
+    one = _C.attention_varlen(q.numpy(), k.numpy(), v.numpy(), cu.numpy(), 0.17, False, 1)
+    many = _C.attention_varlen(q.numpy(), k.numpy(), v.numpy(), cu.numpy(), 0.17, False, threads)
+    assert (one == many).all()
+
+
+def test_empty_batch():
+    q, k, v, cu = qkv([], 4, 4, 8)
+    assert cpu.attention(q, k, v, cu, 0).shape == (0, 4, 8)
+
+
+def test_dispatch_uses_cpp_on_cpu():
+    assert ops.implementation_table("cpu", torch.float32)["attention"] == "cpp"
+    assert ops.implementation_table("cpu", torch.bfloat16)["attention"] == "cpp"
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda q, k, v, cu: (q.double(), k, v, cu), "expected float32, or bfloat16 bits"),
+        (lambda q, k, v, cu: (q[:, :3], k, v, cu), "must divide query heads"),
+        (lambda q, k, v, cu: (q, k[:-1], v, cu), "expected \\[tokens, kv_heads, head_dim\\]"),
+        (lambda q, k, v, cu: (q, k, v, cu[:-1]), "does not match total_tokens"),
+        (lambda q, k, v, cu: (q, k, v, cu.flip(0)), "cu_seqlens\\[0\\] must be 0"),
+        (lambda q, k, v, cu: (q[..., ::2], k, v, cu), "heads must be contiguous"),
+        (lambda q, k, v, cu: (q[:, :, None], k, v, cu), "expected \\[tokens, heads, head_dim\\]"),
+    ],
+)
+def test_binding_rejects_bad_input(change, message):
+    q, k, v, cu = change(*qkv([3, 4], 4, 2, 8))
+    with pytest.raises((ValueError, TypeError), match=message):
+        _C.attention_varlen(q.numpy(), k.numpy(), v.numpy(), cu.numpy(), 0.5, False, 1)

@@ -1,0 +1,106 @@
+"""Linear layers: oneDNN-packed float GEMMs and int8 (C++ quantize / dequantize around torch._int_mm)
+against their reference twins; the int8 integer parts match exactly."""
+
+import pytest
+import torch
+
+from fastembed_rt import _C, ops
+from fastembed_rt.ops import cpu, reference
+
+SHAPES = [(1, 384, 1152), (7, 13, 5), (129, 384, 1536), (0, 16, 8), (33, 1, 3)]
+
+
+def layer(rows, inputs, outputs, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, inputs, generator=g)
+    x[:, :1] *= 20  # an outlier channel, as in real activations
+    return x, torch.randn(outputs, inputs, generator=g) / inputs**0.5, torch.randn(outputs, generator=g)
+
+
+@pytest.mark.parametrize("rows,cols", [(1, 1), (3, 17), (64, 384), (0, 4), (5, 1536)], ids=str)
+def test_quantize_rows_is_exact(rows, cols):
+    x = torch.randn(rows, cols) * torch.rand(rows, 1) * 10
+    if rows > 2:
+        x[1] = 0  # an all-zero row: scale 0, codes 0
+        x[2, 0] = x[2].abs().max() * 1.0000001
+    codes, scales = _C.quantize_rows(x.numpy())
+    want_codes, want_scales = reference.quantize_rows(x)
+    assert torch.equal(torch.from_numpy(codes), want_codes)
+    assert torch.equal(torch.from_numpy(scales), want_scales)
+
+
+def test_quantize_rows_rounds_half_to_even():
+    x = torch.tensor([[127.0, 0.5, 1.5, 2.5, -0.5, -1.5]])
+    codes, _ = _C.quantize_rows(x.numpy())
+    assert codes.tolist() == [[127, 0, 2, 2, 0, -2]]
+
+
+@pytest.mark.parametrize("rows,inputs,outputs", SHAPES, ids=str)
+@pytest.mark.parametrize("activation", [None, "gelu", "gelu_tanh"])
+def test_int8_linear_matches_reference(rows, inputs, outputs, activation):
+    x, weight, bias = layer(rows, inputs, outputs, seed=rows + inputs)
+    linear = ops.Linear(weight, bias, int8=True)
+    got = cpu.int8_linear(x, linear.qweight, linear.weight_scales, linear.bias, activation)
+    want = reference.int8_linear(x, linear.qweight, linear.weight_scales, linear.bias, activation)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_int8_linear_is_close_to_float():
+    x, weight, bias = layer(64, 384, 1536)
+    got = ops.Linear(weight, bias, int8=True)(x)
+    want = torch.nn.functional.linear(x, weight, bias)
+    cosine = torch.nn.functional.cosine_similarity(got, want, dim=1)
+    assert cosine.min() > 0.999
+
+
+def test_dequantize_epilogue_matches_reference():
+    acc = torch.randint(-(2**20), 2**20, (9, 31), dtype=torch.int32)
+    rows, cols, bias = torch.rand(9), torch.rand(31), torch.randn(31)
+    got = _C.dequantize_rows(acc.numpy(), rows.numpy(), cols.numpy(), bias.numpy(), 1)
+    want = reference.gelu(acc.float() * (rows[:, None] * cols[None, :]) + bias)
+    torch.testing.assert_close(torch.from_numpy(got), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("rows,inputs,outputs", SHAPES, ids=str)
+@pytest.mark.parametrize("activation", [None, "gelu", "gelu_tanh"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_float_linear_matches_reference(rows, inputs, outputs, activation, dtype):
+    x, weight, bias = (t.to(dtype) for t in layer(rows, inputs, outputs, seed=outputs))
+    linear = ops.Linear(weight, bias)
+    got = linear(x, activation)
+    with ops.use_reference():
+        want = linear(x, activation)
+    assert got.dtype == dtype and got.shape == (rows, outputs)
+    tolerance = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=2**-6, atol=2e-2)
+    torch.testing.assert_close(got.float(), want.float(), **tolerance)
+
+
+def test_float_linear_casts_its_input_to_the_weight_dtype():
+    x, weight, bias = layer(4, 8, 3)
+    out = ops.Linear(weight.bfloat16(), bias.bfloat16())(x)
+    assert out.dtype == torch.bfloat16
+
+
+def test_dispatch_table():
+    table = ops.implementation_table("cpu", torch.float32)
+    assert table["int8_linear"] == "cpp"
+    assert table["linear"] == ("onednn" if ops.onednn_available() else "reference")
+    with ops.use_reference():
+        assert ops.implementation_table("cpu", torch.float32)["linear"] == "reference"
+
+
+def test_linear_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="linear weight must be \\[out, in\\]"):
+        ops.Linear(torch.ones(3))
+    with pytest.raises(ValueError, match="linear bias must have 3 values"):
+        ops.Linear(torch.ones(3, 4), torch.ones(4))
+    with pytest.raises(ValueError, match="linear expects 4 input features, got 5"):
+        ops.Linear(torch.ones(3, 4))(torch.ones(2, 5))
+
+
+def test_dequantize_binding_rejects_mismatched_scales():
+    acc = torch.zeros(3, 4, dtype=torch.int32).numpy()
+    with pytest.raises(ValueError, match="row_scales: expected one scale per row"):
+        _C.dequantize_rows(acc, torch.ones(2).numpy(), torch.ones(4).numpy())
+    with pytest.raises(ValueError, match="col_scales: expected one scale per column"):
+        _C.dequantize_rows(acc, torch.ones(3).numpy(), torch.ones(5).numpy())
