@@ -267,16 +267,22 @@ py::tuple quantize_rows(const py::array& x, int num_threads) {
   return py::make_tuple(q, scales);
 }
 
-py::array_t<float> dequantize_rows(const py::array& acc, const py::array& row_scales, const py::array& col_scales,
-                                   const py::object& bias, int act, int num_threads) {
+// Checks an int32 GEMM result [rows, cols] and its scales and bias; returns the bias pointer (or nullptr).
+const float* check_dequantize(const py::array& acc, const py::array& row_scales, const py::array& col_scales,
+                              const py::object& bias) {
   require_array<int32_t>(acc, "acc", 2);
   require_array<float>(row_scales, "row_scales", 1);
   require_array<float>(col_scales, "col_scales", 1);
-  const py::ssize_t rows = acc.shape(0), cols = acc.shape(1);
-  if (row_scales.shape(0) != rows) throw py::value_error("row_scales: expected one scale per row of acc");
-  if (col_scales.shape(0) != cols) throw py::value_error("col_scales: expected one scale per column of acc");
-  const auto* b = static_cast<const float*>(optional_vector(bias, col_scales, cols, "bias"));
+  if (row_scales.shape(0) != acc.shape(0)) throw py::value_error("row_scales: expected one scale per row of acc");
+  if (col_scales.shape(0) != acc.shape(1)) throw py::value_error("col_scales: expected one scale per column of acc");
+  return static_cast<const float*>(optional_vector(bias, col_scales, acc.shape(1), "bias"));
+}
+
+py::array_t<float> dequantize_rows(const py::array& acc, const py::array& row_scales, const py::array& col_scales,
+                                   const py::object& bias, int act, int num_threads) {
+  const float* b = check_dequantize(acc, row_scales, col_scales, bias);
   const cpu::Activation activation = parse_activation(act);
+  const py::ssize_t rows = acc.shape(0), cols = acc.shape(1);
   py::array_t<float> out({rows, cols});
   const auto* ap = static_cast<const int32_t*>(acc.data());
   const auto* rs = static_cast<const float*>(row_scales.data());
@@ -288,6 +294,26 @@ py::array_t<float> dequantize_rows(const py::array& acc, const py::array& row_sc
     cpu::dequantize_rows(ap, rows, cols, rs, cs, b, activation, op, threads);
   }
   return out;
+}
+
+py::tuple requantize_rows(const py::array& acc, const py::array& row_scales, const py::array& col_scales,
+                          const py::object& bias, int act, int num_threads) {
+  const float* b = check_dequantize(acc, row_scales, col_scales, bias);
+  const cpu::Activation activation = parse_activation(act);
+  const py::ssize_t rows = acc.shape(0), cols = acc.shape(1);
+  py::array_t<int8_t> codes({rows, cols});
+  py::array_t<float> scales(rows);
+  const auto* ap = static_cast<const int32_t*>(acc.data());
+  const auto* rs = static_cast<const float*>(row_scales.data());
+  const auto* cs = static_cast<const float*>(col_scales.data());
+  int8_t* cp = codes.mutable_data();
+  float* sp = scales.mutable_data();
+  const int threads = resolve_threads(num_threads);
+  {
+    py::gil_scoped_release release;
+    cpu::requantize_rows(ap, rows, cols, rs, cs, b, activation, cp, sp, threads);
+  }
+  return py::make_tuple(codes, scales);
 }
 
 cpu::Isa parse_isa(const std::string& name) {
@@ -423,5 +449,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("dequantize_rows", &dequantize_rows, py::arg("acc"), py::arg("row_scales"), py::arg("col_scales"),
         py::arg("bias") = py::none(), py::arg("activation") = 0, py::arg("num_threads") = 0,
         "activation(acc * row_scale * col_scale + bias) for an int32 GEMM result [rows, cols].");
+  m.def("requantize_rows", &requantize_rows, py::arg("acc"), py::arg("row_scales"), py::arg("col_scales"),
+        py::arg("bias") = py::none(), py::arg("activation") = 0, py::arg("num_threads") = 0,
+        "dequantize_rows then quantize_rows in one pass: (codes int8, scales float32) for the next int8 GEMM.");
   m.def("cpu_features", &cpu_features, "Instruction-set extensions detected at run time (cpuid + xgetbv).");
 }

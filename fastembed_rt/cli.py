@@ -204,6 +204,57 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    import torch
+
+    import fastembed_rt
+    from fastembed_rt import benchmark
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    versions = f"fastembed_rt {fastembed_rt.__version__}, torch {torch.__version__}"
+    name = benchmark.device_name(device)
+    print(f"device: {name}; {versions}")
+    if args.e2e:
+        from fastembed_rt.readers import read_corpus
+
+        texts = read_corpus(Path(args.corpus) if args.corpus else sample_corpus_path()).texts[: args.limit]
+        result = benchmark.e2e(texts, torch.get_num_threads())
+        print(f"end to end: {result['texts']:,} texts, {result['tokens']:,} tokens, {result['threads']} threads")
+        print(f"  {'':32}{'tokens/s':>10}{'texts/s':>9}{'ratio':>7}{'query ms':>10}")
+        for system, row in result["rows"].items():
+            print(f"  {system:32}{row['tokens_per_s']:>10,.0f}{row['texts_per_s']:>9.1f}{row['ratio']:>7.2f}{row['query_ms']:>10.2f}")
+        rows = [["e2e", system, "", f"{result['tokens']} tokens", round(1000 * result["tokens"] / row["tokens_per_s"], 3),
+                 round(row["tokens_per_s"]), "tokens/s", round(row["ratio"], 3), ""] for system, row in result["rows"].items()]  # fmt: skip
+    else:
+        ceilings = benchmark.measure_ceilings(device)
+        print("ceilings: " + ", ".join(f"{k} {v:,.0f}" for k, v in ceilings.items()))
+        only = set(args.ops.split(",")) if args.ops else None
+        results = benchmark.run_op_benchmarks(device, ceilings, args.repeats, only)
+        print(benchmark.format_table(results))
+        rows = [[r.op, r.implementation, r.dtype, r.shape, round(r.ms, 4), round(r.throughput, 2), r.unit,
+                 round(r.ceiling_percent, 2), r.max_abs_error] for r in results]  # fmt: skip
+    _append_csv(Path(args.csv), name, versions, rows)
+    print(f"appended {len(rows)} rows to {args.csv}")
+    return 0
+
+
+def _append_csv(path: Path, device: str, versions: str, rows: list[list]) -> None:
+    import csv
+    import datetime
+
+    new_file = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now().isoformat(timespec="seconds")
+    with open(path, "a", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        if new_file:
+            writer.writerow(["date", "device", "versions", "op", "implementation", "dtype", "shape", "ms", "rate", "unit",
+                             "percent_of_ceiling", "max_abs_error"])  # fmt: skip
+        writer.writerows([now, device, versions, *row] for row in rows)
+
+
 DTYPE_HELP = "model weights: float32 (default), bfloat16, float16, or int8 (int8 linear layers)"
 
 
@@ -259,6 +310,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--drop-self", action="store_true", help="ignore a hit whose id equals the query id (ArguAna)")
     evaluate.add_argument("--rescore-multiplier", type=int, default=4)
     evaluate.set_defaults(run=cmd_eval)
+
+    bench = sub.add_parser("bench", help="time every op implementation against the reference and this machine's ceilings")
+    bench.add_argument("--ops", help="comma-separated ops (default: all)")
+    bench.add_argument("--device", default="cpu")
+    bench.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    bench.add_argument("--repeats", type=int, default=10, help="timed calls per implementation (median)")
+    bench.add_argument("--csv", default="fastembed_rt_bench.csv", help="results are appended here")
+    bench.add_argument("--e2e", action="store_true", help="the whole model at each precision against sentence-transformers")
+    bench.add_argument("--corpus", help="--e2e texts (txt, jsonl, csv, parquet); default: the bundled sample corpus")
+    bench.add_argument("--limit", type=int, help="--e2e: first N texts only")
+    bench.set_defaults(run=cmd_bench)
 
     info = sub.add_parser("info", help="versions, CPU features and the implementation each op uses")
     info.set_defaults(run=cmd_info)

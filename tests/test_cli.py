@@ -92,3 +92,30 @@ def test_info_lists_ops_features_and_architectures():
     pool_row = next(line for line in out.splitlines() if line.strip().startswith("pool "))
     assert pool_row.split()[1] == "cpp"
     assert "distilbert" in out and "xlm-roberta" in out
+
+
+def test_bench_times_every_implementation_against_the_reference(tmp_path, capsys):
+    from fastembed_rt.cli import main
+
+    csv_path = tmp_path / "bench.csv"
+    assert main(["bench", "--ops", "layer_norm,gelu,int8_linear", "--repeats", "2", "--csv", str(csv_path)]) == 0
+    out = capsys.readouterr().out
+    assert "ceilings: GB/s" in out and "GEMM int8" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith(("layer_norm", "gelu", "int8_linear"))]
+    assert {(r[0], r[2]) for r in rows} >= {("layer_norm", "cpp"), ("layer_norm", "reference"), ("gelu", "cpp"),
+                                           ("int8_linear", "cpp"), ("int8_linear", "reference")}  # fmt: skip
+    lines = csv_path.read_text().splitlines()
+    assert lines[0].startswith("date,device,versions,op,implementation")
+    assert len(lines) == 1 + len(rows)
+    assert all("torch" in line for line in lines[1:])
+
+
+def test_bench_e2e_against_sentence_transformers(tmp_path, capsys):
+    from fastembed_rt.cli import main
+
+    csv_path = tmp_path / "bench.csv"
+    assert main(["bench", "--e2e", "--limit", "24", "--csv", str(csv_path)]) == 0
+    out = capsys.readouterr().out
+    for system in ("sentence-transformers float32", "fastembed_rt float32", "fastembed_rt bfloat16", "fastembed_rt int8"):
+        assert system in out
+    assert len(csv_path.read_text().splitlines()) == 5

@@ -1,28 +1,30 @@
 #include "int8_linear.h"
 
 #include <algorithm>
+#include <vector>
 
 #include "parallel.h"
 
 namespace fastembed_rt::cpu {
 namespace {
 
-FE_MULTIVERSION void quantize_chunk(const float* x, int64_t cols, int8_t* q, float* scales, int64_t begin, int64_t end) {
-  for (int64_t r = begin; r < end; ++r) {
-    const float* xr = x + r * cols;
-    float absmax = 0.0f;
+// Returns the row's scale.
+FE_INLINE float quantize_row(const float* x, int64_t cols, int8_t* q) {
+  float absmax = 0.0f;
 #pragma omp simd reduction(max : absmax)
-    for (int64_t j = 0; j < cols; ++j) absmax = std::max(absmax, xr[j] < 0.0f ? -xr[j] : xr[j]);
-    scales[r] = absmax / 127.0f;
-    const float inv = absmax > 0.0f ? 127.0f / absmax : 0.0f;
-    const float shifter = 12582912.0f;  // adding 1.5 * 2^23 rounds half to even, as torch.round does
-    int8_t* qr = q + r * cols;
-    for (int64_t j = 0; j < cols; ++j) {
-      float v = (xr[j] * inv + shifter) - shifter;
-      v = std::min(127.0f, std::max(-127.0f, v));
-      qr[j] = static_cast<int8_t>(static_cast<int32_t>(v));
-    }
+  for (int64_t j = 0; j < cols; ++j) absmax = std::max(absmax, x[j] < 0.0f ? -x[j] : x[j]);
+  const float inv = absmax > 0.0f ? 127.0f / absmax : 0.0f;
+  const float shifter = 12582912.0f;  // adding 1.5 * 2^23 rounds half to even, as torch.round does
+  for (int64_t j = 0; j < cols; ++j) {
+    float v = (x[j] * inv + shifter) - shifter;
+    v = std::min(127.0f, std::max(-127.0f, v));
+    q[j] = static_cast<int8_t>(static_cast<int32_t>(v));
   }
+  return absmax / 127.0f;
+}
+
+FE_MULTIVERSION void quantize_chunk(const float* x, int64_t cols, int8_t* q, float* scales, int64_t begin, int64_t end) {
+  for (int64_t r = begin; r < end; ++r) scales[r] = quantize_row(x + r * cols, cols, q + r * cols);
 }
 
 template <Activation kAct, bool kBias>
@@ -49,7 +51,7 @@ FE_INLINE void dequantize_with(const int32_t* acc, int64_t cols, const float* ro
   }
 }
 
-FE_MULTIVERSION void dequantize_chunk(const int32_t* acc, int64_t cols, const float* row_scales,
+FE_INLINE void dequantize_chunk(const int32_t* acc, int64_t cols, const float* row_scales,
                                       const float* col_scales, const float* bias, Activation act, float* out,
                                       int64_t begin, int64_t end) {
   switch (act) {
@@ -59,6 +61,22 @@ FE_MULTIVERSION void dequantize_chunk(const int32_t* acc, int64_t cols, const fl
       return dequantize_with<Activation::kGeluTanh>(acc, cols, row_scales, col_scales, bias, out, begin, end);
     default:
       return dequantize_with<Activation::kNone>(acc, cols, row_scales, col_scales, bias, out, begin, end);
+  }
+}
+
+FE_MULTIVERSION void dequantize_rows_chunk(const int32_t* acc, int64_t cols, const float* row_scales,
+                                           const float* col_scales, const float* bias, Activation act, float* out,
+                                           int64_t begin, int64_t end) {
+  dequantize_chunk(acc, cols, row_scales, col_scales, bias, act, out, begin, end);
+}
+
+FE_MULTIVERSION void requantize_chunk(const int32_t* acc, int64_t cols, const float* row_scales,
+                                      const float* col_scales, const float* bias, Activation act, int8_t* codes,
+                                      float* out_scales, int64_t begin, int64_t end) {
+  std::vector<float> row(cols);
+  for (int64_t r = begin; r < end; ++r) {
+    dequantize_chunk(acc + r * cols, cols, row_scales + r, col_scales, bias, act, row.data(), 0, 1);
+    out_scales[r] = quantize_row(row.data(), cols, codes + r * cols);
   }
 }
 
@@ -74,7 +92,16 @@ void dequantize_rows(const int32_t* acc, int64_t rows, int64_t cols, const float
   const double per_element = act == Activation::kNone ? 2 : 16;
   const int threads = threads_for(static_cast<double>(rows) * cols * per_element, num_threads);
   parallel_for(rows, threads, [&](int64_t b, int64_t e) {
-    dequantize_chunk(acc, cols, row_scales, col_scales, bias, act, out, b, e);
+    dequantize_rows_chunk(acc, cols, row_scales, col_scales, bias, act, out, b, e);
+  });
+}
+
+void requantize_rows(const int32_t* acc, int64_t rows, int64_t cols, const float* row_scales, const float* col_scales,
+                     const float* bias, Activation act, int8_t* codes, float* out_scales, int num_threads) {
+  const double per_element = act == Activation::kNone ? 4 : 18;
+  const int threads = threads_for(static_cast<double>(rows) * cols * per_element, num_threads);
+  parallel_for(rows, threads, [&](int64_t b, int64_t e) {
+    requantize_chunk(acc, cols, row_scales, col_scales, bias, act, codes, out_scales, b, e);
   });
 }
 

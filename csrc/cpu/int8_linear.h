@@ -16,4 +16,10 @@ void quantize_rows(const float* x, int64_t rows, int64_t cols, int8_t* q, float*
 void dequantize_rows(const int32_t* acc, int64_t rows, int64_t cols, const float* row_scales, const float* col_scales,
                      const float* bias, Activation act, float* out, int num_threads);
 
+// The two fused: act(acc * (row_scales[r] * col_scales[c]) + bias[c]) quantized per row straight into
+// codes and out_scales, as quantize_rows would; the float activations never leave the cache.
+// Feeds one int8 GEMM's output into the next (a feed-forward block's up and down projections).
+void requantize_rows(const int32_t* acc, int64_t rows, int64_t cols, const float* row_scales, const float* col_scales,
+                     const float* bias, Activation act, int8_t* codes, float* out_scales, int num_threads);
+
 }  // namespace fastembed_rt::cpu

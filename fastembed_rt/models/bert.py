@@ -54,7 +54,7 @@ class EncoderLayer:
         context = ops.attention(qkv[:, 0], qkv[:, 1], qkv[:, 2], cu_seqlens, max_seqlen)
         attn_out = self.out(context.view(tokens, config.hidden_size))
         x = ops.layer_norm(attn_out, self.attn_norm_weight, self.attn_norm_bias, config.layer_norm_eps, residual=x)
-        ffn_out = self.down(self.up(x, activation=GELU_ACTIVATIONS[config.activation]))
+        ffn_out = ops.feed_forward(x, self.up, self.down, GELU_ACTIVATIONS[config.activation])
         return ops.layer_norm(ffn_out, self.ffn_norm_weight, self.ffn_norm_bias, config.layer_norm_eps, residual=x)
 
 

@@ -19,12 +19,13 @@ def _anywhere(device, dtype):
     return True
 
 
-for _name in ("attention", "layer_norm", "rms_norm", "gelu", "pool", "int8_linear"):
+for _name in ("attention", "layer_norm", "rms_norm", "gelu", "pool", "int8_linear", "int8_feed_forward"):
     register(_name, REFERENCE, getattr(reference, _name), _anywhere)
 register("linear", REFERENCE, reference_linear, _anywhere)
 for _name in ("attention", "layer_norm", "rms_norm", "gelu", "pool"):
     register(_name, "cpp", getattr(cpu, _name), cpu.float_on_cpu)
 register("int8_linear", "cpp", cpu.int8_linear, cpu.float32_on_cpu)
+register("int8_feed_forward", "cpp", cpu.int8_feed_forward, cpu.float32_on_cpu)
 if onednn_available():
     register("linear", "onednn", onednn_linear, cpu.float_on_cpu)
 
@@ -47,6 +48,13 @@ def rms_norm(x, weight, eps, residual=None, return_sum=False):
 def gelu(x, bias=None, approximate="none"):
     """GELU(x + bias)."""
     return select("gelu", x.device, x.dtype).fn(x, bias, approximate)
+
+
+def feed_forward(x, up: Linear, down: Linear, activation: str):
+    """down(activation(up(x))); two int8 layers run fused (the activations between them stay int8)."""
+    if up.int8 and down.int8:
+        return select("int8_feed_forward", x.device, torch.float32).fn(x.float(), up, down, activation)
+    return down(up(x, activation))
 
 
 def pool(hidden, cu_seqlens, mode, normalize=False, skip=None):
@@ -75,6 +83,7 @@ __all__ = [
     "POOL_MODES",
     "Linear",
     "attention",
+    "feed_forward",
     "gelu",
     "implementation_table",
     "implementations",

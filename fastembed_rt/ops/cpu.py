@@ -76,15 +76,34 @@ def pool(hidden, cu_seqlens, mode, normalize=False, skip=None):
     return torch.from_numpy(out)
 
 
+def _int8_matmul(codes, qweight) -> torch.Tensor:
+    """int8 [rows, in] codes (numpy) times int8 weights [out, in]^T, exactly, in int32: torch._int_mm (oneDNN VNNI)."""
+    codes = torch.from_numpy(codes)
+    if qweight.shape[1] > 1:
+        return torch._int_mm(codes, qweight.t())
+    # torch._int_mm answers wrongly for a single input feature on the CPU (torch 2.13)
+    return (codes.long() @ qweight.long().t()).to(torch.int32)
+
+
 def int8_linear(x, qweight, weight_scales, bias=None, activation=None):
-    """Per-token int8 quantization (C++), torch._int_mm (oneDNN VNNI), dequantization + bias + GELU (C++)."""
+    """Per-token int8 quantization (C++), the int8 GEMM, dequantization + bias + GELU (C++)."""
     threads = torch.get_num_threads()
     codes, scales = _C.quantize_rows(_array(x.contiguous()), threads)
-    if qweight.shape[1] > 1:
-        acc = torch._int_mm(torch.from_numpy(codes), qweight.t())
-    else:  # torch._int_mm answers wrongly for a single input feature on the CPU (torch 2.13)
-        acc = (torch.from_numpy(codes).long() @ qweight.long().t()).to(torch.int32)
+    acc = _int8_matmul(codes, qweight)
     out = _C.dequantize_rows(acc.numpy(), scales, _array(weight_scales), _optional(bias), _ACTIVATIONS[activation], threads)
+    return torch.from_numpy(out)
+
+
+def int8_feed_forward(x, up, down, activation):
+    """The up projection's output goes from int32 straight back to int8 codes (with bias and GELU on the way):
+    the float activations between the two GEMMs are never written out."""
+    threads = torch.get_num_threads()
+    codes, scales = _C.quantize_rows(_array(x.contiguous()), threads)
+    acc = _int8_matmul(codes, up.qweight)
+    codes, scales = _C.requantize_rows(acc.numpy(), scales, _array(up.weight_scales), _optional(up.bias),
+                                       _ACTIVATIONS[activation], threads)  # fmt: skip
+    acc = _int8_matmul(codes, down.qweight)
+    out = _C.dequantize_rows(acc.numpy(), scales, _array(down.weight_scales), _optional(down.bias), 0, threads)
     return torch.from_numpy(out)
 
 

@@ -40,6 +40,11 @@ def select(op: str, device: torch.device, dtype: torch.dtype) -> Implementation:
     raise RuntimeError(f"no implementation of op {op!r} supports device={device} dtype={dtype}")
 
 
+def available(op: str, device: torch.device, dtype: torch.dtype) -> list[Implementation]:
+    """Every implementation of `op` that runs on this device and dtype, the reference last (ignores the switch)."""
+    return [impl for impl in _registry[op] if impl.supports(device, dtype)]
+
+
 def ops() -> list[str]:
     return sorted(_registry)
 

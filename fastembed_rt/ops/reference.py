@@ -80,6 +80,12 @@ def quantize_rows(x):
     return codes, absmax / 127.0
 
 
+def int8_feed_forward(x, up, down, activation):
+    """down(activation(up(x))) with both projections int8 (ops.Linear layers with int8=True)."""
+    hidden = int8_linear(x, up.qweight, up.weight_scales, up.bias, activation)
+    return int8_linear(hidden, down.qweight, down.weight_scales, down.bias)
+
+
 def int8_linear(x, qweight, weight_scales, bias=None, activation=None):
     """A linear layer on int8 codes: x quantized per row (token), weights per output channel
     (qweight [out, in] int8, weight_scales [out]); exact integer products, dequantized in float32."""

@@ -61,6 +61,43 @@ def test_dequantize_epilogue_matches_reference():
     torch.testing.assert_close(torch.from_numpy(got), want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("rows,cols", [(1, 1), (9, 31), (64, 1536), (0, 7)], ids=str)
+@pytest.mark.parametrize("activation", [0, 1, 2])
+def test_requantize_matches_dequantize_then_quantize(rows, cols, activation):
+    g = torch.Generator().manual_seed(rows * cols + activation)
+    acc = torch.randint(-(2**20), 2**20, (rows, cols), dtype=torch.int32, generator=g)
+    row_scales, col_scales, bias = torch.rand(rows, generator=g) * 1e-3, torch.rand(cols, generator=g), torch.randn(cols, generator=g)
+    if rows:
+        acc[0] = 0
+        bias[:] = 0 if activation == 0 else bias  # an all-zero row: scale 0
+    args = (acc.numpy(), row_scales.numpy(), col_scales.numpy(), bias.numpy(), activation)
+    codes, scales = _C.requantize_rows(*args)
+    want_codes, want_scales = reference.quantize_rows(torch.from_numpy(_C.dequantize_rows(*args)))
+    # Same float activations, same rounding: codes are equal.
+    assert torch.equal(torch.from_numpy(codes), want_codes)
+    assert torch.equal(torch.from_numpy(scales), want_scales)
+
+
+@pytest.mark.parametrize("rows", [1, 5, 300])
+@pytest.mark.parametrize("activation", ["gelu", "gelu_tanh"])
+def test_int8_feed_forward_matches_reference(rows, activation):
+    x, up_weight, up_bias = layer(rows, 384, 1536, seed=rows)
+    _, down_weight, down_bias = layer(1, 1536, 384, seed=rows + 1)
+    up, down = ops.Linear(up_weight, up_bias, int8=True), ops.Linear(down_weight, down_bias, int8=True)
+    got = cpu.int8_feed_forward(x, up, down, activation)
+    want = reference.int8_feed_forward(x, up, down, activation)
+    # The GELU approximations differ by ~1e-7, which can move a code across a rounding boundary.
+    assert torch.nn.functional.cosine_similarity(got, want, dim=1).min() > 0.99999
+    assert torch.equal(ops.feed_forward(x, up, down, activation), got)
+
+
+def test_feed_forward_of_float_layers_is_the_two_linears():
+    x, up_weight, up_bias = layer(7, 16, 24)
+    _, down_weight, down_bias = layer(1, 24, 16, seed=1)
+    up, down = ops.Linear(up_weight, up_bias), ops.Linear(down_weight, down_bias)
+    torch.testing.assert_close(ops.feed_forward(x, up, down, "gelu"), down(up(x, "gelu")))
+
+
 @pytest.mark.parametrize("rows,inputs,outputs", SHAPES, ids=str)
 @pytest.mark.parametrize("activation", [None, "gelu", "gelu_tanh"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

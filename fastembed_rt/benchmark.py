@@ -1,0 +1,189 @@
+"""`fastembed-rt bench`: every implementation of every op available on this device, timed on standard
+shapes, checked against the reference, and set against ceilings measured in the same run.
+
+Ceilings: memory bandwidth (a large tensor copy) for the memory-bound ops, and the GEMM throughput of the
+op's precision (torch's own matmul on large square matrices) for the compute-bound ones.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from . import ops
+from .ops.dispatch import available
+
+MIB = 1 << 20
+
+
+@dataclass
+class OpResult:
+    op: str
+    dtype: str
+    implementation: str
+    shape: str
+    ms: float
+    throughput: float  # GFLOP/s or GB/s
+    unit: str
+    ceiling_percent: float
+    max_abs_error: float
+
+
+def median_seconds(fn: Callable, repeats: int, min_seconds: float = 0.2) -> float:
+    """Median over at least `repeats` calls (more for fast ops, up to min_seconds in all), after one warm-up."""
+    fn()
+    samples = []
+    start = time.perf_counter()
+    while len(samples) < repeats or (time.perf_counter() - start < min_seconds and len(samples) < 1000):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
+def measure_ceilings(device: torch.device, repeats: int = 5) -> dict[str, float]:
+    """GB/s of a 256 MiB copy, and GFLOP/s (GOP/s for int8) of large GEMMs, on `device`."""
+    source = torch.empty(64 * MIB, dtype=torch.float32, device=device).fill_(1.0)
+    target = torch.empty_like(source)
+    ceilings = {"GB/s": 2 * source.numel() * 4 / median_seconds(lambda: target.copy_(source), repeats) / 1e9}
+    n = 2048
+    for dtype in (torch.float32, torch.bfloat16):
+        a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
+        ceilings[f"GEMM {_name(dtype)}"] = 2 * n**3 / median_seconds(lambda: a @ b, repeats) / 1e9
+    a = torch.randint(-127, 128, (n, n), dtype=torch.int8, device=device)
+    ceilings["GEMM int8"] = 2 * n**3 / median_seconds(lambda: torch._int_mm(a, a), repeats) / 1e9
+    return ceilings
+
+
+def _name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+@dataclass
+class Case:
+    """One op on one standard shape: calls per implementation, the work it does, and what bounds it."""
+
+    op: str
+    dtype: torch.dtype
+    shape: str
+    call: Callable[[Callable], torch.Tensor]  # given an implementation's fn, runs the op once
+    work: float  # FLOPs (compute-bound) or bytes moved (memory-bound)
+    ceiling: str  # a key of measure_ceilings()
+
+
+def standard_cases(device: torch.device) -> list[Case]:
+    """all-MiniLM-L6-v2 / BERT-base shapes: 4,096 packed tokens, hidden 384, 12 heads of 32, FFN 1,536."""
+    g = torch.Generator(device="cpu").manual_seed(0)
+
+    def randn(*shape, dtype=torch.float32):
+        return torch.randn(*shape, generator=g).to(device, dtype)
+
+    tokens, hidden, heads, head_dim, ffn = 4096, 384, 12, 32, 1536
+    lengths = [128] * 32
+    cu = torch.tensor([0] + [sum(lengths[: i + 1]) for i in range(len(lengths))], dtype=torch.int32, device=device)
+    cases = []
+    for dtype in (torch.float32, torch.bfloat16):
+        size = torch.finfo(dtype).bits // 8
+        q, k, v = (randn(tokens, heads, head_dim, dtype=dtype) for _ in range(3))
+        for causal in (False, True):
+            flops = 4 * sum(n * n for n in lengths) * heads * head_dim / (2 if causal else 1)
+            cases.append(Case("attention", dtype, f"32x128 tokens, {heads}x{head_dim}{' causal' if causal else ''}",
+                              lambda fn, causal=causal, q=q, k=k, v=v: fn(q, k, v, cu, 128, None, causal),
+                              flops, f"GEMM {_name(dtype)}"))  # fmt: skip
+        x, residual = randn(tokens, hidden, dtype=dtype), randn(tokens, hidden, dtype=dtype)
+        weight, bias = randn(hidden, dtype=dtype), randn(hidden, dtype=dtype)
+        moved = 3 * tokens * hidden * size
+        cases.append(Case("layer_norm", dtype, f"{tokens}x{hidden} + residual",
+                          lambda fn, x=x, r=residual, w=weight, b=bias: fn(x, w, b, 1e-12, r), moved, "GB/s"))  # fmt: skip
+        cases.append(Case("rms_norm", dtype, f"{tokens}x{hidden} + residual",
+                          lambda fn, x=x, r=residual, w=weight: fn(x, w, 1e-6, r, False), moved, "GB/s"))  # fmt: skip
+        up, up_bias = randn(tokens, ffn, dtype=dtype), randn(ffn, dtype=dtype)
+        cases.append(Case("gelu", dtype, f"{tokens}x{ffn} + bias", lambda fn, x=up, b=up_bias: fn(x, b, "none"),
+                          2 * tokens * ffn * size, "GB/s"))  # fmt: skip
+        layer = ops.Linear(randn(ffn, hidden, dtype=dtype) / hidden**0.5, randn(ffn, dtype=dtype))
+        cases.append(Case("linear", dtype, f"{tokens}x{hidden} -> {ffn}, GELU",
+                          lambda fn, layer=layer, x=x: fn(layer, x, "gelu"), 2 * tokens * hidden * ffn, f"GEMM {_name(dtype)}"))  # fmt: skip
+        cases.append(Case("pool", dtype, f"{tokens}x{hidden}, 32 seqs, mean + L2",
+                          lambda fn, x=x: fn(x, cu, "mean", True, None), tokens * hidden * size, "GB/s"))  # fmt: skip
+    x = randn(tokens, hidden)
+    up = ops.Linear(randn(ffn, hidden) / hidden**0.5, randn(ffn), int8=True)
+    down = ops.Linear(randn(hidden, ffn) / ffn**0.5, randn(hidden), int8=True)
+    cases.append(Case("int8_linear", torch.float32, f"{tokens}x{hidden} -> {ffn}, GELU",
+                      lambda fn: fn(x, up.qweight, up.weight_scales, up.bias, "gelu"), 2 * tokens * hidden * ffn, "GEMM int8"))  # fmt: skip
+    cases.append(Case("int8_feed_forward", torch.float32, f"{tokens}x{hidden} -> {ffn} -> {hidden}, GELU",
+                      lambda fn: fn(x, up, down, "gelu"), 4 * tokens * hidden * ffn, "GEMM int8"))  # fmt: skip
+    return cases
+
+
+def run_op_benchmarks(device: torch.device, ceilings: dict[str, float], repeats: int = 10,
+                      only: set[str] | None = None) -> list[OpResult]:  # fmt: skip
+    results = []
+    for case in standard_cases(device):
+        if only and case.op not in only:
+            continue
+        impls = available(case.op, device, case.dtype)
+        reference = next(impl for impl in impls if impl.name == ops.REFERENCE)
+        with torch.inference_mode():
+            want = case.call(reference.fn).float()
+            for impl in impls:
+                got = case.call(impl.fn).float()
+                error = float((got - want).abs().max()) if got.numel() else 0.0
+                seconds = median_seconds(lambda impl=impl: case.call(impl.fn), repeats)
+                rate = case.work / seconds / 1e9
+                unit = "GB/s" if case.ceiling == "GB/s" else ("GOP/s" if "int8" in case.ceiling else "GFLOP/s")
+                results.append(OpResult(case.op, _name(case.dtype), impl.name, case.shape, seconds * 1e3, rate, unit,
+                                        100 * rate / ceilings[case.ceiling], error))  # fmt: skip
+    return results
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+
+
+def format_table(results: list[OpResult]) -> str:
+    lines = [f"{'op':<18}{'dtype':<10}{'impl':<11}{'shape':<36}{'ms':>9}{'rate':>16}{'% ceil':>8}{'max err':>10}"]
+    for r in results:
+        lines.append(f"{r.op:<18}{r.dtype:<10}{r.implementation:<11}{r.shape:<36}{r.ms:>9.3f}"
+                     f"{r.throughput:>9.1f} {r.unit:<6}{r.ceiling_percent:>8.1f}{r.max_abs_error:>10.1e}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def e2e(texts: list[str], threads: int) -> dict:
+    """The bundled all-MiniLM-L6-v2, whole model, fastembed_rt at each precision against sentence-transformers."""
+    import fastembed_rt
+
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise ValueError("bench --e2e compares against sentence-transformers: pip install sentence-transformers") from None
+    torch.set_num_threads(threads)
+    ours = fastembed_rt.load("all-MiniLM-L6-v2", device="cpu")
+    theirs = SentenceTransformer(str(ours.spec.path), device="cpu")
+    tokens = sum(ours.count_tokens(texts))
+    systems = {"sentence-transformers float32": lambda t: theirs.encode(t, batch_size=32, normalize_embeddings=True)}
+    for dtype in ("float32", "bfloat16", "int8"):
+        systems[f"fastembed_rt {dtype}"] = fastembed_rt.load("all-MiniLM-L6-v2", device="cpu", dtype=dtype).encode
+    rows = {}
+    for name, encode in systems.items():
+        encode(texts[:32])
+        seconds = median_seconds(lambda encode=encode: encode(texts), 1, min_seconds=0)
+        query = median_seconds(lambda encode=encode: encode("how do I reset my password"), 30)
+        rows[name] = {"tokens_per_s": tokens / seconds, "texts_per_s": len(texts) / seconds, "query_ms": query * 1e3}
+    base = rows["sentence-transformers float32"]["tokens_per_s"]
+    for row in rows.values():
+        row["ratio"] = row["tokens_per_s"] / base
+    return {"texts": len(texts), "tokens": tokens, "threads": threads, "rows": rows}
+
