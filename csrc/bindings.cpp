@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <cmath>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "cpu/attention.h"
 #include "cpu/ceilings.h"
 #include "cpu/cpu_features.h"
+#include "cpu/fused_encoder.h"
 #include "cpu/int8_linear.h"
 #include "cpu/norms.h"
 #include "cpu/pooling.h"
@@ -316,6 +318,157 @@ py::tuple requantize_rows(const py::array& acc, const py::array& row_scales, con
   return py::make_tuple(codes, scales);
 }
 
+// A linear layer given as (weight [n, k]: float32, bfloat16 bits as int16, or int8 codes; scales [n] for int8
+// or None; bias [n] float32 or None), checked and packed for small_gemm.
+cpu::PackedLinear pack_checked_linear(const py::tuple& spec, int64_t n, int64_t k, const char* name) {
+  if (spec.size() != 3) throw py::value_error(std::string(name) + ": expected (weight, scales, bias)");
+  const auto weight = spec[0].cast<py::array>();
+  cpu::WeightKind kind;
+  if (weight.dtype().is(py::dtype::of<float>())) {
+    kind = cpu::WeightKind::kFloat32;
+  } else if (weight.dtype().is(py::dtype::of<int16_t>())) {
+    kind = cpu::WeightKind::kBFloat16;
+  } else if (weight.dtype().is(py::dtype::of<int8_t>())) {
+    kind = cpu::WeightKind::kInt8;
+  } else {
+    throw py::type_error(std::string(name) + ": weight must be float32, bfloat16 bits (int16) or int8");
+  }
+  if (weight.ndim() != 2 || weight.shape(0) != n || weight.shape(1) != k || !(weight.flags() & py::array::c_style)) {
+    throw py::value_error(std::string(name) + ": expected a contiguous [" + std::to_string(n) + ", " +
+                          std::to_string(k) + "] weight");
+  }
+  if (n < 1 || k < 1) throw py::value_error(std::string(name) + ": empty weight");
+  if (!cpu::small_gemm_supported(kind)) throw py::value_error(std::string(name) + ": this CPU lacks the instructions for its weights");
+  const float* scales = nullptr;
+  py::array scales_array;
+  if (kind == cpu::WeightKind::kInt8) {
+    if (spec[1].is_none()) throw py::value_error(std::string(name) + ": int8 weights need their scales");
+    scales_array = spec[1].cast<py::array>();
+    require_array<float>(scales_array, "scales", 1);
+    if (scales_array.shape(0) != n) throw py::value_error(std::string(name) + ": expected one scale per output");
+    scales = static_cast<const float*>(scales_array.data());
+  }
+  const float* bias = nullptr;
+  py::array bias_array;
+  if (!spec[2].is_none()) {
+    bias_array = spec[2].cast<py::array>();
+    require_array<float>(bias_array, "bias", 1);
+    if (bias_array.shape(0) != n) throw py::value_error(std::string(name) + ": expected one bias per output");
+    bias = static_cast<const float*>(bias_array.data());
+  }
+  return cpu::pack_linear(kind, weight.data(), n, k, scales, bias);
+}
+
+// The fused small-batch encoder, holding references to the embedding tables it reads in place.
+class FusedEncoder {
+ public:
+  FusedEncoder(const py::array& word, const py::array& position, const py::object& token_type,
+               const py::array& norm_weight, const py::array& norm_bias, int64_t heads, double eps, int activation,
+               int64_t position_offset)
+      : word_(word), position_(position) {
+    require_array<float>(word, "word_embeddings", 2);
+    require_array<float>(position, "position_embeddings", 2);
+    hidden_ = word.shape(1);
+    if (position.shape(1) != hidden_) throw py::value_error("position_embeddings: width differs from word_embeddings'");
+    if (heads < 1 || hidden_ % heads != 0) throw py::value_error("heads must divide the hidden size");
+    if (position_offset < 0 || position_offset >= position.shape(0)) throw py::value_error("position_offset out of range");
+    cpu::EncoderEmbeddings e{};
+    e.word = static_cast<const float*>(word.data());
+    e.position = static_cast<const float*>(position.data());
+    if (!token_type.is_none()) {
+      token_type_ = token_type.cast<py::array>();
+      e.token_type = static_cast<const float*>(optional_vector(token_type_, word, hidden_, "token_type"));
+    }
+    e.norm_weight = vector_of(norm_weight, hidden_, "embedding norm weight");
+    e.norm_bias = vector_of(norm_bias, hidden_, "embedding norm bias");
+    e.position_offset = position_offset;
+    vocab_ = word.shape(0);
+    max_positions_ = position.shape(0) - position_offset;
+    encoder_ = std::make_unique<cpu::FusedEncoder>(hidden_, heads, static_cast<float>(eps), parse_activation(activation),
+                                                   std::move(e));
+  }
+
+  // Each linear is (weight [n, k]: float32, bfloat16 bits as int16, or int8 codes; scales [n] for int8 or None;
+  // bias [n] float32 or None).
+  void add_layer(const py::tuple& qkv, const py::tuple& out, const py::array& attn_norm_weight,
+                 const py::array& attn_norm_bias, const py::tuple& up, const py::tuple& down,
+                 const py::array& ffn_norm_weight, const py::array& ffn_norm_bias) {
+    cpu::FusedEncoderLayer layer;
+    layer.qkv = pack_checked_linear(qkv, 3 * hidden_, hidden_, "qkv");
+    layer.out = pack_checked_linear(out, hidden_, hidden_, "out");
+    const auto up_weight = up.size() == 3 ? up[0].cast<py::array>() : py::array();
+    const int64_t intermediate = up_weight.ndim() == 2 ? up_weight.shape(0) : 0;
+    layer.up = pack_checked_linear(up, intermediate, hidden_, "up");
+    layer.down = pack_checked_linear(down, hidden_, intermediate, "down");
+    layer.attn_norm_weight = vector_of(attn_norm_weight, hidden_, "attention norm weight");
+    layer.attn_norm_bias = vector_of(attn_norm_bias, hidden_, "attention norm bias");
+    layer.ffn_norm_weight = vector_of(ffn_norm_weight, hidden_, "ffn norm weight");
+    layer.ffn_norm_bias = vector_of(ffn_norm_bias, hidden_, "ffn norm bias");
+    encoder_->add_layer(std::move(layer));
+  }
+
+  py::array_t<float> forward(const py::array& ids, const py::array& cu_seqlens, int num_threads) {
+    require_array<int64_t>(ids, "ids", 1);
+    check_cu_seqlens(cu_seqlens, ids.shape(0));
+    const auto* id = static_cast<const int64_t*>(ids.data());
+    for (py::ssize_t i = 0; i < ids.shape(0); ++i) {
+      if (id[i] < 0 || id[i] >= vocab_) {
+        throw py::value_error("ids[" + std::to_string(i) + "]=" + std::to_string(id[i]) + " is outside the vocabulary of " +
+                              std::to_string(vocab_));
+      }
+    }
+    const auto* cu = static_cast<const int32_t*>(cu_seqlens.data());
+    const int64_t num_seqs = cu_seqlens.shape(0) - 1;
+    for (int64_t s = 0; s < num_seqs; ++s) {
+      if (cu[s + 1] - cu[s] > max_positions_) {
+        throw py::value_error("sequence " + std::to_string(s) + " has " + std::to_string(cu[s + 1] - cu[s]) +
+                              " tokens; the model has " + std::to_string(max_positions_) + " positions");
+      }
+    }
+    py::array_t<float> out({ids.shape(0), static_cast<py::ssize_t>(hidden_)});
+    float* o = out.mutable_data();
+    {
+      py::gil_scoped_release release;
+      encoder_->forward(id, cu, num_seqs, o, resolve_threads(num_threads));
+    }
+    return out;
+  }
+
+ private:
+  static std::vector<float> vector_of(const py::array& a, int64_t n, const char* name) {
+    require_array<float>(a, name, 1);
+    if (a.shape(0) != n) throw py::value_error(std::string(name) + ": expected " + std::to_string(n) + " values");
+    const auto* p = static_cast<const float*>(a.data());
+    return std::vector<float>(p, p + n);
+  }
+
+  py::array word_, position_, token_type_;
+  int64_t hidden_ = 0, vocab_ = 0, max_positions_ = 0;
+  std::unique_ptr<cpu::FusedEncoder> encoder_;
+};
+
+py::array_t<float> small_linear(const py::tuple& spec, const py::array& x, int activation, bool round_output,
+                                int num_threads) {
+  require_array<float>(x, "x", 2);
+  const auto weight = spec.size() == 3 ? spec[0].cast<py::array>() : py::array();
+  if (weight.ndim() != 2) throw py::value_error("weight: expected [out, in]");
+  if (weight.shape(1) != x.shape(1)) throw py::value_error("x: expected " + std::to_string(weight.shape(1)) + " columns");
+  const cpu::PackedLinear packed = pack_checked_linear(spec, weight.shape(0), weight.shape(1), "linear");
+  const cpu::Activation act = parse_activation(activation);
+  py::array_t<float> out({x.shape(0), weight.shape(0)});
+  const auto* xp = static_cast<const float*>(x.data());
+  float* op = out.mutable_data();
+  const int threads = resolve_threads(num_threads);
+  {
+    py::gil_scoped_release release;
+    std::vector<uint8_t> scratch;
+    cpu::small_linear(packed, xp, x.shape(0), act, round_output, op, scratch, threads);
+  }
+  return out;
+}
+
+
+
 cpu::Isa parse_isa(const std::string& name) {
   if (name == "auto") return cpu::best_isa();
   for (cpu::Isa isa : {cpu::Isa::kScalar, cpu::Isa::kAvx2, cpu::Isa::kAvx512}) {
@@ -452,5 +605,28 @@ PYBIND11_MODULE(_C, m) {
   m.def("requantize_rows", &requantize_rows, py::arg("acc"), py::arg("row_scales"), py::arg("col_scales"),
         py::arg("bias") = py::none(), py::arg("activation") = 0, py::arg("num_threads") = 0,
         "dequantize_rows then quantize_rows in one pass: (codes int8, scales float32) for the next int8 GEMM.");
+  py::class_<FusedEncoder>(m, "FusedEncoder",
+                           "A post-LayerNorm encoder for a few tokens in one call (AVX-512; see small_gemm.h).")
+      .def(py::init<const py::array&, const py::array&, const py::object&, const py::array&, const py::array&, int64_t,
+                    double, int, int64_t>(),
+           py::arg("word_embeddings"), py::arg("position_embeddings"), py::arg("token_type"), py::arg("norm_weight"),
+           py::arg("norm_bias"), py::arg("heads"), py::arg("eps"), py::arg("activation"), py::arg("position_offset"))
+      .def("add_layer", &FusedEncoder::add_layer, py::arg("qkv"), py::arg("out"), py::arg("attn_norm_weight"),
+           py::arg("attn_norm_bias"), py::arg("up"), py::arg("down"), py::arg("ffn_norm_weight"),
+           py::arg("ffn_norm_bias"))
+      .def("forward", &FusedEncoder::forward, py::arg("ids"), py::arg("cu_seqlens"), py::arg("num_threads") = 0,
+           "Hidden states [tokens, hidden] float32 of packed int64 ids.");
+  m.def("small_linear", &small_linear, py::arg("linear"), py::arg("x"), py::arg("activation") = 0,
+        py::arg("round_output") = false, py::arg("num_threads") = 0,
+        "The fused encoder's small-batch linear layer on its own: act(x . W^T + bias), float32 [m, n].");
+  m.def(
+      "fused_encoder_supported",
+      [](const std::string& kind) {
+        if (kind == "float32") return cpu::small_gemm_supported(cpu::WeightKind::kFloat32);
+        if (kind == "bfloat16") return cpu::small_gemm_supported(cpu::WeightKind::kBFloat16);
+        if (kind == "int8") return cpu::small_gemm_supported(cpu::WeightKind::kInt8);
+        throw py::value_error("kind must be float32, bfloat16 or int8");
+      },
+      py::arg("kind"), "Whether this CPU runs FusedEncoder linear layers with weights of this kind.");
   m.def("cpu_features", &cpu_features, "Instruction-set extensions detected at run time (cpuid + xgetbv).");
 }

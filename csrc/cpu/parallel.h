@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
 #include <cstdint>
 #include <thread>
 #include <vector>
@@ -44,6 +47,85 @@ void parallel_for_each(int64_t n, int num_threads, Fn fn) {
   worker(0);
   for (auto& w : workers) w.join();
 }
+
+// Persistent workers for work split into pieces of a few microseconds (the fused encoder's GEMMs on a
+// few rows), where starting threads per call would cost more than the work. Workers spin briefly after
+// each job, then sleep until the next one. One job at a time; run() is called from one thread at a time.
+class WorkerPool {
+ public:
+  static WorkerPool& instance() {
+    static WorkerPool pool;
+    return pool;
+  }
+
+  // Calls fn(worker) for worker in [0, threads): worker 0 on the calling thread.
+  void run(int threads, const std::function<void(int)>& fn) {
+    threads = std::max(1, std::min(threads, kMaxWorkers + 1));
+    if (threads == 1) return fn(0);
+    ensure_workers(threads - 1);
+    job_ = &fn;
+    job_threads_ = threads;
+    pending_.store(threads - 1, std::memory_order_relaxed);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    wake_.notify_all();
+    fn(0);
+    while (pending_.load(std::memory_order_acquire) != 0) {
+    }
+  }
+
+  ~WorkerPool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    wake_.notify_all();
+    for (auto& w : workers_) w.join();
+  }
+
+ private:
+  static constexpr int kMaxWorkers = 63;
+  static constexpr int kSpins = 200000;  // ~50-100 us of polling before sleeping
+
+  void ensure_workers(int count) {
+    while (static_cast<int>(workers_.size()) < count) {
+      // The new worker starts from the current generation, so the job about to be posted is news to it.
+      const int id = static_cast<int>(workers_.size()) + 1;
+      const uint64_t generation = generation_.load(std::memory_order_acquire);
+      workers_.emplace_back([this, id, generation] { work(id, generation); });
+    }
+  }
+
+  void work(int id, uint64_t seen) {
+    for (;;) {
+      int spins = 0;
+      while (generation_.load(std::memory_order_acquire) == seen && ++spins < kSpins) {
+      }
+      if (generation_.load(std::memory_order_acquire) == seen) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+      }
+      seen = generation_.load(std::memory_order_acquire);
+      if (stop_) return;
+      if (id < job_threads_) {
+        (*job_)(id);
+        pending_.fetch_sub(1, std::memory_order_acq_rel);
+      }
+    }
+  }
+
+  std::vector<std::thread> workers_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  const std::function<void(int)>* job_ = nullptr;
+  int job_threads_ = 0;
+  std::atomic<bool> stop_{false};
+};
 
 // Threads only pay off once the work amortizes starting them (~20 us each).
 inline int threads_for(double work, int num_threads, double work_per_thread = 1 << 18) {

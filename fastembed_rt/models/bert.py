@@ -58,6 +58,11 @@ class EncoderLayer:
         return ops.layer_norm(ffn_out, self.ffn_norm_weight, self.ffn_norm_bias, config.layer_norm_eps, residual=x)
 
 
+# Up to this many tokens a batch runs through the fused C++ encoder (one call, no Python between layers,
+# its own small-batch GEMMs); larger batches go op by op, where oneDNN's GEMMs are faster.
+FUSED_MAX_TOKENS = 48
+
+
 class Encoder:
     """Embeddings + post-LN encoder layers; forward(input_ids [T], cu_seqlens [B+1]) -> [T, H]."""
 
@@ -68,12 +73,39 @@ class Encoder:
         self.token_type_embedding = token_type  # row 0 of the token-type table, or None (DistilBERT)
         self.norm_weight, self.norm_bias = norm_weight, norm_bias
         self.layers: list[EncoderLayer] = layers
+        self._fused = None  # built at the first small batch; False where this CPU or model cannot use it
+
+    def fused(self):
+        """The fused C++ encoder (_C.FusedEncoder) over these weights, or None where it cannot run."""
+        if self._fused is None:
+            self._fused = self._build_fused() or False
+        return self._fused or None
+
+    def _build_fused(self):
+        from .. import _C
+
+        linears = [lin for layer in self.layers for lin in (layer.qkv, layer.out, layer.up, layer.down)]
+        if self.word_embeddings.device.type != "cpu" or self.word_embeddings.dtype != torch.float32:
+            return None
+        if not all(_C.fused_encoder_supported(kind) for kind in {lin.kind for lin in linears}):
+            return None
+        c = self.config
+        token_type = None if self.token_type_embedding is None else self.token_type_embedding.contiguous().numpy()
+        fused = _C.FusedEncoder(self.word_embeddings.numpy(), self.position_embeddings.numpy(), token_type,
+                                self.norm_weight.numpy(), self.norm_bias.numpy(), c.num_heads, c.layer_norm_eps,
+                                {"gelu": 1, "gelu_tanh": 2}[GELU_ACTIVATIONS[c.activation]], c.position_offset)  # fmt: skip
+        for layer in self.layers:
+            fused.add_layer(layer.qkv.arrays(), layer.out.arrays(), layer.attn_norm_weight.numpy(), layer.attn_norm_bias.numpy(),
+                            layer.up.arrays(), layer.down.arrays(), layer.ffn_norm_weight.numpy(), layer.ffn_norm_bias.numpy())  # fmt: skip
+        return fused
 
     @property
     def max_positions(self) -> int:
         return self.position_embeddings.shape[0] - self.config.position_offset
 
     def forward(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int) -> torch.Tensor:
+        if input_ids.numel() <= FUSED_MAX_TOKENS and not ops.reference_only() and self.fused() is not None:
+            return torch.from_numpy(self._fused.forward(input_ids.numpy(), cu_seqlens.to(torch.int32).numpy(), torch.get_num_threads()))
         x = self.word_embeddings[input_ids] + self.position_embeddings[packed_positions(cu_seqlens, self.config.position_offset)]
         if self.token_type_embedding is not None:
             x = x + self.token_type_embedding

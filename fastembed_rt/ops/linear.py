@@ -59,6 +59,21 @@ class Linear:
         else:
             self.weight, self.bias, self.dtype = weight.contiguous(), bias, weight.dtype
 
+    def arrays(self):
+        """(weight, scales, bias) as numpy for C++ consumers: weight float32, bfloat16 bits (int16) or int8
+        codes [out, in]; scales [out] float32 for int8, else None; bias float32 or None."""
+        if self.int8:
+            weight, scales = self.qweight.numpy(), self.weight_scales.numpy()
+        else:
+            weight = self.weight.view(torch.int16) if self.dtype == torch.bfloat16 else self.weight
+            weight, scales = weight.detach().contiguous().numpy(), None
+        bias = None if self.bias is None else self.bias.detach().float().contiguous().numpy()
+        return weight, scales, bias
+
+    @property
+    def kind(self) -> str:
+        return "int8" if self.int8 else str(self.dtype).removeprefix("torch.")
+
     def __call__(self, x: torch.Tensor, activation: str | None = None) -> torch.Tensor:
         if x.shape[-1] != self.in_features:
             raise ValueError(f"linear expects {self.in_features} input features, got {x.shape[-1]}")

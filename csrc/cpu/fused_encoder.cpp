@@ -1,0 +1,59 @@
+#include "fused_encoder.h"
+
+#include <cmath>
+#include <utility>
+
+#include "attention.h"
+#include "norms.h"
+
+namespace fastembed_rt::cpu {
+
+FusedEncoder::FusedEncoder(int64_t hidden, int64_t heads, float eps, Activation activation,
+                           EncoderEmbeddings embeddings)
+    : hidden_(hidden), heads_(heads), eps_(eps), activation_(activation), embeddings_(std::move(embeddings)) {}
+
+void FusedEncoder::add_layer(FusedEncoderLayer layer) { layers_.push_back(std::move(layer)); }
+
+void FusedEncoder::forward(const int64_t* ids, const int32_t* cu_seqlens, int64_t num_seqs, float* x, int num_threads) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const int64_t tokens = cu_seqlens[num_seqs], h = hidden_;
+  if (tokens == 0) return;
+  // Embeddings: word + position (+ token type 0), then LayerNorm, in place in the output.
+  for (int64_t s = 0; s < num_seqs; ++s) {
+    for (int64_t t = cu_seqlens[s]; t < cu_seqlens[s + 1]; ++t) {
+      const float* word = embeddings_.word + ids[t] * h;
+      const float* position = embeddings_.position + (t - cu_seqlens[s] + embeddings_.position_offset) * h;
+      float* row = x + t * h;
+      for (int64_t j = 0; j < h; ++j) row[j] = word[j] + position[j];
+      if (embeddings_.token_type) {
+        for (int64_t j = 0; j < h; ++j) row[j] += embeddings_.token_type[j];
+      }
+    }
+  }
+  norm_rows<float>(x, nullptr, embeddings_.norm_weight.data(), embeddings_.norm_bias.data(), x, nullptr, tokens, h,
+                   eps_, NormKind::kLayerNorm, 1);
+  const int64_t head_dim = h / heads_;
+  const AttentionShape shape{num_seqs, heads_, heads_, head_dim, 3 * h, 3 * h, 3 * h};
+  for (const FusedEncoderLayer& layer : layers_) {
+    qkv_.resize(tokens * 3 * h);
+    context_.resize(tokens * h);
+    projected_.resize(tokens * h);
+    ffn_.resize(tokens * layer.up.n);
+    // A bfloat16 QKV projection rounds its output to bfloat16, as the op-by-op path's oneDNN GEMM does.
+    small_linear(layer.qkv, x, tokens, Activation::kNone, layer.qkv.kind == WeightKind::kBFloat16, qkv_.data(), scratch_, num_threads);
+    attention_varlen<float>(qkv_.data(), qkv_.data() + h, qkv_.data() + 2 * h, context_.data(), cu_seqlens, shape,
+                            1.0f / std::sqrt(static_cast<float>(head_dim)), false, 1);
+    if (layer.qkv.kind == WeightKind::kBFloat16) {  // attention on bfloat16 inputs writes bfloat16
+      for (float& v : context_) v = to_float(from_float<bf16>(v));
+    }
+    small_linear(layer.out, context_.data(), tokens, Activation::kNone, false, projected_.data(), scratch_, num_threads);
+    norm_rows<float>(projected_.data(), x, layer.attn_norm_weight.data(), layer.attn_norm_bias.data(), x, nullptr,
+                     tokens, h, eps_, NormKind::kLayerNorm, 1);
+    small_linear(layer.up, x, tokens, activation_, false, ffn_.data(), scratch_, num_threads);
+    small_linear(layer.down, ffn_.data(), tokens, Activation::kNone, false, projected_.data(), scratch_, num_threads);
+    norm_rows<float>(projected_.data(), x, layer.ffn_norm_weight.data(), layer.ffn_norm_bias.data(), x, nullptr,
+                     tokens, h, eps_, NormKind::kLayerNorm, 1);
+  }
+}
+
+}  // namespace fastembed_rt::cpu

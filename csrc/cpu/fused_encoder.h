@@ -1,0 +1,48 @@
+// A whole post-LayerNorm BERT-family encoder for a few tokens in one C++ call: embeddings + LayerNorm,
+// then per layer QKV -> varlen attention -> output projection -> residual + LayerNorm -> up + GELU ->
+// down -> residual + LayerNorm. No Python between layers, and the activation buffers are kept and reused
+// across calls. Built for single queries and small batches (small_gemm.h): the linear layers split their
+// columns across a persistent worker pool, everything else runs on the calling thread.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <vector>
+
+#include "activations.h"
+#include "small_gemm.h"
+
+namespace fastembed_rt::cpu {
+
+struct FusedEncoderLayer {
+  PackedLinear qkv, out, up, down;
+  std::vector<float> attn_norm_weight, attn_norm_bias, ffn_norm_weight, ffn_norm_bias;
+};
+
+struct EncoderEmbeddings {
+  const float* word;        // [vocab, hidden], owned by the caller for the encoder's lifetime
+  const float* position;    // [max_positions, hidden]
+  const float* token_type;  // [hidden] (row 0 of the token-type table) or nullptr
+  std::vector<float> norm_weight, norm_bias;
+  int64_t position_offset;  // RoBERTa: positions start at padding_idx + 1
+};
+
+class FusedEncoder {
+ public:
+  FusedEncoder(int64_t hidden, int64_t heads, float eps, Activation activation, EncoderEmbeddings embeddings);
+  void add_layer(FusedEncoderLayer layer);
+  // ids [tokens]; cu_seqlens [num_seqs + 1]; out [tokens, hidden]. The caller checks ids and lengths.
+  void forward(const int64_t* ids, const int32_t* cu_seqlens, int64_t num_seqs, float* out, int num_threads);
+
+ private:
+  int64_t hidden_, heads_;
+  float eps_;
+  Activation activation_;
+  EncoderEmbeddings embeddings_;
+  std::vector<FusedEncoderLayer> layers_;
+  std::mutex mutex_;  // the buffers below serve one call at a time
+  std::vector<float> qkv_, context_, projected_, ffn_;
+  std::vector<uint8_t> scratch_;
+};
+
+}  // namespace fastembed_rt::cpu

@@ -1,0 +1,74 @@
+"""The fused encoder's small-batch linear layers (AVX-512 panels: float32 FMA, bfloat16 dot, int8 VNNI)
+against their reference twins; int8 matches exactly."""
+
+import pytest
+import torch
+
+from fastembed_rt import _C, ops
+from fastembed_rt.ops import reference
+
+SHAPES = [(1, 1, 1), (1, 384, 1152), (3, 13, 17), (8, 1536, 384), (9, 384, 1536), (17, 2, 33), (0, 8, 16)]
+KINDS = ["float32", "bfloat16", "int8"]
+
+
+def supported(kind):
+    return _C.fused_encoder_supported(kind)
+
+
+def layer(m, k, n, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(m, k, generator=g), torch.randn(n, k, generator=g) / k**0.5, torch.randn(n, generator=g)
+
+
+@pytest.mark.parametrize("m,k,n", SHAPES, ids=str)
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("activation", [None, "gelu", "gelu_tanh"])
+def test_matches_reference(m, k, n, kind, activation):
+    x, weight, bias = layer(m, k, n, seed=m * 1000 + k + n)
+    if kind == "int8":
+        linear = ops.Linear(weight, bias, int8=True)
+        want = reference.int8_linear(x, linear.qweight, linear.weight_scales, linear.bias, activation)
+    else:
+        linear = ops.Linear(weight.to(getattr(torch, kind)), bias)
+        want = reference.linear(x.to(linear.dtype).double(), linear.weight.double(), bias.double(), activation).float()
+    if not supported(kind):
+        with pytest.raises(ValueError, match="lacks the instructions"):
+            _C.small_linear(linear.arrays(), x.numpy())
+        return
+    got = torch.from_numpy(_C.small_linear(linear.arrays(), x.numpy(), {None: 0, "gelu": 1, "gelu_tanh": 2}[activation]))
+    assert got.shape == (m, n)
+    # int8: exact integer products, identical float epilogue; float: summation order only.
+    tolerance = dict(rtol=1e-5, atol=1e-5) if kind != "float32" else dict(rtol=1e-5, atol=2e-5)
+    torch.testing.assert_close(got, want, **tolerance)
+
+
+def test_bfloat16_round_output_rounds_like_a_bfloat16_gemm():
+    x, weight, bias = layer(5, 64, 40, seed=1)
+    linear = ops.Linear(weight.bfloat16(), bias.bfloat16())
+    if not supported("bfloat16"):
+        pytest.fail("this CPU lacks AVX512_BF16; the project machine has it") if _C.cpu_features()["avx512_bf16"] else None
+        return
+    got = torch.from_numpy(_C.small_linear(linear.arrays(), x.numpy(), 0, True))
+    assert torch.equal(got, got.bfloat16().float())
+    want = reference.linear(x.bfloat16().float(), weight.bfloat16().float(), bias.bfloat16().float())
+    torch.testing.assert_close(got, want.bfloat16().float(), rtol=2**-7, atol=1e-2)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4])
+def test_threads_agree(threads):
+    x, weight, bias = layer(7, 384, 1536, seed=3)
+    linear = ops.Linear(weight, bias, int8=True)
+    one = _C.small_linear(linear.arrays(), x.numpy(), 1, num_threads=1)
+    assert (one == _C.small_linear(linear.arrays(), x.numpy(), 1, num_threads=threads)).all()
+
+
+def test_rejects_bad_input():
+    x, weight, bias = layer(2, 8, 4, seed=0)
+    with pytest.raises(ValueError, match="x: expected 8 columns"):
+        _C.small_linear((weight.numpy(), None, None), torch.ones(2, 7).numpy())
+    with pytest.raises(ValueError, match="int8 weights need their scales"):
+        _C.small_linear((weight.to(torch.int8).numpy(), None, None), x.numpy())
+    with pytest.raises(ValueError, match="expected one bias per output"):
+        _C.small_linear((weight.numpy(), None, torch.ones(3).numpy()), x.numpy())
+    with pytest.raises(TypeError, match="weight must be float32"):
+        _C.small_linear((weight.double().numpy(), None, None), x.numpy())
