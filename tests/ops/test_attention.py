@@ -36,8 +36,9 @@ def test_float32_matches_reference(lengths, heads, kv_heads, head_dim, causal):
     torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=2e-5)
 
 
-@pytest.mark.parametrize("lengths", [[1, 7, 129, 3], [40]], ids=str)
-@pytest.mark.parametrize("heads,kv_heads,head_dim", [(12, 12, 32), (8, 2, 80)], ids=str)
+@pytest.mark.parametrize("lengths", [[1, 7, 129, 3], [40], [16, 17, 1, 300]], ids=str)
+# Even head sizes take the AVX512_BF16 dot-product kernel where the CPU has it; odd ones the float32 tile loop.
+@pytest.mark.parametrize("heads,kv_heads,head_dim", [(12, 12, 32), (8, 2, 80), (4, 4, 17), (2, 1, 2), (3, 3, 1)], ids=str)
 @pytest.mark.parametrize("causal", [False, True])
 def test_bfloat16_within_twice_torchs_own_error(lengths, heads, kv_heads, head_dim, causal):
     q, k, v, cu = qkv(lengths, heads, kv_heads, head_dim, dtype=torch.bfloat16, seed=1)
@@ -57,10 +58,12 @@ def test_strided_fused_projection_views():
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3, 8])
-def test_threads_agree(threads):
-    q, k, v, cu = qkv([200, 3, 150, 64, 1, 90], 12, 12, 32, seed=5)
-    one = _C.attention_varlen(q.numpy(), k.numpy(), v.numpy(), cu.numpy(), 0.17, False, 1)
-    many = _C.attention_varlen(q.numpy(), k.numpy(), v.numpy(), cu.numpy(), 0.17, False, threads)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_threads_agree(threads, dtype):
+    q, k, v, cu = qkv([200, 3, 150, 64, 1, 90], 12, 12, 32, dtype=dtype, seed=5)
+    arrays = [cpu._array(t) for t in (q, k, v)]
+    one = _C.attention_varlen(*arrays, cu.numpy(), 0.17, False, 1)
+    many = _C.attention_varlen(*arrays, cu.numpy(), 0.17, False, threads)
     assert (one == many).all()
 
 
