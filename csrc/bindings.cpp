@@ -254,18 +254,19 @@ py::array attention_varlen(const py::array& q, const py::array& k, const py::arr
 }
 
 py::tuple quantize_rows(const py::array& x, int num_threads) {
-  require_array<float>(x, "x", 2);
+  const Storage storage = storage_of(x, "x");
+  if (x.ndim() != 2 || !(x.flags() & py::array::c_style)) throw py::value_error("x: expected a C-contiguous 2-d array");
   const py::ssize_t rows = x.shape(0), cols = x.shape(1);
   py::array_t<int8_t> q({rows, cols});
   py::array_t<float> scales(rows);
-  const auto* xp = static_cast<const float*>(x.data());
   int8_t* qp = q.mutable_data();
   float* sp = scales.mutable_data();
   const int threads = resolve_threads(num_threads);
-  {
+  with_storage(storage, [&](auto tag) {
+    using T = decltype(tag);
     py::gil_scoped_release release;
-    cpu::quantize_rows(xp, rows, cols, qp, sp, threads);
-  }
+    cpu::quantize_rows<T>(static_cast<const T*>(x.data()), rows, cols, qp, sp, threads);
+  });
   return py::make_tuple(q, scales);
 }
 
@@ -598,7 +599,7 @@ PYBIND11_MODULE(_C, m) {
         py::arg("scale"), py::arg("causal") = false, py::arg("num_threads") = 0,
         "Softmax attention within each packed sequence: q [T, H, D], k/v [T, Hkv, D] -> [T, H, D].");
   m.def("quantize_rows", &quantize_rows, py::arg("x"), py::arg("num_threads") = 0,
-        "Symmetric per-row int8 quantization of float32 [rows, cols]: (codes int8, scales float32 [rows]).");
+        "Symmetric per-row int8 quantization of float32 or bfloat16 bits [rows, cols]: (codes int8, scales float32 [rows]).");
   m.def("dequantize_rows", &dequantize_rows, py::arg("acc"), py::arg("row_scales"), py::arg("col_scales"),
         py::arg("bias") = py::none(), py::arg("activation") = 0, py::arg("num_threads") = 0,
         "activation(acc * row_scale * col_scale + bias) for an int32 GEMM result [rows, cols].");

@@ -5,6 +5,7 @@
 
 #include "attention.h"
 #include "norms.h"
+#include "parallel.h"
 
 namespace fastembed_rt::cpu {
 
@@ -16,6 +17,7 @@ void FusedEncoder::add_layer(FusedEncoderLayer layer) { layers_.push_back(std::m
 
 void FusedEncoder::forward(const int64_t* ids, const int32_t* cu_seqlens, int64_t num_seqs, float* x, int num_threads) {
   std::lock_guard<std::mutex> lock(mutex_);
+  const WorkerPool::Hold hold;  // 24 GEMMs in a row: keep the workers awake between them
   const int64_t tokens = cu_seqlens[num_seqs], h = hidden_;
   if (tokens == 0) return;
   // Embeddings: word + position (+ token type 0), then LayerNorm, in place in the output.

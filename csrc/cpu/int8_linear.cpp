@@ -1,6 +1,7 @@
 #include "int8_linear.h"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "parallel.h"
@@ -9,14 +10,15 @@ namespace fastembed_rt::cpu {
 namespace {
 
 // Returns the row's scale.
-FE_INLINE float quantize_row(const float* x, int64_t cols, int8_t* q) {
+template <typename T>
+FE_INLINE float quantize_row(const T* x, int64_t cols, int8_t* q) {
   float absmax = 0.0f;
 #pragma omp simd reduction(max : absmax)
-  for (int64_t j = 0; j < cols; ++j) absmax = std::max(absmax, x[j] < 0.0f ? -x[j] : x[j]);
+  for (int64_t j = 0; j < cols; ++j) absmax = std::max(absmax, std::fabs(to_float(x[j])));
   const float inv = absmax > 0.0f ? 127.0f / absmax : 0.0f;
   const float shifter = 12582912.0f;  // adding 1.5 * 2^23 rounds half to even, as torch.round does
   for (int64_t j = 0; j < cols; ++j) {
-    float v = (x[j] * inv + shifter) - shifter;
+    float v = (to_float(x[j]) * inv + shifter) - shifter;
     v = std::min(127.0f, std::max(-127.0f, v));
     q[j] = static_cast<int8_t>(static_cast<int32_t>(v));
   }
@@ -24,6 +26,9 @@ FE_INLINE float quantize_row(const float* x, int64_t cols, int8_t* q) {
 }
 
 FE_MULTIVERSION void quantize_chunk(const float* x, int64_t cols, int8_t* q, float* scales, int64_t begin, int64_t end) {
+  for (int64_t r = begin; r < end; ++r) scales[r] = quantize_row(x + r * cols, cols, q + r * cols);
+}
+FE_MULTIVERSION void quantize_chunk(const bf16* x, int64_t cols, int8_t* q, float* scales, int64_t begin, int64_t end) {
   for (int64_t r = begin; r < end; ++r) scales[r] = quantize_row(x + r * cols, cols, q + r * cols);
 }
 
@@ -82,10 +87,14 @@ FE_MULTIVERSION void requantize_chunk(const int32_t* acc, int64_t cols, const fl
 
 }  // namespace
 
-void quantize_rows(const float* x, int64_t rows, int64_t cols, int8_t* q, float* scales, int num_threads) {
+template <typename T>
+void quantize_rows(const T* x, int64_t rows, int64_t cols, int8_t* q, float* scales, int num_threads) {
   const int threads = threads_for(static_cast<double>(rows) * cols * 2, num_threads);
   parallel_for(rows, threads, [&](int64_t b, int64_t e) { quantize_chunk(x, cols, q, scales, b, e); });
 }
+
+template void quantize_rows<float>(const float*, int64_t, int64_t, int8_t*, float*, int);
+template void quantize_rows<bf16>(const bf16*, int64_t, int64_t, int8_t*, float*, int);
 
 void dequantize_rows(const int32_t* acc, int64_t rows, int64_t cols, const float* row_scales, const float* col_scales,
                      const float* bias, Activation act, float* out, int num_threads) {

@@ -9,8 +9,9 @@
 namespace fastembed_rt::cpu {
 
 // Symmetric per-row int8: scales[r] = max|x[r]| / 127, q = clamp(round_half_even(x * (127 / max|x[r]|)), -127, 127);
-// an all-zero row gets scale 0 and codes 0. x: [rows, cols] float32; q: [rows, cols] int8.
-void quantize_rows(const float* x, int64_t rows, int64_t cols, int8_t* q, float* scales, int num_threads);
+// an all-zero row gets scale 0 and codes 0. x: [rows, cols] float32 or bfloat16; q: [rows, cols] int8.
+template <typename T>
+void quantize_rows(const T* x, int64_t rows, int64_t cols, int8_t* q, float* scales, int num_threads);
 
 // out = act(acc * (row_scales[r] * col_scales[c]) + bias[c]): acc [rows, cols] int32; bias [cols] or nullptr.
 void dequantize_rows(const int32_t* acc, int64_t rows, int64_t cols, const float* row_scales, const float* col_scales,

@@ -1,56 +1,21 @@
-// A minimal parallel-for over an index range: the kernels split independent rows across threads.
+// Parallel loops over index ranges on a persistent worker pool: the kernels split independent rows or
+// items across threads.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <functional>
-#include <mutex>
 #include <cstdint>
+#include <mutex>
 #include <thread>
 #include <vector>
 
 namespace fastembed_rt::cpu {
 
-// Runs fn(begin, end) over [0, n) split into contiguous chunks, one per thread.
-// num_threads <= 1 (or a tiny n) runs inline on the caller's thread.
-template <typename Fn>
-void parallel_for(int64_t n, int num_threads, Fn fn) {
-  const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(num_threads, n));
-  if (threads == 1) {
-    if (n > 0) fn(int64_t{0}, n);
-    return;
-  }
-  const int64_t chunk = (n + threads - 1) / threads;
-  std::vector<std::thread> workers;
-  workers.reserve(threads - 1);
-  for (int64_t t = 1; t < threads; ++t) {
-    const int64_t begin = t * chunk, end = std::min(n, begin + chunk);
-    if (begin < end) workers.emplace_back(fn, begin, end);
-  }
-  fn(int64_t{0}, std::min(n, chunk));
-  for (auto& w : workers) w.join();
-}
-
-// Runs fn(worker, i) for every i in [0, n), each of `num_threads` workers (0, 1, ...) taking the next
-// index when it finishes the last: balances items of very different cost (sequences of different lengths).
-template <typename Fn>
-void parallel_for_each(int64_t n, int num_threads, Fn fn) {
-  std::atomic<int64_t> next{0};
-  auto worker = [&](int id) {
-    for (int64_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) fn(id, i);
-  };
-  const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads, n)));
-  std::vector<std::thread> workers;
-  workers.reserve(threads - 1);
-  for (int t = 1; t < threads; ++t) workers.emplace_back(worker, t);
-  worker(0);
-  for (auto& w : workers) w.join();
-}
-
-// Persistent workers for work split into pieces of a few microseconds (the fused encoder's GEMMs on a
-// few rows), where starting threads per call would cost more than the work. Workers spin briefly after
-// each job, then sleep until the next one. One job at a time; run() is called from one thread at a time.
+// Persistent workers: starting threads per kernel call would cost more than the fused encoder's
+// microsecond-sized pieces of work. Workers spin briefly after each job, then sleep until the next one.
+// One job at a time: concurrent callers queue on run_mutex_.
 class WorkerPool {
  public:
   static WorkerPool& instance() {
@@ -62,6 +27,7 @@ class WorkerPool {
   void run(int threads, const std::function<void(int)>& fn) {
     threads = std::max(1, std::min(threads, kMaxWorkers + 1));
     if (threads == 1) return fn(0);
+    std::lock_guard<std::mutex> one_job(run_mutex_);
     ensure_workers(threads - 1);
     job_ = &fn;
     job_threads_ = threads;
@@ -79,6 +45,16 @@ class WorkerPool {
     }
   }
 
+  // While a Hold lives, idle workers keep polling instead of sleeping: a caller about to post many
+  // small jobs in a row (the fused encoder) saves a wake-up (~50 us) per job.
+  class Hold {
+   public:
+    Hold() { instance().holds_.fetch_add(1); }
+    ~Hold() { instance().holds_.fetch_sub(1); }
+    Hold(const Hold&) = delete;
+    Hold& operator=(const Hold&) = delete;
+  };
+
   ~WorkerPool() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -91,7 +67,7 @@ class WorkerPool {
 
  private:
   static constexpr int kMaxWorkers = 63;
-  static constexpr int kSpins = 200000;  // ~50-100 us of polling before sleeping
+  static constexpr int kSpins = 20000;  // ~10-20 us of polling before sleeping: GEMMs follow on these cores
 
   void ensure_workers(int count) {
     while (static_cast<int>(workers_.size()) < count) {
@@ -105,7 +81,8 @@ class WorkerPool {
   void work(int id, uint64_t seen) {
     for (;;) {
       int spins = 0;
-      while (generation_.load(std::memory_order_acquire) == seen && ++spins < kSpins) {
+      while (generation_.load(std::memory_order_acquire) == seen &&
+             (++spins < kSpins || holds_.load(std::memory_order_relaxed) > 0)) {
       }
       if (generation_.load(std::memory_order_acquire) == seen) {
         std::unique_lock<std::mutex> lock(mutex_);
@@ -121,14 +98,42 @@ class WorkerPool {
   }
 
   std::vector<std::thread> workers_;
-  std::mutex mutex_;
+  std::mutex run_mutex_, mutex_;
   std::condition_variable wake_;
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};
+  std::atomic<int> holds_{0};
   const std::function<void(int)>* job_ = nullptr;
   int job_threads_ = 0;
   std::atomic<bool> stop_{false};
 };
+
+// Runs fn(begin, end) over [0, n) split into contiguous chunks, one per thread of the pool.
+// num_threads <= 1 (or a tiny n) runs inline on the caller's thread.
+template <typename Fn>
+void parallel_for(int64_t n, int num_threads, Fn fn) {
+  const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads, n)));
+  if (threads == 1) {
+    if (n > 0) fn(int64_t{0}, n);
+    return;
+  }
+  const int64_t chunk = (n + threads - 1) / threads;
+  WorkerPool::instance().run(threads, [&](int worker) {
+    const int64_t begin = worker * chunk, end = std::min(n, begin + chunk);
+    if (begin < end) fn(begin, end);
+  });
+}
+
+// Runs fn(worker, i) for every i in [0, n), each of `num_threads` workers (0, 1, ...) taking the next
+// index when it finishes the last: balances items of very different cost (sequences of different lengths).
+template <typename Fn>
+void parallel_for_each(int64_t n, int num_threads, Fn fn) {
+  std::atomic<int64_t> next{0};
+  const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads, n)));
+  WorkerPool::instance().run(threads, [&](int worker) {
+    for (int64_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) fn(worker, i);
+  });
+}
 
 // Threads only pay off once the work amortizes starting them (~20 us each).
 inline int threads_for(double work, int num_threads, double work_per_thread = 1 << 18) {

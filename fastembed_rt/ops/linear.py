@@ -79,7 +79,9 @@ class Linear:
             raise ValueError(f"linear expects {self.in_features} input features, got {x.shape[-1]}")
         if self.int8:
             fn = select("int8_linear", x.device, torch.float32).fn
-            return fn(x.float(), self.qweight, self.weight_scales, self.bias, activation)
+            # bfloat16 inputs (from a bfloat16 QKV projection's attention) are quantized as they are
+            return fn(x if x.dtype in (torch.float32, torch.bfloat16) else x.float(), self.qweight, self.weight_scales,
+                      self.bias, activation)  # fmt: skip
         if x.dtype != self.dtype:
             x = x.to(self.dtype)
         return select("linear", x.device, x.dtype).fn(self, x, activation)
