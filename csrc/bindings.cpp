@@ -15,6 +15,7 @@
 #include "cpu/attention.h"
 #include "cpu/ceilings.h"
 #include "cpu/cpu_features.h"
+#include "cpu/embeddings.h"
 #include "cpu/fused_encoder.h"
 #include "cpu/int8_linear.h"
 #include "cpu/norms.h"
@@ -270,6 +271,53 @@ py::tuple quantize_rows(const py::array& x, int num_threads) {
   return py::make_tuple(q, scales);
 }
 
+// Checks ids [tokens] against a vocabulary and every sequence of cu_seqlens against `positions` rows.
+void check_ids_and_lengths(const py::array& ids, const py::array& cu_seqlens, int64_t vocab, int64_t positions) {
+  require_array<int64_t>(ids, "ids", 1);
+  check_cu_seqlens(cu_seqlens, ids.shape(0));
+  const auto* id = static_cast<const int64_t*>(ids.data());
+  for (py::ssize_t i = 0; i < ids.shape(0); ++i) {
+    if (id[i] < 0 || id[i] >= vocab) {
+      throw py::value_error("ids[" + std::to_string(i) + "]=" + std::to_string(id[i]) + " is outside the vocabulary of " +
+                            std::to_string(vocab));
+    }
+  }
+  const auto* cu = static_cast<const int32_t*>(cu_seqlens.data());
+  for (py::ssize_t s = 0; s + 1 < cu_seqlens.shape(0); ++s) {
+    if (cu[s + 1] - cu[s] > positions) {
+      throw py::value_error("sequence " + std::to_string(s) + " has " + std::to_string(cu[s + 1] - cu[s]) +
+                            " tokens; the model has " + std::to_string(positions) + " positions");
+    }
+  }
+}
+
+py::array embed_tokens(const py::array& word, const py::array& position, const py::object& token_type,
+                       const py::array& ids, const py::array& cu_seqlens, int64_t position_offset, int num_threads) {
+  const Storage storage = storage_of(word, "word");
+  if (word.ndim() != 2 || !(word.flags() & py::array::c_style)) throw py::value_error("word: expected a C-contiguous table");
+  if (position.ndim() != 2 || position.shape(1) != word.shape(1) || !(position.flags() & py::array::c_style)) {
+    throw py::value_error("position: expected a C-contiguous [positions, hidden] table");
+  }
+  if (!position.dtype().is(word.dtype())) throw py::type_error("position: dtype differs from word's");
+  if (position_offset < 0 || position_offset > position.shape(0)) throw py::value_error("position_offset out of range");
+  const int64_t hidden = word.shape(1);
+  const void* type_row = optional_vector(token_type, word, hidden, "token_type");
+  check_ids_and_lengths(ids, cu_seqlens, word.shape(0), position.shape(0) - position_offset);
+  py::array out(word.dtype(), {ids.shape(0), static_cast<py::ssize_t>(hidden)});
+  const auto* id = static_cast<const int64_t*>(ids.data());
+  const auto* cu = static_cast<const int32_t*>(cu_seqlens.data());
+  const int64_t num_seqs = cu_seqlens.shape(0) - 1;
+  const int threads = resolve_threads(num_threads);
+  with_storage(storage, [&](auto tag) {
+    using T = decltype(tag);
+    py::gil_scoped_release release;
+    cpu::embed_tokens<T>(static_cast<const T*>(word.data()), static_cast<const T*>(position.data()),
+                         static_cast<const T*>(type_row), hidden, id, cu, num_seqs, position_offset,
+                         static_cast<T*>(out.mutable_data()), threads);
+  });
+  return out;
+}
+
 // Checks an int32 GEMM result [rows, cols] and its scales and bias; returns the bias pointer (or nullptr).
 const float* check_dequantize(const py::array& acc, const py::array& row_scales, const py::array& col_scales,
                               const py::object& bias) {
@@ -409,23 +457,10 @@ class FusedEncoder {
   }
 
   py::array_t<float> forward(const py::array& ids, const py::array& cu_seqlens, int num_threads) {
-    require_array<int64_t>(ids, "ids", 1);
-    check_cu_seqlens(cu_seqlens, ids.shape(0));
+    check_ids_and_lengths(ids, cu_seqlens, vocab_, max_positions_);
     const auto* id = static_cast<const int64_t*>(ids.data());
-    for (py::ssize_t i = 0; i < ids.shape(0); ++i) {
-      if (id[i] < 0 || id[i] >= vocab_) {
-        throw py::value_error("ids[" + std::to_string(i) + "]=" + std::to_string(id[i]) + " is outside the vocabulary of " +
-                              std::to_string(vocab_));
-      }
-    }
     const auto* cu = static_cast<const int32_t*>(cu_seqlens.data());
     const int64_t num_seqs = cu_seqlens.shape(0) - 1;
-    for (int64_t s = 0; s < num_seqs; ++s) {
-      if (cu[s + 1] - cu[s] > max_positions_) {
-        throw py::value_error("sequence " + std::to_string(s) + " has " + std::to_string(cu[s + 1] - cu[s]) +
-                              " tokens; the model has " + std::to_string(max_positions_) + " positions");
-      }
-    }
     py::array_t<float> out({ids.shape(0), static_cast<py::ssize_t>(hidden_)});
     float* o = out.mutable_data();
     {
@@ -598,6 +633,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("attention_varlen", &attention_varlen, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("cu_seqlens"),
         py::arg("scale"), py::arg("causal") = false, py::arg("num_threads") = 0,
         "Softmax attention within each packed sequence: q [T, H, D], k/v [T, Hkv, D] -> [T, H, D].");
+  m.def("embed_tokens", &embed_tokens, py::arg("word"), py::arg("position"), py::arg("token_type"), py::arg("ids"),
+        py::arg("cu_seqlens"), py::arg("position_offset") = 0, py::arg("num_threads") = 0,
+        "word[ids] + position[offset + index in sequence] (+ token_type) per packed token; float32 or bfloat16 bits.");
   m.def("quantize_rows", &quantize_rows, py::arg("x"), py::arg("num_threads") = 0,
         "Symmetric per-row int8 quantization of float32 or bfloat16 bits [rows, cols]: (codes int8, scales float32 [rows]).");
   m.def("dequantize_rows", &dequantize_rows, py::arg("acc"), py::arg("row_scales"), py::arg("col_scales"),

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "attention.h"
+#include "embeddings.h"
 #include "norms.h"
 #include "parallel.h"
 
@@ -20,18 +21,8 @@ void FusedEncoder::forward(const int64_t* ids, const int32_t* cu_seqlens, int64_
   const WorkerPool::Hold hold;  // 24 GEMMs in a row: keep the workers awake between them
   const int64_t tokens = cu_seqlens[num_seqs], h = hidden_;
   if (tokens == 0) return;
-  // Embeddings: word + position (+ token type 0), then LayerNorm, in place in the output.
-  for (int64_t s = 0; s < num_seqs; ++s) {
-    for (int64_t t = cu_seqlens[s]; t < cu_seqlens[s + 1]; ++t) {
-      const float* word = embeddings_.word + ids[t] * h;
-      const float* position = embeddings_.position + (t - cu_seqlens[s] + embeddings_.position_offset) * h;
-      float* row = x + t * h;
-      for (int64_t j = 0; j < h; ++j) row[j] = word[j] + position[j];
-      if (embeddings_.token_type) {
-        for (int64_t j = 0; j < h; ++j) row[j] += embeddings_.token_type[j];
-      }
-    }
-  }
+  embed_tokens<float>(embeddings_.word, embeddings_.position, embeddings_.token_type, h, ids, cu_seqlens, num_seqs,
+                      embeddings_.position_offset, x, 1);
   norm_rows<float>(x, nullptr, embeddings_.norm_weight.data(), embeddings_.norm_bias.data(), x, nullptr, tokens, h,
                    eps_, NormKind::kLayerNorm, 1);
   const int64_t head_dim = h / heads_;

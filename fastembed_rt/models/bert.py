@@ -106,22 +106,12 @@ class Encoder:
     def forward(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int) -> torch.Tensor:
         if input_ids.numel() <= FUSED_MAX_TOKENS and not ops.reference_only() and self.fused() is not None:
             return torch.from_numpy(self._fused.forward(input_ids.numpy(), cu_seqlens.to(torch.int32).numpy(), torch.get_num_threads()))
-        x = self.word_embeddings[input_ids] + self.position_embeddings[packed_positions(cu_seqlens, self.config.position_offset)]
-        if self.token_type_embedding is not None:
-            x = x + self.token_type_embedding
+        x = ops.embed(self.word_embeddings, self.position_embeddings, self.token_type_embedding, input_ids, cu_seqlens,
+                      self.config.position_offset)  # fmt: skip
         x = ops.layer_norm(x, self.norm_weight, self.norm_bias, self.config.layer_norm_eps)
         for layer in self.layers:
             x = layer.forward(x, cu_seqlens, max_seqlen, self.config)
         return x
-
-
-def packed_positions(cu_seqlens: torch.Tensor, offset: int = 0) -> torch.Tensor:
-    """Position of every packed token within its own sequence (plus `offset`): 0..len-1 per sequence."""
-    cu = cu_seqlens.long()
-    lengths = cu[1:] - cu[:-1]
-    total = int(cu[-1])
-    starts = torch.repeat_interleave(cu[:-1], lengths, output_size=total)
-    return torch.arange(total, device=cu.device) - starts + offset
 
 
 class WeightReader:

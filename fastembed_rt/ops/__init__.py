@@ -19,15 +19,20 @@ def _anywhere(device, dtype):
     return True
 
 
-for _name in ("attention", "layer_norm", "rms_norm", "gelu", "pool", "int8_linear", "int8_feed_forward"):
+for _name in ("embed", "attention", "layer_norm", "rms_norm", "gelu", "pool", "int8_linear", "int8_feed_forward"):
     register(_name, REFERENCE, getattr(reference, _name), _anywhere)
 register("linear", REFERENCE, reference_linear, _anywhere)
-for _name in ("attention", "layer_norm", "rms_norm", "gelu", "pool"):
+for _name in ("embed", "attention", "layer_norm", "rms_norm", "gelu", "pool"):
     register(_name, "cpp", getattr(cpu, _name), cpu.float_on_cpu)
 register("int8_linear", "cpp", cpu.int8_linear, cpu.float32_on_cpu)
 register("int8_feed_forward", "cpp", cpu.int8_feed_forward, cpu.float32_on_cpu)
 if onednn_available():
     register("linear", "onednn", onednn_linear, cpu.float_on_cpu)
+
+
+def embed(word, position, token_type, input_ids, cu_seqlens, position_offset=0):
+    """Token embeddings of a packed batch: word[ids] + position (restarting per sequence) + token_type."""
+    return select("embed", word.device, word.dtype).fn(word, position, token_type, input_ids, cu_seqlens, position_offset)
 
 
 def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False):
@@ -83,6 +88,7 @@ __all__ = [
     "POOL_MODES",
     "Linear",
     "attention",
+    "embed",
     "feed_forward",
     "gelu",
     "implementation_table",

@@ -40,6 +40,12 @@ def _cu(cu_seqlens):
     return cu_seqlens.detach().to(torch.int32).contiguous().numpy()
 
 
+def embed(word, position, token_type, input_ids, cu_seqlens, position_offset=0):
+    out = _C.embed_tokens(_array(word), _array(position), _optional(token_type), input_ids.detach().long().contiguous().numpy(),
+                          _cu(cu_seqlens), position_offset, torch.get_num_threads())  # fmt: skip
+    return _tensor(out, word.dtype)
+
+
 def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False):
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     out = _C.attention_varlen(_array(q), _array(k), _array(v), _cu(cu_seqlens), scale, causal, torch.get_num_threads())

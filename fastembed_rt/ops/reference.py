@@ -14,6 +14,23 @@ import torch.nn.functional as F
 POOL_MODES = ("cls", "mean", "max", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
 
 
+def packed_positions(cu_seqlens, offset=0):
+    """Position of every packed token within its own sequence (plus `offset`): 0..len-1 per sequence."""
+    cu = cu_seqlens.long()
+    lengths = cu[1:] - cu[:-1]
+    total = int(cu[-1])
+    starts = torch.repeat_interleave(cu[:-1], lengths, output_size=total)
+    return torch.arange(total, device=cu.device) - starts + offset
+
+
+def embed(word, position, token_type, input_ids, cu_seqlens, position_offset=0):
+    """word[ids] + position[offset + index within the sequence] (+ token_type), summed in float32."""
+    x = word[input_ids].float() + position[packed_positions(cu_seqlens, position_offset)].float()
+    if token_type is not None:
+        x = x + token_type.float()
+    return x.to(word.dtype)
+
+
 def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False):
     """Softmax attention within each packed sequence. q: [T, Hq, D]; k, v: [T, Hkv, D], Hq % Hkv == 0."""
     del max_seqlen  # the reference walks sequences one by one and needs no bound

@@ -141,3 +141,11 @@ def test_dequantize_binding_rejects_mismatched_scales():
         _C.dequantize_rows(acc, torch.ones(2).numpy(), torch.ones(4).numpy())
     with pytest.raises(ValueError, match="col_scales: expected one scale per column"):
         _C.dequantize_rows(acc, torch.ones(3).numpy(), torch.ones(5).numpy())
+
+
+@pytest.mark.parametrize("rows,padded", [(0, 0), (1, 64), (64, 64), (65, 128), (1000, 1024), (1025, 1152), (4000, 4096), (4097, 4608)])
+def test_onednn_rows_are_padded_to_few_sizes(rows, padded):
+    from fastembed_rt.ops.linear import padded_rows
+
+    assert padded_rows(rows) == padded
+    assert padded - rows <= max(63, rows // 16)
