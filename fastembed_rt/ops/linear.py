@@ -19,31 +19,40 @@ def onednn_available() -> bool:
 
 
 _ONEDNN_POST_OPS = {None: ("none", None), "gelu": ("gelu", "none"), "gelu_tanh": ("gelu", "tanh")}
-# oneDNN picks its weight layout for an expected batch; 1,024 rows served every batch size we measured.
-_ONEDNN_BATCH_HINT = 1024
+
+
+# oneDNN compiles kernels for every new batch size and keeps them: with the token counts of real batches all
+# different, that grew a 200,000-line job by 1 GB (~0.5 MB per new size, far more for sizes that are not a
+# multiple of its 64-row blocks). So it only ever sees ROW_BLOCK rows, or fewer padded to one of 19 sizes.
+ROW_BLOCK = 1024
 
 
 def padded_rows(rows: int) -> int:
-    """Rows rounded up to a multiple of 64, and to one of 8 sizes per power of two past 1,024 (<= 6.25% more).
-
-    oneDNN compiles kernels for every new batch size and keeps them: with the token counts of real batches
-    all different, that grew a 200,000-line job by 1 GB (~0.5 MB per new size, and far more for sizes
-    that are not a multiple of its 64-row blocks).
-    """
-    step = max(64, 1 << max(0, rows.bit_length() - 4))
+    """The rows oneDNN is given for a remainder of `rows` (< ROW_BLOCK): a multiple of 16 up to 64 (small
+    batches stay cheap), else of 64."""
+    step = 16 if rows <= 64 else 64
     return -(-rows // step) * step
 
 
 def onednn_linear(layer: Linear, x: torch.Tensor, activation=None) -> torch.Tensor:
     if layer.packed is None:
-        layer.packed = torch.ops.mkldnn._reorder_linear_weight(layer.weight, _ONEDNN_BATCH_HINT)
+        layer.packed = torch.ops.mkldnn._reorder_linear_weight(layer.weight, ROW_BLOCK)
     attr, algorithm = _ONEDNN_POST_OPS[activation]
-    rows = x.shape[0]
-    padded = padded_rows(rows)
-    if padded != rows:
-        x = torch.cat([x, x.new_zeros(padded - rows, x.shape[1])])
-    out = torch.ops.mkldnn._linear_pointwise(x, layer.packed, layer.bias, attr, [], algorithm)
-    return out[:rows] if padded != rows else out
+
+    def gemm(rows: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(rows, layer.packed, layer.bias, attr, [], algorithm)
+
+    pieces = []
+    for start in range(0, x.shape[0], ROW_BLOCK):
+        block = x[start : start + ROW_BLOCK]
+        if block.shape[0] == ROW_BLOCK:
+            pieces.append(gemm(block))
+        else:
+            padded = torch.cat([block, block.new_zeros(padded_rows(block.shape[0]) - block.shape[0], block.shape[1])])
+            pieces.append(gemm(padded)[: block.shape[0]])
+    if not pieces:
+        return gemm(x)
+    return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
 
 
 def reference_linear(layer: Linear, x: torch.Tensor, activation=None) -> torch.Tensor:

@@ -143,9 +143,25 @@ def test_dequantize_binding_rejects_mismatched_scales():
         _C.dequantize_rows(acc, torch.ones(3).numpy(), torch.ones(5).numpy())
 
 
-@pytest.mark.parametrize("rows,padded", [(0, 0), (1, 64), (64, 64), (65, 128), (1000, 1024), (1025, 1152), (4000, 4096), (4097, 4608)])
-def test_onednn_rows_are_padded_to_few_sizes(rows, padded):
-    from fastembed_rt.ops.linear import padded_rows
+@pytest.mark.parametrize("rows", [1, 17, 63, 65, 1023, 1024, 1025, 2500])
+def test_onednn_sees_only_row_blocks_and_padded_remainders(rows, monkeypatch):
+    from fastembed_rt.ops import linear as linear_module
 
-    assert padded_rows(rows) == padded
-    assert padded - rows <= max(63, rows // 16)
+    if not ops.onednn_available():  # torch built without oneDNN: linears stay on the reference
+        assert "onednn" not in ops.implementations("linear")
+        return
+    x, weight, bias = layer(rows, 64, 48)
+    linear = ops.Linear(weight, bias)
+    linear.packed = torch.ops.mkldnn._reorder_linear_weight(weight, linear_module.ROW_BLOCK)
+    gemm, seen = torch.ops.mkldnn._linear_pointwise, []
+
+    class Spy:
+        def _linear_pointwise(self, rows_in, *args):
+            seen.append(rows_in.shape[0])
+            return gemm(rows_in, *args)
+
+    monkeypatch.setattr(linear_module.torch.ops, "mkldnn", Spy())
+    got = linear_module.onednn_linear(linear, x)
+    torch.testing.assert_close(got, torch.nn.functional.linear(x, weight, bias), rtol=1e-5, atol=1e-5)
+    sizes = {linear_module.ROW_BLOCK, 16, 32, 48, *range(64, linear_module.ROW_BLOCK, 64)}
+    assert seen and set(seen) <= sizes
