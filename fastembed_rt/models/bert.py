@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from .. import ops
 
@@ -93,7 +92,7 @@ class Encoder:
         token_type = None if self.token_type_embedding is None else self.token_type_embedding.contiguous().numpy()
         fused = _C.FusedEncoder(self.word_embeddings.numpy(), self.position_embeddings.numpy(), token_type,
                                 self.norm_weight.numpy(), self.norm_bias.numpy(), c.num_heads, c.layer_norm_eps,
-                                {"gelu": 1, "gelu_tanh": 2}[GELU_ACTIVATIONS[c.activation]], c.position_offset)  # fmt: skip
+                                ops.cpu.ACTIVATION_CODES[GELU_ACTIVATIONS[c.activation]], c.position_offset)  # fmt: skip
         for layer in self.layers:
             fused.add_layer(layer.qkv.arrays(), layer.out.arrays(), layer.attn_norm_weight.numpy(), layer.attn_norm_bias.numpy(),
                             layer.up.arrays(), layer.down.arrays(), layer.ffn_norm_weight.numpy(), layer.ffn_norm_bias.numpy())  # fmt: skip

@@ -13,7 +13,8 @@ import torch
 from .. import _C
 from .reference import POOL_MODES
 
-_ACTIVATIONS = {None: 0, "gelu": 1, "gelu_tanh": 2}
+# Activation codes of the C++ kernels (csrc/cpu/activations.h).
+ACTIVATION_CODES = {None: 0, "gelu": 1, "gelu_tanh": 2}
 _GELU = {"none": 1, "tanh": 2}
 _NORMS = {"layer_norm": 0, "rms_norm": 1}
 
@@ -96,7 +97,7 @@ def int8_linear(x, qweight, weight_scales, bias=None, activation=None):
     threads = torch.get_num_threads()
     codes, scales = _C.quantize_rows(_array(x.contiguous()), threads)
     acc = _int8_matmul(codes, qweight)
-    out = _C.dequantize_rows(acc.numpy(), scales, _array(weight_scales), _optional(bias), _ACTIVATIONS[activation], threads)
+    out = _C.dequantize_rows(acc.numpy(), scales, _array(weight_scales), _optional(bias), ACTIVATION_CODES[activation], threads)
     return torch.from_numpy(out)
 
 
@@ -107,7 +108,7 @@ def int8_feed_forward(x, up, down, activation):
     codes, scales = _C.quantize_rows(_array(x.contiguous()), threads)
     acc = _int8_matmul(codes, up.qweight)
     codes, scales = _C.requantize_rows(acc.numpy(), scales, _array(up.weight_scales), _optional(up.bias),
-                                       _ACTIVATIONS[activation], threads)  # fmt: skip
+                                       ACTIVATION_CODES[activation], threads)  # fmt: skip
     acc = _int8_matmul(codes, down.qweight)
     out = _C.dequantize_rows(acc.numpy(), scales, _array(down.weight_scales), _optional(down.bias), 0, threads)
     return torch.from_numpy(out)

