@@ -6,8 +6,14 @@
 #include <cstring>
 
 #define FE_INLINE inline __attribute__((always_inline))
+#ifdef FASTEMBED_RT_SINGLE_TARGET
+// One instruction set, the compiler's -march: CMake builds the kernels this way for x86-64-v3 (AVX2) and
+// baseline x86-64 too, so that the C++ tests exercise the fallbacks on an AVX-512 machine.
+#define FE_MULTIVERSION
+#else
 // AVX-512, AVX2 and baseline clones, picked by cpuid when the library loads.
 #define FE_MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
 
 namespace fastembed_rt::cpu {
 
