@@ -193,11 +193,16 @@ def cmd_info(args) -> int:
     if torch.cuda.is_available():
         devices += [("cuda", torch.float16), ("cuda", torch.bfloat16)]
     print("ops:")
-    header = "  " + "op".ljust(12) + "".join(f"{d}/{str(t).split('.')[-1]}".ljust(18) for d, t in devices)
+    width = max(len(op) for op in ops.implementation_table()) + 2
+    header = "  " + "op".ljust(width) + "".join(f"{d}/{str(t).split('.')[-1]}".ljust(18) for d, t in devices)
     print(header)
     for op in ops.implementation_table():
         row = [ops.implementation_table(d, t)[op] for d, t in devices]
-        print("  " + op.ljust(12) + "".join(name.ljust(18) for name in row))
+        print("  " + op.ljust(width) + "".join(name.ljust(18) for name in row))
+    from fastembed_rt.models.bert import FUSED_MAX_TOKENS
+
+    fused = "on" if _C.fused_encoder_supported("float32") else "off (needs AVX-512)"
+    print(f"fused encoder  {fused}: batches of <= {FUSED_MAX_TOKENS} tokens of float32 and int8 models in one C++ call")
     print("architectures:")
     for name, arch in ARCHITECTURES.items():
         print(f"  {name.ljust(12)} attention: {arch.attention}; positions: {arch.positions}")

@@ -89,8 +89,10 @@ def test_info_lists_ops_features_and_architectures():
     cpu_line = next(line for line in out.splitlines() if line.startswith("cpu "))
     listed = set(cpu_line.split(":", 1)[1].split())
     assert listed == {name for name, present in _C.cpu_features().items() if present}
-    pool_row = next(line for line in out.splitlines() if line.strip().startswith("pool "))
-    assert pool_row.split()[1] == "cpp"
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith("  ") and len(line.split()) == 3}
+    assert rows["pool"][0] == rows["attention"][0] == rows["layer_norm"][0] == rows["int8_feed_forward"][0] == "cpp"
+    assert rows["attention"][1] == "cpp"  # bfloat16
+    assert ("fused encoder  on" in out) == _C.fused_encoder_supported("float32")
     assert "distilbert" in out and "xlm-roberta" in out
 
 
