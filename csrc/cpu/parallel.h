@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <mutex>
 #include <thread>
+#include <unistd.h>
 #include <vector>
 
 namespace fastembed_rt::cpu {
@@ -18,9 +19,19 @@ namespace fastembed_rt::cpu {
 // One job at a time: concurrent callers queue on run_mutex_.
 class WorkerPool {
  public:
+  // This process's pool. A child made by fork() has none of its parent's worker threads, so it starts a
+  // pool of its own (the inherited one is abandoned, never touched: posting to it would wait forever).
+  // Pools live until the process exits, which ends their threads.
   static WorkerPool& instance() {
-    static WorkerPool pool;
-    return pool;
+    static std::mutex lock;
+    static WorkerPool* pool = nullptr;
+    static pid_t owner = 0;
+    std::lock_guard<std::mutex> guard(lock);
+    if (pool == nullptr || owner != getpid()) {
+      pool = new WorkerPool();
+      owner = getpid();
+    }
+    return *pool;
   }
 
   // Calls fn(worker) for worker in [0, threads): worker 0 on the calling thread.
@@ -55,16 +66,6 @@ class WorkerPool {
     Hold& operator=(const Hold&) = delete;
   };
 
-  ~WorkerPool() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
-      generation_.fetch_add(1, std::memory_order_release);
-    }
-    wake_.notify_all();
-    for (auto& w : workers_) w.join();
-  }
-
  private:
   static constexpr int kMaxWorkers = 63;
   static constexpr int kSpins = 20000;  // ~10-20 us of polling before sleeping: GEMMs follow on these cores
@@ -89,7 +90,6 @@ class WorkerPool {
         wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
       }
       seen = generation_.load(std::memory_order_acquire);
-      if (stop_) return;
       if (id < job_threads_) {
         (*job_)(id);
         pending_.fetch_sub(1, std::memory_order_acq_rel);
@@ -105,7 +105,6 @@ class WorkerPool {
   std::atomic<int> holds_{0};
   const std::function<void(int)>* job_ = nullptr;
   int job_threads_ = 0;
-  std::atomic<bool> stop_{false};
 };
 
 // Runs fn(begin, end) over [0, n) split into contiguous chunks, one per thread of the pool.

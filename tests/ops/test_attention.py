@@ -93,3 +93,29 @@ def test_binding_rejects_bad_input(change, message):
     q, k, v, cu = change(*qkv([3, 4], 4, 2, 8))
     with pytest.raises((ValueError, TypeError), match=message):
         _C.attention_varlen(q.numpy(), k.numpy(), v.numpy(), cu.numpy(), 0.5, False, 1)
+
+
+def test_kernels_work_in_a_forked_child():
+    """A child made by fork() has none of the parent's worker threads: it must start its own, not hang."""
+    import multiprocessing
+    import queue
+
+    q, k, v, cu = qkv([300, 200], 12, 12, 32, seed=2)
+    want = cpu.attention(q, k, v, cu, 300)  # the parent's pool now has workers
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_attention_in_child, args=(q, k, v, cu, results))
+    child.start()
+    try:
+        got = results.get(timeout=60)  # read before joining: the child exits once its result is consumed
+    except queue.Empty:
+        raise AssertionError("the kernel hung in the forked child") from None
+    finally:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+    assert (got == want.numpy()).all()
+
+
+def _attention_in_child(q, k, v, cu, results):
+    results.put(_C.attention_varlen(q.numpy(), k.numpy(), v.numpy(), cu.numpy(), 32**-0.5, False, 2))
