@@ -34,10 +34,9 @@ struct Scratch {
   std::vector<float> keys, values, queries_t, acc_t;
 };
 
-// 16 float lanes, one per query of the tile; GCC lowers these vector operations to whatever the clone's
-// instruction set has (one zmm register, two ymm, or four xmm).
-typedef float Lanes __attribute__((vector_size(kRows * sizeof(float))));
-typedef int32_t IntLanes __attribute__((vector_size(kRows * sizeof(float))));
+// One float lane per query of the tile.
+typedef Float16 Lanes;
+static_assert(sizeof(Lanes) == kRows * sizeof(float));
 
 FE_INLINE Lanes load_lanes(const float* p) {
   Lanes v;
@@ -46,25 +45,6 @@ FE_INLINE Lanes load_lanes(const float* p) {
 }
 
 FE_INLINE void store_lanes(float* p, Lanes v) { std::memcpy(p, &v, sizeof v); }
-
-// fast_exp (vector_math.h) lane-wise.
-FE_INLINE Lanes exp_lanes(Lanes x) {
-  x = x < -80.0f ? Lanes{} - 80.0f : x;
-  x = x > 88.0f ? Lanes{} + 88.0f : x;
-  const float shifter = 12582912.0f;
-  const Lanes n = (x * 1.44269504088896341f + shifter) - shifter;
-  const Lanes r = (x - n * 0.693145751953125f) - n * 1.42860682030941723e-6f;
-  Lanes p = Lanes{} + 1.0f / 5040.0f;
-  p = p * r + 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  const IntLanes bits = (__builtin_convertvector(n, IntLanes) + 127) << 23;
-  return p * reinterpret_cast<const Lanes&>(bits);
-}
 
 // Online softmax for one tile: queries_t [dim][kRows] (pre-scaled), keys and values [padded_len][dim];
 // query r sees keys j < limit[r]. Leaves softmax(q K^T) V transposed in acc_t [dim][kRows].
@@ -91,11 +71,11 @@ FE_INLINE void attend_tile(const float* keys, const float* values, int64_t dim_r
     }
     // Every query sees key 0, so after the first block every running max is finite.
     const Lanes new_max = running_max > block_max ? running_max : block_max;
-    const Lanes correction = exp_lanes(running_max - new_max);
+    const Lanes correction = exp_approx(running_max - new_max);
     running_max = new_max;
     denominator *= correction;
     for (int64_t j = 0; j < kKeys; ++j) {
-      s[j] = static_cast<float>(j0 + j) < limit ? exp_lanes(s[j] - running_max) : Lanes{};
+      s[j] = static_cast<float>(j0 + j) < limit ? exp_approx(s[j] - running_max) : Lanes{};
       denominator += s[j];
     }
     for (int64_t d0 = 0; d0 < dim; d0 += kValueChunk) {

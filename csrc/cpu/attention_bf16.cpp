@@ -15,17 +15,8 @@ namespace {
 
 constexpr int64_t kValueChunk = 8;
 
-inline __m512 exp16(__m512 x) {  // fast_exp (vector_math.h) in intrinsics
-  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-80.0f)), _mm512_set1_ps(88.0f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860682030941723e-6f), r);
-  __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
-  static constexpr float kTaylor[] = {1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f, 1.0f / 6.0f, 0.5f, 1.0f, 1.0f};
-  for (float c : kTaylor) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
-  return _mm512_scalef_ps(p, n);
-}
+// exp_approx (vector_math.h) on a register: __m512 and Float16 are the same GCC vector type.
+inline __m512 exp16(__m512 x) { return exp_approx(Float16(x)); }
 
 // Lane i: bfloat16(lo[i]) in the low half, bfloat16(hi[i]) in the high half (round to nearest even).
 inline __m512i pack_pairs(__m512 lo, __m512 hi) {

@@ -45,14 +45,25 @@ FE_INLINE bf16 from_float<bf16>(float x) {
   return bf16{static_cast<uint16_t>(u >> 16)};
 }
 
-// exp(x), relative error ~1e-7 for x in [-80, 88]; inputs outside are clamped. The floor keeps results and
-// their products with O(1e-2) factors normal: denormal arithmetic is many times slower.
-FE_INLINE float fast_exp(float x) {
-  x = x < -80.0f ? -80.0f : (x > 88.0f ? 88.0f : x);
+// 16 float lanes as a GCC vector (the same type as __m512): the compiler lowers its operations to whatever
+// the calling function is compiled for (one zmm register, two ymm, or four xmm).
+typedef float Float16 __attribute__((vector_size(16 * sizeof(float))));
+typedef int32_t Int16 __attribute__((vector_size(16 * sizeof(int32_t))));
+
+FE_INLINE int32_t truncate_to_int(float x) { return static_cast<int32_t>(x); }
+FE_INLINE Int16 truncate_to_int(Float16 x) { return __builtin_convertvector(x, Int16); }
+
+// exp(x) for a float or Float16, relative error ~1e-7 for x in [-80, 88]; inputs outside are clamped. The
+// floor keeps results and their products with O(1e-2) factors normal: denormal arithmetic is many times slower.
+template <typename V>
+FE_INLINE V exp_approx(V x) {
+  const V low = V{} - 80.0f, high = V{} + 88.0f;
+  x = x < low ? low : x;
+  x = x > high ? high : x;
   const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to the nearest integer
-  const float n = (x * 1.44269504088896341f + shifter) - shifter;
-  const float r = (x - n * 0.693145751953125f) - n * 1.42860682030941723e-6f;
-  float p = 1.0f / 5040.0f;
+  const V n = (x * 1.44269504088896341f + shifter) - shifter;
+  const V r = (x - n * 0.693145751953125f) - n * 1.42860682030941723e-6f;
+  V p = V{} + 1.0f / 5040.0f;
   p = p * r + 1.0f / 720.0f;
   p = p * r + 1.0f / 120.0f;
   p = p * r + 1.0f / 24.0f;
@@ -60,11 +71,13 @@ FE_INLINE float fast_exp(float x) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
+  const auto bits = (truncate_to_int(n) + 127) << 23;  // 2^n
+  V scale;
   std::memcpy(&scale, &bits, sizeof scale);
   return p * scale;
 }
+
+FE_INLINE float fast_exp(float x) { return exp_approx(x); }
 
 // erf(x) by Abramowitz & Stegun 7.1.26 (absolute error <= 1.5e-7).
 FE_INLINE float fast_erf(float x) {
