@@ -47,10 +47,9 @@ FE_INLINE void bias_act_chunk(const BiasActArgs<T>& a, int64_t begin, int64_t en
   }
 }
 
-FE_MULTIVERSION void bias_act_chunk_f32(const BiasActArgs<float>& a, int64_t b, int64_t e) { bias_act_chunk(a, b, e); }
-FE_MULTIVERSION void bias_act_chunk_bf16(const BiasActArgs<bf16>& a, int64_t b, int64_t e) { bias_act_chunk(a, b, e); }
-void bias_act_chunk_any(const BiasActArgs<float>& a, int64_t b, int64_t e) { bias_act_chunk_f32(a, b, e); }
-void bias_act_chunk_any(const BiasActArgs<bf16>& a, int64_t b, int64_t e) { bias_act_chunk_bf16(a, b, e); }
+// target_clones cannot be put on a template: one multiversioned overload per storage type.
+FE_MULTIVERSION void bias_act_rows(const BiasActArgs<float>& a, int64_t b, int64_t e) { bias_act_chunk(a, b, e); }
+FE_MULTIVERSION void bias_act_rows(const BiasActArgs<bf16>& a, int64_t b, int64_t e) { bias_act_chunk(a, b, e); }
 
 }  // namespace
 
@@ -58,7 +57,7 @@ template <typename T>
 void bias_activation(const T* x, const T* bias, T* out, int64_t rows, int64_t cols, Activation act, int num_threads) {
   const BiasActArgs<T> args{x, bias, out, cols, act};
   const int threads = threads_for(static_cast<double>(rows) * cols * 16, num_threads);
-  parallel_for(rows, threads, [&](int64_t begin, int64_t end) { bias_act_chunk_any(args, begin, end); });
+  parallel_for(rows, threads, [&](int64_t begin, int64_t end) { bias_act_rows(args, begin, end); });
 }
 
 template void bias_activation<float>(const float*, const float*, float*, int64_t, int64_t, Activation, int);

@@ -151,14 +151,9 @@ FE_INLINE void attend_item(const AttentionArgs<T>& a, int64_t seq, int64_t kv_he
   }
 }
 
-FE_MULTIVERSION void attend_item_f32(const AttentionArgs<float>& a, int64_t s, int64_t h, Scratch& w) {
-  attend_item(a, s, h, w);
-}
-FE_MULTIVERSION void attend_item_bf16(const AttentionArgs<bf16>& a, int64_t s, int64_t h, Scratch& w) {
-  attend_item(a, s, h, w);
-}
-void attend_item_any(const AttentionArgs<float>& a, int64_t s, int64_t h, Scratch& w) { attend_item_f32(a, s, h, w); }
-void attend_item_any(const AttentionArgs<bf16>& a, int64_t s, int64_t h, Scratch& w) { attend_item_bf16(a, s, h, w); }
+// target_clones cannot be put on a template: one multiversioned overload per storage type.
+FE_MULTIVERSION void attend_one(const AttentionArgs<float>& a, int64_t s, int64_t h, Scratch& w) { attend_item(a, s, h, w); }
+FE_MULTIVERSION void attend_one(const AttentionArgs<bf16>& a, int64_t s, int64_t h, Scratch& w) { attend_item(a, s, h, w); }
 
 }  // namespace
 
@@ -197,7 +192,7 @@ void attention_varlen(const T* q, const T* k, const T* v, T* out, const int32_t*
   // Each worker reuses its scratch buffers across the (sequence, kv head) items it takes.
   std::vector<Scratch> scratch(threads);
   parallel_for_each(shape.num_seqs * shape.num_kv_heads, threads, [&](int worker, int64_t item) {
-    attend_item_any(args, item / shape.num_kv_heads, item % shape.num_kv_heads, scratch[worker]);
+    attend_one(args, item / shape.num_kv_heads, item % shape.num_kv_heads, scratch[worker]);
   });
 }
 

@@ -53,10 +53,9 @@ FE_INLINE void norm_chunk(const NormArgs<T>& a, int64_t begin, int64_t end) {
   for (int64_t r = begin; r < end; ++r) norm_row(a, r, row.data());
 }
 
-FE_MULTIVERSION void norm_chunk_f32(const NormArgs<float>& a, int64_t begin, int64_t end) { norm_chunk(a, begin, end); }
-FE_MULTIVERSION void norm_chunk_bf16(const NormArgs<bf16>& a, int64_t begin, int64_t end) { norm_chunk(a, begin, end); }
-void norm_chunk_any(const NormArgs<float>& a, int64_t b, int64_t e) { norm_chunk_f32(a, b, e); }
-void norm_chunk_any(const NormArgs<bf16>& a, int64_t b, int64_t e) { norm_chunk_bf16(a, b, e); }
+// target_clones cannot be put on a template: one multiversioned overload per storage type.
+FE_MULTIVERSION void norm_rows_chunk(const NormArgs<float>& a, int64_t begin, int64_t end) { norm_chunk(a, begin, end); }
+FE_MULTIVERSION void norm_rows_chunk(const NormArgs<bf16>& a, int64_t begin, int64_t end) { norm_chunk(a, begin, end); }
 
 }  // namespace
 
@@ -65,7 +64,7 @@ void norm_rows(const T* x, const T* residual, const T* weight, const T* bias, T*
                int64_t cols, float eps, NormKind kind, int num_threads) {
   const NormArgs<T> args{x, residual, weight, bias, out, sum_out, cols, eps, kind};
   const int threads = threads_for(static_cast<double>(rows) * cols * 4, num_threads);
-  parallel_for(rows, threads, [&](int64_t begin, int64_t end) { norm_chunk_any(args, begin, end); });
+  parallel_for(rows, threads, [&](int64_t begin, int64_t end) { norm_rows_chunk(args, begin, end); });
 }
 
 template void norm_rows<float>(const float*, const float*, const float*, const float*, float*, float*, int64_t,
