@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "cpu_features.h"
+#include "int8_linear.h"
 #include "parallel.h"
 #include "small_gemm_kernels.h"
 
@@ -65,10 +66,35 @@ PackedLinear pack_linear(WeightKind kind, const void* weight, int64_t n, int64_t
   return p;
 }
 
+namespace {
+
+// x as the kind's dot products read it, rows zero-padded to k_padded: bfloat16 (nearest even), or int8 codes
+// and scales exactly as quantize_rows makes them, stored unsigned (+128) for vpdpbusd.
+void prepare_rows(const PackedLinear& w, const float* x, int64_t m, uint8_t* scratch) {
+  if (w.kind == WeightKind::kBFloat16) {
+    auto* rows = reinterpret_cast<bf16*>(scratch);
+    for (int64_t r = 0; r < m; ++r) {
+      for (int64_t i = 0; i < w.k_padded; ++i) rows[r * w.k_padded + i] = i < w.k ? from_float<bf16>(x[r * w.k + i]) : bf16{0};
+    }
+  } else if (w.kind == WeightKind::kInt8) {
+    auto* scales = reinterpret_cast<float*>(scratch + m * w.k_padded);
+    auto* codes = reinterpret_cast<int8_t*>(scales + m);  // [m, k], then shifted into place
+    quantize_rows<float>(x, m, w.k, codes, scales, 1);
+    for (int64_t r = 0; r < m; ++r) {
+      for (int64_t i = 0; i < w.k_padded; ++i) {
+        scratch[r * w.k_padded + i] = static_cast<uint8_t>((i < w.k ? codes[r * w.k + i] : 0) + 128);
+      }
+    }
+  }
+}
+
+}  // namespace
+
 void small_linear(const PackedLinear& w, const float* x, int64_t m, Activation act, bool round_output, float* out,
                   std::vector<uint8_t>& scratch, int num_threads) {
+  // bf16 rows or u8 codes [m, k_padded], then m scales and the signed codes [m, k]: under m * (k_padded + 16) * 4.
   scratch.resize(static_cast<size_t>(m) * (w.k_padded + kPanel) * 4);
-  kernels::prepare_rows(w, x, m, scratch.data());
+  prepare_rows(w, x, m, scratch.data());
   // A panel streams 16 columns of weights; below ~64 KiB of weights per worker, one thread is faster.
   const int64_t bytes = w.panels * kPanel * w.k_padded * (w.kind == WeightKind::kFloat32 ? 4 : w.kind == WeightKind::kBFloat16 ? 2 : 1);
   const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({num_threads, w.panels, bytes / 65536})));

@@ -2,10 +2,6 @@
 // 16-column panel, up to 8 rows accumulate in registers over the k-groups (two chains each, even and odd
 // groups, so that a single row is not bound by FMA latency), then an epilogue applies scales, bias and
 // the activation and stores the 16 columns (masked at the last panel).
-#include <algorithm>
-#include <cmath>
-#include <cstring>
-
 #include "activations.h"
 #include "small_gemm_kernels.h"
 
@@ -115,36 +111,6 @@ void finish(const PackedLinear& w, int64_t p, __m512 v, Activation act, bool rou
 }
 
 }  // namespace
-
-void prepare_rows(const PackedLinear& w, const float* x, int64_t m, uint8_t* scratch) {
-  if (w.kind == WeightKind::kBFloat16) {  // rows rounded to bfloat16 (nearest even), zero-padded to k_padded
-    auto* rows = reinterpret_cast<uint16_t*>(scratch);
-    for (int64_t r = 0; r < m; ++r) {
-      for (int64_t i = 0; i < w.k_padded; ++i) {
-        uint32_t bits = 0;
-        if (i < w.k) std::memcpy(&bits, x + r * w.k + i, 4);
-        bits += 0x7FFFu + ((bits >> 16) & 1u);
-        rows[r * w.k_padded + i] = i < w.k ? static_cast<uint16_t>(bits >> 16) : 0;
-      }
-    }
-  } else if (w.kind == WeightKind::kInt8) {
-    // Rows quantized as quantize_rows does, stored as unsigned codes (+128), zero codes (128) as padding.
-    auto* scales = reinterpret_cast<float*>(scratch + m * w.k_padded);
-    const float shifter = 12582912.0f;
-    for (int64_t r = 0; r < m; ++r) {
-      const float* xr = x + r * w.k;
-      float absmax = 0.0f;
-      for (int64_t i = 0; i < w.k; ++i) absmax = std::max(absmax, std::fabs(xr[i]));
-      const float inv = absmax > 0.0f ? 127.0f / absmax : 0.0f;
-      for (int64_t i = 0; i < w.k_padded; ++i) {
-        float v = i < w.k ? (xr[i] * inv + shifter) - shifter : 0.0f;
-        v = std::min(127.0f, std::max(-127.0f, v));
-        scratch[r * w.k_padded + i] = static_cast<uint8_t>(static_cast<int32_t>(v) + 128);
-      }
-      scales[r] = absmax / 127.0f;
-    }
-  }
-}
 
 void linear_panels(const PackedLinear& w, const float* x, const uint8_t* scratch, int64_t m, Activation act,
                    bool round_output, float* out, int64_t panel_begin, int64_t panel_end) {

@@ -9,11 +9,9 @@ namespace fastembed_rt::cpu {
 
 constexpr int64_t kPanel = 16;  // output columns per panel: one 512-bit vector of float32 accumulators
 
-// prepare_rows converts x into what the kind's dot products read (bfloat16 pairs; unsigned int8 codes and
-// row scales) in `scratch`, at least m * (k_padded + 16) * 4 bytes; float32 reads x itself. linear_panels
-// then computes output panels [panel_begin, panel_end) of every row.
+// Output panels [panel_begin, panel_end) of every row. bfloat16 and int8 layers read x as small_linear
+// prepared it in `scratch` (bfloat16 rows; unsigned int8 codes then row scales), float32 layers read x itself.
 namespace kernels {
-void prepare_rows(const PackedLinear& w, const float* x, int64_t m, uint8_t* scratch);
 void linear_panels(const PackedLinear& w, const float* x, const uint8_t* scratch, int64_t m, Activation act,
                    bool round_output, float* out, int64_t panel_begin, int64_t panel_end);
 }  // namespace kernels
