@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 import time
 import warnings
@@ -23,6 +22,7 @@ from pathlib import Path
 import fastembed_rt  # first: it sets the OpenMP spin policy before torch loads
 import numpy as np
 import torch
+from latency import query_latency_ms
 from results_csv import append_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,17 +92,6 @@ def export_onnx(model_path: Path, directory: Path) -> tuple[Path, Path]:
     return fp32, int8
 
 
-def latency_ms(encode, repeats: int = 100) -> tuple[float, float]:
-    for _ in range(5):
-        encode(QUERY)
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        encode(QUERY)
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples), float(np.percentile(samples, 99))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=CORPUS)
@@ -136,7 +125,7 @@ def main() -> None:
         vectors = encode(texts)
         seconds = time.perf_counter() - start
         reference = vectors if reference is None else reference
-        p50, p99 = latency_ms(encode)
+        p50, p99 = query_latency_ms(encode, QUERY, repeats=100, warmup=5)
         results[name] = dict(seconds=seconds, p50=p50, p99=p99, min_cosine=float((vectors * reference).sum(1).min()))
         print(f"  measured {name}: {tokens / seconds:,.0f} tokens/s, query p50 {p50:.2f} ms", flush=True)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 import warnings
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 import fastembed_rt
+from latency import query_latency_ms
 from results_csv import append_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,16 +30,6 @@ def timed(fn):
     start = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - start
-
-
-def query_latency_ms(encode, query: str, repeats: int = 30) -> float:
-    encode(query)
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        encode(query)
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples)
 
 
 def main() -> None:
@@ -65,8 +55,8 @@ def main() -> None:
     our_vectors, our_seconds = timed(lambda: ours.encode(texts))
     cosine = (st_vectors * our_vectors).sum(1) / (np.linalg.norm(st_vectors, axis=1) * np.linalg.norm(our_vectors, axis=1))
     query = "how do I reset my password"
-    st_latency = query_latency_ms(lambda q: theirs.encode(q), query)
-    our_latency = query_latency_ms(lambda q: ours.encode(q), query)
+    st_latency = query_latency_ms(lambda q: theirs.encode(q), query, repeats=30, warmup=1)[0]
+    our_latency = query_latency_ms(lambda q: ours.encode(q), query, repeats=30, warmup=1)[0]
 
     print(f"corpus {args.corpus.name}: {len(texts):,} texts, {tokens:,} tokens; threads {args.threads}")
     print(f"{'':24}{'texts/s':>10}{'tokens/s':>12}{'query ms':>10}")
