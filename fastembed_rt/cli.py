@@ -209,6 +209,22 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    import os
+
+    from fastembed_rt.server import ServerConfig, serve
+
+    config = ServerConfig(
+        host=args.host, port=args.port, max_batch_tokens=args.max_batch_tokens, max_batch_texts=args.max_batch_texts,
+        max_wait_ms=args.max_wait_ms, max_concurrent_requests=args.max_concurrent_requests,
+        max_client_batch_size=args.max_client_batch_size, max_request_bytes=args.max_request_bytes,
+        auto_truncate=args.auto_truncate, api_key=args.api_key or os.environ.get("FASTEMBED_RT_API_KEY"),
+        served_model_name=args.served_model_name, tokenizer_workers=args.tokenizer_workers,
+    )  # fmt: skip
+    serve(args.model, config, device=args.device, dtype=args.dtype, log_level=args.log_level)
+    return 0
+
+
 def cmd_bench(args) -> int:
     import torch
 
@@ -327,6 +343,27 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--limit", type=int, help="--e2e: first N texts only")
     bench.set_defaults(run=cmd_bench)
 
+    serve = sub.add_parser("serve", help="an HTTP API (OpenAI /v1/embeddings and TEI routes) with dynamic batching")
+    serve.add_argument("--model", default="all-MiniLM-L6-v2", help="model directory or bundled name")
+    serve.add_argument("--served-model-name", help="the name responses and /info report (default: the model's)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8080, help="0: any free port (printed when ready)")
+    serve.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    serve.add_argument("--dtype", help=DTYPE_HELP)
+    serve.add_argument("--max-batch-tokens", type=int, default=4096, help="packed tokens per model batch")
+    serve.add_argument("--max-batch-texts", type=int, default=512, help="texts per model batch")
+    serve.add_argument("--max-wait-ms", type=float, default=2.0,
+                       help="longest a partial batch waits for texts still being tokenized")  # fmt: skip
+    serve.add_argument("--max-concurrent-requests", type=int, default=512, help="more in flight get 429")
+    serve.add_argument("--max-client-batch-size", type=int, default=512, help="more inputs in one request get 413")
+    serve.add_argument("--max-request-bytes", type=int, default=4 * 1024 * 1024, help="a larger body gets 413")
+    serve.add_argument("--auto-truncate", action="store_true", help="truncate over-long inputs instead of answering 413")
+    serve.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on every route but /health "
+                       "(default: $FASTEMBED_RT_API_KEY if set)")  # fmt: skip
+    serve.add_argument("--tokenizer-workers", type=int, default=1, help="threads tokenizing requests")
+    serve.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
+    serve.set_defaults(run=cmd_serve)
+
     info = sub.add_parser("info", help="versions, CPU features and the implementation each op uses")
     info.set_defaults(run=cmd_info)
     return parser
@@ -336,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (FileNotFoundError, ValueError, TypeError, KeyError) as e:
+    except (OSError, ValueError, TypeError, KeyError) as e:
         print(f"fastembed-rt: error: {e}", file=sys.stderr)
         return 2
 

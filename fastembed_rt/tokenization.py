@@ -60,11 +60,15 @@ class TextTokenizer:
         return len(ids) - 1 if ids and ids[-1] in self.special_ids else len(ids)
 
 
-def pack(ids: Sequence[Sequence[int]], skip: int = 0) -> PackedBatch:
-    """Concatenates token id lists into one PackedBatch; `skip` prompt tokens are marked per sequence."""
+def pack(ids: Sequence[Sequence[int]], skip: int | Sequence[int] = 0) -> PackedBatch:
+    """Concatenates token id lists into one PackedBatch. `skip` leading prompt tokens are marked for pooling
+    to leave out: one count for every sequence, or one count per sequence."""
     lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
     cu = np.zeros(len(ids) + 1, dtype=np.int32)
     np.cumsum(lengths, out=cu[1:])
     flat = np.fromiter((t for seq in ids for t in seq), dtype=np.int64, count=int(cu[-1]))
-    skip_tensor = torch.full((len(ids),), skip, dtype=torch.int32) if skip else None
+    if isinstance(skip, int):
+        skip_tensor = torch.full((len(ids),), skip, dtype=torch.int32) if skip else None
+    else:
+        skip_tensor = torch.tensor(skip, dtype=torch.int32) if any(skip) else None
     return PackedBatch(torch.from_numpy(flat), torch.from_numpy(cu), int(lengths.max(initial=0)), skip_tensor)

@@ -1,0 +1,209 @@
+"""Dynamic batching: the texts of concurrent requests share token-budget batches on one model worker.
+
+    event loop ──submit(Job)──▶ queue ──batcher thread: cut + pack──▶ hand-off (1 slot) ──▶ model thread
+        ▲                                                                                       │
+        └─────────────────────────── call_soon_threadsafe(job's future) ◀──────────────────────┘
+
+As in TEI, a batch is cut by a token budget (and a cap on texts) and packed while the previous batch runs,
+so the model never waits for Python to assemble its input. A partial batch waits at most `max_wait_ms`,
+and only while requests are still being tokenized (announced): with nothing on its way, waiting would
+only add latency. Texts of a request whose client went away are dropped before they take a batch slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections import deque
+
+import numpy as np
+
+from ..tokenization import pack
+from .metrics import Metrics
+
+
+class BatcherClosed(RuntimeError):
+    """submit() after close(): the server is shutting down."""
+
+
+class Job:
+    """One request's token sequences on their way through the model; `future` gets float32 [n, d]."""
+
+    def __init__(self, ids: list[list[int]], skip: list[int], dimension: int, loop: asyncio.AbstractEventLoop):
+        self.ids, self.skip = ids, skip
+        self.loop = loop
+        self.future: asyncio.Future = loop.create_future()
+        self.vectors = np.empty((len(ids), dimension), dtype=np.float32)
+        self.next = 0  # first sequence not yet cut into a batch
+        self.remaining = len(ids)  # sequences not yet embedded
+        self.cancelled = False
+        self.enqueued = time.perf_counter()
+        self.queue_seconds: float | None = None  # until its first batch started
+        self.inference_seconds = 0.0  # model time of the batches it took part in
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(len(x) for x in self.ids)
+
+    def cancel(self) -> None:
+        """The client went away: its sequences not yet batched are dropped (set from the event loop)."""
+        self.cancelled = True
+
+    def _settle(self, result=None, error: BaseException | None = None) -> None:
+        def settle():
+            if self.future.done():  # cancelled: its handler has gone
+                return
+            if error is not None:
+                self.future.set_exception(error)
+            else:
+                self.future.set_result(result)
+
+        try:
+            self.loop.call_soon_threadsafe(settle)
+        except RuntimeError:  # the event loop is closed: nobody is waiting any more
+            pass
+
+
+class Batcher:
+    def __init__(self, embed_batch, metrics: Metrics, *, max_batch_tokens: int, max_batch_texts: int, max_wait_ms: float):
+        """embed_batch(PackedBatch) -> float32 [num_seqs, d] runs on the model thread."""
+        self.embed_batch = embed_batch
+        self.metrics = metrics
+        self.max_batch_tokens, self.max_batch_texts = max_batch_tokens, max_batch_texts
+        self.max_wait = max_wait_ms / 1000.0
+        self._jobs: deque[Job] = deque()
+        self._cond = threading.Condition()
+        self._queued_texts = 0
+        self._announced = 0  # requests being tokenized, whose texts will arrive soon
+        self._closing = False
+        self._handoff: queue.Queue = queue.Queue(maxsize=1)  # one batch prepared ahead of the model
+        self._threads = [
+            threading.Thread(target=self._cut_batches, name="fastembed-batcher", daemon=True),
+            threading.Thread(target=self._run_model, name="fastembed-model", daemon=True),
+        ]
+
+    # --- event loop side -------------------------------------------------------------------------------
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def alive(self) -> bool:
+        return all(t.is_alive() for t in self._threads) and not self._closing
+
+    @property
+    def queued_texts(self) -> int:
+        return self._queued_texts
+
+    def announce(self) -> None:
+        """A request is being tokenized: a partial batch may wait (max_wait_ms) for its texts."""
+        with self._cond:
+            self._announced += 1
+
+    def withdraw(self) -> None:
+        """An announced request will not submit (it failed validation or its client left)."""
+        with self._cond:
+            self._announced -= 1
+            self._cond.notify()
+
+    def submit(self, job: Job, announced: bool = True) -> None:
+        with self._cond:
+            if self._closing:
+                raise BatcherClosed("the server is shutting down")
+            if announced:
+                self._announced -= 1
+            if job.ids:
+                self._jobs.append(job)
+                self._queued_texts += len(job.ids)
+            self._cond.notify()
+        if not job.ids:
+            job._settle(job.vectors)
+
+    def close(self) -> None:
+        """Embeds what is queued, then stops both threads."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        for thread in self._threads:
+            thread.join()
+
+    # --- batcher thread --------------------------------------------------------------------------------
+    def _take(self, items: list, tokens: int) -> tuple[int, bool]:
+        """Moves queued sequences into `items` while they fit; returns the tokens and whether it is full."""
+        while self._jobs:
+            job = self._jobs[0]
+            if job.cancelled:
+                dropped = len(job.ids) - job.next
+                job.next = len(job.ids)
+                self._jobs.popleft()
+                self._queued_texts -= dropped
+                self.metrics.cancelled_texts.inc(dropped)
+                continue
+            length = len(job.ids[job.next])
+            if items and (tokens + length > self.max_batch_tokens or len(items) >= self.max_batch_texts):
+                return tokens, True
+            items.append((job, job.next))
+            tokens += length
+            job.next += 1
+            self._queued_texts -= 1
+            if job.next == len(job.ids):
+                self._jobs.popleft()
+        return tokens, False
+
+    def _next_batch(self) -> list | None:
+        with self._cond:
+            while not self._jobs and not self._closing:
+                self._cond.wait()
+            items: list = []
+            tokens, full = self._take(items, 0)
+            deadline = time.perf_counter() + self.max_wait
+            while not full and self._announced > 0 and not self._closing:
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+                tokens, full = self._take(items, tokens)
+            if not items and self._closing and not self._jobs:
+                return None
+            return items
+
+    def _cut_batches(self) -> None:
+        try:
+            while (items := self._next_batch()) is not None:
+                if items:
+                    ids = [job.ids[i] for job, i in items]
+                    self._handoff.put((items, pack(ids, skip=[job.skip[i] for job, i in items])))
+        finally:
+            self._handoff.put(None)
+
+    # --- model thread ----------------------------------------------------------------------------------
+    def _run_model(self) -> None:
+        while (work := self._handoff.get()) is not None:
+            items, batch = work
+            jobs = list({id(job): job for job, _ in items}.values())
+            if all(job.cancelled for job in jobs):
+                self.metrics.cancelled_texts.inc(len(items))
+                continue
+            start = time.perf_counter()
+            for job in jobs:
+                if job.queue_seconds is None:
+                    job.queue_seconds = start - job.enqueued
+            try:
+                vectors = self.embed_batch(batch)
+            except Exception as error:  # one bad batch fails its requests, not the server
+                for job in jobs:
+                    job._settle(error=error)
+                continue
+            elapsed = time.perf_counter() - start
+            self.metrics.inference_seconds.observe(elapsed)
+            self.metrics.batch_texts.observe(len(items))
+            self.metrics.batch_tokens.observe(batch.num_tokens)
+            self.metrics.embedded_texts.inc(len(items))
+            for job in jobs:
+                job.inference_seconds += elapsed
+            for (job, i), vector in zip(items, vectors):
+                job.vectors[i] = vector
+                job.remaining -= 1
+                if job.remaining == 0:
+                    job._settle(job.vectors)

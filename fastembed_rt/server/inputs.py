@@ -1,0 +1,91 @@
+"""Request inputs → token ids as the model takes them: truncation left or right, or a clear refusal.
+
+Runs on the tokenizer thread pool, never on the event loop."""
+
+from __future__ import annotations
+
+from tokenizers import Tokenizer
+
+from ..engine import Embedder
+from ..tokenization import TextTokenizer
+from .errors import RequestError
+
+
+def _clone(tokenizer: Tokenizer, max_length: int | None, direction: str = "right") -> Tokenizer:
+    copy = Tokenizer.from_str(tokenizer.to_str())
+    copy.no_padding()
+    if max_length is None:
+        copy.no_truncation()
+    else:
+        copy.enable_truncation(max_length=max_length, direction=direction)
+    return copy
+
+
+class RequestTokenizer:
+    def __init__(self, embedder: Embedder):
+        self.embedder = embedder
+        self.max_length = embedder.max_seq_length
+        self.vocab_size = int(embedder.spec.config.get("vocab_size") or embedder.spec.tokenizer.get_vocab_size(with_added_tokens=True))
+        base, lower = embedder.spec.tokenizer, embedder.spec.do_lower_case
+        self._truncating = {
+            d: TextTokenizer(_clone(base, self.max_length, d), self.max_length, lower) for d in ("right", "left")
+        }
+        self._whole = TextTokenizer(_clone(base, None), self.max_length, lower)  # for /tokenize and error messages
+        self._prompt_skip: dict[str, int] = {}
+
+    def texts(self, texts: list[str], prompt: str, truncate: bool, direction: str, field: str) -> tuple[list[list[int]], list[int]]:
+        """Token ids of `prompt + text` for each text, and the prompt tokens pooling leaves out of each."""
+        tokenized = self._truncating[direction].encode([prompt + t for t in texts] if prompt else texts)
+        if not truncate and tokenized.truncated:
+            i = tokenized.overflowed.index(True)
+            length = len(self._whole.encode([prompt + texts[i]]).ids[0])
+            raise self._too_long(field, i, length)
+        skip = self._skip(prompt)
+        # Left truncation cuts the prompt off the front: then no prompt tokens are left to leave out.
+        skips = [0 if (over and direction == "left") else skip for over in tokenized.overflowed]
+        return tokenized.ids, skips
+
+    def token_ids(self, ids: list[list[int]], truncate: bool, direction: str, field: str) -> tuple[list[list[int]], list[int]]:
+        """Token ids sent as such: checked against the vocabulary, then taken as they are (no special tokens added)."""
+        out = []
+        for i, seq in enumerate(ids):
+            bad = next((t for t in seq if not 0 <= t < self.vocab_size), None)
+            if bad is not None:
+                raise RequestError(422, f"{field}[{i}] holds token id {bad}, outside the vocabulary [0, {self.vocab_size})", field)
+            if len(seq) > self.max_length:
+                if not truncate:
+                    raise self._too_long(field, i, len(seq))
+                seq = seq[: self.max_length] if direction == "right" else seq[-self.max_length :]
+            out.append(seq)
+        return out, [0] * len(out)
+
+    def tokenize(self, texts: list[str], prompt: str, add_special_tokens: bool) -> list[list[dict]]:
+        """TEI's /tokenize: every token with its id, text, whether it is special, and its character span."""
+        if self._whole.lowercase:
+            texts = [t.lower() for t in texts]
+        full = [prompt + t for t in texts]
+        encodings = self._whole.tokenizer.encode_batch(full, add_special_tokens=add_special_tokens)
+        out = []
+        for text, encoding in zip(full, encodings):
+            tokens = []
+            for token_id, token, special, (start, stop) in zip(
+                encoding.ids, encoding.tokens, encoding.special_tokens_mask, encoding.offsets
+            ):
+                tokens.append({"id": token_id, "text": token if special else text[start:stop],
+                               "special": bool(special), "start": None if special else start,
+                               "stop": None if special else stop})  # fmt: skip
+            out.append(tokens)
+        return out
+
+    def _skip(self, prompt: str) -> int:
+        if prompt not in self._prompt_skip:
+            self._prompt_skip[prompt] = self.embedder.prompt_skip(prompt)
+        return self._prompt_skip[prompt]
+
+    def _too_long(self, field: str, index: int, length: int) -> RequestError:
+        return RequestError(
+            413,
+            f"{field}[{index}] has {length} tokens, more than the model's maximum of {self.max_length}; "
+            "shorten it, or send truncate=true (or start the server with --auto-truncate)",
+            field,
+        )
