@@ -184,7 +184,8 @@ class EmbeddingServer:
                     work = (self.tokenizer.token_ids, inputs.ids, truncate, direction, inputs.field)
                 ids, skip = await loop.run_in_executor(self.executor, *work)
                 self.metrics.tokenize_seconds.observe(time.perf_counter() - start)
-                if disconnected.done():
+                if disconnected.done():  # gone while its texts were tokenized: they never reach the queue
+                    self.metrics.cancelled_texts.inc(len(ids))
                     raise ClientGone
                 job = Job(ids, skip, self.embedder.full_dimension, loop)
                 self.batcher.submit(job)
