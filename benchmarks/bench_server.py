@@ -6,7 +6,7 @@ reports p50/p99 latency and texts/s. Texts are STS-B dev sentences from ../share
 alone while it is measured. infinity-emb lives in its own virtual environment (its pins clash with ours):
 make it with benchmarks/setup_infinity.sh.
 
-    .venv/bin/python benchmarks/bench_server.py                  # ours (float32, int8) and infinity
+    .venv/bin/python benchmarks/bench_server.py                  # ours (float32, bfloat16, int8) and infinity
     .venv/bin/python benchmarks/bench_server.py --systems ours   # ours alone
 """
 
@@ -85,6 +85,11 @@ async def _get(url: str) -> None:
         response.raise_for_status()
 
 
+async def worker_once(session, url, texts):
+    async with session.post(url, json={"input": texts, "model": "model"}) as response:
+        await response.read()
+
+
 async def load(url: str, texts: list[str], concurrency: int, per_request: int, requests: int):
     """Latencies (s) of `requests` requests sent by `concurrency` workers, the wall time, and one response."""
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -114,11 +119,6 @@ async def load(url: str, texts: list[str], concurrency: int, per_request: int, r
     return np.array(latencies), wall, first[0]
 
 
-async def worker_once(session, url, texts):
-    async with session.post(url, json={"input": texts, "model": "model"}) as response:
-        await response.read()
-
-
 def measure(system: str, url: str, texts: list[str]) -> tuple[list[dict], tuple]:
     rows, sample = [], None
     for concurrency, per_request, requests in CASES:
@@ -138,7 +138,8 @@ def measure(system: str, url: str, texts: list[str]) -> tuple[list[dict], tuple]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="all-MiniLM-L6-v2")
-    parser.add_argument("--systems", default="ours,ours-int8,infinity", help="comma-separated: ours, ours-int8, infinity")
+    parser.add_argument("--systems", default="ours,ours-bfloat16,ours-int8,infinity",
+                        help="comma-separated: ours (float32), ours-DTYPE (bfloat16, int8), infinity (float32)")
     args = parser.parse_args()
     model = resolve_model_path(args.model)
     texts = sentences()
@@ -149,7 +150,7 @@ def main() -> None:
             server = Infinity(model)
             url = server.url + "/embeddings"
         else:
-            dtype = ["--dtype", "int8"] if system == "ours-int8" else []
+            dtype = ["--dtype", system.removeprefix("ours-")] if system.startswith("ours-") else []
             server = ServerProcess(["--model", str(model), *dtype])
             url = server.url + "/v1/embeddings"
         try:
