@@ -78,17 +78,16 @@ class EmbeddingServer:
         except ClientGone:
             self.metrics.requests.inc(1, route, "499")  # nginx's code for "client closed request"
             return
-        except RequestError as e:
+        except Exception as e:
+            if not isinstance(e, RequestError):  # a bug or a backend failure: answer 500, keep serving
+                log.exception("request to %s failed", path)
+                e = RequestError(500, f"internal error: {type(e).__name__}: {e}")
             status, content_type = e.status, JSON
             body = orjson.dumps(e.openai_body() if path.startswith("/v1/") else e.tei_body())
             if status == 401:
                 headers.append((b"www-authenticate", b"Bearer"))
             elif status == 405:
                 headers.append((b"allow", self.routes[path][0].encode()))
-        except Exception as e:  # a bug or a backend failure: answer 500, keep serving
-            log.exception("request to %s failed", path)
-            error = RequestError(500, f"internal error: {type(e).__name__}: {e}")
-            status, body, content_type = 500, orjson.dumps(error.openai_body() if path.startswith("/v1/") else error.tei_body()), JSON
         headers += [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -164,12 +163,8 @@ class EmbeddingServer:
     # --- embedding through the batcher -----------------------------------------------------------------
     async def _embed(self, inputs: Inputs, prompt_name: str | None, truncate: bool | None, direction: str, receive):
         """Vectors [n, full dimension] before normalization or truncation, in input order, and their token count."""
-        if len(inputs) > self.config.max_client_batch_size:
-            raise RequestError(413, f"{inputs.field} holds {len(inputs)} inputs, more than the limit of {self.config.max_client_batch_size} (--max-client-batch-size)", inputs.field)
-        try:
-            prompt = self.embedder.resolve_prompt(None, prompt_name)
-        except KeyError as e:
-            raise RequestError(422, e.args[0], "prompt_name") from None
+        self._check_batch_size(len(inputs), inputs.field)
+        prompt = self._prompt(prompt_name)
         truncate = self.config.auto_truncate if truncate is None else truncate
         loop = asyncio.get_running_loop()
         disconnected = asyncio.ensure_future(receive())  # completes only when the client goes away
@@ -205,6 +200,18 @@ class EmbeddingServer:
             return vectors, job.num_tokens
         finally:
             disconnected.cancel()
+
+    def _check_batch_size(self, count: int, field: str) -> None:
+        limit = self.config.max_client_batch_size
+        if count > limit:
+            raise RequestError(413, f"{field} holds {count} inputs, more than the limit of {limit} (--max-client-batch-size)", field)
+
+    def _prompt(self, prompt_name: str | None) -> str:
+        """The prompt text a request asks for by name (None: the model's default prompt, if any)."""
+        try:
+            return self.embedder.resolve_prompt(None, prompt_name)
+        except KeyError as e:
+            raise RequestError(422, e.args[0], "prompt_name") from None
 
     def _dimensions(self, dimensions: int | None) -> int | None:
         """The Matryoshka truncation a request asks for (None: the model's own), checked before any work."""
@@ -254,12 +261,8 @@ class EmbeddingServer:
 
     async def tokenize(self, body: dict, receive):
         request = parse_tokenize(body)
-        if len(request.texts) > self.config.max_client_batch_size:
-            raise RequestError(413, f"inputs holds {len(request.texts)} inputs, more than the limit of {self.config.max_client_batch_size} (--max-client-batch-size)", "inputs")
-        try:
-            prompt = self.embedder.resolve_prompt(None, request.prompt_name)
-        except KeyError as e:
-            raise RequestError(422, e.args[0], "prompt_name") from None
+        self._check_batch_size(len(request.texts), "inputs")
+        prompt = self._prompt(request.prompt_name)
         tokens = await asyncio.get_running_loop().run_in_executor(
             self.executor, self.tokenizer.tokenize, request.texts, prompt, request.add_special_tokens
         )
