@@ -1,2 +1,18 @@
 """Triton GPU kernels, installed as fastembed_rt.kernels (one op per file, each with its reference twin
-in fastembed_rt.ops.reference). They run on CUDA devices, and on the CPU under TRITON_INTERPRET=1 for tests."""
+in fastembed_rt.ops.reference). They run on CUDA devices, and on the CPU under TRITON_INTERPRET=1 for tests.
+
+    attention.py    varlen fused attention (flash-attn's varlen conventions), causal, GQA, ALiBi
+    pooling.py      pooling of packed states + Matryoshka truncation + L2 norm, in one kernel
+    norms.py        residual-add + LayerNorm / RMSNorm
+    activations.py  bias + GELU (erf, tanh)
+    similarity.py   int8 dot and binary Hamming top-k, no score matrix in memory
+"""
+
+from .activations import gelu
+from .attention import attention, varlen_attention
+from .launch import interpreting
+from .norms import layer_norm, rms_norm
+from .pooling import pool
+from .similarity import hamming_topk, int8_topk
+
+__all__ = ["attention", "gelu", "hamming_topk", "int8_topk", "interpreting", "layer_norm", "pool", "rms_norm", "varlen_attention"]

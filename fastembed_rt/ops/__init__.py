@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from . import cpu, reference
-from .dispatch import REFERENCE, implementations, ops, reference_only, register, select, set_reference_only, use_reference
+from . import cpu, gpu, reference
+from .dispatch import (REFERENCE, implementations, ops, reference_only, register, select, set_reference_only,
+                       use_implementation, use_reference)
 from .linear import Linear, onednn_available, onednn_linear, reference_linear
 from .reference import POOL_MODES
 
@@ -28,6 +29,10 @@ register("int8_linear", "cpp", cpu.int8_linear, cpu.float32_on_cpu)
 register("int8_feed_forward", "cpp", cpu.int8_feed_forward, cpu.float32_on_cpu)
 if onednn_available():
     register("linear", "onednn", onednn_linear, cpu.float_on_cpu)
+register("linear", "cublas", gpu.linear, gpu.float_on_cuda)
+register("int8_topk", REFERENCE, reference.int8_topk, _anywhere)
+register("hamming_topk", REFERENCE, reference.hamming_topk, _anywhere)
+gpu.register_kernels(register)
 
 
 def embed(word, position, token_type, input_ids, cu_seqlens, position_offset=0):
@@ -69,6 +74,16 @@ def pool(hidden, cu_seqlens, mode, normalize=False, skip=None):
     return select("pool", hidden.device, hidden.dtype).fn(hidden, cu_seqlens, mode, normalize, skip)
 
 
+def int8_topk(queries, corpus, k):
+    """Exact top-k int8 dot products: (scores int32 [nq, k'], ids int64), ties to the lower id."""
+    return select("int8_topk", queries.device, queries.dtype).fn(queries, corpus, k)
+
+
+def hamming_topk(queries, corpus, k):
+    """Exact top-k nearest packed binary codes: (Hamming distances int32 [nq, k'], ids int64)."""
+    return select("hamming_topk", queries.device, queries.dtype).fn(queries, corpus, k)
+
+
 def native_bfloat16(device: torch.device | str = "cpu") -> bool:
     """Whether bfloat16 GEMMs run natively (AVX512_BF16 on the CPU; always on a GPU)."""
     if torch.device(device).type != "cpu":
@@ -91,13 +106,16 @@ __all__ = [
     "embed",
     "feed_forward",
     "gelu",
+    "hamming_topk",
     "implementation_table",
     "implementations",
+    "int8_topk",
     "layer_norm",
     "native_bfloat16",
     "pool",
     "reference_only",
     "rms_norm",
     "set_reference_only",
+    "use_implementation",
     "use_reference",
 ]

@@ -25,6 +25,7 @@ class Implementation:
 
 _registry: dict[str, list[Implementation]] = {}
 _reference_only = os.environ.get("FASTEMBED_RT_REFERENCE", "").lower() in ("1", "true", "yes")
+_forced: dict[str, Implementation] = {}
 
 
 def register(op: str, name: str, fn: Callable, supports: Callable[[torch.device, torch.dtype], bool]) -> None:
@@ -34,6 +35,8 @@ def register(op: str, name: str, fn: Callable, supports: Callable[[torch.device,
 
 
 def select(op: str, device: torch.device, dtype: torch.dtype) -> Implementation:
+    if op in _forced:
+        return _forced[op]
     for impl in _registry[op]:
         if (impl.name == REFERENCE or not _reference_only) and impl.supports(device, dtype):
             return impl
@@ -71,3 +74,21 @@ def use_reference(enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         set_reference_only(previous)
+
+
+@contextlib.contextmanager
+def use_implementation(name: str, *op_names: str) -> Iterator[None]:
+    """Runs `op_names` (default: every op that has one) on the implementation called `name`, whatever the
+    device: to test kernels end to end where they would not be picked (Triton under TRITON_INTERPRET=1
+    on the CPU), or to benchmark one implementation against another."""
+    chosen = {op: impl for op in (op_names or _registry) for impl in _registry.get(op, []) if impl.name == name}
+    if op_names and len(chosen) != len(op_names):
+        missing = sorted(set(op_names) - set(chosen))
+        raise KeyError(f"no implementation {name!r} of op(s) {', '.join(missing)}")
+    previous = dict(_forced)
+    _forced.update(chosen)
+    try:
+        yield
+    finally:
+        _forced.clear()
+        _forced.update(previous)

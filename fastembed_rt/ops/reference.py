@@ -145,3 +145,26 @@ def pool(hidden, cu_seqlens, mode, normalize=False, skip=None):
         rows.append(row)
     out = torch.stack(rows) if rows else hidden.new_zeros((0, hidden.shape[1]), dtype=torch.float32)
     return F.normalize(out, p=2, dim=1) if normalize else out
+
+
+def _topk_lower_id(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row, the k highest scores, equal scores to the lower column (a stable sort)."""
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
+    return scores.gather(1, order), order
+
+
+def int8_topk(queries, corpus, k):
+    """Top-k int8 dot products: (scores int32 [nq, k'], ids int64), k' = min(k, n), ties to the lower id.
+    Summed in float64, exact for any realistic dimension (|score| < 2^53)."""
+    scores = queries.double() @ corpus.double().T
+    best, ids = _topk_lower_id(scores, min(k, corpus.shape[0]))
+    return best.to(torch.int32), ids
+
+
+def hamming_topk(queries, corpus, k):
+    """Top-k nearest by Hamming distance over packed bits (uint8 [n, d/8]): (distances int32, ids int64),
+    nearest first, equal distances to the lower id."""
+    bits = torch.tensor([bin(i).count("1") for i in range(256)], dtype=torch.int32, device=queries.device)
+    distance = bits[(queries[:, None, :] ^ corpus[None, :, :]).long()].sum(dim=2)
+    best, ids = _topk_lower_id(-distance, min(k, corpus.shape[0]))
+    return (-best).to(torch.int32), ids

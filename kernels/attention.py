@@ -1,0 +1,138 @@
+"""Fused attention over packed variable-length sequences, FlashAttention-2 style, in Triton.
+
+One program owns a block of queries of one sequence and one head. It walks that sequence's keys block by
+block with an online softmax (running max and denominator, base-2 exponentials), so the score matrix never
+leaves registers: no padding, no mask tensor, no [L, L] buffer in global memory. Arguments follow flash-attn's
+`flash_attn_varlen_func`, so flash-attn, where installed, is a drop-in alternative.
+
+Reference twin: fastembed_rt.ops.reference.attention.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from .launch import block_sizes, check_packed
+
+HEAD_DIMS = (32, 64, 80, 96, 128)  # what the GPU path is tuned and tested for; any head_dim <= 256 runs
+
+
+@triton.jit
+def _attention_kernel(
+    Q, K, V, O, cu_q, cu_k, slopes,
+    stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_ot, stride_oh,
+    scale_log2, group, slope_batch_stride,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    CAUSAL: tl.constexpr, ALIBI: tl.constexpr,
+):  # fmt: skip
+    m_block = tl.program_id(0)
+    seq = tl.program_id(1)
+    head = tl.program_id(2)
+    q_start = tl.load(cu_q + seq)
+    q_len = tl.load(cu_q + seq + 1) - q_start
+    k_start = tl.load(cu_k + seq)
+    k_len = tl.load(cu_k + seq + 1) - k_start
+    if m_block * BLOCK_M < q_len:
+        kv_head = head // group
+        rows = m_block * BLOCK_M + tl.arange(0, BLOCK_M)
+        dims = tl.arange(0, BLOCK_D)
+        cols = tl.arange(0, BLOCK_N)
+        row_ok = rows < q_len
+        dim_ok = dims < HEAD_DIM
+        q = tl.load(Q + (q_start + rows)[:, None] * stride_qt + head * stride_qh + dims[None, :],
+                    mask=row_ok[:, None] & dim_ok[None, :], other=0.0)  # fmt: skip
+        # Causal masks align the last query with the last key (flash-attn's bottom-right convention).
+        shift = k_len - q_len
+        m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+        l_i = tl.zeros([BLOCK_M], tl.float32)
+        acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+        if ALIBI:
+            slope = tl.load(slopes + seq * slope_batch_stride + head) * 1.4426950408889634
+        end = k_len
+        if CAUSAL:
+            end = tl.minimum(k_len, (m_block + 1) * BLOCK_M + shift)
+        for n0 in range(0, end, BLOCK_N):
+            keys = n0 + cols
+            key_ok = keys < k_len
+            k = tl.load(K + (k_start + keys)[:, None] * stride_kt + kv_head * stride_kh + dims[None, :],
+                        mask=key_ok[:, None] & dim_ok[None, :], other=0.0)  # fmt: skip
+            s = tl.dot(q, tl.trans(k)) * scale_log2
+            if ALIBI:
+                s -= slope * tl.abs((rows[:, None] + shift - keys[None, :]).to(tl.float32))
+            ok = key_ok[None, :]
+            if CAUSAL:
+                ok = ok & (keys[None, :] <= rows[:, None] + shift)
+            s = tl.where(ok, s, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, 1))
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with no key yet
+            p = tl.exp2(s - m_safe[:, None])
+            alpha = tl.exp2(m_i - m_safe)
+            l_i = l_i * alpha + tl.sum(p, 1)
+            v = tl.load(V + (k_start + keys)[:, None] * stride_vt + kv_head * stride_vh + dims[None, :],
+                        mask=key_ok[:, None] & dim_ok[None, :], other=0.0)  # fmt: skip
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+            m_i = m_new
+        out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]  # a query with no key at all gets zeros
+        tl.store(O + (q_start + rows)[:, None] * stride_ot + head * stride_oh + dims[None, :],
+                 out.to(O.dtype.element_ty), mask=row_ok[:, None] & dim_ok[None, :])  # fmt: skip
+
+
+def varlen_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens_q: torch.Tensor,
+    cu_seqlens_k: torch.Tensor,
+    max_seqlen_q: int,
+    max_seqlen_k: int,
+    dropout_p: float = 0.0,
+    softmax_scale: float | None = None,
+    causal: bool = False,
+    alibi_slopes: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """flash_attn_varlen_func's contract: q [Tq, Hq, D], k and v [Tk, Hkv, D] (Hq % Hkv == 0), int32
+    cu_seqlens, fp16 / bf16 (fp32 too) with fp32 accumulation; alibi_slopes fp32 [Hq] or [B, Hq] adds
+    -slope * |i + Lk - Lq - j|. Returns [Tq, Hq, D] in q's dtype. Inference only: dropout_p must be 0."""
+    if dropout_p:
+        raise ValueError("varlen_attention is for inference: dropout_p must be 0")
+    if q.dim() != 3 or k.dim() != 3 or v.dim() != 3:
+        raise ValueError(f"q, k, v must be [tokens, heads, head_dim], got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    tokens_q, heads, head_dim = q.shape
+    if k.shape != v.shape or k.shape[2] != head_dim or heads % k.shape[1]:
+        raise ValueError(f"k and v must be [tokens, kv_heads, {head_dim}] with {heads} % kv_heads == 0, got {tuple(k.shape)}, {tuple(v.shape)}")
+    if not (q.dtype == k.dtype == v.dtype) or q.dtype not in (torch.float16, torch.bfloat16, torch.float32):
+        raise ValueError(f"q, k, v must share one dtype of float16, bfloat16, float32; got {q.dtype}, {k.dtype}, {v.dtype}")
+    if head_dim > 256:
+        raise ValueError(f"head_dim {head_dim} > 256 is not supported")
+    batch = check_packed(cu_seqlens_q, tokens_q, "cu_seqlens_q", q.device, int(max_seqlen_q))
+    if check_packed(cu_seqlens_k, k.shape[0], "cu_seqlens_k", q.device, int(max_seqlen_k)) != batch:
+        raise ValueError("cu_seqlens_q and cu_seqlens_k must describe the same number of sequences")
+    if alibi_slopes is not None:
+        if alibi_slopes.dtype != torch.float32 or alibi_slopes.shape not in ((heads,), (batch, heads)):
+            raise ValueError(f"alibi_slopes must be float32 [{heads}] or [{batch}, {heads}], got {alibi_slopes.dtype} {tuple(alibi_slopes.shape)}")
+        alibi_slopes = alibi_slopes.contiguous()
+    q, k, v = (t if t.stride(2) == 1 else t.contiguous() for t in (q, k, v))
+    out = torch.empty_like(q)
+    if tokens_q == 0 or batch == 0:
+        return out
+    scale = softmax_scale if softmax_scale is not None else 1.0 / math.sqrt(head_dim)
+    block_m, block_n = block_sizes(q.device, head_dim)
+    grid = (triton.cdiv(max(int(max_seqlen_q), 1), block_m), batch, heads)
+    _attention_kernel[grid](
+        q, k, v, out, cu_seqlens_q, cu_seqlens_k, alibi_slopes if alibi_slopes is not None else q,
+        q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1), out.stride(0), out.stride(1),
+        scale * 1.4426950408889634, heads // k.shape[1],
+        heads if alibi_slopes is not None and alibi_slopes.dim() == 2 else 0,
+        HEAD_DIM=head_dim, BLOCK_D=max(16, triton.next_power_of_2(head_dim)), BLOCK_M=block_m, BLOCK_N=block_n,
+        CAUSAL=bool(causal), ALIBI=alibi_slopes is not None,
+    )  # fmt: skip
+    return out
+
+
+def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False):
+    """The op layer's attention (self-attention: one cu_seqlens for queries and keys)."""
+    return varlen_attention(q, k, v, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen, softmax_scale=scale, causal=causal)
