@@ -21,8 +21,8 @@ def _bias_gelu_kernel(X, BIAS, OUT, n, width, HAS_BIAS: tl.constexpr, TANH: tl.c
         x += tl.load(BIAS + offsets % width, mask=ok, other=0.0).to(tl.float32)
     if TANH:
         inner = 0.7978845608028654 * (x + 0.044715 * x * x * x)
-        # tanh(u) = 1 - 2 / (exp(2u) + 1): no overflow to NaN at either end
-        y = 0.5 * x * (2.0 - 2.0 / (tl.exp(2.0 * inner) + 1.0))
+        # tanh(u) = 1 - 2 / (exp(2u) + 1), with exp kept finite: no NaN at either end
+        y = 0.5 * x * (2.0 - 2.0 / (tl.exp(tl.minimum(2.0 * inner, 80.0)) + 1.0))
     else:
         y = 0.5 * x * (1.0 + tl.erf(x * 0.7071067811865476))
     tl.store(OUT + offsets, y.to(OUT.dtype.element_ty), mask=ok)

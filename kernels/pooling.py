@@ -37,10 +37,10 @@ def _pool_kernel(H, CU, SKIP, OUT, stride_h, stride_o, dim, eps,
         col_ok = cols < dim
         if MODE == 1:  # cls: the first token that takes part, else the sequence's first, else zeros
             row = tl.where(valid > 0, first, start).to(tl.int64)
-            acc = tl.load(H + row * stride_h + cols, mask=col_ok & (length > 0), other=0.0).to(tl.float32)
+            acc = tl.load(H + row * stride_h + cols, mask=col_ok & (cols * 0 + length > 0), other=0.0).to(tl.float32)
         elif MODE == 2:  # last token, zeros when none takes part
             row = (start + length - 1).to(tl.int64)
-            acc = tl.load(H + row * stride_h + cols, mask=col_ok & (valid > 0), other=0.0).to(tl.float32)
+            acc = tl.load(H + row * stride_h + cols, mask=col_ok & (cols * 0 + valid > 0), other=0.0).to(tl.float32)
         elif MODE == 3:  # max, -inf when no token takes part (as sentence-transformers' masked max)
             acc = tl.full([BLOCK_H], float("-inf"), tl.float32)
             for t0 in range(0, valid, BLOCK_T):

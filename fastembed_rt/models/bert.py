@@ -103,7 +103,7 @@ class Encoder:
         return self.position_embeddings.shape[0] - self.config.position_offset
 
     def forward(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int) -> torch.Tensor:
-        if input_ids.numel() <= FUSED_MAX_TOKENS and not ops.reference_only() and self.fused() is not None:
+        if input_ids.numel() <= FUSED_MAX_TOKENS and not (ops.reference_only() or ops.forcing()) and self.fused() is not None:
             return torch.from_numpy(self._fused.forward(input_ids.numpy(), cu_seqlens.to(torch.int32).numpy(), torch.get_num_threads()))
         x = ops.embed(self.word_embeddings, self.position_embeddings, self.token_type_embedding, input_ids, cu_seqlens,
                       self.config.position_offset)  # fmt: skip

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from . import cpu, gpu, reference
-from .dispatch import (REFERENCE, implementations, ops, reference_only, register, select, set_reference_only,
+from .dispatch import (REFERENCE, forcing, implementations, ops, reference_only, register, select, set_reference_only,
                        use_implementation, use_reference)
 from .linear import Linear, onednn_available, onednn_linear, reference_linear
 from .reference import POOL_MODES
@@ -105,6 +105,7 @@ __all__ = [
     "attention",
     "embed",
     "feed_forward",
+    "forcing",
     "gelu",
     "hamming_topk",
     "implementation_table",

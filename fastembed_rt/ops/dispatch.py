@@ -60,6 +60,11 @@ def reference_only() -> bool:
     return _reference_only
 
 
+def forcing() -> bool:
+    """Whether use_implementation() is pinning some op (fused multi-op paths must then stand aside)."""
+    return bool(_forced)
+
+
 def set_reference_only(enabled: bool) -> None:
     """Forces every op onto its pure-PyTorch reference (also: FASTEMBED_RT_REFERENCE=1)."""
     global _reference_only
