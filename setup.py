@@ -8,7 +8,7 @@ import glob
 import os
 import shutil
 
-from pybind11.setup_helpers import Pybind11Extension, build_ext
+from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, build_ext
 from setuptools import setup
 
 CPU_SOURCES = sorted(glob.glob("csrc/cpu/*.cpp")) + ["csrc/bindings.cpp"]
@@ -28,6 +28,9 @@ def cuda_extensions():
     ext = CUDAExtension("fastembed_rt._C_cuda", CUDA_SOURCES, include_dirs=[os.path.abspath("csrc")])
     return [ext], {"build_ext": BuildExtension}
 
+
+# Compile the sources in parallel: one job per core, or $FASTEMBED_RT_BUILD_JOBS.
+ParallelCompile("FASTEMBED_RT_BUILD_JOBS", default=os.cpu_count() or 1).install()
 
 cpu_ext = Pybind11Extension(
     "fastembed_rt._C",

@@ -7,6 +7,7 @@ import torch
 
 import fastembed_rt
 from fastembed_rt import ops
+from fastembed_rt.testing import random_bert, synthetic_texts
 
 from .common import GPU, needs_gpu
 
@@ -39,9 +40,11 @@ def test_use_implementation_names_what_is_missing():
 
 @needs_gpu
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
-def test_minilm_on_cuda_matches_float32_on_the_cpu(minilm_path, real_texts, dtype):
-    texts = real_texts[:200]
-    expected = fastembed_rt.load(minilm_path, device="cpu").encode(texts)
-    model = fastembed_rt.load(minilm_path, device="cuda", dtype=dtype)
+def test_bert_on_cuda_matches_float32_on_the_cpu(tmp_path, dtype):
+    """A random-weight BERT (4 layers, hidden 384, head_dim 64) on texts of 1-500 tokens."""
+    directory = random_bert(tmp_path, hidden=384, layers=4, heads=6, intermediate=1536)
+    texts = synthetic_texts(200, 1, 500, 30522, seed=1)
+    expected = fastembed_rt.load(directory, device="cpu").encode(texts)
+    model = fastembed_rt.load(directory, device="cuda", dtype=dtype)
     assert {ops.select(op, torch.device("cuda"), model.dtype).name for op in TRITON_OPS} == {"triton"}
     assert cosines(model.encode(texts), expected).min() >= 0.999

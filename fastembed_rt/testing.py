@@ -1,0 +1,73 @@
+"""Synthetic models for tests and benchmarks: random-weight BERT checkpoints in the Hugging Face layout with
+a generated WordPiece tokenizer, written with safetensors alone (no download, no transformers import)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def synthetic_tokenizer(vocab_size: int) -> Tokenizer:
+    """BERT-style WordPiece over the words w0, w1, ...: "[CLS] text [SEP]", one token per known word."""
+    vocab = {token: i for i, token in enumerate(SPECIALS + [f"w{i}" for i in range(vocab_size - len(SPECIALS))])}
+    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    return tokenizer
+
+
+def synthetic_texts(count: int, min_words: int, max_words: int, vocab_size: int, seed: int = 0) -> list[str]:
+    """Texts of known words, each min_words..max_words long (that many tokens plus CLS and SEP)."""
+    rng = random.Random(seed)
+    words = vocab_size - len(SPECIALS)
+    return [" ".join(f"w{rng.randrange(words)}" for _ in range(rng.randint(min_words, max_words))) for _ in range(count)]
+
+
+def random_bert(directory: str | Path, *, hidden: int = 768, layers: int = 12, heads: int = 12, intermediate: int = 3072,
+                max_positions: int = 512, vocab_size: int = 30522, seed: int = 0) -> Path:  # fmt: skip
+    """Writes a random-weight BertModel checkpoint (config.json, model.safetensors, tokenizer.json) and returns
+    its directory. Weights are N(0, 0.02) and LayerNorms identity, as BERT initializes them."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(seed)
+
+    def normal(*shape):
+        return (torch.randn(*shape, generator=g) * 0.02).contiguous()
+
+    tensors = {
+        "embeddings.word_embeddings.weight": normal(vocab_size, hidden),
+        "embeddings.position_embeddings.weight": normal(max_positions, hidden),
+        "embeddings.token_type_embeddings.weight": normal(2, hidden),
+        "embeddings.LayerNorm.weight": torch.ones(hidden),
+        "embeddings.LayerNorm.bias": torch.zeros(hidden),
+    }
+    for i in range(layers):
+        p = f"encoder.layer.{i}."
+        for name, (rows, cols) in {"attention.self.query": (hidden, hidden), "attention.self.key": (hidden, hidden),
+                                   "attention.self.value": (hidden, hidden), "attention.output.dense": (hidden, hidden),
+                                   "intermediate.dense": (intermediate, hidden), "output.dense": (hidden, intermediate)}.items():  # fmt: skip
+            tensors[p + name + ".weight"] = normal(rows, cols)
+            tensors[p + name + ".bias"] = normal(rows)
+        for norm in ("attention.output.LayerNorm", "output.LayerNorm"):
+            tensors[p + norm + ".weight"] = torch.ones(hidden)
+            tensors[p + norm + ".bias"] = torch.zeros(hidden)
+    tensors["pooler.dense.weight"], tensors["pooler.dense.bias"] = normal(hidden, hidden), torch.zeros(hidden)
+    save_file(tensors, str(directory / "model.safetensors"))
+    config = {
+        "architectures": ["BertModel"], "model_type": "bert", "hidden_size": hidden, "num_hidden_layers": layers,
+        "num_attention_heads": heads, "intermediate_size": intermediate, "max_position_embeddings": max_positions,
+        "vocab_size": vocab_size, "type_vocab_size": 2, "layer_norm_eps": 1e-12, "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1, "initializer_range": 0.02, "pad_token_id": 0,
+    }  # fmt: skip
+    (directory / "config.json").write_text(json.dumps(config, indent=1))
+    synthetic_tokenizer(vocab_size).save(str(directory / "tokenizer.json"))
+    return directory
