@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .launch import block_sizes, check_packed
+from .launch import block_sizes, check_packed, launch_options
 
 HEAD_DIMS = (32, 64, 80, 96, 128)  # what the GPU path is tuned and tested for; any head_dim <= 256 runs
 
@@ -128,7 +128,7 @@ def varlen_attention(
         scale * 1.4426950408889634, heads // k.shape[1],
         heads if alibi_slopes is not None and alibi_slopes.dim() == 2 else 0,
         HEAD_DIM=head_dim, BLOCK_D=max(16, triton.next_power_of_2(head_dim)), BLOCK_M=block_m, BLOCK_N=block_n,
-        CAUSAL=bool(causal), ALIBI=alibi_slopes is not None,
+        CAUSAL=bool(causal), ALIBI=alibi_slopes is not None, **launch_options(q.device, head_dim),
     )  # fmt: skip
     return out
 

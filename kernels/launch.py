@@ -20,6 +20,13 @@ def block_sizes(device: torch.device, head_dim: int) -> tuple[int, int]:
     return (128, 64) if head_dim <= 64 else (64, 64)
 
 
+def launch_options(device: torch.device, head_dim: int) -> dict:
+    """Warps and software-pipelining stages of an attention tile (FlashAttention-2's Triton settings)."""
+    if device.type != "cuda":
+        return {}
+    return {"num_warps": 4 if head_dim <= 64 else 8, "num_stages": 3 if head_dim <= 64 else 2}
+
+
 def check_packed(cu_seqlens: torch.Tensor, tokens: int, name: str, device: torch.device, max_seqlen: int | None = None) -> int:
     """Checks int32 cu_seqlens against the packed tensor (one small device sync) and returns the batch size:
     a bad offset would otherwise read out of bounds on the GPU."""
