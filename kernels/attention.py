@@ -27,7 +27,7 @@ def _attention_kernel(
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_ot, stride_oh,
     scale_log2, group, slope_batch_stride,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    CAUSAL: tl.constexpr, ALIBI: tl.constexpr,
+    CAUSAL: tl.constexpr, ALIBI: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     m_block = tl.program_id(0)
     seq = tl.program_id(1)
@@ -60,7 +60,7 @@ def _attention_kernel(
             key_ok = keys < k_len
             k = tl.load(K + (k_start + keys)[:, None] * stride_kt + kv_head * stride_kh + dims[None, :],
                         mask=key_ok[:, None] & dim_ok[None, :], other=0.0)  # fmt: skip
-            s = tl.dot(q, tl.trans(k)) * scale_log2
+            s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2
             if ALIBI:
                 s -= slope * tl.abs((rows[:, None] + shift - keys[None, :]).to(tl.float32))
             ok = key_ok[None, :]
@@ -74,7 +74,7 @@ def _attention_kernel(
             l_i = l_i * alpha + tl.sum(p, 1)
             v = tl.load(V + (k_start + keys)[:, None] * stride_vt + kv_head * stride_vh + dims[None, :],
                         mask=key_ok[:, None] & dim_ok[None, :], other=0.0)  # fmt: skip
-            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
             m_i = m_new
         out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]  # a query with no key at all gets zeros
         tl.store(O + (q_start + rows)[:, None] * stride_ot + head * stride_oh + dims[None, :],
@@ -128,7 +128,9 @@ def varlen_attention(
         scale * 1.4426950408889634, heads // k.shape[1],
         heads if alibi_slopes is not None and alibi_slopes.dim() == 2 else 0,
         HEAD_DIM=head_dim, BLOCK_D=max(16, triton.next_power_of_2(head_dim)), BLOCK_M=block_m, BLOCK_N=block_n,
-        CAUSAL=bool(causal), ALIBI=alibi_slopes is not None, **launch_options(q.device, head_dim),
+        CAUSAL=bool(causal), ALIBI=alibi_slopes is not None,
+        # float32 stays float32 (Triton would otherwise round it to TF32 on tensor cores)
+        PRECISION="ieee" if q.dtype == torch.float32 else "tf32", **launch_options(q.device, head_dim),
     )  # fmt: skip
     return out
 
