@@ -9,6 +9,8 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
+from .models.registry import architecture
+
 from .pooling import Dense, PoolingConfig
 from .weights import load_weights
 
@@ -108,7 +110,7 @@ def load_model_spec(name_or_path: str | Path) -> ModelSpec:
         tokenizer=tokenizer,
         weights=load_weights(transformer_dir),
         max_seq_length=max_seq_length,
-        pooling=pooling or PoolingConfig(modes=("mean",)),
+        pooling=pooling or PoolingConfig(modes=(architecture(config).pooling,)),
         dense=dense,
         normalize=normalize,
         do_lower_case=bool(st_config.get("do_lower_case", False)),

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .bert import build_bert
+from .decoder import build_decoder
 from .distilbert import build_distilbert
 
 
@@ -14,6 +15,7 @@ class Architecture:
     build: Callable
     attention: str
     positions: str
+    pooling: str = "mean"  # when the checkpoint has no sentence-transformers Pooling module
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -22,13 +24,24 @@ ARCHITECTURES: dict[str, Architecture] = {
     "xlm-roberta": Architecture(build_bert, "bidirectional", "absolute, offset past padding_idx"),
     "camembert": Architecture(build_bert, "bidirectional", "absolute, offset past padding_idx"),
     "distilbert": Architecture(build_distilbert, "bidirectional", "absolute"),
+    "llama": Architecture(build_decoder, "causal, grouped-query", "rotary (theta, scaling)", "lasttoken"),
+    "mistral": Architecture(build_decoder, "causal, grouped-query, sliding window", "rotary", "lasttoken"),
+    "qwen2": Architecture(build_decoder, "causal, grouped-query, optional sliding window", "rotary", "lasttoken"),
+    "qwen3": Architecture(build_decoder, "causal, grouped-query, q/k RMSNorm", "rotary", "lasttoken"),
+    "gemma3_text": Architecture(build_decoder, "causal or bidirectional, sliding/global layers, q/k RMSNorm",
+                                "rotary (local and global theta)", "lasttoken"),
 }
 
 
-def build_model(config: dict, weights, device, dtype, int8: bool = False):
-    """Our model for config.json's model_type; int8=True quantizes its linear layers' weights."""
+def architecture(config: dict) -> Architecture:
+    """The Architecture for config.json's model_type, or an error naming the supported ones."""
     model_type = config.get("model_type")
     arch = ARCHITECTURES.get(model_type)
     if arch is None:
         raise ValueError(f"unsupported architecture model_type={model_type!r}; supported: {', '.join(ARCHITECTURES)}")
-    return arch.build(config, weights, device, dtype, int8)
+    return arch
+
+
+def build_model(config: dict, weights, device, dtype, int8: bool = False):
+    """Our model for config.json's model_type; int8=True quantizes its linear layers' weights."""
+    return architecture(config).build(config, weights, device, dtype, int8)

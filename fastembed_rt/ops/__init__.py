@@ -40,9 +40,23 @@ def embed(word, position, token_type, input_ids, cu_seqlens, position_offset=0):
     return select("embed", word.device, word.dtype).fn(word, position, token_type, input_ids, cu_seqlens, position_offset)
 
 
-def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False):
-    """Attention within each packed sequence (flash-attn varlen conventions). q: [T, Hq, D]."""
+def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False, window=None):
+    """Attention within each packed sequence (flash-attn varlen conventions). q: [T, Hq, D].
+    window=(left, right): sliding-window layers (see reference.attention); a window wider than every
+    sequence changes nothing and is dropped, a narrower one runs on the reference (no kernel takes one yet)."""
+    if window is not None and (window[0] < max_seqlen - 1 or (not causal and window[1] < max_seqlen - 1)):
+        return reference.attention(q, k, v, cu_seqlens, max_seqlen, scale, causal, window)
     return select("attention", q.device, q.dtype).fn(q, k, v, cu_seqlens, max_seqlen, scale, causal)
+
+
+def rotary(x, cos, sin):
+    """Rotary position embedding of x [T, H, D] with per-token angles cos / sin [T, R/2] (rotate-half form)."""
+    return reference.rotary(x, cos, sin)
+
+
+def glu(gate, up, activation):
+    """activation(gate) * up: SwiGLU ("silu") and GeGLU ("gelu", "gelu_tanh")."""
+    return reference.glu(gate, up, activation)
 
 
 def layer_norm(x, weight, bias, eps, residual=None):
@@ -107,6 +121,7 @@ __all__ = [
     "feed_forward",
     "forcing",
     "gelu",
+    "glu",
     "hamming_topk",
     "implementation_table",
     "implementations",
@@ -116,6 +131,7 @@ __all__ = [
     "pool",
     "reference_only",
     "rms_norm",
+    "rotary",
     "set_reference_only",
     "use_implementation",
     "use_reference",

@@ -31,8 +31,10 @@ def embed(word, position, token_type, input_ids, cu_seqlens, position_offset=0):
     return x.to(word.dtype)
 
 
-def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False):
-    """Softmax attention within each packed sequence. q: [T, Hq, D]; k, v: [T, Hkv, D], Hq % Hkv == 0."""
+def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False, window=None):
+    """Softmax attention within each packed sequence. q: [T, Hq, D]; k, v: [T, Hkv, D], Hq % Hkv == 0.
+    window=(left, right) keeps key j for query i only where i - left <= j <= i + right (flash-attn's
+    window_size; sliding-window layers), on top of the causal mask when causal."""
     del max_seqlen  # the reference walks sequences one by one and needs no bound
     heads, head_dim = q.shape[1], q.shape[2]
     group = heads // k.shape[1]
@@ -47,12 +49,35 @@ def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False):
         ks = k[start:end].transpose(0, 1).to(compute).repeat_interleave(group, dim=0)
         vs = v[start:end].transpose(0, 1).to(compute).repeat_interleave(group, dim=0)
         scores = torch.matmul(qs, ks.transpose(1, 2)) * scale
-        if causal:
-            length = end - start
-            future = torch.ones(length, length, dtype=torch.bool, device=q.device).triu(1)
-            scores = scores.masked_fill(future, float("-inf"))
+        if causal or window is not None:
+            pos = torch.arange(end - start, device=q.device)
+            offset = pos[None, :] - pos[:, None]  # key position minus query position
+            hidden = offset > 0 if causal else torch.zeros_like(offset, dtype=torch.bool)
+            if window is not None:
+                hidden |= (offset < -window[0]) | (offset > window[1])
+            scores = scores.masked_fill(hidden, float("-inf"))
         out[start:end] = torch.matmul(torch.softmax(scores, dim=-1), vs).transpose(0, 1).to(q.dtype)
     return out
+
+
+def rotary(x, cos, sin):
+    """Rotary position embedding, rotate-half form (Llama, Qwen, Gemma, ModernBERT, GTE, NomicBERT): for
+    x [T, H, D] and cos / sin [T, R/2] (R <= D rotated dims), pairs (x[i], x[i + R/2]) turn by each angle;
+    dims past R pass through."""
+    half = cos.shape[-1]
+    compute = torch.promote_types(x.dtype, torch.float32)
+    x1, x2, rest = x[..., :half].to(compute), x[..., half : 2 * half].to(compute), x[..., 2 * half :]
+    c, s = cos[:, None, :].to(compute), sin[:, None, :].to(compute)
+    return torch.cat([(x1 * c - x2 * s).to(x.dtype), (x2 * c + x1 * s).to(x.dtype), rest], dim=-1)
+
+
+_GLU_ACTIVATIONS = {"silu": F.silu, "gelu": F.gelu, "gelu_tanh": lambda t: F.gelu(t, approximate="tanh")}
+
+
+def glu(gate, up, activation):
+    """activation(gate) * up (SwiGLU with silu, GeGLU with gelu / gelu_tanh), in at least float32."""
+    compute = torch.promote_types(gate.dtype, torch.float32)
+    return (_GLU_ACTIVATIONS[activation](gate.to(compute)) * up.to(compute)).to(gate.dtype)
 
 
 def layer_norm(x, weight, bias, eps, residual=None):

@@ -1,0 +1,227 @@
+"""Decoder LLMs used as embedders, over packed sequences: Llama, Mistral, Qwen2, Qwen3 (Qwen3-Embedding) and
+Gemma 3 text (EmbeddingGemma), which differ in a handful of switches read from config.json:
+
+    attention       causal, or bidirectional (Gemma 3's use_bidirectional_attention); grouped-query heads;
+                    full or sliding-window per layer (layer_types, sliding_window); q/k RMSNorm (Qwen3, Gemma 3);
+                    bias on q/k/v (Qwen2); scale 1/sqrt(head_dim) or query_pre_attn_scalar (Gemma 3)
+    positions       RoPE with the config's theta and scaling (default, linear, dynamic, llama3), per layer type
+    norms           pre-norm RMSNorm; Gemma's (1 + weight) form and its extra post-attention / post-MLP norms
+    MLP             SwiGLU (silu) or GeGLU (gelu_pytorch_tanh)
+    embeddings      Gemma scales them by sqrt(hidden_size)
+
+x = x + attn(norm(x)); x = x + mlp(norm(x)); final norm. Pooling is the checkpoint's (last token by default).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .. import ops
+from ..ops.reference import packed_positions
+from .bert import WeightReader
+
+ACTIVATIONS = {"silu": "silu", "swish": "silu", "gelu_pytorch_tanh": "gelu_tanh", "gelu_tanh": "gelu_tanh", "gelu": "gelu"}
+GEMMA = ("gemma3_text",)
+
+
+@dataclass
+class DecoderConfig:
+    model_type: str
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    eps: float
+    activation: str
+    causal: bool
+    scale: float
+    qk_norm: bool
+    gemma: bool
+    windows: list  # per layer: None (full attention) or (left, right) for flash-attn's window_size
+    rope_layer_types: list  # per layer: the key of its RoPE table
+
+
+def _rope_parameters(config: dict) -> dict[str, dict]:
+    """RoPE parameters per layer type, from transformers 5's rope_parameters or the older keys."""
+    params = config.get("rope_parameters")
+    if params is None:
+        params = dict(config.get("rope_scaling") or {})
+        params.setdefault("rope_type", params.pop("type", "default"))
+        params["rope_theta"] = config.get("rope_theta", 10000.0)
+        if config.get("rope_local_base_freq") is not None:  # Gemma 3: local layers' own theta
+            local = {**params, "rope_type": "default", "rope_theta": config["rope_local_base_freq"]}
+            return {"full_attention": params, "sliding_attention": local}
+        return {"all": params}
+    if "rope_theta" in params or "rope_type" in params:
+        return {"all": params}
+    return params  # already per layer type
+
+
+def inverse_frequencies(params: dict, rotary_dim: int, max_positions: int) -> torch.Tensor:
+    """RoPE inverse frequencies [rotary_dim / 2] for one rope_parameters dict."""
+    theta = float(params.get("rope_theta", 10000.0))
+    inv = 1.0 / theta ** (torch.arange(0, rotary_dim, 2, dtype=torch.float64) / rotary_dim)
+    kind = params.get("rope_type", "default")
+    if kind in ("default", "dynamic"):  # dynamic NTK changes nothing up to the trained length, our maximum
+        return inv
+    factor = float(params["factor"])
+    if kind == "linear":
+        return inv / factor
+    if kind == "llama3":
+        original = params.get("original_max_position_embeddings", max_positions)
+        low, high = params.get("low_freq_factor", 1.0), params.get("high_freq_factor", 4.0)
+        wavelength = 2 * math.pi / inv
+        scaled = torch.where(wavelength > original / low, inv / factor, inv)
+        smooth = (original / wavelength - low) / (high - low)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = (wavelength >= original / high) & (wavelength <= original / low)
+        return torch.where(medium, smoothed, scaled)
+    raise ValueError(f"unsupported rope_type {kind!r}; supported: default, dynamic, linear, llama3")
+
+
+def _layer_types(config: dict, layers: int) -> list[str]:
+    if config.get("layer_types"):
+        return list(config["layer_types"])
+    if config.get("model_type") == "gemma3_text":  # older Gemma 3 configs: every Nth layer global
+        n = config.get("sliding_window_pattern", 6)
+        return ["full_attention" if (i + 1) % n == 0 else "sliding_attention" for i in range(layers)]
+    if config.get("model_type") == "qwen2":
+        sliding = config.get("use_sliding_window", False)
+        start = config.get("max_window_layers", layers)
+        return ["sliding_attention" if sliding and i >= start else "full_attention" for i in range(layers)]
+    if config.get("model_type") == "mistral" and config.get("sliding_window"):
+        return ["sliding_attention"] * layers
+    return ["full_attention"] * layers
+
+
+def decoder_config(config: dict) -> DecoderConfig:
+    model_type = config["model_type"]
+    hidden, heads = config["hidden_size"], config["num_attention_heads"]
+    head_dim = config.get("head_dim") or hidden // heads
+    gemma = model_type in GEMMA
+    activation = config.get("hidden_activation") or config.get("hidden_act", "silu")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unsupported activation {activation!r}; supported: {', '.join(ACTIVATIONS)}")
+    causal = not config.get("use_bidirectional_attention", False)
+    layers = config["num_hidden_layers"]
+    types = _layer_types(config, layers)
+    window = config.get("sliding_window")
+    windows = []
+    for kind in types:
+        if kind == "sliding_attention" and window and causal:
+            windows.append((window - 1, 0))  # i - window < j <= i
+        elif kind == "sliding_attention" and window:
+            windows.append((window // 2, window // 2))  # Gemma 3 bidirectional: |i - j| <= window / 2
+        else:
+            windows.append(None)
+    rope = _rope_parameters(config)
+    scale = config["query_pre_attn_scalar"] ** -0.5 if gemma and config.get("query_pre_attn_scalar") else head_dim**-0.5
+    return DecoderConfig(
+        model_type=model_type, hidden_size=hidden, num_layers=layers, num_heads=heads,
+        num_kv_heads=config.get("num_key_value_heads") or heads, head_dim=head_dim,
+        eps=config.get("rms_norm_eps", 1e-6), activation=ACTIVATIONS[activation], causal=causal, scale=scale,
+        qk_norm=model_type in ("qwen3", "gemma3_text"), gemma=gemma,
+        windows=windows, rope_layer_types=[t if t in rope else "all" for t in types],
+    )  # fmt: skip
+
+
+@dataclass
+class DecoderLayer:
+    attn_norm: torch.Tensor
+    qkv: ops.Linear
+    q_norm: torch.Tensor | None
+    k_norm: torch.Tensor | None
+    out: ops.Linear
+    post_attn_norm: torch.Tensor | None  # Gemma
+    mlp_norm: torch.Tensor
+    gate_up: ops.Linear  # [2 * intermediate, hidden]: gate rows, then up rows
+    down: ops.Linear
+    post_mlp_norm: torch.Tensor | None  # Gemma
+
+
+class Decoder:
+    """forward(input_ids [T], cu_seqlens [B+1], max_seqlen) -> final hidden states [T, H]."""
+
+    def __init__(self, config: DecoderConfig, embeddings, layers, final_norm, rope: dict[str, torch.Tensor], max_positions):
+        self.config, self.embeddings, self.layers, self.final_norm = config, embeddings, layers, final_norm
+        self.rope = rope  # layer type -> inverse frequencies (float64)
+        self.max_positions = max_positions
+
+    def _angles(self, positions: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        out = {}
+        for kind, inv in self.rope.items():
+            angles = positions.to(torch.float64)[:, None] * inv.to(positions.device)[None, :]
+            out[kind] = (angles.cos().float(), angles.sin().float())
+        return out
+
+    def forward(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int) -> torch.Tensor:
+        c = self.config
+        x = self.embeddings[input_ids]
+        if c.gemma:
+            x = x * torch.tensor(c.hidden_size**0.5, dtype=x.dtype)
+        angles = self._angles(packed_positions(cu_seqlens).to(input_ids.device))
+        tokens = x.shape[0]
+        q_size, kv_size = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
+        residual = None
+        for layer, window, kind in zip(self.layers, c.windows, c.rope_layer_types):
+            if residual is None:
+                h, residual = ops.rms_norm(x, layer.attn_norm, c.eps, return_sum=True)
+            else:
+                h, residual = ops.rms_norm(x, layer.attn_norm, c.eps, residual, return_sum=True)
+            qkv = layer.qkv(h)
+            q = qkv[:, :q_size].reshape(tokens, c.num_heads, c.head_dim)
+            k = qkv[:, q_size : q_size + kv_size].reshape(tokens, c.num_kv_heads, c.head_dim)
+            v = qkv[:, q_size + kv_size :].reshape(tokens, c.num_kv_heads, c.head_dim).contiguous()
+            if layer.q_norm is not None:  # per head, over head_dim
+                q = ops.rms_norm(q.reshape(-1, c.head_dim), layer.q_norm, c.eps).view(q.shape)
+                k = ops.rms_norm(k.reshape(-1, c.head_dim), layer.k_norm, c.eps).view(k.shape)
+            cos, sin = angles[kind]
+            q, k = ops.rotary(q, cos, sin).contiguous(), ops.rotary(k, cos, sin).contiguous()
+            context = ops.attention(q, k, v, cu_seqlens, max_seqlen, c.scale, c.causal, window)
+            x = layer.out(context.reshape(tokens, q_size))
+            if layer.post_attn_norm is not None:
+                x = ops.rms_norm(x, layer.post_attn_norm, c.eps)
+            h, residual = ops.rms_norm(x, layer.mlp_norm, c.eps, residual, return_sum=True)
+            gate_up = layer.gate_up(h)
+            half = gate_up.shape[1] // 2
+            x = layer.down(ops.glu(gate_up[:, :half], gate_up[:, half:], c.activation).contiguous())
+            if layer.post_mlp_norm is not None:
+                x = ops.rms_norm(x, layer.post_mlp_norm, c.eps)
+        return ops.rms_norm(x, self.final_norm, c.eps, residual)
+
+
+def build_decoder(config: dict, weights, device, dtype, int8: bool = False) -> Decoder:
+    c = decoder_config(config)
+    w = WeightReader(weights, "embed_tokens.weight", device, dtype, int8)
+    qkv_bias = bool(config.get("attention_bias", c.model_type == "qwen2"))
+
+    def norm(name):  # Gemma keeps (weight - 1): its RMSNorm multiplies by (1 + weight), computed in float32
+        return (w.weights[w.prefix + name].float() + 1.0).to(device, dtype) if c.gemma else w(name)
+
+    def optional_norm(name):
+        return norm(name) if w.prefix + name in w.weights else None
+
+    layers = []
+    for i in range(c.num_layers):
+        p = f"layers.{i}."
+        a = p + "self_attn."
+        layers.append(DecoderLayer(
+            attn_norm=norm(p + "input_layernorm.weight"),
+            qkv=w.linear(a + "q_proj", a + "k_proj", a + "v_proj", bias=qkv_bias, sensitive=True),
+            q_norm=norm(a + "q_norm.weight") if c.qk_norm else None,
+            k_norm=norm(a + "k_norm.weight") if c.qk_norm else None,
+            out=w.linear(a + "o_proj", bias=bool(config.get("attention_bias", False))),
+            post_attn_norm=optional_norm(p + "post_attention_layernorm.weight") if c.gemma else None,
+            mlp_norm=norm(p + ("pre_feedforward_layernorm.weight" if c.gemma else "post_attention_layernorm.weight")),
+            gate_up=w.linear(p + "mlp.gate_proj", p + "mlp.up_proj", bias=bool(config.get("mlp_bias", False))),
+            down=w.linear(p + "mlp.down_proj", bias=bool(config.get("mlp_bias", False))),
+            post_mlp_norm=optional_norm(p + "post_feedforward_layernorm.weight") if c.gemma else None,
+        ))  # fmt: skip
+    max_positions = config.get("max_position_embeddings", 32768)
+    rotary_dim = int(c.head_dim * config.get("partial_rotary_factor", 1.0))
+    rope = {kind: inverse_frequencies(params, rotary_dim, max_positions) for kind, params in _rope_parameters(config).items()}
+    return Decoder(c, w("embed_tokens.weight"), layers, norm("norm.weight"), rope, max_positions)

@@ -1,0 +1,80 @@
+"""Rotary / relative-position encoders and decoder LLMs against Hugging Face transformers, on tiny random
+configs made here: last hidden states within 1e-4 (float32), pooled + normalized vectors at cosine >= 0.99999,
+on one packed batch of mixed lengths (1 and past every sliding window included)."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fastembed_rt.loading import load_model_spec
+from fastembed_rt.models.registry import build_model
+from fastembed_rt.tokenization import pack
+
+from .test_hf_parity import hf_hidden_states
+
+LENGTHS = [1, 7, 2, 33, 5, 70, 19]  # past the sliding windows below (8 and 16)
+VOCAB = 30522
+
+
+def tiny(kind: str):
+    import transformers as tf
+
+    decoder = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                   num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-6)  # fmt: skip
+    configs = {
+        "llama": lambda: tf.LlamaConfig(**decoder),
+        "llama3-rope": lambda: tf.LlamaConfig(**decoder, rope_parameters={
+            "rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 32}),
+        "llama-linear-rope-bias": lambda: tf.LlamaConfig(**decoder, attention_bias=True, mlp_bias=True,
+                                                         rope_parameters={"rope_type": "linear", "rope_theta": 10000.0, "factor": 2.0}),
+        "mistral": lambda: tf.MistralConfig(**decoder, sliding_window=8),
+        "qwen2": lambda: tf.Qwen2Config(**decoder, use_sliding_window=True, sliding_window=16, max_window_layers=1),
+        "qwen3": lambda: tf.Qwen3Config(**decoder, head_dim=24),
+        "gemma3": lambda: tf.Gemma3TextConfig(**decoder, head_dim=16, sliding_window=8, query_pre_attn_scalar=24,
+                                              layer_types=["sliding_attention", "full_attention", "sliding_attention"]),
+        "gemma3-bidirectional": lambda: tf.Gemma3TextConfig(**decoder, head_dim=16, sliding_window=8,
+                                                            use_bidirectional_attention=True,
+                                                            layer_types=["sliding_attention", "full_attention", "sliding_attention"]),
+    }  # fmt: skip
+    return configs[kind]()
+
+
+def save_random(config, directory, minilm_path):
+    from transformers import AutoModel
+
+    torch.manual_seed(0)
+    model = AutoModel.from_config(config, attn_implementation="eager").eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():  # random norms and biases too, not just ones and zeros
+            torch.nn.init.normal_(p, std=0.5 if "norm" in name else 0.08)
+    model.save_pretrained(directory, safe_serialization=True)
+    shutil.copy(minilm_path / "tokenizer.json", directory / "tokenizer.json")
+    return model
+
+
+KINDS = ["llama", "llama3-rope", "llama-linear-rope-bias", "mistral", "qwen2", "qwen3", "gemma3", "gemma3-bidirectional"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_hidden_states_and_pooled_vectors_match_transformers(kind, tmp_path, minilm_path):
+    hf_model = save_random(tiny(kind), tmp_path, minilm_path)
+    g = torch.Generator().manual_seed(1)
+    ids = [torch.randint(5, VOCAB, (n,), generator=g).tolist() for n in LENGTHS]
+    spec = load_model_spec(tmp_path)
+    ours = build_model(spec.config, spec.weights, torch.device("cpu"), torch.float32)
+    batch = pack(ids)
+    got = ours.forward(batch.input_ids, batch.cu_seqlens, batch.max_seqlen)
+    want = hf_hidden_states(hf_model, ids)
+    assert got.shape == want.shape
+    error = (got - want).abs().max().item()
+    assert error <= 1e-4, f"{kind}: max abs error {error:.3g}"
+    # The default pooling of a decoder: its last token, normalized.
+    assert spec.pooling.modes == ("lasttoken",)
+    last = batch.cu_seqlens[1:].long() - 1
+    cos = F.cosine_similarity(F.normalize(got[last], dim=1), F.normalize(want[last], dim=1))
+    assert cos.min().item() >= 0.99999
+    assert np.isfinite(got.numpy()).all()
