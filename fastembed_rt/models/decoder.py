@@ -14,7 +14,6 @@ x = x + attn(norm(x)); x = x + mlp(norm(x)); final norm. Pooling is the checkpoi
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +21,7 @@ import torch
 from .. import ops
 from ..ops.reference import packed_positions
 from .bert import WeightReader
+from .rotary import Rotary, rope_parameters
 
 ACTIVATIONS = {"silu": "silu", "swish": "silu", "gelu_pytorch_tanh": "gelu_tanh", "gelu_tanh": "gelu_tanh", "gelu": "gelu"}
 GEMMA = ("gemma3_text",)
@@ -43,44 +43,6 @@ class DecoderConfig:
     gemma: bool
     windows: list  # per layer: None (full attention) or (left, right) for flash-attn's window_size
     rope_layer_types: list  # per layer: the key of its RoPE table
-
-
-def _rope_parameters(config: dict) -> dict[str, dict]:
-    """RoPE parameters per layer type, from transformers 5's rope_parameters or the older keys."""
-    params = config.get("rope_parameters")
-    if params is None:
-        params = dict(config.get("rope_scaling") or {})
-        params.setdefault("rope_type", params.pop("type", "default"))
-        params["rope_theta"] = config.get("rope_theta", 10000.0)
-        if config.get("rope_local_base_freq") is not None:  # Gemma 3: local layers' own theta
-            local = {**params, "rope_type": "default", "rope_theta": config["rope_local_base_freq"]}
-            return {"full_attention": params, "sliding_attention": local}
-        return {"all": params}
-    if "rope_theta" in params or "rope_type" in params:
-        return {"all": params}
-    return params  # already per layer type
-
-
-def inverse_frequencies(params: dict, rotary_dim: int, max_positions: int) -> torch.Tensor:
-    """RoPE inverse frequencies [rotary_dim / 2] for one rope_parameters dict."""
-    theta = float(params.get("rope_theta", 10000.0))
-    inv = 1.0 / theta ** (torch.arange(0, rotary_dim, 2, dtype=torch.float64) / rotary_dim)
-    kind = params.get("rope_type", "default")
-    if kind in ("default", "dynamic"):  # dynamic NTK changes nothing up to the trained length, our maximum
-        return inv
-    factor = float(params["factor"])
-    if kind == "linear":
-        return inv / factor
-    if kind == "llama3":
-        original = params.get("original_max_position_embeddings", max_positions)
-        low, high = params.get("low_freq_factor", 1.0), params.get("high_freq_factor", 4.0)
-        wavelength = 2 * math.pi / inv
-        scaled = torch.where(wavelength > original / low, inv / factor, inv)
-        smooth = (original / wavelength - low) / (high - low)
-        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
-        medium = (wavelength >= original / high) & (wavelength <= original / low)
-        return torch.where(medium, smoothed, scaled)
-    raise ValueError(f"unsupported rope_type {kind!r}; supported: default, dynamic, linear, llama3")
 
 
 def _layer_types(config: dict, layers: int) -> list[str]:
@@ -118,7 +80,7 @@ def decoder_config(config: dict) -> DecoderConfig:
             windows.append((window // 2, window // 2))  # Gemma 3 bidirectional: |i - j| <= window / 2
         else:
             windows.append(None)
-    rope = _rope_parameters(config)
+    rope = rope_parameters(config)
     scale = config["query_pre_attn_scalar"] ** -0.5 if gemma and config.get("query_pre_attn_scalar") else head_dim**-0.5
     return DecoderConfig(
         model_type=model_type, hidden_size=hidden, num_layers=layers, num_heads=heads,
@@ -146,24 +108,17 @@ class DecoderLayer:
 class Decoder:
     """forward(input_ids [T], cu_seqlens [B+1], max_seqlen) -> final hidden states [T, H]."""
 
-    def __init__(self, config: DecoderConfig, embeddings, layers, final_norm, rope: dict[str, torch.Tensor], max_positions):
+    def __init__(self, config: DecoderConfig, embeddings, layers, final_norm, rotary: Rotary, max_positions: int):
         self.config, self.embeddings, self.layers, self.final_norm = config, embeddings, layers, final_norm
-        self.rope = rope  # layer type -> inverse frequencies (float64)
+        self.rotary = rotary
         self.max_positions = max_positions
-
-    def _angles(self, positions: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        out = {}
-        for kind, inv in self.rope.items():
-            angles = positions.to(torch.float64)[:, None] * inv.to(positions.device)[None, :]
-            out[kind] = (angles.cos().float(), angles.sin().float())
-        return out
 
     def forward(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int) -> torch.Tensor:
         c = self.config
         x = self.embeddings[input_ids]
         if c.gemma:
             x = x * torch.tensor(c.hidden_size**0.5, dtype=x.dtype)
-        angles = self._angles(packed_positions(cu_seqlens).to(input_ids.device))
+        angles = self.rotary.angles(packed_positions(cu_seqlens).to(input_ids.device))
         tokens = x.shape[0]
         q_size, kv_size = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
         residual = None
@@ -222,6 +177,4 @@ def build_decoder(config: dict, weights, device, dtype, int8: bool = False) -> D
             post_mlp_norm=optional_norm(p + "post_feedforward_layernorm.weight") if c.gemma else None,
         ))  # fmt: skip
     max_positions = config.get("max_position_embeddings", 32768)
-    rotary_dim = int(c.head_dim * config.get("partial_rotary_factor", 1.0))
-    rope = {kind: inverse_frequencies(params, rotary_dim, max_positions) for kind, params in _rope_parameters(config).items()}
-    return Decoder(c, w("embed_tokens.weight"), layers, norm("norm.weight"), rope, max_positions)
+    return Decoder(c, w("embed_tokens.weight"), layers, norm("norm.weight"), Rotary.from_config(config, c.head_dim), max_positions)

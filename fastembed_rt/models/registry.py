@@ -8,6 +8,7 @@ from typing import Callable
 from .bert import build_bert
 from .decoder import build_decoder
 from .distilbert import build_distilbert
+from .rotary_encoder import build_rotary_encoder
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,9 @@ ARCHITECTURES: dict[str, Architecture] = {
     "xlm-roberta": Architecture(build_bert, "bidirectional", "absolute, offset past padding_idx"),
     "camembert": Architecture(build_bert, "bidirectional", "absolute, offset past padding_idx"),
     "distilbert": Architecture(build_distilbert, "bidirectional", "absolute"),
+    "gte": Architecture(build_rotary_encoder, "bidirectional", "rotary"),
+    "nomic_bert": Architecture(build_rotary_encoder, "bidirectional", "rotary"),
+    "jina_embeddings_v3": Architecture(build_rotary_encoder, "bidirectional", "rotary (LoRA adapters not applied)"),
     "llama": Architecture(build_decoder, "causal, grouped-query", "rotary (theta, scaling)", "lasttoken"),
     "mistral": Architecture(build_decoder, "causal, grouped-query, sliding window", "rotary", "lasttoken"),
     "qwen2": Architecture(build_decoder, "causal, grouped-query, optional sliding window", "rotary", "lasttoken"),

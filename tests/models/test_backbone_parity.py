@@ -24,7 +24,13 @@ def tiny(kind: str):
 
     decoder = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
                    num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-6)  # fmt: skip
+    encoder = dict(vocab_size=VOCAB, hidden_size=48, intermediate_size=72, num_hidden_layers=2, num_attention_heads=4,
+                   max_position_embeddings=256)  # fmt: skip
     configs = {
+        "gte": lambda: tf.GteConfig(**encoder, type_vocab_size=0),
+        "gte-token-types": lambda: tf.GteConfig(**encoder, type_vocab_size=2),
+        "nomic_bert": lambda: tf.NomicBertConfig(**encoder),
+        "jina_embeddings_v3": lambda: tf.JinaEmbeddingsV3Config(**encoder),
         "llama": lambda: tf.LlamaConfig(**decoder),
         "llama3-rope": lambda: tf.LlamaConfig(**decoder, rope_parameters={
             "rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
@@ -56,7 +62,9 @@ def save_random(config, directory, minilm_path):
     return model
 
 
-KINDS = ["llama", "llama3-rope", "llama-linear-rope-bias", "mistral", "qwen2", "qwen3", "gemma3", "gemma3-bidirectional"]
+ENCODERS = ["gte", "gte-token-types", "nomic_bert", "jina_embeddings_v3"]
+DECODERS = ["llama", "llama3-rope", "llama-linear-rope-bias", "mistral", "qwen2", "qwen3", "gemma3", "gemma3-bidirectional"]
+KINDS = ENCODERS + DECODERS
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -72,9 +80,14 @@ def test_hidden_states_and_pooled_vectors_match_transformers(kind, tmp_path, min
     assert got.shape == want.shape
     error = (got - want).abs().max().item()
     assert error <= 1e-4, f"{kind}: max abs error {error:.3g}"
-    # The default pooling of a decoder: its last token, normalized.
-    assert spec.pooling.modes == ("lasttoken",)
-    last = batch.cu_seqlens[1:].long() - 1
-    cos = F.cosine_similarity(F.normalize(got[last], dim=1), F.normalize(want[last], dim=1))
+    # Pooled as the architecture pools by default (decoders: the last token), then normalized.
+    if kind in DECODERS:
+        assert spec.pooling.modes == ("lasttoken",)
+        got_pooled, want_pooled = got[batch.cu_seqlens[1:].long() - 1], want[batch.cu_seqlens[1:].long() - 1]
+    else:
+        assert spec.pooling.modes == ("mean",)
+        got_pooled, want_pooled = (torch.stack([t[a:b].mean(0) for a, b in zip(batch.cu_seqlens[:-1], batch.cu_seqlens[1:])])
+                                   for t in (got, want))  # fmt: skip
+    cos = F.cosine_similarity(F.normalize(got_pooled, dim=1), F.normalize(want_pooled, dim=1))
     assert cos.min().item() >= 0.99999
     assert np.isfinite(got.numpy()).all()

@@ -1,0 +1,128 @@
+"""Post-LayerNorm encoders with rotary positions: GTE "new" (gte), NomicBERT (nomic_bert) and the XLM-R
+backbone of Jina embeddings v3 (jina_embeddings_v3, without its LoRA adapters).
+
+    x = LN(word + token_type[0]);  per layer: x = LN(x + attn(x)); x = LN(x + mlp(x))
+
+attention is bidirectional with RoPE on q and k; the MLP is GLU (GTE: GeGLU, NomicBERT: SwiGLU) or plain
+(Jina v3: fc1 -> GELU -> fc2). Tensor names are those of the checkpoints on the Hub, which transformers also
+writes (it renames them to its own classes' only in memory): fused Wqkv / qkv_proj, up_gate_proj, fc11 / fc12.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .. import ops
+from ..ops.reference import packed_positions
+from .bert import WeightReader
+from .decoder import ACTIVATIONS
+from .rotary import Rotary
+
+
+@dataclass
+class RotaryEncoderConfig:
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    eps: float
+    activation: str
+    gated: bool
+
+
+@dataclass
+class RotaryEncoderLayer:
+    qkv: ops.Linear
+    out: ops.Linear
+    attn_norm: tuple[torch.Tensor, torch.Tensor]
+    up: ops.Linear  # gated: gate rows, then up rows
+    down: ops.Linear
+    mlp_norm: tuple[torch.Tensor, torch.Tensor]
+
+
+class RotaryEncoder:
+    def __init__(self, config, embeddings, token_type, norm, layers, rotary: Rotary, max_positions: int):
+        self.config, self.embeddings, self.token_type, self.norm = config, embeddings, token_type, norm
+        self.layers, self.rotary, self.max_positions = layers, rotary, max_positions
+
+    def forward(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int) -> torch.Tensor:
+        c = self.config
+        tokens, head_dim = input_ids.shape[0], c.hidden_size // c.num_heads
+        x = self.embeddings[input_ids]
+        if self.token_type is not None:
+            x = x + self.token_type
+        x = ops.layer_norm(x, *self.norm, c.eps)
+        cos, sin = self.rotary.angles(packed_positions(cu_seqlens).to(input_ids.device))["all"]
+        for layer in self.layers:
+            qkv = layer.qkv(x).view(tokens, 3, c.num_heads, head_dim)
+            q, k = ops.rotary(qkv[:, 0], cos, sin).contiguous(), ops.rotary(qkv[:, 1], cos, sin).contiguous()
+            context = ops.attention(q, k, qkv[:, 2].contiguous(), cu_seqlens, max_seqlen)
+            x = ops.layer_norm(layer.out(context.view(tokens, c.hidden_size)), *layer.attn_norm, c.eps, residual=x)
+            if c.gated:
+                gate_up = layer.up(x)
+                half = gate_up.shape[1] // 2
+                hidden = ops.glu(gate_up[:, :half], gate_up[:, half:], c.activation).contiguous()
+            else:
+                hidden = layer.up(x, c.activation)
+            x = ops.layer_norm(layer.down(hidden), *layer.mlp_norm, c.eps, residual=x)
+        return x
+
+
+# Checkpoint tensor names per model_type: (layer prefix, qkv, out, attention norm, MLP in, MLP out, MLP norm,
+# embedding norm). "MLP in" is GTE's up_gate_proj (up rows, then gate rows), NomicBERT's (gate, up) pair, or
+# Jina's plain fc1.
+NAMES = {
+    "gte": ("encoder.layer.{}.", "attention.qkv_proj", "attention.o_proj", "attn_ln", ("mlp.up_gate_proj",),
+            "mlp.down_proj", "mlp_ln", "embeddings.LayerNorm"),
+    "nomic_bert": ("encoder.layers.{}.", "attn.Wqkv", "attn.out_proj", "norm1", ("mlp.fc12", "mlp.fc11"), "mlp.fc2",
+                   "norm2", "emb_ln"),
+    "jina_embeddings_v3": ("encoder.layers.{}.", "mixer.Wqkv", "mixer.out_proj", "norm1", ("mlp.fc1",), "mlp.fc2",
+                           "norm2", "emb_ln"),
+}  # fmt: skip
+
+
+def _get(config: dict, *keys, default=None):
+    """The first of several config keys present (transformers' names, then the original remote code's)."""
+    return next((config[k] for k in keys if config.get(k) is not None), default)
+
+
+def build_rotary_encoder(config: dict, weights, device, dtype, int8: bool = False) -> RotaryEncoder:
+    model_type = config["model_type"]
+    activation = _get(config, "hidden_act", "activation_function", default="gelu")
+    activation = {"swiglu": "silu", "geglu": "gelu"}.get(activation, activation)
+    gated = model_type in ("gte", "nomic_bert")
+    if ACTIVATIONS.get(activation) is None or (not gated and ACTIVATIONS[activation] == "silu"):
+        raise ValueError(f"{model_type}: unsupported hidden_act {activation!r}")
+    c = RotaryEncoderConfig(
+        hidden_size=_get(config, "hidden_size", "n_embd"), num_layers=_get(config, "num_hidden_layers", "n_layer"),
+        num_heads=_get(config, "num_attention_heads", "n_head"),
+        eps=_get(config, "layer_norm_eps", "layer_norm_epsilon", default=1e-12), activation=ACTIVATIONS[activation],
+        gated=gated,
+    )  # fmt: skip
+    layer_prefix, qkv_name, out_name, attn_norm, mlp_in, mlp_out, mlp_norm, emb_norm = NAMES[model_type]
+    w = WeightReader(weights, "embeddings.word_embeddings.weight", device, dtype, int8)
+    bias = model_type != "nomic_bert"
+
+    def norm(name):
+        return w(name + ".weight"), w(name + ".bias")
+
+    layers = []
+    for i in range(c.num_layers):
+        p = layer_prefix.format(i)
+        if model_type == "gte":  # up_gate_proj holds up rows, then gate rows: reorder to (gate, up)
+            up, gate = w(p + mlp_in[0] + ".weight").chunk(2, dim=0)
+            mlp = ops.Linear(torch.cat([gate, up]).contiguous(), None, int8=int8)
+        else:
+            mlp = w.linear(*(p + n for n in mlp_in), bias=bias and not gated)
+        layers.append(RotaryEncoderLayer(
+            qkv=w.linear(p + qkv_name, bias=bias, sensitive=True), out=w.linear(p + out_name, bias=bias),
+            attn_norm=norm(p + attn_norm), up=mlp, down=w.linear(p + mlp_out, bias=bias), mlp_norm=norm(p + mlp_norm),
+        ))  # fmt: skip
+    token_type_name = "embeddings.token_type_embeddings.weight"
+    token_type = w(token_type_name)[0] if w.prefix + token_type_name in w.weights else None
+    theta = _get(config, "rope_theta", "rotary_emb_base")
+    parameters = None if config.get("rope_parameters") or theta is None else {"all": {"rope_type": "default", "rope_theta": theta}}
+    rotary = Rotary.from_config(config, c.hidden_size // c.num_heads, parameters)
+    return RotaryEncoder(c, w("embeddings.word_embeddings.weight"), token_type, norm(emb_norm), layers, rotary,
+                         _get(config, "max_position_embeddings", "n_positions", default=8192))  # fmt: skip
