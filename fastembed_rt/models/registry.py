@@ -8,6 +8,7 @@ from typing import Callable
 from .bert import build_bert
 from .decoder import build_decoder
 from .distilbert import build_distilbert
+from .modernbert import build_modernbert
 from .rotary_encoder import build_rotary_encoder
 
 
@@ -25,6 +26,8 @@ ARCHITECTURES: dict[str, Architecture] = {
     "xlm-roberta": Architecture(build_bert, "bidirectional", "absolute, offset past padding_idx"),
     "camembert": Architecture(build_bert, "bidirectional", "absolute, offset past padding_idx"),
     "distilbert": Architecture(build_distilbert, "bidirectional", "absolute"),
+    "modernbert": Architecture(build_modernbert, "bidirectional, global and sliding-window layers",
+                               "rotary (global and local theta)"),
     "gte": Architecture(build_rotary_encoder, "bidirectional", "rotary"),
     "nomic_bert": Architecture(build_rotary_encoder, "bidirectional", "rotary"),
     "jina_embeddings_v3": Architecture(build_rotary_encoder, "bidirectional", "rotary (LoRA adapters not applied)"),

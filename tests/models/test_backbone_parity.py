@@ -15,7 +15,7 @@ from fastembed_rt.tokenization import pack
 
 from .test_hf_parity import hf_hidden_states
 
-LENGTHS = [1, 7, 2, 33, 5, 70, 19]  # past the sliding windows below (8 and 16)
+LENGTHS = [1, 7, 2, 33, 5, 70, 19]  # past the sliding windows below (8, 16, and ModernBERT's +-8)
 VOCAB = 30522
 
 
@@ -27,6 +27,12 @@ def tiny(kind: str):
     encoder = dict(vocab_size=VOCAB, hidden_size=48, intermediate_size=72, num_hidden_layers=2, num_attention_heads=4,
                    max_position_embeddings=256)  # fmt: skip
     configs = {
+        "modernbert": lambda: tf.ModernBertConfig(**{**encoder, "num_hidden_layers": 4}, local_attention=16,
+                                                  global_attn_every_n_layers=3, pad_token_id=0, bos_token_id=101,
+                                                  eos_token_id=102, cls_token_id=101, sep_token_id=102),
+        "modernbert-biases": lambda: tf.ModernBertConfig(**encoder, local_attention=16, norm_bias=True, attention_bias=True,
+                                                         mlp_bias=True, hidden_activation="gelu_pytorch_tanh", pad_token_id=0,
+                                                         bos_token_id=101, eos_token_id=102, cls_token_id=101, sep_token_id=102),
         "gte": lambda: tf.GteConfig(**encoder, type_vocab_size=0),
         "gte-token-types": lambda: tf.GteConfig(**encoder, type_vocab_size=2),
         "nomic_bert": lambda: tf.NomicBertConfig(**encoder),
@@ -62,7 +68,7 @@ def save_random(config, directory, minilm_path):
     return model
 
 
-ENCODERS = ["gte", "gte-token-types", "nomic_bert", "jina_embeddings_v3"]
+ENCODERS = ["modernbert", "modernbert-biases", "gte", "gte-token-types", "nomic_bert", "jina_embeddings_v3"]
 DECODERS = ["llama", "llama3-rope", "llama-linear-rope-bias", "mistral", "qwen2", "qwen3", "gemma3", "gemma3-bidirectional"]
 KINDS = ENCODERS + DECODERS
 

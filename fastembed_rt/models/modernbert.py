@@ -1,0 +1,99 @@
+"""ModernBERT over packed sequences: a pre-LayerNorm encoder with rotary positions, GeGLU and no biases,
+whose layers alternate global attention and local sliding-window attention (every Nth layer global, each
+kind with its own RoPE theta).
+
+    x = LN(embed(ids));  per layer: x = x + Wo(attn(LN(x)))   (layer 0: no LN before attention)
+                                    x = x + mlp(LN(x)), mlp = Wo(act(first half of Wi x) * second half)
+    final LN
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .. import ops
+from ..ops.reference import packed_positions
+from .bert import WeightReader
+from .decoder import ACTIVATIONS
+from .rotary import Rotary
+
+
+@dataclass
+class ModernBertConfig:
+    hidden_size: int
+    num_heads: int
+    eps: float
+    activation: str
+    windows: list  # per layer: None (global) or (left, right)
+    rope_kinds: list  # per layer: its RoPE table
+
+
+@dataclass
+class ModernBertLayer:
+    attn_norm: tuple | None  # (weight, bias or None); None in layer 0
+    qkv: ops.Linear
+    out: ops.Linear
+    mlp_norm: tuple
+    up: ops.Linear  # [2 * intermediate, hidden]: activated half, then gate half
+    down: ops.Linear
+
+
+class ModernBert:
+    def __init__(self, config, embeddings, embedding_norm, layers, final_norm, rotary: Rotary, max_positions: int):
+        self.config, self.embeddings, self.embedding_norm = config, embeddings, embedding_norm
+        self.layers, self.final_norm, self.rotary, self.max_positions = layers, final_norm, rotary, max_positions
+
+    def forward(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int) -> torch.Tensor:
+        c = self.config
+        tokens, head_dim = input_ids.shape[0], c.hidden_size // c.num_heads
+        x = ops.layer_norm(self.embeddings[input_ids], *self.embedding_norm, c.eps)
+        angles = self.rotary.angles(packed_positions(cu_seqlens).to(input_ids.device))
+        for layer, window, kind in zip(self.layers, c.windows, c.rope_kinds):
+            h = x if layer.attn_norm is None else ops.layer_norm(x, *layer.attn_norm, c.eps)
+            qkv = layer.qkv(h).view(tokens, 3, c.num_heads, head_dim)
+            cos, sin = angles[kind]
+            q, k = ops.rotary(qkv[:, 0], cos, sin).contiguous(), ops.rotary(qkv[:, 1], cos, sin).contiguous()
+            context = ops.attention(q, k, qkv[:, 2].contiguous(), cu_seqlens, max_seqlen, window=window)
+            x = x + layer.out(context.view(tokens, c.hidden_size))
+            gate_up = layer.up(ops.layer_norm(x, *layer.mlp_norm, c.eps))
+            half = gate_up.shape[1] // 2
+            x = x + layer.down(ops.glu(gate_up[:, :half], gate_up[:, half:], c.activation).contiguous())
+        return ops.layer_norm(x, *self.final_norm, c.eps)
+
+
+def build_modernbert(config: dict, weights, device, dtype, int8: bool = False) -> ModernBert:
+    layers_count = config["num_hidden_layers"]
+    every = config.get("global_attn_every_n_layers") or 3
+    types = config.get("layer_types") or ["full_attention" if i % every == 0 else "sliding_attention" for i in range(layers_count)]
+    half_window = (config.get("local_attention") or 128) // 2  # |i - j| <= local_attention / 2
+    parameters = config.get("rope_parameters") or {
+        "full_attention": {"rope_type": "default", "rope_theta": config.get("global_rope_theta", 160000.0)},
+        "sliding_attention": {"rope_type": "default", "rope_theta": config.get("local_rope_theta") or config.get("global_rope_theta", 160000.0)},
+    }  # fmt: skip
+    activation = config.get("hidden_activation", "gelu")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"modernbert: unsupported hidden_activation {activation!r}")
+    c = ModernBertConfig(
+        hidden_size=config["hidden_size"], num_heads=config["num_attention_heads"], eps=config.get("norm_eps", 1e-5),
+        activation=ACTIVATIONS[activation],
+        windows=[(half_window, half_window) if t == "sliding_attention" else None for t in types], rope_kinds=types,
+    )  # fmt: skip
+    w = WeightReader(weights, "embeddings.tok_embeddings.weight", device, dtype, int8)
+    norm_bias, attn_bias, mlp_bias = config.get("norm_bias", False), config.get("attention_bias", False), config.get("mlp_bias", False)
+
+    def norm(name):
+        return w(name + ".weight"), w(name + ".bias") if norm_bias else None
+
+    layers = []
+    for i in range(layers_count):
+        p = f"layers.{i}."
+        layers.append(ModernBertLayer(
+            attn_norm=None if i == 0 else norm(p + "attn_norm"),
+            qkv=w.linear(p + "attn.Wqkv", bias=attn_bias, sensitive=True), out=w.linear(p + "attn.Wo", bias=attn_bias),
+            mlp_norm=norm(p + "mlp_norm"), up=w.linear(p + "mlp.Wi", bias=mlp_bias), down=w.linear(p + "mlp.Wo", bias=mlp_bias),
+        ))  # fmt: skip
+    rotary = Rotary.from_config(config, c.hidden_size // c.num_heads, parameters)
+    return ModernBert(c, w("embeddings.tok_embeddings.weight"), norm("embeddings.norm"), layers, norm("final_norm"), rotary,
+                      config.get("max_position_embeddings", 8192))  # fmt: skip
