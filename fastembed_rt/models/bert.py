@@ -46,11 +46,11 @@ class EncoderLayer:
     ffn_norm_weight: torch.Tensor
     ffn_norm_bias: torch.Tensor
 
-    def forward(self, x, cu_seqlens, max_seqlen, config: EncoderConfig):
+    def forward(self, x, cu_seqlens, max_seqlen, config: EncoderConfig, relative_bias=None):
         tokens = x.shape[0]
         head_dim = config.hidden_size // config.num_heads
         qkv = self.qkv(x).view(tokens, 3, config.num_heads, head_dim)
-        context = ops.attention(qkv[:, 0], qkv[:, 1], qkv[:, 2], cu_seqlens, max_seqlen)
+        context = ops.attention(qkv[:, 0], qkv[:, 1], qkv[:, 2], cu_seqlens, max_seqlen, relative_bias=relative_bias)
         attn_out = self.out(context.view(tokens, config.hidden_size))
         x = ops.layer_norm(attn_out, self.attn_norm_weight, self.attn_norm_bias, config.layer_norm_eps, residual=x)
         ffn_out = ops.feed_forward(x, self.up, self.down, GELU_ACTIVATIONS[config.activation])

@@ -9,6 +9,7 @@ from .bert import build_bert
 from .decoder import build_decoder
 from .distilbert import build_distilbert
 from .modernbert import build_modernbert
+from .mpnet import build_mpnet
 from .rotary_encoder import build_rotary_encoder
 
 
@@ -26,6 +27,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "xlm-roberta": Architecture(build_bert, "bidirectional", "absolute, offset past padding_idx"),
     "camembert": Architecture(build_bert, "bidirectional", "absolute, offset past padding_idx"),
     "distilbert": Architecture(build_distilbert, "bidirectional", "absolute"),
+    "mpnet": Architecture(build_mpnet, "bidirectional, relative position bias", "absolute + relative buckets"),
     "modernbert": Architecture(build_modernbert, "bidirectional, global and sliding-window layers",
                                "rotary (global and local theta)"),
     "gte": Architecture(build_rotary_encoder, "bidirectional", "rotary"),

@@ -40,12 +40,14 @@ def embed(word, position, token_type, input_ids, cu_seqlens, position_offset=0):
     return select("embed", word.device, word.dtype).fn(word, position, token_type, input_ids, cu_seqlens, position_offset)
 
 
-def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False, window=None):
+def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False, window=None, relative_bias=None):
     """Attention within each packed sequence (flash-attn varlen conventions). q: [T, Hq, D].
-    window=(left, right): sliding-window layers (see reference.attention); a window wider than every
-    sequence changes nothing and is dropped, a narrower one runs on the reference (no kernel takes one yet)."""
-    if window is not None and (window[0] < max_seqlen - 1 or (not causal and window[1] < max_seqlen - 1)):
-        return reference.attention(q, k, v, cu_seqlens, max_seqlen, scale, causal, window)
+    window=(left, right) (sliding-window layers) and relative_bias (MPNet): see reference.attention. A window
+    wider than every sequence changes nothing and is dropped; a narrower one, or a relative bias, runs on the
+    reference (no kernel takes them yet)."""
+    narrow = window is not None and (window[0] < max_seqlen - 1 or (not causal and window[1] < max_seqlen - 1))
+    if narrow or relative_bias is not None:
+        return reference.attention(q, k, v, cu_seqlens, max_seqlen, scale, causal, window if narrow else None, relative_bias)
     return select("attention", q.device, q.dtype).fn(q, k, v, cu_seqlens, max_seqlen, scale, causal)
 
 

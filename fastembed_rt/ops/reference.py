@@ -31,10 +31,11 @@ def embed(word, position, token_type, input_ids, cu_seqlens, position_offset=0):
     return x.to(word.dtype)
 
 
-def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False, window=None):
+def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False, window=None, relative_bias=None):
     """Softmax attention within each packed sequence. q: [T, Hq, D]; k, v: [T, Hkv, D], Hq % Hkv == 0.
     window=(left, right) keeps key j for query i only where i - left <= j <= i + right (flash-attn's
-    window_size; sliding-window layers), on top of the causal mask when causal."""
+    window_size; sliding-window layers), on top of the causal mask when causal. relative_bias [Hq, 2R + 1]
+    adds relative_bias[:, R + j - i] to the score of query i and key j (MPNet's relative position buckets)."""
     del max_seqlen  # the reference walks sequences one by one and needs no bound
     heads, head_dim = q.shape[1], q.shape[2]
     group = heads // k.shape[1]
@@ -49,6 +50,10 @@ def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False, window=
         ks = k[start:end].transpose(0, 1).to(compute).repeat_interleave(group, dim=0)
         vs = v[start:end].transpose(0, 1).to(compute).repeat_interleave(group, dim=0)
         scores = torch.matmul(qs, ks.transpose(1, 2)) * scale
+        if relative_bias is not None:
+            pos = torch.arange(end - start, device=q.device)
+            middle = relative_bias.shape[1] // 2
+            scores = scores + relative_bias[:, middle + pos[None, :] - pos[:, None]].to(compute)
         if causal or window is not None:
             pos = torch.arange(end - start, device=q.device)
             offset = pos[None, :] - pos[:, None]  # key position minus query position

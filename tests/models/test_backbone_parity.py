@@ -27,6 +27,7 @@ def tiny(kind: str):
     encoder = dict(vocab_size=VOCAB, hidden_size=48, intermediate_size=72, num_hidden_layers=2, num_attention_heads=4,
                    max_position_embeddings=256)  # fmt: skip
     configs = {
+        "mpnet": lambda: tf.MPNetConfig(**encoder),
         "modernbert": lambda: tf.ModernBertConfig(**{**encoder, "num_hidden_layers": 4}, local_attention=16,
                                                   global_attn_every_n_layers=3, pad_token_id=0, bos_token_id=101,
                                                   eos_token_id=102, cls_token_id=101, sep_token_id=102),
@@ -68,7 +69,7 @@ def save_random(config, directory, minilm_path):
     return model
 
 
-ENCODERS = ["modernbert", "modernbert-biases", "gte", "gte-token-types", "nomic_bert", "jina_embeddings_v3"]
+ENCODERS = ["mpnet", "modernbert", "modernbert-biases", "gte", "gte-token-types", "nomic_bert", "jina_embeddings_v3"]
 DECODERS = ["llama", "llama3-rope", "llama-linear-rope-bias", "mistral", "qwen2", "qwen3", "gemma3", "gemma3-bidirectional"]
 KINDS = ENCODERS + DECODERS
 

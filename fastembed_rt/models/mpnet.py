@@ -1,0 +1,70 @@
+"""MPNet (all-mpnet-base-v2): BERT's post-LN encoder, with positions offset past padding_idx as in RoBERTa, no
+token types, and a learned relative position bias (T5-style log buckets, shared by all layers) added to every
+attention score."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .bert import Encoder, EncoderConfig, EncoderLayer, WeightReader
+
+PADDING_IDX = 1  # fixed in MPNet: positions start at 2
+
+
+def relative_position_buckets(offsets: torch.Tensor, num_buckets: int = 32, max_distance: int = 128) -> torch.Tensor:
+    """Bucket of each key-minus-query offset: half the buckets per direction, exact up to a quarter of
+    num_buckets, logarithmic beyond, capped at max_distance."""
+    half = num_buckets // 2
+    bucket = (offsets > 0).long() * half  # keys after the query use the upper half
+    distance = offsets.abs()
+    exact = half // 2
+    log_bucket = exact + (torch.log(distance.float().clamp(min=1) / exact) / math.log(max_distance / exact) * (half - exact)).long()
+    return bucket + torch.where(distance < exact, distance, log_bucket.clamp(max=half - 1))
+
+
+class MPNetEncoder(Encoder):
+    def __init__(self, *args, relative_attention_bias: torch.Tensor, num_buckets: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.relative_attention_bias = relative_attention_bias  # [num_buckets, heads]
+        self.num_buckets = num_buckets
+
+    def fused(self):
+        return None  # the fused C++ encoder has no relative position bias
+
+    def forward(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int) -> torch.Tensor:
+        from .. import ops
+
+        offsets = torch.arange(-(max_seqlen - 1), max_seqlen, device=input_ids.device)
+        bias = self.relative_attention_bias[relative_position_buckets(offsets, self.num_buckets)].T.contiguous()  # [H, 2L-1]
+        x = ops.embed(self.word_embeddings, self.position_embeddings, None, input_ids, cu_seqlens, self.config.position_offset)
+        x = ops.layer_norm(x, self.norm_weight, self.norm_bias, self.config.layer_norm_eps)
+        for layer in self.layers:
+            x = layer.forward(x, cu_seqlens, max_seqlen, self.config, relative_bias=bias)
+        return x
+
+
+def build_mpnet(config: dict, weights, device, dtype, int8: bool = False) -> MPNetEncoder:
+    cfg = EncoderConfig(
+        hidden_size=config["hidden_size"], num_layers=config["num_hidden_layers"], num_heads=config["num_attention_heads"],
+        layer_norm_eps=config.get("layer_norm_eps", 1e-12), activation=config.get("hidden_act", "gelu"),
+        position_offset=PADDING_IDX + 1,
+    )  # fmt: skip
+    w = WeightReader(weights, "embeddings.word_embeddings.weight", device, dtype, int8)
+    layers = []
+    for i in range(cfg.num_layers):
+        p = f"encoder.layer.{i}."
+        a = p + "attention.attn."
+        layers.append(EncoderLayer(
+            qkv=w.linear(a + "q", a + "k", a + "v", sensitive=True), out=w.linear(a + "o"),
+            attn_norm_weight=w(p + "attention.LayerNorm.weight"), attn_norm_bias=w(p + "attention.LayerNorm.bias"),
+            up=w.linear(p + "intermediate.dense"), down=w.linear(p + "output.dense"),
+            ffn_norm_weight=w(p + "output.LayerNorm.weight"), ffn_norm_bias=w(p + "output.LayerNorm.bias"),
+        ))  # fmt: skip
+    return MPNetEncoder(
+        cfg, w("embeddings.word_embeddings.weight"), w("embeddings.position_embeddings.weight"), None,
+        w("embeddings.LayerNorm.weight"), w("embeddings.LayerNorm.bias"), layers,
+        relative_attention_bias=w("encoder.relative_attention_bias.weight"),
+        num_buckets=config.get("relative_attention_num_buckets", 32),
+    )  # fmt: skip
