@@ -171,7 +171,20 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def print_models() -> None:
+    from fastembed_rt.models.registry import ARCHITECTURES
+
+    rows = [("model_type", "attention", "positions", "default pooling")]
+    rows += [(name, arch.attention, arch.positions, arch.pooling) for name, arch in ARCHITECTURES.items()]
+    widths = [max(len(row[i]) for row in rows) + 2 for i in range(3)]
+    for row in rows:
+        print("".join(cell.ljust(width) for cell, width in zip(row, widths)) + row[3])
+
+
 def cmd_info(args) -> int:
+    if args.models:
+        print_models()
+        return 0
     import numpy
     import tokenizers
     import torch
@@ -203,9 +216,7 @@ def cmd_info(args) -> int:
 
     fused = "on" if _C.fused_encoder_supported("float32") else "off (needs AVX-512)"
     print(f"fused encoder  {fused}: batches of <= {FUSED_MAX_TOKENS} tokens of float32 and int8 models in one C++ call")
-    print("architectures:")
-    for name, arch in ARCHITECTURES.items():
-        print(f"  {name.ljust(12)} attention: {arch.attention}; positions: {arch.positions}")
+    print(f"architectures  {', '.join(ARCHITECTURES)} (fastembed-rt info --models for details)")
     return 0
 
 
@@ -365,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=cmd_serve)
 
     info = sub.add_parser("info", help="versions, CPU features and the implementation each op uses")
+    info.add_argument("--models", action="store_true", help="every supported architecture: attention, positions, pooling")
     info.set_defaults(run=cmd_info)
     return parser
 

@@ -91,6 +91,7 @@ def load_model_spec(name_or_path: str | Path) -> ModelSpec:
             raise ValueError(f"{root / 'modules.json'}: unsupported module type {module.get('type')!r}")
 
     config = read_json(transformer_dir / "config.json")
+    arch = architecture(config)  # an unsupported model_type is refused before anything heavy is read
     st_config = read_json(transformer_dir / "sentence_bert_config.json", required=False) or {}
     st_model_config = read_json(root / "config_sentence_transformers.json", required=False) or {}
     tokenizer_config = read_json(transformer_dir / "tokenizer_config.json", required=False) or {}
@@ -110,7 +111,7 @@ def load_model_spec(name_or_path: str | Path) -> ModelSpec:
         tokenizer=tokenizer,
         weights=load_weights(transformer_dir),
         max_seq_length=max_seq_length,
-        pooling=pooling or PoolingConfig(modes=(architecture(config).pooling,)),
+        pooling=pooling or PoolingConfig(modes=(arch.pooling,)),
         dense=dense,
         normalize=normalize,
         do_lower_case=bool(st_config.get("do_lower_case", False)),

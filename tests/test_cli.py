@@ -96,6 +96,25 @@ def test_info_lists_ops_features_and_architectures():
     assert "distilbert" in out and "xlm-roberta" in out
 
 
+def test_info_models_lists_every_architecture_and_unsupported_ones_are_refused(tmp_path, minilm_path):
+    import shutil
+
+    import fastembed_rt
+    from fastembed_rt.models.registry import ARCHITECTURES
+
+    lines = run_cli("info", "--models").stdout.splitlines()
+    assert lines[0].split() == ["model_type", "attention", "positions", "default", "pooling"]
+    table = {line.split()[0]: line for line in lines[1:]}
+    assert set(table) == set(ARCHITECTURES) >= {"bert", "mpnet", "modernbert", "nomic_bert", "gte", "jina_embeddings_v3",
+                                                "llama", "mistral", "qwen2", "qwen3", "gemma3_text"}  # fmt: skip
+    assert table["qwen3"].endswith("lasttoken") and table["modernbert"].endswith("mean")
+    assert "sliding" in table["modernbert"] and "relative" in table["mpnet"]
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "t5", "max_position_embeddings": 512}))
+    shutil.copy(minilm_path / "tokenizer.json", tmp_path / "tokenizer.json")
+    with pytest.raises(ValueError, match="unsupported architecture model_type='t5'; supported: bert, .*qwen3"):
+        fastembed_rt.load(tmp_path)
+
+
 def test_bench_times_every_implementation_against_the_reference(tmp_path, capsys):
     from fastembed_rt.cli import main
 
