@@ -98,3 +98,35 @@ def test_hidden_states_and_pooled_vectors_match_transformers(kind, tmp_path, min
     cos = F.cosine_similarity(F.normalize(got_pooled, dim=1), F.normalize(want_pooled, dim=1))
     assert cos.min().item() >= 0.99999
     assert np.isfinite(got.numpy()).all()
+
+
+@pytest.mark.parametrize("kind", ["qwen3", "gemma3-bidirectional", "modernbert"])
+def test_sentence_transformers_directory_with_prompts(kind, tmp_path, minilm_path):
+    """A full sentence-transformers directory (the decoders: last-token pooling + Normalize, with an instruction
+    prompt, as Qwen3-Embedding ships) gives sentence-transformers' vectors."""
+    import json
+
+    from sentence_transformers import SentenceTransformer
+
+    import fastembed_rt
+
+    save_random(tiny(kind), tmp_path, minilm_path)
+    for name in ("tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(minilm_path / name, tmp_path / name)
+    pooling = "lasttoken" if kind in DECODERS else "mean"
+    (tmp_path / "1_Pooling").mkdir()
+    dimension = tiny(kind).hidden_size
+    (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": dimension, "pooling_mode": pooling}))
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+               {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]  # fmt: skip
+    (tmp_path / "modules.json").write_text(json.dumps(modules))
+    (tmp_path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 128, "do_lower_case": False}))
+    prompts = {"query": "Instruct: Given a web search query, retrieve relevant passages\nQuery: ", "document": ""}
+    (tmp_path / "config_sentence_transformers.json").write_text(json.dumps({"prompts": prompts, "default_prompt_name": None,
+                                                                            "similarity_fn_name": "cosine"}))  # fmt: skip
+    texts = ["what is the capital of france", "x", "a much longer query about the weather " * 6, ""]
+    want = SentenceTransformer(str(tmp_path), device="cpu").encode(texts, prompt_name="query")
+    got = fastembed_rt.load(tmp_path).encode(texts, prompt_name="query")
+    cos = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+    assert cos.min() >= 0.99999
