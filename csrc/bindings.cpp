@@ -222,7 +222,8 @@ int64_t packed_heads_stride(const py::array& a, const char* name) {
 }
 
 py::array attention_varlen(const py::array& q, const py::array& k, const py::array& v, const py::array& cu_seqlens,
-                           double scale, bool causal, int num_threads) {
+                           double scale, bool causal, int num_threads, int64_t window_left, int64_t window_right,
+                           const py::object& relative_bias) {
   const Storage storage = storage_of(q, "q");
   const cpu::AttentionShape shape{
       cu_seqlens.ndim() == 1 ? cu_seqlens.shape(0) - 1 : 0, q.ndim() == 3 ? q.shape(1) : 0,
@@ -241,15 +242,32 @@ py::array attention_varlen(const py::array& q, const py::array& k, const py::arr
   }
   check_cu_seqlens(cu_seqlens, q.shape(0));
   if (!std::isfinite(scale)) throw py::value_error("scale must be finite");
-  py::array out(q.dtype(), {q.shape(0), q.shape(1), q.shape(2)});
   const auto* cu = static_cast<const int32_t*>(cu_seqlens.data());
+  cpu::AttentionExtras extras;
+  if (window_left < -1 || window_right < -1) throw py::value_error("window sizes must be >= 0, or -1 for no limit");
+  extras.window_left = window_left;
+  extras.window_right = window_right;
+  py::array bias;  // kept alive until the kernel has run
+  if (!relative_bias.is_none()) {
+    bias = relative_bias.cast<py::array>();
+    require_array<float>(bias, "relative_bias", 2);
+    int64_t longest = 0;
+    for (int64_t s = 0; s < shape.num_seqs; ++s) longest = std::max<int64_t>(longest, cu[s + 1] - cu[s]);
+    if (bias.shape(0) != shape.num_heads || bias.shape(1) % 2 != 1 || bias.shape(1) / 2 < longest - 1) {
+      throw py::value_error("relative_bias: expected [heads=" + std::to_string(shape.num_heads) +
+                            ", 2R+1] with R >= the longest sequence - 1 (" + std::to_string(longest - 1) + ")");
+    }
+    extras.relative_bias = static_cast<const float*>(bias.data());
+    extras.bias_radius = bias.shape(1) / 2;
+  }
+  py::array out(q.dtype(), {q.shape(0), q.shape(1), q.shape(2)});
   const int threads = resolve_threads(num_threads);
   with_storage(storage, [&](auto tag) {
     using T = decltype(tag);
     py::gil_scoped_release release;
     cpu::attention_varlen<T>(static_cast<const T*>(q.data()), static_cast<const T*>(k.data()),
                              static_cast<const T*>(v.data()), static_cast<T*>(out.mutable_data()), cu, shape,
-                             static_cast<float>(scale), causal, threads);
+                             static_cast<float>(scale), causal, threads, extras);
   });
   return out;
 }
@@ -631,8 +649,11 @@ PYBIND11_MODULE(_C, m) {
         py::arg("out") = py::none(), py::arg("num_threads") = 0,
         "activation(x + bias) (0 none, 1 GELU erf, 2 GELU tanh); float32 or bfloat16 bits; out may alias x.");
   m.def("attention_varlen", &attention_varlen, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("cu_seqlens"),
-        py::arg("scale"), py::arg("causal") = false, py::arg("num_threads") = 0,
-        "Softmax attention within each packed sequence: q [T, H, D], k/v [T, Hkv, D] -> [T, H, D].");
+        py::arg("scale"), py::arg("causal") = false, py::arg("num_threads") = 0, py::arg("window_left") = -1,
+        py::arg("window_right") = -1, py::arg("relative_bias") = py::none(),
+        "Softmax attention within each packed sequence: q [T, H, D], k/v [T, Hkv, D] -> [T, H, D]; optional sliding "
+        "window (key j for query i if i - left <= j <= i + right; -1: no limit) and relative position bias "
+        "[H, 2R+1] (adds bias[h, R + j - i]).");
   m.def("embed_tokens", &embed_tokens, py::arg("word"), py::arg("position"), py::arg("token_type"), py::arg("ids"),
         py::arg("cu_seqlens"), py::arg("position_offset") = 0, py::arg("num_threads") = 0,
         "word[ids] + position[offset + index in sequence] (+ token_type) per packed token; float32 or bfloat16 bits.");

@@ -27,11 +27,13 @@ struct AttentionArgs {
   AttentionShape shape;
   float scale;
   bool causal;
+  AttentionExtras extras;
 };
 
-// Per-thread float32 copies of one (sequence, kv head) zero-padded to whole key blocks, and one query tile.
+// Per-thread float32 copies of one (sequence, kv head) zero-padded to whole key blocks, one query tile, and
+// that tile's relative position bias [key][query lane].
 struct Scratch {
-  std::vector<float> keys, values, queries_t, acc_t;
+  std::vector<float> keys, values, queries_t, acc_t, bias_t;
 };
 
 // One float lane per query of the tile.
@@ -47,18 +49,20 @@ FE_INLINE Lanes load_lanes(const float* p) {
 FE_INLINE void store_lanes(float* p, Lanes v) { std::memcpy(p, &v, sizeof v); }
 
 // Online softmax for one tile: queries_t [dim][kRows] (pre-scaled), keys and values [padded_len][dim];
-// query r sees keys j < limit[r]. Leaves softmax(q K^T) V transposed in acc_t [dim][kRows].
+// query r sees keys lower[r] <= j < limit[r], from key block j_start on, with bias_t [key][kRows] added when
+// given. Leaves softmax(q K^T) V transposed in acc_t [dim][kRows].
 template <int64_t kDim>
 FE_INLINE void attend_tile(const float* keys, const float* values, int64_t dim_runtime, const float* queries_t,
-                           const float* limit_ptr, int64_t n_keys, float* acc_t) {
+                           const float* lower_ptr, const float* limit_ptr, int64_t j_start, int64_t n_keys,
+                           const float* bias_t, float* acc_t) {
   const int64_t dim = kDim ? kDim : dim_runtime;
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-  const Lanes limit = load_lanes(limit_ptr);
+  const Lanes lower = load_lanes(lower_ptr), limit = load_lanes(limit_ptr);
   Lanes running_max = Lanes{} + kNegInf, denominator = Lanes{};
   for (int64_t i = 0; i < dim * kRows; ++i) acc_t[i] = 0.0f;
-  for (int64_t j0 = 0; j0 < n_keys; j0 += kKeys) {
+  for (int64_t j0 = j_start; j0 < n_keys; j0 += kKeys) {
     Lanes s[kKeys];
-    for (int64_t j = 0; j < kKeys; ++j) s[j] = Lanes{};
+    for (int64_t j = 0; j < kKeys; ++j) s[j] = bias_t ? load_lanes(bias_t + (j0 + j) * kRows) : Lanes{};
     for (int64_t d = 0; d < dim; ++d) {
       const Lanes q = load_lanes(queries_t + d * kRows);
 #pragma GCC unroll 16
@@ -66,16 +70,19 @@ FE_INLINE void attend_tile(const float* keys, const float* values, int64_t dim_r
     }
     Lanes block_max = Lanes{} + kNegInf;
     for (int64_t j = 0; j < kKeys; ++j) {
-      s[j] = static_cast<float>(j0 + j) < limit ? s[j] : kNegInf;
+      const float key = static_cast<float>(j0 + j);
+      s[j] = (key >= lower) & (key < limit) ? s[j] : kNegInf;
       block_max = block_max > s[j] ? block_max : s[j];
     }
-    // Every query sees key 0, so after the first block every running max is finite.
+    // A lane whose window has not started yet has seen no key: keep its max at 0, not -inf (no NaN).
     const Lanes new_max = running_max > block_max ? running_max : block_max;
-    const Lanes correction = exp_approx(running_max - new_max);
+    const Lanes safe_max = new_max == kNegInf ? Lanes{} : new_max;
+    const Lanes correction = exp_approx(running_max - safe_max);
     running_max = new_max;
     denominator *= correction;
     for (int64_t j = 0; j < kKeys; ++j) {
-      s[j] = static_cast<float>(j0 + j) < limit ? exp_approx(s[j] - running_max) : Lanes{};
+      const float key = static_cast<float>(j0 + j);
+      s[j] = (key >= lower) & (key < limit) ? exp_approx(s[j] - safe_max) : Lanes{};
       denominator += s[j];
     }
     for (int64_t d0 = 0; d0 < dim; d0 += kValueChunk) {
@@ -115,19 +122,37 @@ FE_INLINE void attend_item(const AttentionArgs<T>& a, int64_t seq, int64_t kv_he
     }
   }
   const int64_t group = sh.num_heads / sh.num_kv_heads;
+  const AttentionExtras& x = a.extras;
+  const int64_t left = x.window_left < 0 ? len : x.window_left;
+  const int64_t right = a.causal ? 0 : (x.window_right < 0 ? len : x.window_right);
+  if (x.relative_bias) w.bias_t.resize(padded * kRows);
   for (int64_t h = kv_head * group; h < (kv_head + 1) * group; ++h) {
     for (int64_t i0 = 0; i0 < len; i0 += kRows) {
       const int64_t rows = std::min(kRows, len - i0);
-      alignas(64) float limit[kRows];
+      alignas(64) float lower[kRows], limit[kRows];
       for (int64_t r = 0; r < kRows; ++r) {
         // Rows past the sequence's end repeat its last query; they are computed but never stored.
         const int64_t i = std::min(i0 + r, len - 1);
         const T* qr = a.q + (start + i) * sh.q_token_stride + h * dim;
         for (int64_t d = 0; d < dim; ++d) w.queries_t[d * kRows + r] = to_float(qr[d]) * a.scale;
-        limit[r] = static_cast<float>(a.causal ? i + 1 : len);
+        lower[r] = static_cast<float>(std::max<int64_t>(0, i - left));
+        limit[r] = static_cast<float>(std::min(len, i + right + 1));
       }
-      const int64_t n_keys = a.causal ? std::min(len, i0 + kRows) : len;
-      attend_tile<kDim>(w.keys.data(), w.values.data(), dim, w.queries_t.data(), limit, n_keys, w.acc_t.data());
+      const int64_t j_start = std::max<int64_t>(0, i0 - left) / kKeys * kKeys;
+      const int64_t n_keys = std::min(len, i0 + rows - 1 + right + 1);
+      const float* bias_t = nullptr;
+      if (x.relative_bias) {
+        const float* row = x.relative_bias + h * (2 * x.bias_radius + 1) + x.bias_radius;
+        for (int64_t j = j_start; j < (n_keys + kKeys - 1) / kKeys * kKeys; ++j) {
+          for (int64_t r = 0; r < kRows; ++r) {
+            const int64_t offset = std::clamp<int64_t>(j - std::min(i0 + r, len - 1), -x.bias_radius, x.bias_radius);
+            w.bias_t[j * kRows + r] = row[offset];
+          }
+        }
+        bias_t = w.bias_t.data();
+      }
+      attend_tile<kDim>(w.keys.data(), w.values.data(), dim, w.queries_t.data(), lower, limit, j_start, n_keys, bias_t,
+                        w.acc_t.data());
       for (int64_t r = 0; r < rows; ++r) {
         T* out = a.out + ((start + i0 + r) * sh.num_heads + h) * dim;
         for (int64_t d = 0; d < dim; ++d) out[d] = from_float<T>(w.acc_t[d * kRows + r]);
@@ -167,8 +192,10 @@ bool use_bf16_dot(const AttentionShape& shape, const bf16*) {
 
 template <typename T>
 void attention_varlen(const T* q, const T* k, const T* v, T* out, const int32_t* cu_seqlens,
-                      const AttentionShape& shape, float scale, bool causal, int num_threads) {
-  const AttentionArgs<T> args{q, k, v, out, cu_seqlens, shape, scale, causal};
+                      const AttentionShape& shape, float scale, bool causal, int num_threads,
+                      const AttentionExtras& extras) {
+  const AttentionArgs<T> args{q, k, v, out, cu_seqlens, shape, scale, causal, extras};
+  const bool plain = extras.window_left < 0 && extras.window_right < 0 && !extras.relative_bias;
   double work = 0.0;
   for (int64_t s = 0; s < shape.num_seqs; ++s) {
     const double len = cu_seqlens[s + 1] - cu_seqlens[s];
@@ -177,7 +204,7 @@ void attention_varlen(const T* q, const T* k, const T* v, T* out, const int32_t*
   work *= static_cast<double>(shape.num_heads * shape.head_dim) * 2.0;
   const int threads = threads_for(work, num_threads, 1 << 20);
   if constexpr (std::is_same_v<T, bf16>) {
-    if (use_bf16_dot(shape, q)) {
+    if (plain && use_bf16_dot(shape, q)) {
       int64_t longest = 0;
       for (int64_t s = 0; s < shape.num_seqs; ++s) longest = std::max<int64_t>(longest, cu_seqlens[s + 1] - cu_seqlens[s]);
       const int64_t words = kernels::bf16_scratch_words(longest, shape.head_dim);
@@ -197,8 +224,8 @@ void attention_varlen(const T* q, const T* k, const T* v, T* out, const int32_t*
 }
 
 template void attention_varlen<float>(const float*, const float*, const float*, float*, const int32_t*,
-                                      const AttentionShape&, float, bool, int);
+                                      const AttentionShape&, float, bool, int, const AttentionExtras&);
 template void attention_varlen<bf16>(const bf16*, const bf16*, const bf16*, bf16*, const int32_t*,
-                                     const AttentionShape&, float, bool, int);
+                                     const AttentionShape&, float, bool, int, const AttentionExtras&);
 
 }  // namespace fastembed_rt::cpu

@@ -16,9 +16,11 @@ FE_INLINE float quantize_row(const T* x, int64_t cols, int8_t* q) {
 #pragma omp simd reduction(max : absmax)
   for (int64_t j = 0; j < cols; ++j) absmax = std::max(absmax, std::fabs(to_float(x[j])));
   const float inv = absmax > 0.0f ? 127.0f / absmax : 0.0f;
-  const float shifter = 12582912.0f;  // adding 1.5 * 2^23 rounds half to even, as torch.round does
   for (int64_t j = 0; j < cols; ++j) {
-    float v = (to_float(x[j]) * inv + shifter) - shifter;
+    // Round the float product half to even, as torch.round does. (Adding 1.5 * 2^23 to round would let the
+    // compiler fuse it with the multiply into one FMA, which rounds an exact product: a different code in
+    // near-ties.)
+    float v = std::nearbyint(to_float(x[j]) * inv);
     v = std::min(127.0f, std::max(-127.0f, v));
     q[j] = static_cast<int8_t>(static_cast<int32_t>(v));
   }

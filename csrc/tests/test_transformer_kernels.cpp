@@ -22,7 +22,7 @@ void expect_close(double got, double want, double tolerance, const char* what) {
 }
 
 void check_attention(const std::vector<int32_t>& cu, int64_t heads, int64_t kv_heads, int64_t dim, bool causal,
-                     std::mt19937& rng) {
+                     std::mt19937& rng, int64_t left = -1, int64_t right = -1, bool with_bias = false) {
   std::normal_distribution<float> normal;
   const int64_t tokens = cu.back();
   std::vector<float> q(tokens * heads * dim), k(tokens * kv_heads * dim), v(tokens * kv_heads * dim);
@@ -32,23 +32,35 @@ void check_attention(const std::vector<int32_t>& cu, int64_t heads, int64_t kv_h
   const cpu::AttentionShape shape{static_cast<int64_t>(cu.size()) - 1, heads, kv_heads, dim, heads * dim,
                                   kv_heads * dim, kv_heads * dim};
   const float scale = 1.0f / std::sqrt(static_cast<float>(dim));
-  cpu::attention_varlen<float>(q.data(), k.data(), v.data(), out.data(), cu.data(), shape, scale, causal, 2);
+  cpu::AttentionExtras extras{left, right};
+  std::vector<float> bias;
+  if (with_bias) {
+    extras.bias_radius = cu.back();  // at least the longest sequence
+    bias.resize(heads * (2 * extras.bias_radius + 1));
+    for (auto& value : bias) value = normal(rng);
+    extras.relative_bias = bias.data();
+  }
+  cpu::attention_varlen<float>(q.data(), k.data(), v.data(), out.data(), cu.data(), shape, scale, causal, 2, extras);
   for (size_t s = 0; s + 1 < cu.size(); ++s) {
     for (int64_t i = cu[s]; i < cu[s + 1]; ++i) {
       for (int64_t h = 0; h < heads; ++h) {
-        const int64_t g = h / (heads / kv_heads), last = causal ? i + 1 : cu[s + 1];
+        const int64_t g = h / (heads / kv_heads);
+        const int64_t first = left < 0 ? cu[s] : std::max<int64_t>(cu[s], i - left);
+        int64_t last = causal ? i + 1 : cu[s + 1];
+        if (right >= 0) last = std::min(last, i + right + 1);
         std::vector<double> p;
         double top = -1e300, sum = 0.0;
-        for (int64_t j = cu[s]; j < last; ++j) {
+        for (int64_t j = first; j < last; ++j) {
           double dot = 0.0;
           for (int64_t d = 0; d < dim; ++d) dot += double(q[(i * heads + h) * dim + d]) * k[(j * kv_heads + g) * dim + d];
-          p.push_back(dot * scale);
+          const double b = with_bias ? bias[h * (2 * extras.bias_radius + 1) + extras.bias_radius + (j - i)] : 0.0;
+          p.push_back(dot * scale + b);
           top = std::max(top, p.back());
         }
         for (auto& x : p) sum += (x = std::exp(x - top));
         for (int64_t d = 0; d < dim; ++d) {
           double want = 0.0;
-          for (int64_t j = cu[s]; j < last; ++j) want += p[j - cu[s]] / sum * v[(j * kv_heads + g) * dim + d];
+          for (int64_t j = first; j < last; ++j) want += p[j - first] / sum * v[(j * kv_heads + g) * dim + d];
           expect_close(out[(i * heads + h) * dim + d], want, 1e-5, "attention");
         }
       }
@@ -103,6 +115,12 @@ int main() {
     check_attention({0, 17, 50}, 6, 2, 13, causal, rng);
     check_attention({0, 3}, 2, 1, 1, causal, rng);
     check_attention({0, 130}, 2, 2, 64, causal, rng);
+    // Sliding windows (both sides, one side, zero width) and a relative position bias.
+    check_attention({0, 1, 8, 45, 45, 70}, 4, 2, 32, causal, rng, 5, 9);
+    check_attention({0, 130, 133}, 2, 2, 64, causal, rng, 16, 0);
+    check_attention({0, 40}, 2, 1, 13, causal, rng, 0, 0);
+    check_attention({0, 1, 8, 45, 45, 70}, 4, 4, 32, causal, rng, -1, -1, true);
+    check_attention({0, 17, 50}, 6, 3, 16, causal, rng, 7, 7, true);
   }
   check_norms(1, 1, rng);
   check_norms(37, 383, rng);

@@ -47,9 +47,12 @@ def embed(word, position, token_type, input_ids, cu_seqlens, position_offset=0):
     return _tensor(out, word.dtype)
 
 
-def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False):
+def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False, window=None, relative_bias=None):
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    out = _C.attention_varlen(_array(q), _array(k), _array(v), _cu(cu_seqlens), scale, causal, torch.get_num_threads())
+    left, right = window if window is not None else (-1, -1)
+    bias = None if relative_bias is None else relative_bias.detach().float().contiguous().numpy()
+    out = _C.attention_varlen(_array(q), _array(k), _array(v), _cu(cu_seqlens), scale, causal, torch.get_num_threads(),
+                              left, right, bias)  # fmt: skip
     return _tensor(out, q.dtype)
 
 
