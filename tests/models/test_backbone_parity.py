@@ -9,11 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fastembed_rt.loading import load_model_spec
-from fastembed_rt.models.registry import build_model
-from fastembed_rt.tokenization import pack
-
-from .test_hf_parity import hf_hidden_states
+from .test_hf_parity import both_hidden_states
 
 LENGTHS = [1, 7, 2, 33, 5, 70, 19]  # past the sliding windows below (8, 16, and ModernBERT's +-8)
 VOCAB = 30522
@@ -77,13 +73,7 @@ KINDS = ENCODERS + DECODERS
 @pytest.mark.parametrize("kind", KINDS)
 def test_hidden_states_and_pooled_vectors_match_transformers(kind, tmp_path, minilm_path):
     hf_model = save_random(tiny(kind), tmp_path, minilm_path)
-    g = torch.Generator().manual_seed(1)
-    ids = [torch.randint(5, VOCAB, (n,), generator=g).tolist() for n in LENGTHS]
-    spec = load_model_spec(tmp_path)
-    ours = build_model(spec.config, spec.weights, torch.device("cpu"), torch.float32)
-    batch = pack(ids)
-    got = ours.forward(batch.input_ids, batch.cu_seqlens, batch.max_seqlen)
-    want = hf_hidden_states(hf_model, ids)
+    got, want, batch, spec = both_hidden_states(tmp_path, hf_model, LENGTHS, VOCAB)
     assert got.shape == want.shape
     error = (got - want).abs().max().item()
     assert error <= 1e-4, f"{kind}: max abs error {error:.3g}"

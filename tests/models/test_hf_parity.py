@@ -54,16 +54,21 @@ def hf_hidden_states(model, ids_per_seq):
     return torch.cat([hidden[i, : len(seq)] for i, seq in enumerate(ids_per_seq)])
 
 
+def both_hidden_states(directory, hf_model, lengths, vocab=30522):
+    """Ours on one packed batch of random token ids of these lengths, and transformers' on a padded batch:
+    (ours [T, H], transformers' [T, H], the PackedBatch, the ModelSpec)."""
+    g = torch.Generator().manual_seed(1)
+    ids = [torch.randint(5, vocab, (n,), generator=g).tolist() for n in lengths]
+    spec = load_model_spec(directory)
+    ours = build_model(spec.config, spec.weights, torch.device("cpu"), torch.float32)
+    batch = pack(ids)
+    return ours.forward(batch.input_ids, batch.cu_seqlens, batch.max_seqlen), hf_hidden_states(hf_model, ids), batch, spec
+
+
 @pytest.mark.parametrize("kind", ["bert", "roberta", "xlm-roberta", "camembert", "distilbert"])
 def test_last_hidden_states_match_transformers(kind, tmp_path, minilm_path):
     hf_model = save_tiny_model(kind, tmp_path, minilm_path)
-    g = torch.Generator().manual_seed(1)
-    ids = [torch.randint(5, 30522, (n,), generator=g).tolist() for n in LENGTHS]
-    spec = load_model_spec(tmp_path)
-    ours = build_model(spec.config, spec.weights, torch.device("cpu"), torch.float32)
-    batch = pack(ids)
-    got = ours.forward(batch.input_ids, batch.cu_seqlens, batch.max_seqlen)
-    want = hf_hidden_states(hf_model, ids)
+    got, want, _, _ = both_hidden_states(tmp_path, hf_model, LENGTHS)
     assert got.shape == want.shape
     assert (got - want).abs().max().item() <= 1e-4
 
