@@ -37,35 +37,6 @@ def _merge_tile(best, keys, K_PAD: tl.constexpr, K: tl.constexpr):
 
 
 @triton.jit
-def _int8_topk_kernel(Q, C, OUT, n_queries, n_corpus, dim, per_slice, stride_q, stride_c,
-                      K: tl.constexpr, K_PAD: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_N: tl.constexpr,
-                      BLOCK_INNER: tl.constexpr):  # fmt: skip
-    q_block = tl.program_id(0)
-    part = tl.program_id(1)
-    queries = q_block * BLOCK_Q + tl.arange(0, BLOCK_Q)
-    q_ok = queries < n_queries
-    lo = part * per_slice
-    hi = tl.minimum(lo + per_slice, n_corpus)
-    best = tl.full([BLOCK_Q, K_PAD], -9223372036854775807 - 1, tl.int64)
-    dims = tl.arange(0, BLOCK_INNER)
-    for n0 in range(lo, hi, BLOCK_N):
-        ids = n0 + tl.arange(0, BLOCK_N)
-        id_ok = ids < hi
-        scores = tl.zeros([BLOCK_Q, BLOCK_N], tl.int32)
-        for d0 in range(0, dim, BLOCK_INNER):
-            d_ok = d0 + dims < dim
-            q = tl.load(Q + queries[:, None].to(tl.int64) * stride_q + d0 + dims[None, :], mask=q_ok[:, None] & d_ok[None, :], other=0)
-            c = tl.load(C + ids[:, None].to(tl.int64) * stride_c + d0 + dims[None, :], mask=id_ok[:, None] & d_ok[None, :], other=0)
-            scores += tl.dot(q, tl.trans(c), out_dtype=tl.int32)
-        keys = (scores.to(tl.int64) << 32) | (4294967295 - ids[None, :].to(tl.int64))
-        keys = tl.where(id_ok[None, :], keys, -9223372036854775807 - 1)
-        best = _merge_tile(best, keys, K_PAD, K)
-    slots = tl.arange(0, K_PAD)
-    out = OUT + (part * n_queries + queries[:, None]).to(tl.int64) * K + slots[None, :]
-    tl.store(out, best, mask=q_ok[:, None] & (slots[None, :] < K))
-
-
-@triton.jit
 def _popcount(x):
     """Set bits of each int32 word (SWAR), as int32."""
     x = x - ((x >> 1) & 0x55555555)
@@ -75,9 +46,11 @@ def _popcount(x):
 
 
 @triton.jit
-def _hamming_topk_kernel(Q, C, OUT, n_queries, n_corpus, words, per_slice, stride_q, stride_c,
-                         K: tl.constexpr, K_PAD: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_N: tl.constexpr,
-                         BLOCK_INNER: tl.constexpr):  # fmt: skip
+def _topk_kernel(Q, C, OUT, n_queries, n_corpus, width, per_slice, stride_q, stride_c,
+                 K: tl.constexpr, K_PAD: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_N: tl.constexpr,
+                 BLOCK_INNER: tl.constexpr, HAMMING: tl.constexpr):  # fmt: skip
+    """Rows of `width` int8 values (dot products) or int32 words of bits (HAMMING: scores are minus the
+    Hamming distance, so that higher is nearer in both)."""
     q_block = tl.program_id(0)
     part = tl.program_id(1)
     queries = q_block * BLOCK_Q + tl.arange(0, BLOCK_Q)
@@ -89,13 +62,16 @@ def _hamming_topk_kernel(Q, C, OUT, n_queries, n_corpus, words, per_slice, strid
     for n0 in range(lo, hi, BLOCK_N):
         ids = n0 + tl.arange(0, BLOCK_N)
         id_ok = ids < hi
-        distance = tl.zeros([BLOCK_Q, BLOCK_N], tl.int32)
-        for w0 in range(0, words, BLOCK_INNER):
-            w_ok = w0 + lanes < words
-            q = tl.load(Q + queries[:, None].to(tl.int64) * stride_q + w0 + lanes[None, :], mask=q_ok[:, None] & w_ok[None, :], other=0)
-            c = tl.load(C + ids[:, None].to(tl.int64) * stride_c + w0 + lanes[None, :], mask=id_ok[:, None] & w_ok[None, :], other=0)
-            distance += tl.sum(_popcount(q[:, None, :] ^ c[None, :, :]), 2)
-        keys = ((-distance).to(tl.int64) << 32) | (4294967295 - ids[None, :].to(tl.int64))
+        scores = tl.zeros([BLOCK_Q, BLOCK_N], tl.int32)
+        for d0 in range(0, width, BLOCK_INNER):
+            d_ok = d0 + lanes < width
+            q = tl.load(Q + queries[:, None].to(tl.int64) * stride_q + d0 + lanes[None, :], mask=q_ok[:, None] & d_ok[None, :], other=0)
+            c = tl.load(C + ids[:, None].to(tl.int64) * stride_c + d0 + lanes[None, :], mask=id_ok[:, None] & d_ok[None, :], other=0)
+            if HAMMING:
+                scores -= tl.sum(_popcount(q[:, None, :] ^ c[None, :, :]), 2)
+            else:
+                scores += tl.dot(q, tl.trans(c), out_dtype=tl.int32)
+        keys = (scores.to(tl.int64) << 32) | (4294967295 - ids[None, :].to(tl.int64))
         keys = tl.where(id_ok[None, :], keys, -9223372036854775807 - 1)
         best = _merge_tile(best, keys, K_PAD, K)
     slots = tl.arange(0, K_PAD)
@@ -116,7 +92,7 @@ def _check(queries: torch.Tensor, corpus: torch.Tensor, k: int, dtype: torch.dty
         raise ValueError(f"{what}: corpora of 2^31 rows or more are not supported")
 
 
-def _search(kernel, queries, corpus, k, row_width, block_q, block_n, block_inner):
+def _search(queries, corpus, k, hamming: bool, block_q, block_n, block_inner):
     n_queries, n_corpus = queries.shape[0], corpus.shape[0]
     k_eff = min(k, n_corpus)
     if n_queries == 0 or k_eff == 0:
@@ -129,9 +105,10 @@ def _search(kernel, queries, corpus, k, row_width, block_q, block_n, block_inner
     per_slice = triton.cdiv(triton.cdiv(n_corpus, slices), block_n) * block_n
     slices = triton.cdiv(n_corpus, per_slice)
     keys = torch.empty((slices, n_queries, k_eff), dtype=torch.int64, device=queries.device)
-    kernel[(q_blocks, slices)](
-        queries, corpus, keys, n_queries, n_corpus, row_width, per_slice, queries.stride(0), corpus.stride(0),
+    _topk_kernel[(q_blocks, slices)](
+        queries, corpus, keys, n_queries, n_corpus, queries.shape[1], per_slice, queries.stride(0), corpus.stride(0),
         K=k_eff, K_PAD=max(16, triton.next_power_of_2(k_eff)), BLOCK_Q=block_q, BLOCK_N=block_n, BLOCK_INNER=block_inner,
+        HAMMING=hamming,
     )  # fmt: skip
     keys = keys.permute(1, 0, 2).reshape(n_queries, slices * k_eff)
     keys = keys.topk(k_eff, dim=1).values  # keys are unique, so this is exact and its order total
@@ -146,8 +123,7 @@ def int8_topk(queries: torch.Tensor, corpus: torch.Tensor, k: int) -> tuple[torc
     _check(queries, corpus, k, torch.int8, "int8_topk")
     queries, corpus = queries.contiguous(), corpus.contiguous()
     small = interpreting()
-    return _search(_int8_topk_kernel, queries, corpus, k, queries.shape[1], 16 if small else 64, 32 if small else 128,
-                   32 if small else 128)  # fmt: skip
+    return _search(queries, corpus, k, False, 16 if small else 64, 32 if small else 128, 32 if small else 128)
 
 
 def hamming_topk(queries: torch.Tensor, corpus: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -157,6 +133,5 @@ def hamming_topk(queries: torch.Tensor, corpus: torch.Tensor, k: int) -> tuple[t
     pad = -queries.shape[1] % 4  # whole 32-bit words; zero bytes XOR to zero
     queries, corpus = ((torch.nn.functional.pad(t, (0, pad)) if pad else t).contiguous().view(torch.int32) for t in (queries, corpus))
     small = interpreting()
-    distances, ids = _search(_hamming_topk_kernel, queries, corpus, k, queries.shape[1], 16 if small else 32,
-                             32 if small else 64, 8)  # fmt: skip
-    return -distances, ids
+    scores, ids = _search(queries, corpus, k, True, 16 if small else 32, 32 if small else 64, 8)
+    return -scores, ids
