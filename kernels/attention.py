@@ -23,11 +23,11 @@ HEAD_DIMS = (32, 64, 80, 96, 128)  # what the GPU path is tuned and tested for; 
 
 @triton.jit
 def _attention_kernel(
-    Q, K, V, O, cu_q, cu_k, slopes,
+    Q, K, V, O, cu_q, cu_k, slopes, bias,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_ot, stride_oh,
-    scale_log2, group, slope_batch_stride,
+    scale_log2, group, slope_batch_stride, left, right, bias_radius,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    CAUSAL: tl.constexpr, ALIBI: tl.constexpr, PRECISION: tl.constexpr,
+    CAUSAL: tl.constexpr, ALIBI: tl.constexpr, WINDOW: tl.constexpr, BIAS: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     m_block = tl.program_id(0)
     seq = tl.program_id(1)
@@ -52,20 +52,30 @@ def _attention_kernel(
         acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
         if ALIBI:
             slope = tl.load(slopes + seq * slope_batch_stride + head) * 1.4426950408889634
+        begin = 0
         end = k_len
         if CAUSAL:
             end = tl.minimum(k_len, (m_block + 1) * BLOCK_M + shift)
-        for n0 in range(0, end, BLOCK_N):
+        if WINDOW:  # only the key blocks that some query of this block can see
+            begin = tl.maximum(0, m_block * BLOCK_M + shift - left) // BLOCK_N * BLOCK_N
+            end = tl.minimum(end, (m_block + 1) * BLOCK_M + shift + right)
+        for n0 in range(begin, end, BLOCK_N):
             keys = n0 + cols
             key_ok = keys < k_len
             k = tl.load(K + (k_start + keys)[:, None] * stride_kt + kv_head * stride_kh + dims[None, :],
                         mask=key_ok[:, None] & dim_ok[None, :], other=0.0)  # fmt: skip
             s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2
+            offset = keys[None, :] - (rows[:, None] + shift)  # key position minus the query's
             if ALIBI:
-                s -= slope * tl.abs((rows[:, None] + shift - keys[None, :]).to(tl.float32))
+                s -= slope * tl.abs(offset.to(tl.float32))
+            if BIAS:
+                table = bias + head * (2 * bias_radius + 1) + bias_radius
+                s += tl.load(table + tl.minimum(tl.maximum(offset, -bias_radius), bias_radius)) * 1.4426950408889634
             ok = key_ok[None, :]
             if CAUSAL:
-                ok = ok & (keys[None, :] <= rows[:, None] + shift)
+                ok = ok & (offset <= 0)
+            if WINDOW:
+                ok = ok & (offset >= -left) & (offset <= right)
             s = tl.where(ok, s, float("-inf"))
             m_new = tl.maximum(m_i, tl.max(s, 1))
             m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with no key yet
@@ -92,11 +102,15 @@ def varlen_attention(
     dropout_p: float = 0.0,
     softmax_scale: float | None = None,
     causal: bool = False,
+    window_size: tuple[int, int] = (-1, -1),
     alibi_slopes: torch.Tensor | None = None,
+    relative_bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """flash_attn_varlen_func's contract: q [Tq, Hq, D], k and v [Tk, Hkv, D] (Hq % Hkv == 0), int32
     cu_seqlens, fp16 / bf16 (fp32 too) with fp32 accumulation; alibi_slopes fp32 [Hq] or [B, Hq] adds
-    -slope * |i + Lk - Lq - j|. Returns [Tq, Hq, D] in q's dtype. Inference only: dropout_p must be 0."""
+    -slope * |i + Lk - Lq - j|; window_size=(left, right) keeps keys i' - left <= j <= i' + right (i' = i + Lk - Lq;
+    -1: no limit). Beyond flash-attn: relative_bias [Hq, 2R+1] adds bias[h, R + j - i'] to each score (MPNet).
+    Returns [Tq, Hq, D] in q's dtype. Inference only: dropout_p must be 0."""
     if dropout_p:
         raise ValueError("varlen_attention is for inference: dropout_p must be 0")
     if q.dim() != 3 or k.dim() != 3 or v.dim() != 3:
@@ -115,6 +129,15 @@ def varlen_attention(
         if alibi_slopes.dtype != torch.float32 or alibi_slopes.shape not in ((heads,), (batch, heads)):
             raise ValueError(f"alibi_slopes must be float32 [{heads}] or [{batch}, {heads}], got {alibi_slopes.dtype} {tuple(alibi_slopes.shape)}")
         alibi_slopes = alibi_slopes.contiguous()
+    left, right = (int(w) for w in window_size)
+    if left < -1 or right < -1:
+        raise ValueError(f"window_size must hold sizes >= 0, or -1 for no limit; got {window_size}")
+    if relative_bias is not None:
+        if (relative_bias.dim() != 2 or relative_bias.shape[0] != heads or relative_bias.shape[1] % 2 != 1
+                or relative_bias.shape[1] // 2 < max(int(max_seqlen_q), int(max_seqlen_k)) - 1):
+            raise ValueError(f"relative_bias must be [{heads}, 2R+1] with R >= the longest sequence - 1, "
+                             f"got {tuple(relative_bias.shape)}")
+        relative_bias = relative_bias.to(device=q.device, dtype=torch.float32).contiguous()
     q, k, v = (t if t.stride(2) == 1 else t.contiguous() for t in (q, k, v))
     out = torch.empty_like(q)
     if tokens_q == 0 or batch == 0:
@@ -124,17 +147,21 @@ def varlen_attention(
     grid = (triton.cdiv(max(int(max_seqlen_q), 1), block_m), batch, heads)
     _attention_kernel[grid](
         q, k, v, out, cu_seqlens_q, cu_seqlens_k, alibi_slopes if alibi_slopes is not None else q,
+        relative_bias if relative_bias is not None else q,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1), out.stride(0), out.stride(1),
         scale * 1.4426950408889634, heads // k.shape[1],
         heads if alibi_slopes is not None and alibi_slopes.dim() == 2 else 0,
+        left if left >= 0 else int(max_seqlen_k), right if right >= 0 else int(max_seqlen_k),
+        relative_bias.shape[1] // 2 if relative_bias is not None else 0,
         HEAD_DIM=head_dim, BLOCK_D=max(16, triton.next_power_of_2(head_dim)), BLOCK_M=block_m, BLOCK_N=block_n,
-        CAUSAL=bool(causal), ALIBI=alibi_slopes is not None,
+        CAUSAL=bool(causal), ALIBI=alibi_slopes is not None, WINDOW=left >= 0 or right >= 0, BIAS=relative_bias is not None,
         # float32 stays float32 (Triton would otherwise round it to TF32 on tensor cores)
         PRECISION="ieee" if q.dtype == torch.float32 else "tf32", **launch_options(q.device, head_dim),
     )  # fmt: skip
     return out
 
 
-def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False):
+def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False, window=None, relative_bias=None):
     """The op layer's attention (self-attention: one cu_seqlens for queries and keys)."""
-    return varlen_attention(q, k, v, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen, softmax_scale=scale, causal=causal)
+    return varlen_attention(q, k, v, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen, softmax_scale=scale, causal=causal,
+                            window_size=window if window is not None else (-1, -1), relative_bias=relative_bias)

@@ -128,3 +128,34 @@ def test_empty_batch_and_bad_arguments():
         attention(q, q.half(), q.half(), good, 3)
     with pytest.raises(ValueError, match="alibi_slopes must be float32"):
         varlen_attention(q, q, q, good, good, 3, 3, alibi_slopes=torch.ones(3, device=DEVICE))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("window, causal", [((3, 5), False), ((8, 0), True), ((0, 0), False), ((40, 40), False)])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_sliding_window_and_relative_bias(window, causal, with_bias, dtype):
+    torch.manual_seed(window[0] + window[1])
+    lengths, heads = [1, 7, 129, 33], 4
+    cu = cu_seqlens(lengths)
+    q, k, v = (torch.randn(int(cu[-1]), heads, 32, dtype=dtype, device=DEVICE) for _ in range(3))
+    table = torch.randn(heads, 2 * 130 + 1, device=DEVICE) if with_bias else None
+    ours = attention(q, k, v, cu, 129, causal=causal, window=window, relative_bias=table)
+    exact = reference.attention(q.double(), k.double(), v.double(), cu, 129, causal=causal, window=window,
+                                relative_bias=None if table is None else table.double())  # fmt: skip
+
+    def mask(b, lq, lk):
+        pos = torch.arange(lq, device=DEVICE)
+        offset = pos[None, :] - pos[:, None]
+        hidden = (offset < -window[0]) | (offset > window[1]) | ((offset > 0) if causal else False)
+        values = table[:, 130 + offset] if with_bias else torch.zeros(heads, lq, lk, device=DEVICE)
+        return values.masked_fill(hidden, float("-inf"))
+
+    assert_within_twice_torch(ours, torch_sdpa(q, k, v, cu, causal, mask), exact, f"window {window}")
+
+
+def test_window_and_bias_arguments_are_checked():
+    q, cu = torch.randn(5, 2, 32, device=DEVICE), cu_seqlens([2, 3])
+    with pytest.raises(ValueError, match="window_size must hold sizes >= 0, or -1"):
+        varlen_attention(q, q, q, cu, cu, 3, 3, window_size=(-2, 0))
+    with pytest.raises(ValueError, match="relative_bias must be \\[2, 2R\\+1\\]"):
+        varlen_attention(q, q, q, cu, cu, 3, 3, relative_bias=torch.zeros(2, 4, device=DEVICE))
