@@ -182,8 +182,9 @@ class EmbeddingServer:
                 if disconnected.done():  # gone while its texts were tokenized: they never reach the queue
                     self.metrics.cancelled_texts.inc(len(ids))
                     raise ClientGone
-                job = Job(ids, skip, self.embedder.full_dimension, loop)
-                self.batcher.submit(job)
+                submitted = Job(ids, skip, self.embedder.full_dimension, loop)
+                self.batcher.submit(submitted)
+                job = submitted  # only now is the announcement consumed
             except BatcherClosed:
                 raise RequestError(503, "the server is shutting down") from None
             finally:
