@@ -215,7 +215,7 @@ def cmd_info(args) -> int:
     from fastembed_rt.models.bert import FUSED_MAX_TOKENS
 
     fused = "on" if _C.fused_encoder_supported("float32") else "off (needs AVX-512)"
-    print(f"fused encoder  {fused}: batches of <= {FUSED_MAX_TOKENS} tokens of float32 and int8 models in one C++ call")
+    print(f"fused encoder  {fused}: batches of <= {FUSED_MAX_TOKENS} tokens of float32, bfloat16 and int8 models in one C++ call")
     print(f"architectures  {', '.join(ARCHITECTURES)} (fastembed-rt info --models for details)")
     return 0
 

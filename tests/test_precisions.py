@@ -69,7 +69,9 @@ def test_single_text_and_batch_agree_at_every_precision(minilm_path, gate_texts)
         single = np.stack([model.encode(t) for t in gate_texts[:8]])
         # int8 scales activations per token, so a text's vector does not depend on its batch-mates; but single
         # texts take the fused encoder, whose summation order can move the odd int8 code (measured >= 0.9991).
-        assert (batch * single).sum(axis=1).min() >= (0.99999 if dtype != "int8" else 0.999)
+        # bfloat16 single texts keep float32 activations in the fused encoder, batches round them to bfloat16
+        # (measured >= 0.99998).
+        assert (batch * single).sum(axis=1).min() >= {"float32": 0.99999, "bfloat16": 0.9999, "int8": 0.999}[dtype]
 
 
 def test_unknown_dtype_is_named(minilm_path):

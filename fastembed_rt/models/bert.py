@@ -84,18 +84,22 @@ class Encoder:
         from .. import _C
 
         linears = [lin for layer in self.layers for lin in (layer.qkv, layer.out, layer.up, layer.down)]
-        if self.word_embeddings.device.type != "cpu" or self.word_embeddings.dtype != torch.float32:
+        if self.word_embeddings.device.type != "cpu" or self.word_embeddings.dtype not in (torch.float32, torch.bfloat16):
             return None
         if not all(_C.fused_encoder_supported(kind) for kind in {lin.kind for lin in linears}):
             return None
+
+        def f32(t):  # a bfloat16 model's embeddings and norms, widened: the fused encoder computes in float32
+            return t.float().contiguous().numpy()
+
         c = self.config
-        token_type = None if self.token_type_embedding is None else self.token_type_embedding.contiguous().numpy()
-        fused = _C.FusedEncoder(self.word_embeddings.numpy(), self.position_embeddings.numpy(), token_type,
-                                self.norm_weight.numpy(), self.norm_bias.numpy(), c.num_heads, c.layer_norm_eps,
+        token_type = None if self.token_type_embedding is None else f32(self.token_type_embedding)
+        fused = _C.FusedEncoder(f32(self.word_embeddings), f32(self.position_embeddings), token_type,
+                                f32(self.norm_weight), f32(self.norm_bias), c.num_heads, c.layer_norm_eps,
                                 ops.cpu.ACTIVATION_CODES[GELU_ACTIVATIONS[c.activation]], c.position_offset)  # fmt: skip
         for layer in self.layers:
-            fused.add_layer(layer.qkv.arrays(), layer.out.arrays(), layer.attn_norm_weight.numpy(), layer.attn_norm_bias.numpy(),
-                            layer.up.arrays(), layer.down.arrays(), layer.ffn_norm_weight.numpy(), layer.ffn_norm_bias.numpy())  # fmt: skip
+            fused.add_layer(layer.qkv.arrays(), layer.out.arrays(), f32(layer.attn_norm_weight), f32(layer.attn_norm_bias),
+                            layer.up.arrays(), layer.down.arrays(), f32(layer.ffn_norm_weight), f32(layer.ffn_norm_bias))  # fmt: skip
         return fused
 
     @property
