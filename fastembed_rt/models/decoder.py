@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import torch
 
 from .. import ops
-from ..ops.reference import packed_positions
 from .bert import WeightReader
 from .rotary import Rotary, rope_parameters
 
@@ -118,7 +117,7 @@ class Decoder:
         x = self.embeddings[input_ids]
         if c.gemma:
             x = x * torch.tensor(c.hidden_size**0.5, dtype=x.dtype)
-        angles = self.rotary.angles(packed_positions(cu_seqlens).to(input_ids.device))
+        angles = self.rotary.angles(cu_seqlens)
         tokens = x.shape[0]
         q_size, kv_size = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
         residual = None
@@ -141,9 +140,7 @@ class Decoder:
             if layer.post_attn_norm is not None:
                 x = ops.rms_norm(x, layer.post_attn_norm, c.eps)
             h, residual = ops.rms_norm(x, layer.mlp_norm, c.eps, residual, return_sum=True)
-            gate_up = layer.gate_up(h)
-            half = gate_up.shape[1] // 2
-            x = layer.down(ops.glu(gate_up[:, :half], gate_up[:, half:], c.activation).contiguous())
+            x = layer.down(ops.glu(layer.gate_up(h), c.activation))
             if layer.post_mlp_norm is not None:
                 x = ops.rms_norm(x, layer.post_mlp_norm, c.eps)
         return ops.rms_norm(x, self.final_norm, c.eps, residual)

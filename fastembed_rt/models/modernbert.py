@@ -14,10 +14,9 @@ from dataclasses import dataclass
 import torch
 
 from .. import ops
-from ..ops.reference import packed_positions
 from .bert import WeightReader
 from .decoder import ACTIVATIONS
-from .rotary import Rotary
+from .rotary import Rotary, rotary_attention
 
 
 @dataclass
@@ -47,19 +46,13 @@ class ModernBert:
 
     def forward(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int) -> torch.Tensor:
         c = self.config
-        tokens, head_dim = input_ids.shape[0], c.hidden_size // c.num_heads
         x = ops.layer_norm(self.embeddings[input_ids], *self.embedding_norm, c.eps)
-        angles = self.rotary.angles(packed_positions(cu_seqlens).to(input_ids.device))
+        angles = self.rotary.angles(cu_seqlens)
         for layer, window, kind in zip(self.layers, c.windows, c.rope_kinds):
             h = x if layer.attn_norm is None else ops.layer_norm(x, *layer.attn_norm, c.eps)
-            qkv = layer.qkv(h).view(tokens, 3, c.num_heads, head_dim)
-            cos, sin = angles[kind]
-            q, k = ops.rotary(qkv[:, 0], cos, sin).contiguous(), ops.rotary(qkv[:, 1], cos, sin).contiguous()
-            context = ops.attention(q, k, qkv[:, 2].contiguous(), cu_seqlens, max_seqlen, window=window)
-            x = x + layer.out(context.view(tokens, c.hidden_size))
-            gate_up = layer.up(ops.layer_norm(x, *layer.mlp_norm, c.eps))
-            half = gate_up.shape[1] // 2
-            x = x + layer.down(ops.glu(gate_up[:, :half], gate_up[:, half:], c.activation).contiguous())
+            context = rotary_attention(layer.qkv(h), c.num_heads, *angles[kind], cu_seqlens, max_seqlen, window)
+            x = x + layer.out(context)
+            x = x + layer.down(ops.glu(layer.up(ops.layer_norm(x, *layer.mlp_norm, c.eps)), c.activation))
         return ops.layer_norm(x, *self.final_norm, c.eps)
 
 

@@ -7,6 +7,9 @@ import math
 
 import torch
 
+from .. import ops
+from ..ops.reference import packed_positions
+
 
 def rope_parameters(config: dict) -> dict[str, dict]:
     """RoPE parameters per layer type, from transformers 5's rope_parameters or the older keys."""
@@ -50,7 +53,8 @@ class Rotary:
     """Inverse frequencies per layer type ("all" when every layer shares one table)."""
 
     def __init__(self, frequencies: dict[str, torch.Tensor]):
-        self.frequencies = frequencies
+        # float32, as transformers computes the angles (float64 would differ by more than 1e-4 at long range)
+        self.frequencies = {kind: inv.float() for kind, inv in frequencies.items()}
 
     @classmethod
     def from_config(cls, config: dict, head_dim: int, parameters: dict[str, dict] | None = None) -> Rotary:
@@ -59,11 +63,20 @@ class Rotary:
         parameters = parameters if parameters is not None else rope_parameters(config)
         return cls({kind: inverse_frequencies(p, rotary_dim, max_positions) for kind, p in parameters.items()})
 
-    def angles(self, positions: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """(cos, sin) float32 [T, rotary_dim / 2] per layer type for the tokens' positions."""
+    def angles(self, cu_seqlens: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """(cos, sin) float32 [T, rotary_dim / 2] per layer type, at each packed token's position in its sequence."""
+        positions = packed_positions(cu_seqlens).float()
         out = {}
         for kind, inv in self.frequencies.items():
-            # float32 angles, as transformers computes them (float64 would differ by more than 1e-4 at long range)
-            angles = positions.float()[:, None] * inv.float().to(positions.device)[None, :]
+            angles = positions[:, None] * inv.to(positions.device)[None, :]
             out[kind] = (angles.cos(), angles.sin())
         return out
+
+
+def rotary_attention(qkv: torch.Tensor, heads: int, cos, sin, cu_seqlens, max_seqlen: int, window=None) -> torch.Tensor:
+    """Self-attention over a fused q|k|v projection [T, 3 * hidden] with rotary positions on q and k (the
+    encoders' form: as many kv heads as query heads); returns the context [T, hidden]."""
+    tokens, hidden = qkv.shape[0], qkv.shape[1] // 3
+    qkv = qkv.view(tokens, 3, heads, hidden // heads)
+    q, k = (ops.rotary(qkv[:, i], cos, sin).contiguous() for i in (0, 1))
+    return ops.attention(q, k, qkv[:, 2].contiguous(), cu_seqlens, max_seqlen, window=window).view(tokens, hidden)

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 import torch
 
 from .. import ops
-from ..ops.reference import packed_positions
 from .bert import WeightReader
 from .decoder import ACTIVATIONS
-from .rotary import Rotary
+from .rotary import Rotary, rotary_attention
 
 
 @dataclass
@@ -48,23 +47,15 @@ class RotaryEncoder:
 
     def forward(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int) -> torch.Tensor:
         c = self.config
-        tokens, head_dim = input_ids.shape[0], c.hidden_size // c.num_heads
         x = self.embeddings[input_ids]
         if self.token_type is not None:
             x = x + self.token_type
         x = ops.layer_norm(x, *self.norm, c.eps)
-        cos, sin = self.rotary.angles(packed_positions(cu_seqlens).to(input_ids.device))["all"]
+        cos, sin = self.rotary.angles(cu_seqlens)["all"]
         for layer in self.layers:
-            qkv = layer.qkv(x).view(tokens, 3, c.num_heads, head_dim)
-            q, k = ops.rotary(qkv[:, 0], cos, sin).contiguous(), ops.rotary(qkv[:, 1], cos, sin).contiguous()
-            context = ops.attention(q, k, qkv[:, 2].contiguous(), cu_seqlens, max_seqlen)
-            x = ops.layer_norm(layer.out(context.view(tokens, c.hidden_size)), *layer.attn_norm, c.eps, residual=x)
-            if c.gated:
-                gate_up = layer.up(x)
-                half = gate_up.shape[1] // 2
-                hidden = ops.glu(gate_up[:, :half], gate_up[:, half:], c.activation).contiguous()
-            else:
-                hidden = layer.up(x, c.activation)
+            context = rotary_attention(layer.qkv(x), c.num_heads, cos, sin, cu_seqlens, max_seqlen)
+            x = ops.layer_norm(layer.out(context), *layer.attn_norm, c.eps, residual=x)
+            hidden = ops.glu(layer.up(x), c.activation) if c.gated else layer.up(x, c.activation)
             x = ops.layer_norm(layer.down(hidden), *layer.mlp_norm, c.eps, residual=x)
         return x
 

@@ -59,9 +59,9 @@ def rotary(x, cos, sin):
     return reference.rotary(x, cos, sin)
 
 
-def glu(gate, up, activation):
-    """activation(gate) * up: SwiGLU ("silu") and GeGLU ("gelu", "gelu_tanh")."""
-    return reference.glu(gate, up, activation)
+def glu(gate_up, activation):
+    """activation(gate) * up of a fused [T, 2I] gate|up projection: SwiGLU ("silu"), GeGLU ("gelu", "gelu_tanh")."""
+    return reference.glu(gate_up, activation)
 
 
 def layer_norm(x, weight, bias, eps, residual=None):

@@ -79,10 +79,12 @@ def rotary(x, cos, sin):
 _GLU_ACTIVATIONS = {"silu": F.silu, "gelu": F.gelu, "gelu_tanh": lambda t: F.gelu(t, approximate="tanh")}
 
 
-def glu(gate, up, activation):
-    """activation(gate) * up (SwiGLU with silu, GeGLU with gelu / gelu_tanh), in at least float32."""
-    compute = torch.promote_types(gate.dtype, torch.float32)
-    return (_GLU_ACTIVATIONS[activation](gate.to(compute)) * up.to(compute)).to(gate.dtype)
+def glu(gate_up, activation):
+    """activation(gate) * up for gate_up [T, 2I] holding gate then up (one fused projection): SwiGLU with
+    silu, GeGLU with gelu / gelu_tanh, in at least float32. Returns [T, I], contiguous."""
+    compute = torch.promote_types(gate_up.dtype, torch.float32)
+    gate, up = gate_up.to(compute).chunk(2, dim=-1)
+    return (_GLU_ACTIVATIONS[activation](gate) * up).to(gate_up.dtype).contiguous()
 
 
 def layer_norm(x, weight, bias, eps, residual=None):
