@@ -43,15 +43,10 @@ def embed(word, position, token_type, input_ids, cu_seqlens, position_offset=0):
 def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False, window=None, relative_bias=None):
     """Attention within each packed sequence (flash-attn varlen conventions). q: [T, Hq, D].
     window=(left, right) (sliding-window layers) and relative_bias [Hq, 2R+1] (MPNet): see reference.attention.
-    A window wider than every sequence changes nothing and is dropped. The C++ and Triton kernels take both;
-    flash-attn (not wired for them) hands such calls to the reference."""
+    A window wider than every sequence changes nothing and is dropped."""
     if window is not None and window[0] >= max_seqlen - 1 and (causal or window[1] >= max_seqlen - 1):
         window = None
-    impl = select("attention", q.device, q.dtype)
-    if window is None and relative_bias is None:
-        return impl.fn(q, k, v, cu_seqlens, max_seqlen, scale, causal)
-    fn = impl.fn if impl.name in ("cpp", "triton", REFERENCE) else reference.attention
-    return fn(q, k, v, cu_seqlens, max_seqlen, scale, causal, window, relative_bias)
+    return select("attention", q.device, q.dtype).fn(q, k, v, cu_seqlens, max_seqlen, scale, causal, window, relative_bias)
 
 
 def rotary(x, cos, sin):

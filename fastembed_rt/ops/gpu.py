@@ -49,10 +49,16 @@ def linear(layer, x: torch.Tensor, activation=None) -> torch.Tensor:
     return ops.gelu(F.linear(x, layer.weight), layer.bias, _GELU_APPROXIMATIONS[activation])
 
 
-def flash_attn_attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False):
+def flash_attn_attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False, window=None, relative_bias=None):
+    """flash-attn's varlen kernel (it takes sliding windows; a relative position bias it has not: the reference)."""
+    if relative_bias is not None:
+        from .reference import attention
+
+        return attention(q, k, v, cu_seqlens, max_seqlen, scale, causal, window, relative_bias)
     from flash_attn import flash_attn_varlen_func
 
-    return flash_attn_varlen_func(q, k, v, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen, softmax_scale=scale, causal=causal)
+    return flash_attn_varlen_func(q, k, v, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen, softmax_scale=scale, causal=causal,
+                                  window_size=window if window is not None else (-1, -1))  # fmt: skip
 
 
 def register_kernels(register) -> None:

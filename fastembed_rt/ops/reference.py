@@ -50,13 +50,11 @@ def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False, window=
         ks = k[start:end].transpose(0, 1).to(compute).repeat_interleave(group, dim=0)
         vs = v[start:end].transpose(0, 1).to(compute).repeat_interleave(group, dim=0)
         scores = torch.matmul(qs, ks.transpose(1, 2)) * scale
+        pos = torch.arange(end - start, device=q.device)
+        offset = pos[None, :] - pos[:, None]  # key position minus query position
         if relative_bias is not None:
-            pos = torch.arange(end - start, device=q.device)
-            middle = relative_bias.shape[1] // 2
-            scores = scores + relative_bias[:, middle + pos[None, :] - pos[:, None]].to(compute)
+            scores = scores + relative_bias[:, relative_bias.shape[1] // 2 + offset].to(compute)
         if causal or window is not None:
-            pos = torch.arange(end - start, device=q.device)
-            offset = pos[None, :] - pos[:, None]  # key position minus query position
             hidden = offset > 0 if causal else torch.zeros_like(offset, dtype=torch.bool)
             if window is not None:
                 hidden |= (offset < -window[0]) | (offset > window[1])
