@@ -13,27 +13,28 @@ namespace {
 
 constexpr int64_t kRowBlock = 8;
 
-struct F32Op {
-  // x rows as float32, one k per group.
-  static __m512 step(__m512 acc, const void* x_row, int64_t g, const void* w) {
-    return _mm512_fmadd_ps(_mm512_set1_ps(static_cast<const float*>(x_row)[g]), _mm512_loadu_ps(w), acc);
-  }
-  static constexpr int64_t kGroup = 1;
+// float32 accumulators, shared by the float32 and bfloat16 weight kinds.
+struct FloatAcc {
   using Acc = __m512;
   static Acc zero() { return _mm512_setzero_ps(); }
   static Acc add(Acc a, Acc b) { return _mm512_add_ps(a, b); }
 };
 
-struct BF16Op {
+struct F32Op : FloatAcc {
+  // x rows as float32, one k per group.
+  static __m512 step(__m512 acc, const void* x_row, int64_t g, const void* w) {
+    return _mm512_fmadd_ps(_mm512_set1_ps(static_cast<const float*>(x_row)[g]), _mm512_loadu_ps(w), acc);
+  }
+  static constexpr int64_t kGroup = 1;
+};
+
+struct BF16Op : FloatAcc {
   // x rows as bfloat16 pairs (one 32-bit word per group of two k).
   static __m512 step(__m512 acc, const void* x_row, int64_t g, const void* w) {
     const __m512i pair = _mm512_set1_epi32(static_cast<const int32_t*>(x_row)[g]);
     return _mm512_dpbf16_ps(acc, (__m512bh)pair, (__m512bh)_mm512_loadu_si512(w));
   }
   static constexpr int64_t kGroup = 2;
-  using Acc = __m512;
-  static Acc zero() { return _mm512_setzero_ps(); }
-  static Acc add(Acc a, Acc b) { return _mm512_add_ps(a, b); }
 };
 
 struct I8Op {
