@@ -47,10 +47,12 @@ class TextTokenizer:
         self.special_ids = {i for i, tok in special.items() if tok.special}
         self._encode_batch = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
 
+    def prepare(self, texts: Sequence[str]) -> list[str]:
+        """The texts as the model reads them: lowercased where its sentence_bert_config says so."""
+        return [t.lower() for t in texts] if self.lowercase else list(texts)
+
     def encode(self, texts: Sequence[str]) -> Tokenized:
-        if self.lowercase:
-            texts = [t.lower() for t in texts]
-        encodings = self._encode_batch(list(texts), add_special_tokens=True)
+        encodings = self._encode_batch(self.prepare(texts), add_special_tokens=True)
         return Tokenized([e.ids for e in encodings], [bool(e.overflowing) for e in encodings])
 
     def prompt_length(self, prompt: str) -> int:

@@ -61,9 +61,7 @@ class RequestTokenizer:
 
     def tokenize(self, texts: list[str], prompt: str, add_special_tokens: bool) -> list[list[dict]]:
         """TEI's /tokenize: every token with its id, text, whether it is special, and its character span."""
-        if self._whole.lowercase:
-            texts = [t.lower() for t in texts]
-        full = [prompt + t for t in texts]
+        full = self._whole.prepare([prompt + t for t in texts])  # the prompt lowercased too, as encode() does
         encodings = self._whole.tokenizer.encode_batch(full, add_special_tokens=add_special_tokens)
         out = []
         for text, encoding in zip(full, encodings):
