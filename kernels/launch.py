@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import weakref
 
 import torch
 
@@ -27,6 +28,27 @@ def launch_options(device: torch.device, head_dim: int) -> dict:
     return {"num_warps": 4 if head_dim <= 64 else 8, "num_stages": 3 if head_dim <= 64 else 2}
 
 
+# A model passes one cu_seqlens tensor to every layer's kernels: its summary is read from the device once per
+# tensor (and version), not once per call, since each read is a sync that stalls the queue of launches.
+# (Keyed by id, with a weak reference that drops the entry with the tensor: tensors compare elementwise.)
+_summaries: dict[int, tuple] = {}
+
+
+def _offset_summary(cu_seqlens: torch.Tensor) -> tuple[int, int, int, int]:
+    """(first offset, last offset, shortest length, longest length) of cu_seqlens."""
+    key = id(cu_seqlens)
+    cached = _summaries.get(key)
+    if cached is not None and cached[0]() is cu_seqlens and cached[1] == cu_seqlens._version:
+        return cached[2]
+    lengths = cu_seqlens[1:] - cu_seqlens[:-1]
+    first, last = cu_seqlens[0], cu_seqlens[-1]
+    shortest = lengths.min() if lengths.numel() else first
+    longest = lengths.max() if lengths.numel() else first
+    summary = tuple(torch.stack([first, last, shortest, longest]).tolist())
+    _summaries[key] = (weakref.ref(cu_seqlens, lambda _: _summaries.pop(key, None)), cu_seqlens._version, summary)
+    return summary
+
+
 def check_packed(cu_seqlens: torch.Tensor, tokens: int, name: str, device: torch.device, max_seqlen: int | None = None) -> int:
     """Checks int32 cu_seqlens against the packed tensor (one small device sync) and returns the batch size:
     a bad offset would otherwise read out of bounds on the GPU."""
@@ -38,11 +60,7 @@ def check_packed(cu_seqlens: torch.Tensor, tokens: int, name: str, device: torch
         raise ValueError(f"{name} must hold at least one offset (0)")
     if not cu_seqlens.is_contiguous():
         raise ValueError(f"{name} must be contiguous")
-    lengths = cu_seqlens[1:] - cu_seqlens[:-1]
-    first, last = cu_seqlens[0], cu_seqlens[-1]
-    shortest = lengths.min() if lengths.numel() else first
-    longest = lengths.max() if lengths.numel() else first
-    first, last, shortest, longest = torch.stack([first, last, shortest, longest]).tolist()
+    first, last, shortest, longest = _offset_summary(cu_seqlens)
     if first != 0 or last != tokens or shortest < 0:
         raise ValueError(f"{name} must rise from 0 to the token count {tokens}; got first {first}, last {last}, "
                          f"shortest sequence {shortest}")  # fmt: skip

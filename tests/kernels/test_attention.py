@@ -159,3 +159,11 @@ def test_window_and_bias_arguments_are_checked():
         varlen_attention(q, q, q, cu, cu, 3, 3, window_size=(-2, 0))
     with pytest.raises(ValueError, match="relative_bias must be \\[2, 2R\\+1\\]"):
         varlen_attention(q, q, q, cu, cu, 3, 3, relative_bias=torch.zeros(2, 4, device=DEVICE))
+
+
+def test_offsets_are_checked_again_after_an_in_place_change():
+    q, cu = torch.randn(5, 2, 32, device=DEVICE), cu_seqlens([2, 3])
+    attention(q, q, q, cu, 3)  # checked (and remembered) once
+    cu[1] = 7
+    with pytest.raises(ValueError, match="must rise from 0 to the token count 5"):
+        attention(q, q, q, cu, 3)
