@@ -84,9 +84,9 @@ def summary(summary_lines):
     """Collects each case's median time; at the end prints the comparison table and appends the CSV."""
     medians: dict[tuple[str, str], float] = {}
     yield medians
-    ceilings = _C.compute_ceilings(THREADS) if "avx512" in _C.similarity_isas() else None
+    ceilings = _C.compute_ceilings(THREADS) if "avx512" in _C.supported_isas() else None
     write = summary_lines.append
-    write(f"\n{N:,} vectors, {QUERIES} queries, k={K}, {THREADS} threads, ISA {_C.similarity_isas()[0]}")
+    write(f"\n{N:,} vectors, {QUERIES} queries, k={K}, {THREADS} threads, ISA {_C.supported_isas()[0]}")
     if ceilings:
         write("ceilings: " + ", ".join(f"{name} {ceilings[name]:.3g}" for name, _ in WORK.values()))
     write(f"{'corpus':<9}{'implementation':<24}{'ms/batch':>10}{'comparisons/s':>15}{'vs ours':>9}{'of ceiling':>12}")

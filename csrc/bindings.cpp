@@ -15,6 +15,7 @@
 #include "cpu/attention.h"
 #include "cpu/ceilings.h"
 #include "cpu/cpu_features.h"
+#include "cpu/isa.h"
 #include "cpu/embeddings.h"
 #include "cpu/fused_encoder.h"
 #include "cpu/int8_linear.h"
@@ -405,7 +406,10 @@ cpu::PackedLinear pack_checked_linear(const py::tuple& spec, int64_t n, int64_t 
                           std::to_string(k) + "] weight");
   }
   if (n < 1 || k < 1) throw py::value_error(std::string(name) + ": empty weight");
-  if (!cpu::small_gemm_supported(kind)) throw py::value_error(std::string(name) + ": this CPU lacks the instructions for its weights");
+  if (!cpu::small_gemm_supported(kind)) {
+    throw py::value_error(std::string(name) + ": packed linear layers need AVX2 or better; the active ISA is " +
+                          cpu::isa_name(cpu::active_isa()));
+  }
   const float* scales = nullptr;
   py::array scales_array;
   if (kind == cpu::WeightKind::kInt8) {
@@ -501,37 +505,49 @@ class FusedEncoder {
   std::unique_ptr<cpu::FusedEncoder> encoder_;
 };
 
-py::array_t<float> small_linear(const py::tuple& spec, const py::array& x, int activation, bool round_output,
-                                int num_threads) {
-  require_array<float>(x, "x", 2);
-  const auto weight = spec.size() == 3 ? spec[0].cast<py::array>() : py::array();
-  if (weight.ndim() != 2) throw py::value_error("weight: expected [out, in]");
-  if (weight.shape(1) != x.shape(1)) throw py::value_error("x: expected " + std::to_string(weight.shape(1)) + " columns");
-  const cpu::PackedLinear packed = pack_checked_linear(spec, weight.shape(0), weight.shape(1), "linear");
-  const cpu::Activation act = parse_activation(activation);
-  py::array_t<float> out({x.shape(0), weight.shape(0)});
-  const auto* xp = static_cast<const float*>(x.data());
-  float* op = out.mutable_data();
-  const int threads = resolve_threads(num_threads);
-  {
-    py::gil_scoped_release release;
-    std::vector<uint8_t> scratch;
-    cpu::small_linear(packed, xp, x.shape(0), act, round_output, op, scratch, threads);
+// A linear layer packed once for small_gemm's kernels (the fused encoder's layers, and the op path's bfloat16
+// and int8 layers where no library runs them fast), called on float32 rows.
+class PackedLinear {
+ public:
+  explicit PackedLinear(const py::tuple& spec) {
+    const auto weight = spec.size() == 3 ? spec[0].cast<py::array>() : py::array();
+    if (weight.ndim() != 2) throw py::value_error("weight: expected [out, in]");
+    packed_ = pack_checked_linear(spec, weight.shape(0), weight.shape(1), "linear");
   }
-  return out;
-}
 
-
-
-cpu::Isa parse_isa(const std::string& name) {
-  if (name == "auto") return cpu::best_isa();
-  for (cpu::Isa isa : {cpu::Isa::kScalar, cpu::Isa::kAvx2, cpu::Isa::kAvx512}) {
-    if (name == cpu::isa_name(isa)) {
-      if (!cpu::isa_supported(isa)) throw py::value_error("isa '" + name + "' is not supported by this CPU");
-      return isa;
+  py::array_t<float> call(const py::array& x, int activation, bool round_output, int num_threads) const {
+    require_array<float>(x, "x", 2);
+    if (x.shape(1) != packed_.k) throw py::value_error("x: expected " + std::to_string(packed_.k) + " columns");
+    const cpu::Activation act = parse_activation(activation);
+    py::array_t<float> out({x.shape(0), static_cast<py::ssize_t>(packed_.n)});
+    const auto* xp = static_cast<const float*>(x.data());
+    float* op = out.mutable_data();
+    const int threads = resolve_threads(num_threads);
+    {
+      py::gil_scoped_release release;
+      std::vector<uint8_t> scratch;
+      cpu::small_linear(packed_, xp, x.shape(0), act, round_output, op, scratch, threads);
     }
+    return out;
   }
-  throw py::value_error("unknown isa '" + name + "'; expected auto, scalar, avx2 or avx512");
+
+  std::string isa() const { return cpu::isa_name(packed_.isa); }
+
+ private:
+  cpu::PackedLinear packed_;
+};
+
+
+
+// "auto" is the active ISA; a named one must be known and run on this CPU.
+cpu::Isa parse_isa(const std::string& name) {
+  if (name == "auto") return cpu::active_isa();
+  cpu::Isa isa;
+  if (!cpu::parse_isa_name(name.c_str(), &isa)) {
+    throw py::value_error("unknown isa '" + name + "'; expected auto, scalar, avx2 or avx512");
+  }
+  if (!cpu::isa_supported(isa)) throw py::value_error("isa '" + name + "' is not supported by this CPU");
+  return isa;
 }
 
 // Checks queries [nq, d] and corpus [n, d] of dtype T, and k; returns the k actually served (<= n).
@@ -574,8 +590,13 @@ py::dict cpu_features() {
   py::dict d;
   d["avx2"] = f.avx2;
   d["fma"] = f.fma;
+  d["bmi2"] = f.bmi2;
+  d["f16c"] = f.f16c;
   d["avx512f"] = f.avx512f;
   d["avx512bw"] = f.avx512bw;
+  d["avx512cd"] = f.avx512cd;
+  d["avx512dq"] = f.avx512dq;
+  d["avx512vl"] = f.avx512vl;
   d["avx512_vnni"] = f.avx512_vnni;
   d["avx512_bf16"] = f.avx512_bf16;
   d["avx512_vpopcntdq"] = f.avx512_vpopcntdq;
@@ -611,13 +632,22 @@ PYBIND11_MODULE(_C, m) {
       py::arg("queries"), py::arg("corpus"), py::arg("k"), py::arg("isa") = "auto", py::arg("num_threads") = 0,
       "Top-k smallest Hamming distances between packed uint8 codes: (distances int32, ids int64).");
   m.def(
-      "similarity_isas",
+      "supported_isas",
       [] {
         std::vector<std::string> names;
         for (cpu::Isa isa : cpu::supported_isas()) names.emplace_back(cpu::isa_name(isa));
         return names;
       },
-      "Instruction sets the similarity kernels can use on this CPU, best first.");
+      "Instruction sets the kernels can use on this CPU, best first.");
+  m.def(
+      "active_isa", [] { return std::string(cpu::isa_name(cpu::active_isa())); },
+      "The instruction set the kernels use now (FASTEMBED_RT_ISA or set_active_isa caps it).");
+  m.def(
+      "set_active_isa",
+      [](const std::string& name) {
+        cpu::set_active_isa(name == "auto" ? cpu::best_isa() : parse_isa(name));
+      },
+      py::arg("isa"), "Caps every kernel at `isa` (scalar, avx2, avx512; auto: the best this CPU runs).");
   m.def(
       "compute_ceilings",
       [](int num_threads, double seconds) {
@@ -666,7 +696,7 @@ PYBIND11_MODULE(_C, m) {
         py::arg("bias") = py::none(), py::arg("activation") = 0, py::arg("num_threads") = 0,
         "dequantize_rows then quantize_rows in one pass: (codes int8, scales float32) for the next int8 GEMM.");
   py::class_<FusedEncoder>(m, "FusedEncoder",
-                           "A post-LayerNorm encoder for a few tokens in one call (AVX-512; see small_gemm.h).")
+                           "A post-LayerNorm encoder for a few tokens in one call (AVX2 or better; see small_gemm.h).")
       .def(py::init<const py::array&, const py::array&, const py::object&, const py::array&, const py::array&, int64_t,
                     double, int, int64_t>(),
            py::arg("word_embeddings"), py::arg("position_embeddings"), py::arg("token_type"), py::arg("norm_weight"),
@@ -676,9 +706,12 @@ PYBIND11_MODULE(_C, m) {
            py::arg("ffn_norm_bias"))
       .def("forward", &FusedEncoder::forward, py::arg("ids"), py::arg("cu_seqlens"), py::arg("num_threads") = 0,
            "Hidden states [tokens, hidden] float32 of packed int64 ids.");
-  m.def("small_linear", &small_linear, py::arg("linear"), py::arg("x"), py::arg("activation") = 0,
-        py::arg("round_output") = false, py::arg("num_threads") = 0,
-        "The fused encoder's small-batch linear layer on its own: act(x . W^T + bias), float32 [m, n].");
+  py::class_<PackedLinear>(m, "PackedLinear",
+                           "A linear layer (weight, scales, bias) packed for the panel kernels of small_gemm.h.")
+      .def(py::init<const py::tuple&>(), py::arg("linear"))
+      .def("__call__", &PackedLinear::call, py::arg("x"), py::arg("activation") = 0, py::arg("round_output") = false,
+           py::arg("num_threads") = 0, "act(x . W^T + bias) for float32 x [m, k]: float32 [m, n].")
+      .def_property_readonly("isa", &PackedLinear::isa, "The kernel set it was packed for (avx512 or avx2).");
   m.def(
       "fused_encoder_supported",
       [](const std::string& kind) {

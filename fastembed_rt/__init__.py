@@ -13,6 +13,10 @@ import os
 # only when fastembed_rt is imported before torch, and never overrides a value the user set.
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
+from . import isa  # noqa: E402  (FASTEMBED_RT_ISA, before anything imports torch)
+
+isa.configure()
+
 from .engine import Embedder, TruncationWarning, load
 from .quantize import quantize_embeddings
 from .search import Index

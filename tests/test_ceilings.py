@@ -6,7 +6,7 @@ from fastembed_rt import _C
 
 
 def test_ceilings_are_measured_or_refused_clearly():
-    if "avx512" not in _C.similarity_isas():
+    if "avx512" not in _C.supported_isas():
         with pytest.raises(ValueError, match="which this CPU lacks"):
             _C.compute_ceilings(1, 0.05)
         return

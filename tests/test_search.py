@@ -120,7 +120,7 @@ def test_forced_isa_paths_agree(precision, corpus, monkeypatch):
 
     queries = unit_rows(9, 96, 4)
     results = {}
-    for isa in _C.similarity_isas():
+    for isa in _C.supported_isas():
         monkeypatch.setenv("FASTEMBED_RT_ISA", isa)
         results[isa] = Index.build(corpus, precision).search(queries, k=8)
     scalar_scores, scalar_ids = results["scalar"]

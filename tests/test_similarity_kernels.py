@@ -5,7 +5,7 @@ import pytest
 
 from fastembed_rt import _C
 
-ISAS = _C.similarity_isas()
+ISAS = _C.supported_isas()
 SHAPES = [(1, 1, 8, 1), (3, 5, 13, 10), (7, 300, 100, 9), (2, 5000, 200, 7), (4, 9000, 1032, 3), (1, 10, 67, 40)]
 
 

@@ -47,9 +47,8 @@ FE_INLINE void bias_act_chunk(const BiasActArgs<T>& a, int64_t begin, int64_t en
   }
 }
 
-// target_clones cannot be put on a template: one multiversioned overload per storage type.
-FE_MULTIVERSION void bias_act_rows(const BiasActArgs<float>& a, int64_t b, int64_t e) { bias_act_chunk(a, b, e); }
-FE_MULTIVERSION void bias_act_rows(const BiasActArgs<bf16>& a, int64_t b, int64_t e) { bias_act_chunk(a, b, e); }
+FE_ISA_DISPATCH(void, bias_act_rows, (const BiasActArgs<float>& a, int64_t b, int64_t e), (a, b, e), bias_act_chunk(a, b, e))
+FE_ISA_DISPATCH(void, bias_act_rows, (const BiasActArgs<bf16>& a, int64_t b, int64_t e), (a, b, e), bias_act_chunk(a, b, e))
 
 }  // namespace
 

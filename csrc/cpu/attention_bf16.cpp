@@ -6,6 +6,7 @@
 
 #include "attention_bf16.h"
 #include "cpu_features.h"
+#include "isa.h"
 
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")
 #include <immintrin.h>
@@ -140,7 +141,7 @@ void attend_item(const bf16* q, const bf16* k, const bf16* v, bf16* out, const i
 
 bool bf16_dot_supported() {
   const CpuFeatures& f = cpu_features();
-  return f.avx512f && f.avx512bw && f.avx512_bf16;
+  return active_isa() == Isa::kAvx512 && f.avx512_bf16;
 }
 
 void attend_item_bf16_dot(const bf16* q, const bf16* k, const bf16* v, bf16* out, const int32_t* cu_seqlens,

@@ -25,12 +25,18 @@ CpuFeatures detect() {
   const bool os_avx = (xcr0 & 0x6) == 0x6;                 // SSE and AVX state
   const bool os_avx512 = os_avx && (xcr0 & 0xE0) == 0xE0;  // opmask, ZMM_Hi256, Hi16_ZMM
   const bool fma = ecx & (1u << 12);
+  const bool f16c = ecx & (1u << 29);
   if (__get_cpuid_max(0, nullptr) < 7) return f;
   __cpuid_count(7, 0, eax, ebx, ecx, edx);
   f.avx2 = os_avx && (ebx & (1u << 5));
   f.fma = os_avx && fma;
+  f.f16c = os_avx && f16c;
+  f.bmi2 = ebx & (1u << 8);
   f.avx512f = os_avx512 && (ebx & (1u << 16));
   f.avx512bw = f.avx512f && (ebx & (1u << 30));
+  f.avx512cd = f.avx512f && (ebx & (1u << 28));
+  f.avx512dq = f.avx512f && (ebx & (1u << 17));
+  f.avx512vl = f.avx512f && (ebx & (1u << 31));
   f.avx512_vnni = f.avx512f && (ecx & (1u << 11));
   f.avx512_vpopcntdq = f.avx512f && (ecx & (1u << 14));
   __cpuid_count(7, 1, eax, ebx, ecx, edx);

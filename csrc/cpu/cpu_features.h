@@ -6,8 +6,13 @@ namespace fastembed_rt::cpu {
 struct CpuFeatures {
   bool avx2 = false;
   bool fma = false;
+  bool bmi2 = false;
+  bool f16c = false;
   bool avx512f = false;
   bool avx512bw = false;
+  bool avx512cd = false;
+  bool avx512dq = false;
+  bool avx512vl = false;
   bool avx512_vnni = false;
   bool avx512_bf16 = false;
   bool avx512_vpopcntdq = false;

@@ -32,8 +32,8 @@ FE_INLINE void embed_sequences(const EmbedArgs<T>& a, int64_t begin, int64_t end
   }
 }
 
-FE_MULTIVERSION void embed_chunk(const EmbedArgs<float>& a, int64_t b, int64_t e) { embed_sequences(a, b, e); }
-FE_MULTIVERSION void embed_chunk(const EmbedArgs<bf16>& a, int64_t b, int64_t e) { embed_sequences(a, b, e); }
+FE_ISA_DISPATCH(void, embed_chunk, (const EmbedArgs<float>& a, int64_t b, int64_t e), (a, b, e), embed_sequences(a, b, e))
+FE_ISA_DISPATCH(void, embed_chunk, (const EmbedArgs<bf16>& a, int64_t b, int64_t e), (a, b, e), embed_sequences(a, b, e))
 
 }  // namespace
 

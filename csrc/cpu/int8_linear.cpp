@@ -27,12 +27,15 @@ FE_INLINE float quantize_row(const T* x, int64_t cols, int8_t* q) {
   return absmax / 127.0f;
 }
 
-FE_MULTIVERSION void quantize_chunk(const float* x, int64_t cols, int8_t* q, float* scales, int64_t begin, int64_t end) {
+template <typename T>
+FE_INLINE void quantize_rows_range(const T* x, int64_t cols, int8_t* q, float* scales, int64_t begin, int64_t end) {
   for (int64_t r = begin; r < end; ++r) scales[r] = quantize_row(x + r * cols, cols, q + r * cols);
 }
-FE_MULTIVERSION void quantize_chunk(const bf16* x, int64_t cols, int8_t* q, float* scales, int64_t begin, int64_t end) {
-  for (int64_t r = begin; r < end; ++r) scales[r] = quantize_row(x + r * cols, cols, q + r * cols);
-}
+
+FE_ISA_DISPATCH(void, quantize_chunk, (const float* x, int64_t cols, int8_t* q, float* scales, int64_t begin, int64_t end),
+                (x, cols, q, scales, begin, end), quantize_rows_range(x, cols, q, scales, begin, end))
+FE_ISA_DISPATCH(void, quantize_chunk, (const bf16* x, int64_t cols, int8_t* q, float* scales, int64_t begin, int64_t end),
+                (x, cols, q, scales, begin, end), quantize_rows_range(x, cols, q, scales, begin, end))
 
 template <Activation kAct, bool kBias>
 FE_INLINE void dequantize_with(const int32_t* acc, int64_t cols, const float* row_scales, const float* col_scales,
@@ -71,21 +74,27 @@ FE_INLINE void dequantize_chunk(const int32_t* acc, int64_t cols, const float* r
   }
 }
 
-FE_MULTIVERSION void dequantize_rows_chunk(const int32_t* acc, int64_t cols, const float* row_scales,
-                                           const float* col_scales, const float* bias, Activation act, float* out,
-                                           int64_t begin, int64_t end) {
-  dequantize_chunk(acc, cols, row_scales, col_scales, bias, act, out, begin, end);
-}
+FE_ISA_DISPATCH(void, dequantize_rows_chunk,
+                (const int32_t* acc, int64_t cols, const float* row_scales, const float* col_scales, const float* bias,
+                 Activation act, float* out, int64_t begin, int64_t end),
+                (acc, cols, row_scales, col_scales, bias, act, out, begin, end),
+                dequantize_chunk(acc, cols, row_scales, col_scales, bias, act, out, begin, end))
 
-FE_MULTIVERSION void requantize_chunk(const int32_t* acc, int64_t cols, const float* row_scales,
-                                      const float* col_scales, const float* bias, Activation act, int8_t* codes,
-                                      float* out_scales, int64_t begin, int64_t end) {
+FE_INLINE void requantize_range(const int32_t* acc, int64_t cols, const float* row_scales, const float* col_scales,
+                                const float* bias, Activation act, int8_t* codes, float* out_scales, int64_t begin,
+                                int64_t end) {
   std::vector<float> row(cols);
   for (int64_t r = begin; r < end; ++r) {
     dequantize_chunk(acc + r * cols, cols, row_scales + r, col_scales, bias, act, row.data(), 0, 1);
     out_scales[r] = quantize_row(row.data(), cols, codes + r * cols);
   }
 }
+
+FE_ISA_DISPATCH(void, requantize_chunk,
+                (const int32_t* acc, int64_t cols, const float* row_scales, const float* col_scales, const float* bias,
+                 Activation act, int8_t* codes, float* out_scales, int64_t begin, int64_t end),
+                (acc, cols, row_scales, col_scales, bias, act, codes, out_scales, begin, end),
+                requantize_range(acc, cols, row_scales, col_scales, bias, act, codes, out_scales, begin, end))
 
 }  // namespace
 

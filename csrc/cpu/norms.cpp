@@ -53,9 +53,8 @@ FE_INLINE void norm_chunk(const NormArgs<T>& a, int64_t begin, int64_t end) {
   for (int64_t r = begin; r < end; ++r) norm_row(a, r, row.data());
 }
 
-// target_clones cannot be put on a template: one multiversioned overload per storage type.
-FE_MULTIVERSION void norm_rows_chunk(const NormArgs<float>& a, int64_t begin, int64_t end) { norm_chunk(a, begin, end); }
-FE_MULTIVERSION void norm_rows_chunk(const NormArgs<bf16>& a, int64_t begin, int64_t end) { norm_chunk(a, begin, end); }
+FE_ISA_DISPATCH(void, norm_rows_chunk, (const NormArgs<float>& a, int64_t b, int64_t e), (a, b, e), norm_chunk(a, b, e))
+FE_ISA_DISPATCH(void, norm_rows_chunk, (const NormArgs<bf16>& a, int64_t b, int64_t e), (a, b, e), norm_chunk(a, b, e))
 
 }  // namespace
 

@@ -5,6 +5,7 @@
 
 #include "cpu_features.h"
 #include "parallel.h"
+#include "vector_math.h"
 #include "similarity_kernels.h"
 
 namespace fastembed_rt::cpu {
@@ -59,7 +60,7 @@ class TopK {
 
 // The best value a block offers, so that a block with nothing good enough skips the heap entirely
 // (after the first blocks almost all do). Plain min/max loops that the compiler vectorizes, cloned per
-// ISA and picked at load time (target_clones), since they scan every score once.
+// ISA and picked by active_isa(), since they scan every score once.
 template <typename Score>
 Score block_best_impl(const Score* s, int64_t rows, bool negate) {
   Score lo = s[0], hi = s[0];
@@ -70,13 +71,10 @@ Score block_best_impl(const Score* s, int64_t rows, bool negate) {
   return negate ? -lo : hi;
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default"))) int32_t block_best(const int32_t* s, int64_t rows, bool negate) {
-  return block_best_impl(s, rows, negate);
-}
-
-__attribute__((target_clones("avx512f", "avx2", "default"))) float block_best(const float* s, int64_t rows, bool negate) {
-  return block_best_impl(s, rows, negate);
-}
+FE_ISA_DISPATCH(int32_t, block_best, (const int32_t* s, int64_t rows, bool negate), (s, rows, negate),
+                block_best_impl(s, rows, negate))
+FE_ISA_DISPATCH(float, block_best, (const float* s, int64_t rows, bool negate), (s, rows, negate),
+                block_best_impl(s, rows, negate))
 
 // Scans the corpus in per-thread slices and merges the slices' top-k. `negate` turns distances (smaller is
 // better) into scores for the heaps and back on output.
@@ -121,35 +119,10 @@ void search(const T* queries, int64_t nq, const T* corpus, int64_t n, int64_t di
   }
 }
 
+// The AVX-512 score blocks also need VNNI (int8) and VPOPCNTDQ (Hamming); without them the AVX2 ones run.
+Isa with_feature(Isa isa, bool feature) { return isa == Isa::kAvx512 && !feature ? Isa::kAvx2 : isa; }
+
 }  // namespace
-
-const char* isa_name(Isa isa) {
-  switch (isa) {
-    case Isa::kScalar: return "scalar";
-    case Isa::kAvx2: return "avx2";
-    case Isa::kAvx512: return "avx512";
-  }
-  return "unknown";
-}
-
-bool isa_supported(Isa isa) {
-  const CpuFeatures& f = cpu_features();
-  switch (isa) {
-    case Isa::kScalar: return true;
-    case Isa::kAvx2: return f.avx2 && f.fma;
-    case Isa::kAvx512: return f.avx512f && f.avx512bw && f.avx512_vnni && f.avx512_vpopcntdq;
-  }
-  return false;
-}
-
-std::vector<Isa> supported_isas() {
-  std::vector<Isa> out;
-  for (Isa isa : {Isa::kAvx512, Isa::kAvx2, Isa::kScalar})
-    if (isa_supported(isa)) out.push_back(isa);
-  return out;
-}
-
-Isa best_isa() { return supported_isas().front(); }
 
 void topk_dot_f32(const float* queries, int64_t nq, const float* corpus, int64_t n, int64_t dim, int64_t k, Isa isa,
                   int num_threads, float* out_scores, int64_t* out_ids) {
@@ -159,12 +132,14 @@ void topk_dot_f32(const float* queries, int64_t nq, const float* corpus, int64_t
 
 void topk_dot_i8(const int8_t* queries, int64_t nq, const int8_t* corpus, int64_t n, int64_t dim, int64_t k, Isa isa,
                  int num_threads, int32_t* out_scores, int64_t* out_ids) {
+  isa = with_feature(isa, cpu_features().avx512_vnni);
   auto block = isa == Isa::kAvx512 ? kernels::dot_i8_avx512 : isa == Isa::kAvx2 ? kernels::dot_i8_avx2 : kernels::dot_i8_scalar;
   search(queries, nq, corpus, n, dim, k, block, false, num_threads, out_scores, out_ids);
 }
 
 void topk_hamming(const uint8_t* queries, int64_t nq, const uint8_t* corpus, int64_t n, int64_t nbytes, int64_t k,
                   Isa isa, int num_threads, int32_t* out_distances, int64_t* out_ids) {
+  isa = with_feature(isa, cpu_features().avx512_vpopcntdq);
   auto block = isa == Isa::kAvx512 ? kernels::hamming_avx512 : isa == Isa::kAvx2 ? kernels::hamming_avx2 : kernels::hamming_scalar;
   search(queries, nq, corpus, n, nbytes, k, block, true, num_threads, out_distances, out_ids);
 }

@@ -7,14 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "isa.h"
+
 namespace fastembed_rt::cpu {
 
-enum class Isa : int32_t { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
-
-const char* isa_name(Isa isa);
-bool isa_supported(Isa isa);
-Isa best_isa();
-std::vector<Isa> supported_isas();
 
 // queries [nq, dim], corpus [n, dim], both row-major and contiguous; 1 <= k <= n; the caller checks.
 // Results [nq, k], best first; equal scores go to the lower corpus index.

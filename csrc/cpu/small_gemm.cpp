@@ -1,4 +1,4 @@
-// Packing and dispatch; the arithmetic is in small_gemm_avx512.cpp.
+// Packing and dispatch; the arithmetic is in small_gemm_avx512.cpp and small_gemm_avx2.cpp.
 #include "small_gemm.h"
 
 #include <algorithm>
@@ -10,34 +10,46 @@
 
 namespace fastembed_rt::cpu {
 
-bool small_gemm_supported(WeightKind kind) {
+bool small_gemm_supported(WeightKind) { return isa_at_least(Isa::kAvx2); }
+
+Isa small_gemm_isa(WeightKind kind) {
+  if (active_isa() != Isa::kAvx512) return Isa::kAvx2;
   const CpuFeatures& f = cpu_features();
-  const bool base = f.avx512f && f.avx512bw;
-  switch (kind) {
-    case WeightKind::kFloat32:
-      return base;
-    case WeightKind::kBFloat16:
-      return base && f.avx512_bf16;
-    case WeightKind::kInt8:
-      return base && f.avx512_vnni;
-  }
-  return false;
+  if (kind == WeightKind::kBFloat16 && !f.avx512_bf16) return Isa::kAvx2;
+  if (kind == WeightKind::kInt8 && !f.avx512_vnni) return Isa::kAvx2;
+  return Isa::kAvx512;
 }
+
+namespace {
+
+// k values per packed group: what one 32-bit lane of a dot-product instruction takes.
+int64_t group_of(WeightKind kind, Isa isa) {
+  if (kind == WeightKind::kFloat32) return 1;
+  if (kind == WeightKind::kBFloat16) return isa == Isa::kAvx512 ? 2 : 1;
+  return isa == Isa::kAvx512 ? 4 : 2;
+}
+
+// The AVX2 bfloat16 panel's slot for column c: the middle two groups of four swap places.
+int64_t widening_slot(int64_t c) { return (c & ~int64_t{12}) | ((c & 4) << 1) | ((c & 8) >> 1); }
+
+}  // namespace
 
 PackedLinear pack_linear(WeightKind kind, const void* weight, int64_t n, int64_t k, const float* column_scales,
                          const float* bias) {
   PackedLinear p;
   p.kind = kind;
+  p.isa = small_gemm_isa(kind);
   p.n = n;
   p.k = k;
   p.panels = (n + kPanel - 1) / kPanel;
-  const int64_t group = kind == WeightKind::kFloat32 ? 1 : (kind == WeightKind::kBFloat16 ? 2 : 4);
+  const int64_t group = group_of(kind, p.isa);
   p.k_padded = (k + group - 1) / group * group;
   const int64_t size = p.panels * p.k_padded * kPanel;
   // Element (row c of the weight = output column c, input index i) goes to panel c/16, then k-group
-  // i/group, then column c%16, then i%group: a panel's k-group is one 64-byte vector.
+  // i/group, then column c%16, then i%group: a panel's k-group is 16 consecutive lanes.
   auto index = [&](int64_t c, int64_t i) {
-    return ((c / kPanel) * (p.k_padded / group) + i / group) * kPanel * group + (c % kPanel) * group + i % group;
+    const int64_t column = kind == WeightKind::kBFloat16 && p.isa == Isa::kAvx2 ? widening_slot(c % kPanel) : c % kPanel;
+    return ((c / kPanel) * (p.k_padded / group) + i / group) * kPanel * group + column * group + i % group;
   };
   if (kind == WeightKind::kFloat32) {
     p.f32.assign(size, 0.0f);
@@ -50,14 +62,22 @@ PackedLinear pack_linear(WeightKind kind, const void* weight, int64_t n, int64_t
     for (int64_t c = 0; c < n; ++c)
       for (int64_t i = 0; i < k; ++i) p.bf16[index(c, i)] = w[c * k + i];
   } else {
-    p.i8.assign(size, 0);
-    p.column_sums.assign(p.panels * kPanel, 0);
-    p.column_scales.assign(p.panels * kPanel, 0.0f);
     const auto* w = static_cast<const int8_t*>(weight);
+    if (p.isa == Isa::kAvx512) {
+      p.i8.assign(size, 0);
+      p.column_sums.assign(p.panels * kPanel, 0);
+    } else {
+      p.i16.assign(size, 0);
+    }
+    p.column_scales.assign(p.panels * kPanel, 0.0f);
     for (int64_t c = 0; c < n; ++c) {
       for (int64_t i = 0; i < k; ++i) {
-        p.i8[index(c, i)] = w[c * k + i];
-        p.column_sums[c] += w[c * k + i];
+        if (p.isa == Isa::kAvx512) {
+          p.i8[index(c, i)] = w[c * k + i];
+          p.column_sums[c] += w[c * k + i];
+        } else {
+          p.i16[index(c, i)] = w[c * k + i];
+        }
       }
       p.column_scales[c] = column_scales[c];
     }
@@ -68,40 +88,66 @@ PackedLinear pack_linear(WeightKind kind, const void* weight, int64_t n, int64_t
 
 namespace {
 
-// x as the kind's dot products read it, rows zero-padded to k_padded: bfloat16 (nearest even), or int8 codes
-// and scales exactly as quantize_rows makes them, stored unsigned (+128) for vpdpbusd.
-void prepare_rows(const PackedLinear& w, const float* x, int64_t m, uint8_t* scratch) {
+// x as the kernels read it (see small_gemm_kernels.h), rows zero-padded to k_padded. bfloat16 layers round x
+// to nearest even; int8 layers quantize it exactly as quantize_rows does.
+void prepare_rows(const PackedLinear& w, const float* x, int64_t m, uint8_t* scratch, int num_threads) {
   if (w.kind == WeightKind::kBFloat16) {
-    auto* rows = reinterpret_cast<bf16*>(scratch);
-    for (int64_t r = 0; r < m; ++r) {
-      for (int64_t i = 0; i < w.k_padded; ++i) rows[r * w.k_padded + i] = i < w.k ? from_float<bf16>(x[r * w.k + i]) : bf16{0};
-    }
-  } else if (w.kind == WeightKind::kInt8) {
-    auto* scales = reinterpret_cast<float*>(scratch + m * w.k_padded);
-    auto* codes = reinterpret_cast<int8_t*>(scales + m);  // [m, k], then shifted into place
-    quantize_rows<float>(x, m, w.k, codes, scales, 1);
-    for (int64_t r = 0; r < m; ++r) {
-      for (int64_t i = 0; i < w.k_padded; ++i) {
-        scratch[r * w.k_padded + i] = static_cast<uint8_t>((i < w.k ? codes[r * w.k + i] : 0) + 128);
+    parallel_for(m, threads_for(static_cast<double>(m) * w.k, num_threads), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        for (int64_t i = 0; i < w.k_padded; ++i) {
+          const bf16 v = i < w.k ? from_float<bf16>(x[r * w.k + i]) : bf16{0};
+          if (w.isa == Isa::kAvx512) {
+            reinterpret_cast<bf16*>(scratch)[r * w.k_padded + i] = v;
+          } else {
+            reinterpret_cast<float*>(scratch)[r * w.k_padded + i] = to_float(v);
+          }
+        }
       }
-    }
+    });
+  } else if (w.kind == WeightKind::kInt8) {
+    const int64_t code_bytes = w.isa == Isa::kAvx512 ? 1 : 2;
+    auto* scales = reinterpret_cast<float*>(scratch + m * w.k_padded * code_bytes);
+    auto* codes = reinterpret_cast<int8_t*>(scales + m);  // [m, k], then widened or shifted into place
+    quantize_rows<float>(x, m, w.k, codes, scales, num_threads);
+    parallel_for(m, threads_for(static_cast<double>(m) * w.k, num_threads), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        for (int64_t i = 0; i < w.k_padded; ++i) {
+          const int8_t code = i < w.k ? codes[r * w.k + i] : 0;
+          if (w.isa == Isa::kAvx512) {
+            scratch[r * w.k_padded + i] = static_cast<uint8_t>(code + 128);  // unsigned for vpdpbusd
+          } else {
+            reinterpret_cast<int16_t*>(scratch)[r * w.k_padded + i] = code;
+          }
+        }
+      }
+    });
   }
 }
+
+// Rows per pass over the weights: a block of x (<= 256 KiB for k = 384) stays in L2 while every panel of
+// this worker streams past it, instead of x streaming from memory once per panel.
+constexpr int64_t kRowChunk = 128;
 
 }  // namespace
 
 void small_linear(const PackedLinear& w, const float* x, int64_t m, Activation act, bool round_output, float* out,
                   std::vector<uint8_t>& scratch, int num_threads) {
-  // bf16 rows or u8 codes [m, k_padded], then m scales and the signed codes [m, k]: under m * (k_padded + 16) * 4.
+  // bf16 rows (2 bytes), float rows or int16 codes (4, 2) [m, k_padded], then m scales and the signed codes
+  // [m, k]: under m * (k_padded + 16) * 4 bytes.
   scratch.resize(static_cast<size_t>(m) * (w.k_padded + kPanel) * 4);
-  prepare_rows(w, x, m, scratch.data());
+  prepare_rows(w, x, m, scratch.data(), num_threads);
   // A panel streams 16 columns of weights; below ~64 KiB of weights per worker, one thread is faster.
-  const int64_t bytes = w.panels * kPanel * w.k_padded * (w.kind == WeightKind::kFloat32 ? 4 : w.kind == WeightKind::kBFloat16 ? 2 : 1);
+  const int64_t element_bytes = w.kind == WeightKind::kFloat32 ? 4 : w.kind == WeightKind::kBFloat16 ? 2
+                                : w.isa == Isa::kAvx512 ? 1 : 2;  // fmt: skip
+  const int64_t bytes = w.panels * kPanel * w.k_padded * element_bytes * ((m + kRowChunk - 1) / kRowChunk);
   const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({num_threads, w.panels, bytes / 65536})));
   const int64_t per_thread = (w.panels + threads - 1) / threads;
+  auto panels = w.isa == Isa::kAvx512 ? kernels::linear_panels_avx512 : kernels::linear_panels_avx2;
   WorkerPool::instance().run(threads, [&](int worker) {
     const int64_t begin = worker * per_thread, end = std::min(w.panels, begin + per_thread);
-    if (begin < end) kernels::linear_panels(w, x, scratch.data(), m, act, round_output, out, begin, end);
+    for (int64_t r = 0; r < m && begin < end; r += kRowChunk) {
+      panels(w, x, scratch.data(), m, r, std::min(m, r + kRowChunk), act, round_output, out, begin, end);
+    }
   });
 }
 

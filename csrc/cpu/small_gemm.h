@@ -1,28 +1,43 @@
-// Linear layers for a few rows (single queries, small batches), where a GEMM library's per-call
-// overhead would dominate: weights packed once into 16-column panels, each panel streamed once per
-// call while up to 8 rows accumulate in registers. AVX-512 only (FMA; VNNI for int8; BF16 for bf16):
-// callers check small_gemm_supported() and use the op-by-op path elsewhere.
+// Linear layers on weights packed once into 16-column panels: each panel is streamed once per block of rows
+// while a few rows accumulate in registers. They serve the fused encoder's small batches, where a GEMM
+// library's per-call overhead would dominate, and any batch whose weights no library here computes fast:
+// bfloat16 without native bfloat16 and int8 without VNNI. Kernels per ISA (small_gemm_avx512.cpp: FMA,
+// AVX512_BF16, VNNI; small_gemm_avx2.cpp: FMA, bfloat16 widened to float32, int8 widened to int16 for
+// vpmaddwd); callers check small_gemm_supported().
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
 #include "activations.h"
+#include "isa.h"
 
 namespace fastembed_rt::cpu {
 
 enum class WeightKind : int32_t { kFloat32 = 0, kBFloat16 = 1, kInt8 = 2 };
 
+// Whether the active ISA has kernels for this kind (AVX2 or better).
 bool small_gemm_supported(WeightKind kind);
+// The kernel set a layer of this kind is packed for under the active ISA: AVX-512 only with the extension
+// its kind needs (AVX512_BF16, VNNI), AVX2 otherwise.
+Isa small_gemm_isa(WeightKind kind);
 
-// A linear layer's weights [n, k] in panel layout. float32: [n/16][k][16]; bfloat16: [n/16][k/2][16][2];
-// int8: [n/16][k/4][16][4] with per-column scales and column sums (for the unsigned-activation trick).
+// A linear layer's weights [n, k] in panel layout, for the kernels of `isa`:
+//   float32, any ISA:  f32 [n/16][k][16]
+//   bfloat16, AVX-512: bf16 [n/16][k/2][16][2] (vdpbf16ps pairs)
+//   bfloat16, AVX2:    bf16 [n/16][k][16], columns in the order 0-3, 8-11, 4-7, 12-15 (so that vpunpck{l,h}wd
+//                      against zero widens them to float32 columns 0-7 and 8-15)
+//   int8, AVX-512:     i8 [n/16][k/4][16][4], with column sums (for vpdpbusd's unsigned-activation trick)
+//   int8, AVX2:        i16 [n/16][k/2][16][2] (vpmaddwd pairs; exact: no saturation)
+// int8 layers keep per-column scales.
 struct PackedLinear {
   WeightKind kind = WeightKind::kFloat32;
+  Isa isa = Isa::kAvx2;
   int64_t n = 0, k = 0, k_padded = 0, panels = 0;
   std::vector<float> f32;
   std::vector<uint16_t> bf16;
   std::vector<int8_t> i8;
+  std::vector<int16_t> i16;
   std::vector<int32_t> column_sums;
   std::vector<float> column_scales;  // int8 only
   std::vector<float> bias;           // [n] float32, empty when absent
@@ -33,9 +48,9 @@ PackedLinear pack_linear(WeightKind kind, const void* weight, int64_t n, int64_t
                          const float* bias);
 
 // out [m, n] float32 = act(x [m, k] float32 . W^T + bias). int8 layers quantize each row of x symmetrically
-// (as quantize_rows) and dequantize with row scale x column scale; bfloat16 layers round x to bfloat16
-// and, with round_output, their result too (as a bfloat16 GEMM's output would be). `scratch` is reused;
-// the output panels are split across `num_threads` workers of the persistent pool.
+// (as quantize_rows) and dequantize with row scale x column scale, as dequantize_rows does; bfloat16 layers
+// round x to bfloat16 and, with round_output, their result too (as a bfloat16 GEMM's output would be).
+// `scratch` is reused; the output panels are split across `num_threads` workers of the persistent pool.
 void small_linear(const PackedLinear& w, const float* x, int64_t m, Activation act, bool round_output, float* out,
                   std::vector<uint8_t>& scratch, int num_threads);
 

@@ -50,16 +50,16 @@ struct I8Op {
 
 // Calls epilogue(row, panel, acc) for every row and panel with the panel's accumulated dot products.
 template <typename Op, typename Epilogue>
-void panel_loop(const PackedLinear& w, const uint8_t* x, int64_t x_row_bytes, int64_t m, int64_t panel_begin,
-                int64_t panel_end, Epilogue epilogue) {
+void panel_loop(const PackedLinear& w, const uint8_t* x, int64_t x_row_bytes, int64_t row_begin, int64_t row_end,
+                int64_t panel_begin, int64_t panel_end, Epilogue epilogue) {
   const int64_t groups = w.k_padded / Op::kGroup;
   const int8_t* base = w.kind == WeightKind::kFloat32 ? reinterpret_cast<const int8_t*>(w.f32.data())
                        : w.kind == WeightKind::kBFloat16 ? reinterpret_cast<const int8_t*>(w.bf16.data())
                                                          : w.i8.data();
   for (int64_t p = panel_begin; p < panel_end; ++p) {
     const int8_t* panel = base + p * groups * 64;
-    for (int64_t r0 = 0; r0 < m; r0 += kRowBlock) {
-      const int64_t rows = m - r0 < kRowBlock ? m - r0 : kRowBlock;
+    for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowBlock) {
+      const int64_t rows = row_end - r0 < kRowBlock ? row_end - r0 : kRowBlock;
       typename Op::Acc even[kRowBlock], odd[kRowBlock];
       for (int64_t r = 0; r < kRowBlock; ++r) even[r] = odd[r] = Op::zero();
       const uint8_t* xr[kRowBlock];
@@ -113,17 +113,18 @@ void finish(const PackedLinear& w, int64_t p, __m512 v, Activation act, bool rou
 
 }  // namespace
 
-void linear_panels(const PackedLinear& w, const float* x, const uint8_t* scratch, int64_t m, Activation act,
-                   bool round_output, float* out, int64_t panel_begin, int64_t panel_end) {
+void linear_panels_avx512(const PackedLinear& w, const float* x, const uint8_t* scratch, int64_t m, int64_t row_begin,
+                          int64_t row_end, Activation act, bool round_output, float* out, int64_t panel_begin,
+                          int64_t panel_end) {
   if (w.kind == WeightKind::kFloat32) {
-    panel_loop<F32Op>(w, reinterpret_cast<const uint8_t*>(x), w.k * 4, m, panel_begin, panel_end,
+    panel_loop<F32Op>(w, reinterpret_cast<const uint8_t*>(x), w.k * 4, row_begin, row_end, panel_begin, panel_end,
                       [&](int64_t r, int64_t p, __m512 acc) { finish(w, p, acc, act, false, out + r * w.n); });
   } else if (w.kind == WeightKind::kBFloat16) {
-    panel_loop<BF16Op>(w, scratch, w.k_padded * 2, m, panel_begin, panel_end,
+    panel_loop<BF16Op>(w, scratch, w.k_padded * 2, row_begin, row_end, panel_begin, panel_end,
                        [&](int64_t r, int64_t p, __m512 acc) { finish(w, p, acc, act, round_output, out + r * w.n); });
   } else {
     const auto* scales = reinterpret_cast<const float*>(scratch + m * w.k_padded);
-    panel_loop<I8Op>(w, scratch, w.k_padded, m, panel_begin, panel_end, [&](int64_t r, int64_t p, __m512i acc) {
+    panel_loop<I8Op>(w, scratch, w.k_padded, row_begin, row_end, panel_begin, panel_end, [&](int64_t r, int64_t p, __m512i acc) {
       // The +128 shift added 128 * (sum of the column's weights) to each dot product.
       const __mmask16 mask = column_mask(w, p);
       const __m512i sums = _mm512_maskz_loadu_epi32(mask, w.column_sums.data() + p * kPanel);

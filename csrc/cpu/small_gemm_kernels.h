@@ -1,4 +1,4 @@
-// The AVX-512 bodies of small_gemm.h, compiled for that instruction set in small_gemm_avx512.cpp.
+// The per-ISA bodies of small_gemm.h, each compiled for its instruction set in its own file.
 #pragma once
 
 #include <cstdint>
@@ -7,13 +7,18 @@
 
 namespace fastembed_rt::cpu {
 
-constexpr int64_t kPanel = 16;  // output columns per panel: one 512-bit vector of float32 accumulators
+constexpr int64_t kPanel = 16;  // output columns per panel: one 512-bit or two 256-bit float32 vectors
 
-// Output panels [panel_begin, panel_end) of every row. bfloat16 and int8 layers read x as small_linear
-// prepared it in `scratch` (bfloat16 rows; unsigned int8 codes then row scales), float32 layers read x itself.
+// Output panels [panel_begin, panel_end) of rows [row_begin, row_end). bfloat16 and int8 layers read x as
+// small_linear prepared it in `scratch` (AVX-512: bfloat16 rows or unsigned int8 codes; AVX2: float32 rows
+// rounded to bfloat16 or int16 codes; then, for int8, the m row scales); float32 layers read x itself.
 namespace kernels {
-void linear_panels(const PackedLinear& w, const float* x, const uint8_t* scratch, int64_t m, Activation act,
-                   bool round_output, float* out, int64_t panel_begin, int64_t panel_end);
+void linear_panels_avx512(const PackedLinear& w, const float* x, const uint8_t* scratch, int64_t m, int64_t row_begin,
+                          int64_t row_end, Activation act, bool round_output, float* out, int64_t panel_begin,
+                          int64_t panel_end);
+void linear_panels_avx2(const PackedLinear& w, const float* x, const uint8_t* scratch, int64_t m, int64_t row_begin,
+                        int64_t row_end, Activation act, bool round_output, float* out, int64_t panel_begin,
+                        int64_t panel_end);
 }  // namespace kernels
 
 }  // namespace fastembed_rt::cpu

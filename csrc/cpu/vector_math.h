@@ -5,15 +5,43 @@
 #include <cstdint>
 #include <cstring>
 
+#include "isa.h"
+
 #define FE_INLINE inline __attribute__((always_inline))
 #ifdef FASTEMBED_RT_SINGLE_TARGET
 // One instruction set, the compiler's -march: CMake builds the kernels this way for x86-64-v3 (AVX2) and
-// baseline x86-64 too, so that the C++ tests exercise the fallbacks on an AVX-512 machine.
-#define FE_MULTIVERSION
+// baseline x86-64 too, so that the C++ tests also run builds that cannot contain a wider instruction.
+#define FE_TARGET_AVX512
+#define FE_TARGET_AVX2
 #else
-// AVX-512, AVX2 and baseline clones, picked by cpuid when the library loads.
-#define FE_MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define FE_TARGET_AVX512 __attribute__((target("arch=x86-64-v4")))
+#define FE_TARGET_AVX2 __attribute__((target("arch=x86-64-v3")))
 #endif
+
+// Three builds of one kernel entry point, for AVX-512, AVX2 and baseline x86-64, and `name` itself, which
+// runs the build active_isa() picks (not cpuid alone: FASTEMBED_RT_ISA caps it). The body is an expression
+// over `args`, inlined into each build (so everything it calls must be FE_INLINE); kVectorBytes is the
+// build's vector width, for bodies that size their tiles by it.
+#define FE_ISA_DISPATCH(ret, name, params, args, ...)                                          \
+  FE_TARGET_AVX512 ret name##_avx512 params {                                                 \
+    [[maybe_unused]] constexpr int kVectorBytes = 64;                                         \
+    return __VA_ARGS__;                                                                       \
+  }                                                                                           \
+  FE_TARGET_AVX2 ret name##_avx2 params {                                                     \
+    [[maybe_unused]] constexpr int kVectorBytes = 32;                                         \
+    return __VA_ARGS__;                                                                       \
+  }                                                                                           \
+  ret name##_scalar params {                                                                  \
+    [[maybe_unused]] constexpr int kVectorBytes = 16;                                         \
+    return __VA_ARGS__;                                                                       \
+  }                                                                                           \
+  ret name params {                                                                           \
+    switch (::fastembed_rt::cpu::active_isa()) {                                              \
+      case ::fastembed_rt::cpu::Isa::kAvx512: return name##_avx512 args;                      \
+      case ::fastembed_rt::cpu::Isa::kAvx2: return name##_avx2 args;                          \
+      default: return name##_scalar args;                                                     \
+    }                                                                                         \
+  }
 
 namespace fastembed_rt::cpu {
 
@@ -45,13 +73,21 @@ FE_INLINE bf16 from_float<bf16>(float x) {
   return bf16{static_cast<uint16_t>(u >> 16)};
 }
 
-// 16 float lanes as a GCC vector (the same type as __m512): the compiler lowers its operations to whatever
-// the calling function is compiled for (one zmm register, two ymm, or four xmm).
-typedef float Float16 __attribute__((vector_size(16 * sizeof(float))));
-typedef int32_t Int16 __attribute__((vector_size(16 * sizeof(int32_t))));
+// N float lanes as a GCC vector: the compiler lowers its operations to whatever the calling function is
+// compiled for. Kernels size N to the build's registers (16 for a zmm, 8 for a ymm, 4 for an xmm): a vector
+// wider than the registers is split into several, which multiplies register pressure and spills.
+template <int N>
+struct Lanes {
+  typedef float type __attribute__((vector_size(N * sizeof(float))));
+  typedef int32_t int_type __attribute__((vector_size(N * sizeof(int32_t))));
+};
+typedef Lanes<16>::type Float16;
 
 FE_INLINE int32_t truncate_to_int(float x) { return static_cast<int32_t>(x); }
-FE_INLINE Int16 truncate_to_int(Float16 x) { return __builtin_convertvector(x, Int16); }
+template <typename V>
+FE_INLINE auto truncate_to_int(V x) {
+  return __builtin_convertvector(x, typename Lanes<sizeof(V) / sizeof(float)>::int_type);
+}
 
 // exp(x) for a float or Float16, relative error ~1e-7 for x in [-80, 88]; inputs outside are clamped. The
 // floor keeps results and their products with O(1e-2) factors normal: denormal arithmetic is many times slower.

@@ -99,12 +99,12 @@ def hamming_topk(queries, corpus, k):
 
 
 def native_bfloat16(device: torch.device | str = "cpu") -> bool:
-    """Whether bfloat16 GEMMs run natively (AVX512_BF16 on the CPU; always on a GPU)."""
+    """Whether bfloat16 GEMMs run natively (AVX512_BF16 at the active ISA on the CPU; always on a GPU)."""
     if torch.device(device).type != "cpu":
         return True
-    from .. import _C
+    from .. import isa
 
-    return bool(_C.cpu_features()["avx512_bf16"])
+    return isa.has("avx512_bf16")
 
 
 def implementation_table(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> dict[str, str]:

@@ -1,14 +1,25 @@
-"""The fused encoder's small-batch linear layers (AVX-512 panels: float32 FMA, bfloat16 dot, int8 VNNI)
-against their reference twins; int8 matches exactly."""
+"""The packed linear layers (the fused encoder's, and the op path's bfloat16 / int8 ones where no library is
+fast) against their reference twins, at every ISA this CPU runs: AVX-512 panels (float32 FMA, bfloat16 dot,
+int8 VNNI) and AVX2 panels (float32 FMA, bfloat16 widened, int8 vpmaddwd); int8 matches exactly."""
 
 import pytest
 import torch
 
-from fastembed_rt import _C, ops
+from fastembed_rt import _C, isa, ops
 from fastembed_rt.ops import cpu, reference
 
 SHAPES = [(1, 1, 1), (1, 384, 1152), (3, 13, 17), (8, 1536, 384), (9, 384, 1536), (17, 2, 33), (0, 8, 16)]
 KINDS = ["float32", "bfloat16", "int8"]
+
+
+def small_linear(spec, x, *args, **kwargs):
+    return _C.PackedLinear(spec)(x, *args, **kwargs)
+
+
+@pytest.fixture(params=_C.supported_isas(), autouse=True)
+def kernel_isa(request):
+    with isa.use(request.param):
+        yield request.param
 
 
 def supported(kind):
@@ -32,10 +43,10 @@ def test_matches_reference(m, k, n, kind, activation):
         linear = ops.Linear(weight.to(getattr(torch, kind)), bias)
         want = reference.linear(x.to(linear.dtype).double(), linear.weight.double(), bias.double(), activation).float()
     if not supported(kind):
-        with pytest.raises(ValueError, match="lacks the instructions"):
-            _C.small_linear(linear.arrays(), x.numpy())
+        with pytest.raises(ValueError, match="need AVX2 or better"):
+            small_linear(linear.arrays(), x.numpy())
         return
-    got = torch.from_numpy(_C.small_linear(linear.arrays(), x.numpy(), cpu.ACTIVATION_CODES[activation]))
+    got = torch.from_numpy(small_linear(linear.arrays(), x.numpy(), cpu.ACTIVATION_CODES[activation]))
     assert got.shape == (m, n)
     # int8: exact integer products, identical float epilogue; float: summation order only.
     tolerance = dict(rtol=1e-5, atol=1e-5) if kind != "float32" else dict(rtol=1e-5, atol=2e-5)
@@ -45,11 +56,11 @@ def test_matches_reference(m, k, n, kind, activation):
 def test_bfloat16_round_output_rounds_like_a_bfloat16_gemm():
     x, weight, bias = layer(5, 64, 40, seed=1)
     linear = ops.Linear(weight.bfloat16(), bias.bfloat16())
-    if not supported("bfloat16"):  # a CPU without AVX512_BF16 is refused with a clear error
-        with pytest.raises(ValueError, match="lacks the instructions"):
-            _C.small_linear(linear.arrays(), x.numpy())
+    if not supported("bfloat16"):  # below AVX2 it is refused with a clear error
+        with pytest.raises(ValueError, match="need AVX2 or better"):
+            small_linear(linear.arrays(), x.numpy())
         return
-    got = torch.from_numpy(_C.small_linear(linear.arrays(), x.numpy(), 0, True))
+    got = torch.from_numpy(small_linear(linear.arrays(), x.numpy(), 0, True))
     assert torch.equal(got, got.bfloat16().float())
     want = reference.linear(x.bfloat16().float(), weight.bfloat16().float(), bias.bfloat16().float())
     torch.testing.assert_close(got, want.bfloat16().float(), rtol=2**-7, atol=1e-2)
@@ -59,17 +70,25 @@ def test_bfloat16_round_output_rounds_like_a_bfloat16_gemm():
 def test_threads_agree(threads):
     x, weight, bias = layer(7, 384, 1536, seed=3)
     linear = ops.Linear(weight, bias, int8=True)
-    one = _C.small_linear(linear.arrays(), x.numpy(), 1, num_threads=1)
-    assert (one == _C.small_linear(linear.arrays(), x.numpy(), 1, num_threads=threads)).all()
+    if not supported("int8"):
+        with pytest.raises(ValueError, match="need AVX2 or better"):
+            small_linear(linear.arrays(), x.numpy())
+        return
+    one = small_linear(linear.arrays(), x.numpy(), 1, num_threads=1)
+    assert (one == small_linear(linear.arrays(), x.numpy(), 1, num_threads=threads)).all()
 
 
-def test_rejects_bad_input():
+def test_rejects_bad_input(kernel_isa):
     x, weight, bias = layer(2, 8, 4, seed=0)
+    if not supported("float32"):
+        with pytest.raises(ValueError, match="the active ISA is scalar"):
+            small_linear((weight.numpy(), None, None), x.numpy())
+        return
     with pytest.raises(ValueError, match="x: expected 8 columns"):
-        _C.small_linear((weight.numpy(), None, None), torch.ones(2, 7).numpy())
+        small_linear((weight.numpy(), None, None), torch.ones(2, 7).numpy())
     with pytest.raises(ValueError, match="int8 weights need their scales"):
-        _C.small_linear((weight.to(torch.int8).numpy(), None, None), x.numpy())
+        small_linear((weight.to(torch.int8).numpy(), None, None), x.numpy())
     with pytest.raises(ValueError, match="expected one bias per output"):
-        _C.small_linear((weight.numpy(), None, torch.ones(3).numpy()), x.numpy())
+        small_linear((weight.numpy(), None, torch.ones(3).numpy()), x.numpy())
     with pytest.raises(TypeError, match="weight must be float32"):
-        _C.small_linear((weight.double().numpy(), None, None), x.numpy())
+        small_linear((weight.double().numpy(), None, None), x.numpy())

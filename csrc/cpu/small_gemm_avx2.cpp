@@ -1,0 +1,140 @@
+// AVX2 bodies of the packed linear layers. One panel loop serves the three weight kinds: per 16-column panel
+// (two 256-bit vectors), up to 4 rows accumulate in 8 registers over the k-groups, then an epilogue applies
+// scales, bias and the activation and stores the panel's columns. bfloat16 weights are widened to float32 in
+// registers (vpunpck{l,h}wd against zero: a shuffle, off the FMA ports); int8 weights are kept widened to int16
+// and multiplied with vpmaddwd, whose int32 pair sums are exact (no saturation, unlike vpmaddubsw).
+#include "activations.h"
+#include "small_gemm_kernels.h"
+
+#pragma GCC target("avx2,fma,f16c,bmi2")
+#include <immintrin.h>
+
+namespace fastembed_rt::cpu::kernels {
+namespace {
+
+constexpr int64_t kRowBlock = 4;
+
+// x rows as float32, one k per group; weights float32 [k][16].
+struct F32Op {
+  using Acc = __m256;
+  using W = __m256;
+  static constexpr int64_t kGroupBytes = 64;
+  static Acc zero() { return _mm256_setzero_ps(); }
+  static void load(const int8_t* w, W& lo, W& hi) {
+    lo = _mm256_loadu_ps(reinterpret_cast<const float*>(w));
+    hi = _mm256_loadu_ps(reinterpret_cast<const float*>(w) + 8);
+  }
+  static W broadcast(const uint8_t* x_row, int64_t g) { return _mm256_broadcast_ss(reinterpret_cast<const float*>(x_row) + g); }
+  static Acc madd(Acc acc, W x, W w) { return _mm256_fmadd_ps(x, w, acc); }
+};
+
+// x rows as float32 (rounded to bfloat16 values); weights bfloat16 [k][16] in widening order.
+struct WidenBF16Op : F32Op {
+  static constexpr int64_t kGroupBytes = 32;
+  static void load(const int8_t* w, W& lo, W& hi) {
+    const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
+    lo = _mm256_castsi256_ps(_mm256_unpacklo_epi16(_mm256_setzero_si256(), packed));
+    hi = _mm256_castsi256_ps(_mm256_unpackhi_epi16(_mm256_setzero_si256(), packed));
+  }
+};
+
+// x rows as int16 codes, two k per 32-bit word; weights int16 [k/2][16][2].
+struct I16Op {
+  using Acc = __m256i;
+  using W = __m256i;
+  static constexpr int64_t kGroupBytes = 64;
+  static Acc zero() { return _mm256_setzero_si256(); }
+  static void load(const int8_t* w, W& lo, W& hi) {
+    lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
+    hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w) + 1);
+  }
+  static W broadcast(const uint8_t* x_row, int64_t g) { return _mm256_set1_epi32(reinterpret_cast<const int32_t*>(x_row)[g]); }
+  static Acc madd(Acc acc, W x, W w) { return _mm256_add_epi32(acc, _mm256_madd_epi16(x, w)); }
+};
+
+// Calls epilogue(row, panel, lo, hi) for every row and panel with the panel's columns 0-7 and 8-15.
+template <typename Op, typename Epilogue>
+void panel_loop(const PackedLinear& w, const int8_t* base, int64_t groups, const uint8_t* x, int64_t x_row_bytes,
+                int64_t row_begin, int64_t row_end, int64_t panel_begin, int64_t panel_end, Epilogue epilogue) {
+  for (int64_t p = panel_begin; p < panel_end; ++p) {
+    const int8_t* panel = base + p * groups * Op::kGroupBytes;
+    for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowBlock) {
+      const int64_t rows = row_end - r0 < kRowBlock ? row_end - r0 : kRowBlock;
+      typename Op::Acc lo[kRowBlock], hi[kRowBlock];
+      const uint8_t* xr[kRowBlock];
+#pragma GCC unroll 4
+      for (int64_t r = 0; r < kRowBlock; ++r) {
+        lo[r] = hi[r] = Op::zero();
+        xr[r] = x + (r0 + (r < rows ? r : 0)) * x_row_bytes;
+      }
+      for (int64_t g = 0; g < groups; ++g) {
+        typename Op::W w_lo, w_hi;
+        Op::load(panel + g * Op::kGroupBytes, w_lo, w_hi);
+#pragma GCC unroll 4
+        for (int64_t r = 0; r < kRowBlock; ++r) {
+          if (r < rows) {
+            const typename Op::W xv = Op::broadcast(xr[r], g);
+            lo[r] = Op::madd(lo[r], xv, w_lo);
+            hi[r] = Op::madd(hi[r], xv, w_hi);
+          }
+        }
+      }
+      for (int64_t r = 0; r < rows; ++r) epilogue(r0 + r, p, lo[r], hi[r]);
+    }
+  }
+}
+
+// bias, activation and (for bfloat16 outputs) rounding of one panel of one row, then its store.
+void finish(const PackedLinear& w, int64_t p, float* lanes, Activation act, bool round_to_bf16, float* out_row) {
+  const int64_t cols = w.n - p * kPanel < kPanel ? w.n - p * kPanel : kPanel;
+  if (!w.bias.empty()) {
+    const float* bias = w.bias.data() + p * kPanel;
+    for (int64_t j = 0; j < cols; ++j) lanes[j] += bias[j];
+  }
+  if (act == Activation::kGeluErf) {  // one loop per activation, so that each vectorizes
+    for (int64_t j = 0; j < kPanel; ++j) lanes[j] = gelu_erf(lanes[j]);
+  } else if (act == Activation::kGeluTanh) {
+    for (int64_t j = 0; j < kPanel; ++j) lanes[j] = gelu_tanh(lanes[j]);
+  }
+  if (round_to_bf16) {
+    for (int64_t j = 0; j < kPanel; ++j) lanes[j] = to_float(from_float<bf16>(lanes[j]));
+  }
+  float* o = out_row + p * kPanel;
+  for (int64_t j = 0; j < cols; ++j) o[j] = lanes[j];
+}
+
+}  // namespace
+
+void linear_panels_avx2(const PackedLinear& w, const float* x, const uint8_t* scratch, int64_t m, int64_t row_begin,
+                        int64_t row_end, Activation act, bool round_output, float* out, int64_t panel_begin,
+                        int64_t panel_end) {
+  const int64_t groups = w.kind == WeightKind::kInt8 ? w.k_padded / 2 : w.k_padded;
+  auto float_epilogue = [&](int64_t r, int64_t p, __m256 lo, __m256 hi) {
+    alignas(32) float lanes[kPanel];
+    _mm256_store_ps(lanes, lo);
+    _mm256_store_ps(lanes + 8, hi);
+    finish(w, p, lanes, act, round_output, out + r * w.n);
+  };
+  if (w.kind == WeightKind::kFloat32) {
+    panel_loop<F32Op>(w, reinterpret_cast<const int8_t*>(w.f32.data()), groups, reinterpret_cast<const uint8_t*>(x),
+                      w.k * 4, row_begin, row_end, panel_begin, panel_end, float_epilogue);
+  } else if (w.kind == WeightKind::kBFloat16) {
+    panel_loop<WidenBF16Op>(w, reinterpret_cast<const int8_t*>(w.bf16.data()), groups, scratch, w.k_padded * 4,
+                            row_begin, row_end, panel_begin, panel_end, float_epilogue);
+  } else {
+    const auto* scales = reinterpret_cast<const float*>(scratch + m * w.k_padded * 2);
+    panel_loop<I16Op>(w, reinterpret_cast<const int8_t*>(w.i16.data()), groups, scratch, w.k_padded * 2, row_begin,
+                      row_end, panel_begin, panel_end, [&](int64_t r, int64_t p, __m256i lo, __m256i hi) {
+                        // The exact int32 dot products, dequantized as dequantize_rows does.
+                        alignas(32) int32_t acc[kPanel];
+                        alignas(32) float lanes[kPanel];
+                        _mm256_store_si256(reinterpret_cast<__m256i*>(acc), lo);
+                        _mm256_store_si256(reinterpret_cast<__m256i*>(acc) + 1, hi);
+                        const float* col = w.column_scales.data() + p * kPanel;
+                        for (int64_t j = 0; j < kPanel; ++j) lanes[j] = static_cast<float>(acc[j]) * (scales[r] * col[j]);
+                        finish(w, p, lanes, act, false, out + r * w.n);
+                      });
+  }
+}
+
+}  // namespace fastembed_rt::cpu::kernels

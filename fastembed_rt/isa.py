@@ -1,0 +1,81 @@
+"""The instruction set that our C++ kernels, and torch's oneDNN and ATen kernels, use on this CPU.
+
+FASTEMBED_RT_ISA=scalar|avx2|avx512 (default auto: the best this CPU runs) caps every kernel of ours and,
+when set before torch is first imported, oneDNN's and ATen's too (ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY;
+a value the user set for those is kept). An AVX-512 machine then takes the paths of an AVX2-only or a
+baseline x86-64 CPU, and meets their speed. A level this CPU cannot run is refused here, at import, with a
+message, instead of a SIGILL later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import warnings
+from typing import Iterator
+
+from . import _C
+
+NAMES = ("scalar", "avx2", "avx512")
+# The caps that make oneDNN and ATen behave as on a CPU of our level (none needed at the top one).
+_TORCH_CAPS = {
+    "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"},
+    "scalar": {"ONEDNN_MAX_CPU_ISA": "SSE41", "ATEN_CPU_CAPABILITY": "default"},
+}
+
+
+def requested() -> str:
+    """FASTEMBED_RT_ISA, checked: 'auto' or a level this CPU runs."""
+    name = os.environ.get("FASTEMBED_RT_ISA", "").strip().lower() or "auto"
+    if name != "auto" and name not in NAMES:
+        raise ValueError(f"FASTEMBED_RT_ISA={name!r} is not an instruction set; use auto, {', '.join(NAMES)}")
+    if name != "auto" and name not in _C.supported_isas():
+        raise RuntimeError(f"FASTEMBED_RT_ISA={name} cannot run on this CPU, which supports "
+                           f"{', '.join(_C.supported_isas())}; unset it or pick one of those")  # fmt: skip
+    return name
+
+
+def configure() -> None:
+    """Applies FASTEMBED_RT_ISA to our kernels and (before torch loads) to oneDNN and ATen."""
+    name = requested()
+    caps = _TORCH_CAPS.get(name, {})
+    if caps and "torch" in sys.modules:
+        warnings.warn(f"FASTEMBED_RT_ISA={name} was set after torch was imported: oneDNN and ATen may keep their "
+                      "wider instructions; import fastembed_rt first", RuntimeWarning, stacklevel=3)  # fmt: skip
+    for key, value in caps.items():
+        os.environ.setdefault(key, value)
+    _C.set_active_isa(name)
+
+
+def active() -> str:
+    """The level our kernels run at now."""
+    return _C.active_isa()
+
+
+def has(feature: str) -> bool:
+    """Whether an extension beyond the active level's base is usable: avx512_vnni, avx512_bf16, avx512_vpopcntdq
+    exist only at the avx512 level."""
+    return active() == "avx512" and bool(_C.cpu_features()[feature])
+
+
+def onednn_bfloat16() -> bool:
+    """Whether oneDNN runs bfloat16 GEMMs here (it needs AVX-512 BW/VL/DQ; natively fast with AVX512_BF16)."""
+    return active() == "avx512"
+
+
+def int_mm_fast() -> bool:
+    """Whether torch._int_mm has a fast kernel here (oneDNN with VNNI); elsewhere ours runs."""
+    return has("avx512_vnni")
+
+
+@contextlib.contextmanager
+def use(name: str) -> Iterator[None]:
+    """Runs our kernels at `name` for a while (tests: every level on one machine). oneDNN and ATen are not
+    affected: they read their caps once, when torch starts."""
+    previous = active()
+    _C.set_active_isa(name)
+    try:
+        yield
+    finally:
+        _C.set_active_isa(previous)
