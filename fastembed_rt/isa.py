@@ -1,8 +1,8 @@
 """The instruction set that our C++ kernels, and torch's oneDNN and ATen kernels, use on this CPU.
 
 FASTEMBED_RT_ISA=scalar|avx2|avx512 (default auto: the best this CPU runs) caps every kernel of ours and,
-when set before torch is first imported, oneDNN's and ATen's too (ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY;
-a value the user set for those is kept). An AVX-512 machine then takes the paths of an AVX2-only or a
+when set before torch is first imported, torch's too (ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY,
+MKL_ENABLE_INSTRUCTIONS; a value the user set for those is kept). An AVX-512 machine then takes the paths of an AVX2-only or a
 baseline x86-64 CPU, and meets their speed. A level this CPU cannot run is refused here, at import, with a
 message, instead of a SIGILL later.
 """
@@ -18,10 +18,11 @@ from typing import Iterator
 from . import _C
 
 NAMES = ("scalar", "avx2", "avx512")
-# The caps that make oneDNN and ATen behave as on a CPU of our level (none needed at the top one).
+# The caps that make torch's kernels (oneDNN, ATen's vectorized ops, MKL's BLAS) behave as on a CPU of our
+# level (none needed at the top one).
 _TORCH_CAPS = {
-    "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"},
-    "scalar": {"ONEDNN_MAX_CPU_ISA": "SSE41", "ATEN_CPU_CAPABILITY": "default"},
+    "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+    "scalar": {"ONEDNN_MAX_CPU_ISA": "SSE41", "ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
 }
 
 

@@ -126,7 +126,7 @@ void prepare_rows(const PackedLinear& w, const float* x, int64_t m, uint8_t* scr
 
 // Rows per pass over the weights: a block of x (<= 256 KiB for k = 384) stays in L2 while every panel of
 // this worker streams past it, instead of x streaming from memory once per panel.
-constexpr int64_t kRowChunk = 128;
+constexpr int64_t kRowChunk = 120;  // a multiple of both kernels' row blocks (8 and 6)
 
 }  // namespace
 

@@ -1,5 +1,5 @@
 // AVX2 bodies of the packed linear layers. One panel loop serves the three weight kinds: per 16-column panel
-// (two 256-bit vectors), up to 4 rows accumulate in 8 registers over the k-groups, then an epilogue applies
+// (two 256-bit vectors), up to 6 rows accumulate in 12 registers over the k-groups, then an epilogue applies
 // scales, bias and the activation and stores the panel's columns. bfloat16 weights are widened to float32 in
 // registers (vpunpck{l,h}wd against zero: a shuffle, off the FMA ports); int8 weights are kept widened to int16
 // and multiplied with vpmaddwd, whose int32 pair sums are exact (no saturation, unlike vpmaddubsw).
@@ -12,7 +12,7 @@
 namespace fastembed_rt::cpu::kernels {
 namespace {
 
-constexpr int64_t kRowBlock = 4;
+constexpr int64_t kRowBlock = 6;  // 12 accumulators + 2 weight vectors + 1 broadcast: 15 of the 16 ymm
 
 // x rows as float32, one k per group; weights float32 [k][16].
 struct F32Op {
@@ -52,34 +52,46 @@ struct I16Op {
   static Acc madd(Acc acc, W x, W w) { return _mm256_add_epi32(acc, _mm256_madd_epi16(x, w)); }
 };
 
+// kRows rows (rows r0...) of one panel: the row count is a compile-time constant, so that the accumulators
+// stay in registers and the inner loop has no branch.
+template <int kRows, typename Op, typename Epilogue>
+inline void row_block(const int8_t* panel, int64_t groups, const uint8_t* x, int64_t x_row_bytes, int64_t r0,
+                      int64_t p, Epilogue& epilogue) {
+  typename Op::Acc lo[kRows], hi[kRows];
+  const uint8_t* xr[kRows];
+#pragma GCC unroll 6
+  for (int r = 0; r < kRows; ++r) {
+    lo[r] = hi[r] = Op::zero();
+    xr[r] = x + (r0 + r) * x_row_bytes;
+  }
+  for (int64_t g = 0; g < groups; ++g) {
+    typename Op::W w_lo, w_hi;
+    Op::load(panel + g * Op::kGroupBytes, w_lo, w_hi);
+#pragma GCC unroll 6
+    for (int r = 0; r < kRows; ++r) {
+      const typename Op::W xv = Op::broadcast(xr[r], g);
+      lo[r] = Op::madd(lo[r], xv, w_lo);
+      hi[r] = Op::madd(hi[r], xv, w_hi);
+    }
+  }
+  for (int r = 0; r < kRows; ++r) epilogue(r0 + r, p, lo[r], hi[r]);
+}
+
 // Calls epilogue(row, panel, lo, hi) for every row and panel with the panel's columns 0-7 and 8-15.
 template <typename Op, typename Epilogue>
-void panel_loop(const PackedLinear& w, const int8_t* base, int64_t groups, const uint8_t* x, int64_t x_row_bytes,
-                int64_t row_begin, int64_t row_end, int64_t panel_begin, int64_t panel_end, Epilogue epilogue) {
+void panel_loop(const int8_t* base, int64_t groups, const uint8_t* x, int64_t x_row_bytes, int64_t row_begin,
+                int64_t row_end, int64_t panel_begin, int64_t panel_end, Epilogue epilogue) {
   for (int64_t p = panel_begin; p < panel_end; ++p) {
     const int8_t* panel = base + p * groups * Op::kGroupBytes;
-    for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowBlock) {
-      const int64_t rows = row_end - r0 < kRowBlock ? row_end - r0 : kRowBlock;
-      typename Op::Acc lo[kRowBlock], hi[kRowBlock];
-      const uint8_t* xr[kRowBlock];
-#pragma GCC unroll 4
-      for (int64_t r = 0; r < kRowBlock; ++r) {
-        lo[r] = hi[r] = Op::zero();
-        xr[r] = x + (r0 + (r < rows ? r : 0)) * x_row_bytes;
-      }
-      for (int64_t g = 0; g < groups; ++g) {
-        typename Op::W w_lo, w_hi;
-        Op::load(panel + g * Op::kGroupBytes, w_lo, w_hi);
-#pragma GCC unroll 4
-        for (int64_t r = 0; r < kRowBlock; ++r) {
-          if (r < rows) {
-            const typename Op::W xv = Op::broadcast(xr[r], g);
-            lo[r] = Op::madd(lo[r], xv, w_lo);
-            hi[r] = Op::madd(hi[r], xv, w_hi);
-          }
-        }
-      }
-      for (int64_t r = 0; r < rows; ++r) epilogue(r0 + r, p, lo[r], hi[r]);
+    int64_t r0 = row_begin;
+    for (; r0 + kRowBlock <= row_end; r0 += kRowBlock) row_block<kRowBlock, Op>(panel, groups, x, x_row_bytes, r0, p, epilogue);
+    switch (row_end - r0) {
+      case 5: row_block<5, Op>(panel, groups, x, x_row_bytes, r0, p, epilogue); break;
+      case 4: row_block<4, Op>(panel, groups, x, x_row_bytes, r0, p, epilogue); break;
+      case 3: row_block<3, Op>(panel, groups, x, x_row_bytes, r0, p, epilogue); break;
+      case 2: row_block<2, Op>(panel, groups, x, x_row_bytes, r0, p, epilogue); break;
+      case 1: row_block<1, Op>(panel, groups, x, x_row_bytes, r0, p, epilogue); break;
+      default: break;
     }
   }
 }
@@ -116,14 +128,14 @@ void linear_panels_avx2(const PackedLinear& w, const float* x, const uint8_t* sc
     finish(w, p, lanes, act, round_output, out + r * w.n);
   };
   if (w.kind == WeightKind::kFloat32) {
-    panel_loop<F32Op>(w, reinterpret_cast<const int8_t*>(w.f32.data()), groups, reinterpret_cast<const uint8_t*>(x),
+    panel_loop<F32Op>(reinterpret_cast<const int8_t*>(w.f32.data()), groups, reinterpret_cast<const uint8_t*>(x),
                       w.k * 4, row_begin, row_end, panel_begin, panel_end, float_epilogue);
   } else if (w.kind == WeightKind::kBFloat16) {
-    panel_loop<WidenBF16Op>(w, reinterpret_cast<const int8_t*>(w.bf16.data()), groups, scratch, w.k_padded * 4,
+    panel_loop<WidenBF16Op>(reinterpret_cast<const int8_t*>(w.bf16.data()), groups, scratch, w.k_padded * 4,
                             row_begin, row_end, panel_begin, panel_end, float_epilogue);
   } else {
     const auto* scales = reinterpret_cast<const float*>(scratch + m * w.k_padded * 2);
-    panel_loop<I16Op>(w, reinterpret_cast<const int8_t*>(w.i16.data()), groups, scratch, w.k_padded * 2, row_begin,
+    panel_loop<I16Op>(reinterpret_cast<const int8_t*>(w.i16.data()), groups, scratch, w.k_padded * 2, row_begin,
                       row_end, panel_begin, panel_end, [&](int64_t r, int64_t p, __m256i lo, __m256i hi) {
                         // The exact int32 dot products, dequantized as dequantize_rows does.
                         alignas(32) int32_t acc[kPanel];

@@ -12,7 +12,7 @@ import torch
 from . import cpu, gpu, reference
 from .dispatch import (REFERENCE, forcing, implementations, ops, reference_only, register, select, set_reference_only,
                        use_implementation, use_reference)
-from .linear import Linear, onednn_available, onednn_linear, reference_linear
+from .linear import Linear, onednn_available, onednn_linear, onednn_on_cpu, reference_linear
 from .reference import POOL_MODES
 
 
@@ -25,10 +25,13 @@ for _name in ("embed", "attention", "layer_norm", "rms_norm", "gelu", "pool", "i
 register("linear", REFERENCE, reference_linear, _anywhere)
 for _name in ("embed", "attention", "layer_norm", "rms_norm", "gelu", "pool"):
     register(_name, "cpp", getattr(cpu, _name), cpu.float_on_cpu)
+register("int8_linear", "packed", cpu.packed_int8_linear, cpu.packed_int8_on_cpu)
+register("int8_feed_forward", "packed", cpu.packed_int8_feed_forward, cpu.packed_int8_on_cpu)
 register("int8_linear", "cpp", cpu.int8_linear, cpu.float32_on_cpu)
 register("int8_feed_forward", "cpp", cpu.int8_feed_forward, cpu.float32_on_cpu)
 if onednn_available():
-    register("linear", "onednn", onednn_linear, cpu.float_on_cpu)
+    register("linear", "onednn", onednn_linear, onednn_on_cpu)
+register("linear", "packed", cpu.packed_linear, cpu.packed_bfloat16_on_cpu)
 register("linear", "cublas", gpu.linear, gpu.float_on_cuda)
 register("int8_topk", REFERENCE, reference.int8_topk, _anywhere)
 register("hamming_topk", REFERENCE, reference.hamming_topk, _anywhere)

@@ -7,10 +7,11 @@ as bfloat16 again; the binding checks every shape, dtype and offset before a ker
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 
-from .. import _C
+from .. import _C, isa
 from .reference import POOL_MODES
 
 # Activation codes of the C++ kernels (csrc/cpu/activations.h).
@@ -115,6 +116,51 @@ def int8_feed_forward(x, up, down, activation):
     acc = _int8_matmul(codes, down.qweight)
     out = _C.dequantize_rows(acc.numpy(), scales, _array(down.weight_scales), _optional(down.bias), 0, threads)
     return torch.from_numpy(out)
+
+
+# Layers packed for the panel kernels, once per weight tensor, dropped with it: id(weight) -> (weakref to
+# the weight, packed layer, its bias, the ISA it was packed for).
+_PACKED: dict[int, tuple] = {}
+
+
+def _packed(weight: torch.Tensor, scales, bias) -> _C.PackedLinear:
+    """weight (float32, bfloat16 or int8 codes [out, in]) with its scales and bias, packed for the active ISA."""
+    key = id(weight)
+    hit = _PACKED.get(key)
+    if hit is None or hit[0]() is not weight or hit[2] is not bias or hit[3] != isa.active():
+        spec = (_array(weight.contiguous()), None if scales is None else _array(scales.contiguous()),
+                None if bias is None else bias.detach().float().contiguous().numpy())  # fmt: skip
+        alive = weakref.ref(weight, lambda _, key=key: _PACKED.pop(key, None))
+        hit = _PACKED[key] = (alive, _C.PackedLinear(spec), bias, isa.active())
+    return hit[1]
+
+
+def packed_linear(layer, x, activation=None):
+    """A bfloat16 layer where oneDNN has no bfloat16 GEMM: weights stay bfloat16 (half the memory) and are
+    widened to float32 in registers; x is rounded to bfloat16 and the result too, as a bfloat16 GEMM does."""
+    out = _packed(layer.weight, None, layer.bias)(_rows(x).float().numpy(), ACTIVATION_CODES[activation], False,
+                                                 torch.get_num_threads())  # fmt: skip
+    return torch.from_numpy(out).to(layer.dtype).view(*x.shape[:-1], -1)
+
+
+def packed_int8_linear(x, qweight, weight_scales, bias=None, activation=None):
+    """int8_linear on the panel kernels (AVX2: int16 vpmaddwd, exact), where torch._int_mm has no fast kernel."""
+    out = _packed(qweight, weight_scales, bias)(_rows(x).float().numpy(), ACTIVATION_CODES[activation], False,
+                                               torch.get_num_threads())  # fmt: skip
+    return torch.from_numpy(out)
+
+
+def packed_int8_feed_forward(x, up, down, activation):
+    hidden = packed_int8_linear(x, up.qweight, up.weight_scales, up.bias, activation)
+    return packed_int8_linear(hidden, down.qweight, down.weight_scales, down.bias)
+
+
+def packed_bfloat16_on_cpu(device: torch.device, dtype: torch.dtype) -> bool:
+    return device.type == "cpu" and dtype == torch.bfloat16 and not isa.onednn_bfloat16() and isa.active() != "scalar"
+
+
+def packed_int8_on_cpu(device: torch.device, dtype: torch.dtype) -> bool:
+    return float32_on_cpu(device, dtype) and not isa.int_mm_fast() and isa.active() != "scalar"
 
 
 def float_on_cpu(device: torch.device, dtype: torch.dtype) -> bool:

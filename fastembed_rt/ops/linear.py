@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import torch
 
+from .. import isa
 from . import reference
 from .dispatch import select
 
 
 def onednn_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def onednn_on_cpu(device: torch.device, dtype: torch.dtype) -> bool:
+    """float32 always; bfloat16 only where oneDNN has bfloat16 GEMMs (AVX-512: it refuses AVX2-only CPUs)."""
+    return device.type == "cpu" and (dtype == torch.float32 or (dtype == torch.bfloat16 and isa.onednn_bfloat16()))
 
 
 _ONEDNN_POST_OPS = {None: ("none", None), "gelu": ("gelu", "none"), "gelu_tanh": ("gelu", "tanh")}
