@@ -88,11 +88,12 @@ def pool(hidden, cu_seqlens, mode, normalize=False, skip=None):
 
 
 def _int8_matmul(codes, qweight) -> torch.Tensor:
-    """int8 [rows, in] codes (numpy) times int8 weights [out, in]^T, exactly, in int32: torch._int_mm (oneDNN VNNI)."""
+    """int8 [rows, in] codes (numpy) times int8 weights [out, in]^T, exactly, in int32: torch._int_mm where oneDNN
+    runs it with VNNI; elsewhere in int64 (oneDNN's AVX2 int8 GEMM saturates int16 sums: not exact)."""
     codes = torch.from_numpy(codes)
-    if qweight.shape[1] > 1:
+    # torch._int_mm also answers wrongly for a single input feature on the CPU (torch 2.13)
+    if qweight.shape[1] > 1 and isa.int_mm_fast():
         return torch._int_mm(codes, qweight.t())
-    # torch._int_mm answers wrongly for a single input feature on the CPU (torch 2.13)
     return (codes.long() @ qweight.long().t()).to(torch.int32)
 
 
@@ -140,7 +141,7 @@ def packed_linear(layer, x, activation=None):
     widened to float32 in registers; x is rounded to bfloat16 and the result too, as a bfloat16 GEMM does."""
     out = _packed(layer.weight, None, layer.bias)(_rows(x).float().numpy(), ACTIVATION_CODES[activation], False,
                                                  torch.get_num_threads())  # fmt: skip
-    return torch.from_numpy(out).to(layer.dtype).view(*x.shape[:-1], -1)
+    return torch.from_numpy(out).to(layer.dtype).view(*x.shape[:-1], layer.out_features)
 
 
 def packed_int8_linear(x, qweight, weight_scales, bias=None, activation=None):

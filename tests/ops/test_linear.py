@@ -1,11 +1,13 @@
-"""Linear layers: oneDNN-packed float GEMMs and int8 (C++ quantize / dequantize around torch._int_mm)
-against their reference twins; the int8 integer parts match exactly."""
+"""Linear layers against their reference twins: oneDNN-packed float GEMMs, the packed panel kernels (bfloat16
+without oneDNN bfloat16, int8 without VNNI), and int8 as C++ quantize / dequantize around an exact integer
+GEMM; the int8 integer parts match exactly."""
 
 import pytest
 import torch
 
-from fastembed_rt import _C, ops
+from fastembed_rt import _C, isa, ops
 from fastembed_rt.ops import cpu, reference
+from fastembed_rt.ops.dispatch import available, select
 
 SHAPES = [(1, 384, 1152), (7, 13, 5), (129, 384, 1536), (0, 16, 8), (33, 1, 3)]
 
@@ -37,10 +39,14 @@ def test_quantize_rows_rounds_half_to_even():
 
 @pytest.mark.parametrize("rows,inputs,outputs", SHAPES, ids=str)
 @pytest.mark.parametrize("activation", [None, "gelu", "gelu_tanh"])
-def test_int8_linear_matches_reference(rows, inputs, outputs, activation):
+@pytest.mark.parametrize("implementation", [cpu.int8_linear, cpu.packed_int8_linear], ids=["cpp", "packed"])
+def test_int8_linear_matches_reference(rows, inputs, outputs, activation, implementation):
     x, weight, bias = layer(rows, inputs, outputs, seed=rows + inputs)
     linear = ops.Linear(weight, bias, int8=True)
-    got = cpu.int8_linear(x, linear.qweight, linear.weight_scales, linear.bias, activation)
+    if implementation is cpu.packed_int8_linear and isa.active() == "scalar":
+        pytest.raises(ValueError, implementation, x, linear.qweight, linear.weight_scales, linear.bias, activation)
+        return
+    got = implementation(x, linear.qweight, linear.weight_scales, linear.bias, activation)
     want = reference.int8_linear(x, linear.qweight, linear.weight_scales, linear.bias, activation)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
@@ -84,11 +90,13 @@ def test_int8_feed_forward_matches_reference(rows, activation):
     x, up_weight, up_bias = layer(rows, 384, 1536, seed=rows)
     _, down_weight, down_bias = layer(1, 1536, 384, seed=rows + 1)
     up, down = ops.Linear(up_weight, up_bias, int8=True), ops.Linear(down_weight, down_bias, int8=True)
-    got = cpu.int8_feed_forward(x, up, down, activation)
     want = reference.int8_feed_forward(x, up, down, activation)
-    # The GELU approximations differ by ~1e-7, which can move a code across a rounding boundary.
-    assert torch.nn.functional.cosine_similarity(got, want, dim=1).min() > 0.99999
-    assert torch.equal(ops.feed_forward(x, up, down, activation), got)
+    for impl in available("int8_feed_forward", x.device, torch.float32):
+        got = impl.fn(x, up, down, activation)
+        # The GELU approximations differ by ~1e-7, which can move a code across a rounding boundary.
+        assert torch.nn.functional.cosine_similarity(got, want, dim=1).min() > 0.99999, impl.name
+    picked = select("int8_feed_forward", x.device, torch.float32).fn(x, up, down, activation)
+    assert torch.equal(ops.feed_forward(x, up, down, activation), picked)
 
 
 def test_feed_forward_of_float_layers_is_the_two_linears():
@@ -120,8 +128,10 @@ def test_float_linear_casts_its_input_to_the_weight_dtype():
 
 def test_dispatch_table():
     table = ops.implementation_table("cpu", torch.float32)
-    assert table["int8_linear"] == "cpp"
+    assert table["int8_linear"] == ("cpp" if isa.int_mm_fast() or isa.active() == "scalar" else "packed")
     assert table["linear"] == ("onednn" if ops.onednn_available() else "reference")
+    bf16 = ops.implementation_table("cpu", torch.bfloat16)["linear"]
+    assert bf16 == ("onednn" if isa.onednn_bfloat16() else "reference" if isa.active() == "scalar" else "packed")
     with ops.use_reference():
         assert ops.implementation_table("cpu", torch.float32)["linear"] == "reference"
 
