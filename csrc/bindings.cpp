@@ -651,8 +651,9 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "compute_ceilings",
       [](int num_threads, double seconds) {
-        if (!cpu::isa_supported(cpu::Isa::kAvx512)) {
-          throw py::value_error("compute ceilings are measured with AVX-512 (F, BW, VNNI, VPOPCNTDQ), which this CPU lacks");
+        if (!cpu::ceilings_supported()) {
+          throw py::value_error("compute ceilings are measured at AVX2 or better; the active ISA is " +
+                                std::string(cpu::isa_name(cpu::active_isa())));
         }
         if (!(seconds > 0.0 && seconds <= 60.0)) throw py::value_error("seconds must be in (0, 60]");
         const int threads = resolve_threads(num_threads);
@@ -663,6 +664,7 @@ PYBIND11_MODULE(_C, m) {
         }
         py::dict d;
         d["threads"] = threads;
+        d["isa"] = cpu::isa_name(c.isa);
         d["int8_macs_per_s"] = c.int8_macs_per_s;
         d["fp32_fmas_per_s"] = c.fp32_fmas_per_s;
         d["hamming_bits_per_s"] = c.hamming_bits_per_s;

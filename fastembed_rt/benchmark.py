@@ -7,15 +7,18 @@ op's precision (torch's own matmul on large square matrices) for the compute-bou
 
 from __future__ import annotations
 
+import csv
+import datetime
 import platform
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
 
-from . import ops
+from . import _C, isa, ops
 from .ops.dispatch import available
 
 MIB = 1 << 20
@@ -48,20 +51,30 @@ def median_seconds(fn: Callable, repeats: int, min_seconds: float = 0.2) -> floa
 
 def measure_ceilings(device: torch.device, repeats: int = 5) -> dict[str, float]:
     """GB/s of a 24 MiB copy (the standard shapes' working-set scale, so cache-resident where theirs is), and
-    GFLOP/s (GOP/s for int8) of 2048^3 GEMMs: the best of torch.matmul and oneDNN with a prepacked weight."""
+    GFLOP/s (GOP/s for int8) of 2048^3 GEMMs: the best of torch.matmul and oneDNN with a prepacked weight. On the
+    CPU, what torch has no fast kernel for is bounded by what our kernels run instead: bfloat16 without oneDNN
+    bfloat16 by the float32 GEMM (its weights are widened to float32 FMAs), int8 without VNNI by this machine's
+    vpmaddwd peak at the active ISA (_C.compute_ceilings; 2 ops per multiply-add)."""
     source = torch.empty(6 * MIB, dtype=torch.float32, device=device).fill_(1.0)
     target = torch.empty_like(source)
     ceilings = {"GB/s": 2 * source.numel() * 4 / median_seconds(lambda: target.copy_(source), repeats) / 1e9}
     n = 2048
+    on_cpu = device.type == "cpu"
     for dtype in (torch.float32, torch.bfloat16):
+        if on_cpu and dtype == torch.bfloat16 and not isa.onednn_bfloat16():
+            ceilings["GEMM bfloat16"] = ceilings["GEMM float32"]
+            continue
         a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
         best = median_seconds(lambda: a @ b, repeats)
-        if device.type == "cpu" and ops.onednn_available():
+        if on_cpu and ops.onednn_available():
             packed = torch.ops.mkldnn._reorder_linear_weight(b, n)
             best = min(best, median_seconds(lambda: torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], ""), repeats))
         ceilings[f"GEMM {_name(dtype)}"] = 2 * n**3 / best / 1e9
-    a = torch.randint(-127, 128, (n, n), dtype=torch.int8, device=device)
-    ceilings["GEMM int8"] = 2 * n**3 / median_seconds(lambda: torch._int_mm(a, a), repeats) / 1e9
+    if on_cpu and not isa.int_mm_fast():
+        ceilings["GEMM int8"] = 2 * _C.compute_ceilings(torch.get_num_threads(), 0.2)["int8_macs_per_s"] / 1e9
+    else:
+        a = torch.randint(-127, 128, (n, n), dtype=torch.int8, device=device)
+        ceilings["GEMM int8"] = 2 * n**3 / median_seconds(lambda: torch._int_mm(a, a), repeats) / 1e9
     return ceilings
 
 
@@ -144,6 +157,25 @@ def run_op_benchmarks(device: torch.device, ceilings: dict[str, float], repeats:
                 results.append(OpResult(case.op, _name(case.dtype), impl.name, case.shape, seconds * 1e3, rate, unit,
                                         100 * rate / ceilings[case.ceiling], error))  # fmt: skip
     return results
+
+
+def append_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    """Appends rows to a CSV file, each prefixed with the date and the ISA our kernels ran with; a new file gets
+    the header. A file from before the isa column gets it, as 'unrecorded' in its old rows."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        with open(path, newline="", encoding="utf-8") as f:
+            old = list(csv.reader(f))
+        if old and "isa" not in old[0]:
+            with open(path, "w", newline="", encoding="utf-8") as f:
+                csv.writer(f).writerows([old[0][:1] + ["isa"] + old[0][1:]] + [r[:1] + ["unrecorded"] + r[1:] for r in old[1:]])
+    new_file = not path.exists()
+    now = datetime.datetime.now().isoformat(timespec="seconds")
+    with open(path, "a", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        if new_file:
+            writer.writerow(["date", "isa", *header])
+        writer.writerows([now, isa.active(), *row] for row in rows)
 
 
 def device_name(device: torch.device) -> str:

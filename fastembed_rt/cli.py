@@ -267,24 +267,13 @@ def cmd_bench(args) -> int:
         print(benchmark.format_table(results))
         rows = [[r.op, r.implementation, r.dtype, r.shape, round(r.ms, 4), round(r.throughput, 2), r.unit,
                  round(r.ceiling_percent, 2), r.max_abs_error] for r in results]  # fmt: skip
-    _append_csv(Path(args.csv), name, versions, rows)
+    benchmark.append_csv(Path(args.csv), ["device", "versions", *BENCH_COLUMNS], [[name, versions, *row] for row in rows])
     print(f"appended {len(rows)} rows to {args.csv}")
     return 0
 
 
-def _append_csv(path: Path, device: str, versions: str, rows: list[list]) -> None:
-    import csv
-    import datetime
-
-    new_file = not path.exists()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now().isoformat(timespec="seconds")
-    with open(path, "a", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        if new_file:
-            writer.writerow(["date", "device", "versions", "op", "implementation", "dtype", "shape", "ms", "rate", "unit",
-                             "percent_of_ceiling", "max_abs_error"])  # fmt: skip
-        writer.writerows([now, device, versions, *row] for row in rows)
+# Columns of `fastembed-rt bench` rows after date, isa, device and versions.
+BENCH_COLUMNS = ["op", "implementation", "dtype", "shape", "ms", "rate", "unit", "percent_of_ceiling", "max_abs_error"]
 
 
 DTYPE_HELP = "model weights: float32 (default), bfloat16, float16, or int8 (int8 linear layers)"

@@ -9,6 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from fastembed_rt import isa
+
 TEXTS = ["The cat sits outside", "", "A man is playing guitar", "word " * 300]
 
 
@@ -126,9 +128,20 @@ def test_bench_times_every_implementation_against_the_reference(tmp_path, capsys
     assert {(r[0], r[2]) for r in rows} >= {("layer_norm", "cpp"), ("layer_norm", "reference"), ("gelu", "cpp"),
                                            ("int8_linear", "cpp"), ("int8_linear", "reference")}  # fmt: skip
     lines = csv_path.read_text().splitlines()
-    assert lines[0].startswith("date,device,versions,op,implementation")
+    assert lines[0].startswith("date,isa,device,versions,op,implementation")
     assert len(lines) == 1 + len(rows)
-    assert all("torch" in line for line in lines[1:])
+    assert all("torch" in line and line.split(",")[1] == isa.active() for line in lines[1:])
+
+
+def test_bench_csv_from_before_the_isa_column_gets_it(tmp_path):
+    from fastembed_rt.benchmark import append_csv
+
+    path = tmp_path / "old.csv"
+    path.write_text("date,device,op\n2026-11-26T19:42:38,AMD EPYC,attention\n")
+    append_csv(path, ["device", "op"], [["Xeon", "gelu"]])
+    lines = path.read_text().splitlines()
+    assert lines[:2] == ["date,isa,device,op", "2026-11-26T19:42:38,unrecorded,AMD EPYC,attention"]
+    assert lines[2].endswith(f",{isa.active()},Xeon,gelu") and len(lines) == 3
 
 
 def test_bench_e2e_against_sentence_transformers(tmp_path, capsys):

@@ -1,26 +1,36 @@
-// This machine's compute ceilings for the similarity kernels' instruction mixes, measured on register-
-// resident data on every thread: what a kernel's throughput is a fraction of.
+// This machine's compute ceilings for the kernels' instruction mixes at the active ISA, measured on
+// register-resident data on every thread: what a kernel's throughput is a fraction of.
 #pragma once
 
 #include <cstdint>
 
+#include "isa.h"
+
 namespace fastembed_rt::cpu {
 
 struct Ceilings {
-  double int8_macs_per_s;     // VNNI vpdpbusd: 64 int8 multiply-adds each
-  double fp32_fmas_per_s;     // vfmadd: 16 float32 fused multiply-adds each
-  double hamming_bits_per_s;  // xor + popcount + add over 512 bits
+  Isa isa;
+  double int8_macs_per_s;     // AVX-512 VNNI: vpdpbusd (64 int8 multiply-adds); else AVX2 vpmaddwd + vpaddd
+                              // (16 int16 multiply-adds: what the exact int8 kernels run without VNNI)
+  double fp32_fmas_per_s;     // vfmadd: 16 (zmm) or 8 (ymm) float32 fused multiply-adds
+  double hamming_bits_per_s;  // AVX-512 VPOPCNTDQ: xor + vpopcntq + add over 512 bits; else xor + popcnt + add
+                              // over 64 bits
 };
 
-// Runs each loop for about `seconds` on `num_threads` threads. Needs the AVX-512 path (isa_supported).
+// Whether the active ISA has ceiling loops (AVX2 or better).
+bool ceilings_supported();
+// Runs each loop for about `seconds` on `num_threads` threads.
 Ceilings measure_ceilings(int num_threads, double seconds);
 
 namespace kernels {
-// Each runs `iterations` rounds of 16 independent chains and returns a value so the work is kept.
-int64_t vnni_loop(int64_t iterations);
-float fma_loop(int64_t iterations);
-int64_t hamming_loop(int64_t iterations);
+// Each runs `iterations` rounds of kCeilingChains independent chains and returns a value so the work is kept.
 constexpr int64_t kCeilingChains = 16;
+int64_t vnni_loop_avx512(int64_t iterations);
+float fma_loop_avx512(int64_t iterations);
+int64_t hamming_loop_avx512(int64_t iterations);
+int64_t madd_loop_avx2(int64_t iterations);
+float fma_loop_avx2(int64_t iterations);
+int64_t popcnt_loop_avx2(int64_t iterations);
 }  // namespace kernels
 
 }  // namespace fastembed_rt::cpu

@@ -7,7 +7,7 @@
 
 namespace fastembed_rt::cpu::kernels {
 
-int64_t vnni_loop(int64_t iterations) {
+int64_t vnni_loop_avx512(int64_t iterations) {
   __m512i acc[kCeilingChains];
   for (int j = 0; j < kCeilingChains; ++j) acc[j] = _mm512_set1_epi32(j);
   const __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(-2);
@@ -18,7 +18,7 @@ int64_t vnni_loop(int64_t iterations) {
   return sum;
 }
 
-float fma_loop(int64_t iterations) {
+float fma_loop_avx512(int64_t iterations) {
   __m512 acc[kCeilingChains];
   for (int j = 0; j < kCeilingChains; ++j) acc[j] = _mm512_set1_ps(static_cast<float>(j));
   const __m512 a = _mm512_set1_ps(0.999f), b = _mm512_set1_ps(0.001f);
@@ -30,7 +30,7 @@ float fma_loop(int64_t iterations) {
 }
 
 // Each chain feeds its own count back into the next xor, so nothing can be hoisted out of the loop.
-int64_t hamming_loop(int64_t iterations) {
+int64_t hamming_loop_avx512(int64_t iterations) {
   __m512i acc[kCeilingChains];
   for (int j = 0; j < kCeilingChains; ++j) acc[j] = _mm512_set1_epi64(j * 0x9E3779B97F4A7C15ll);
   const __m512i key = _mm512_set1_epi64(0x5851F42D4C957F2Dll);

@@ -1,0 +1,53 @@
+// Peak-throughput loops for ceilings.cpp at the AVX2 level, built for it like the kernels they measure. 16
+// independent accumulator chains hide each instruction's latency, so only throughput limits them.
+#pragma GCC target("avx2,fma,popcnt")
+#include <immintrin.h>
+
+#include "ceilings.h"
+
+namespace fastembed_rt::cpu::kernels {
+
+// The exact int8 kernels' step without VNNI: int16 products summed in pairs (vpmaddwd), then accumulated.
+int64_t madd_loop_avx2(int64_t iterations) {
+  __m256i acc[kCeilingChains];
+  for (int j = 0; j < kCeilingChains; ++j) acc[j] = _mm256_set1_epi32(j);
+  const __m256i a = _mm256_set1_epi16(3), b = _mm256_set1_epi16(-2);
+  for (int64_t it = 0; it < iterations; ++it)
+    for (int j = 0; j < kCeilingChains; ++j) acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(a, b));
+  int64_t sum = 0;
+  alignas(32) int32_t lanes[8];
+  for (const auto& v : acc) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), v);
+    for (int32_t lane : lanes) sum += lane;
+  }
+  return sum;
+}
+
+float fma_loop_avx2(int64_t iterations) {
+  __m256 acc[kCeilingChains];
+  for (int j = 0; j < kCeilingChains; ++j) acc[j] = _mm256_set1_ps(static_cast<float>(j));
+  const __m256 a = _mm256_set1_ps(0.999f), b = _mm256_set1_ps(0.001f);
+  for (int64_t it = 0; it < iterations; ++it)
+    for (int j = 0; j < kCeilingChains; ++j) acc[j] = _mm256_fmadd_ps(acc[j], a, b);
+  float sum = 0.0f;
+  alignas(32) float lanes[8];
+  for (const auto& v : acc) {
+    _mm256_store_ps(lanes, v);
+    for (float lane : lanes) sum += lane;
+  }
+  return sum;
+}
+
+// Each chain feeds its own count back into the next xor, so nothing can be hoisted out of the loop.
+int64_t popcnt_loop_avx2(int64_t iterations) {
+  uint64_t acc[kCeilingChains];
+  for (int j = 0; j < kCeilingChains; ++j) acc[j] = j * 0x9E3779B97F4A7C15ull;
+  const uint64_t key = 0x5851F42D4C957F2Dull;
+  for (int64_t it = 0; it < iterations; ++it)
+    for (int j = 0; j < kCeilingChains; ++j) acc[j] += static_cast<uint64_t>(_mm_popcnt_u64(acc[j] ^ key));
+  int64_t sum = 0;
+  for (uint64_t v : acc) sum += static_cast<int64_t>(v);
+  return sum;
+}
+
+}  // namespace fastembed_rt::cpu::kernels
