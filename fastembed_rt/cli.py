@@ -198,8 +198,15 @@ def cmd_info(args) -> int:
     print(f"torch        {torch.__version__} (threads: {torch.get_num_threads()})")
     print(f"tokenizers   {tokenizers.__version__}")
     print(f"numpy        {numpy.__version__}")
+    from fastembed_rt import isa
+
     features = _C.cpu_features()
     print(f"cpu          {platform.machine()}: " + " ".join(name for name, present in features.items() if present))
+    capped = f" (capped by FASTEMBED_RT_ISA; the CPU runs {', '.join(_C.supported_isas())})" if isa.requested() != "auto" else ""
+    print(f"isa          {isa.active()}{capped}")
+    print("precisions:")
+    for precision, path in ops.precision_paths().items():
+        print(f"  {precision:<10}{path}")
     print(f"cuda         {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'not available'}")
     print(f"reference    {'forced (FASTEMBED_RT_REFERENCE)' if ops.reference_only() else 'off'}")
     devices = [("cpu", torch.float32), ("cpu", torch.bfloat16)]
@@ -214,7 +221,7 @@ def cmd_info(args) -> int:
         print("  " + op.ljust(width) + "".join(name.ljust(18) for name in row))
     from fastembed_rt.models.bert import FUSED_MAX_TOKENS
 
-    fused = "on" if _C.fused_encoder_supported("float32") else "off (needs AVX-512)"
+    fused = f"on ({isa.active()} kernels)" if _C.fused_encoder_supported("float32") else "off (needs AVX2)"
     print(f"fused encoder  {fused}: batches of <= {FUSED_MAX_TOKENS} tokens of float32, bfloat16 and int8 models in one C++ call")
     print(f"architectures  {', '.join(ARCHITECTURES)} (fastembed-rt info --models for details)")
     return 0

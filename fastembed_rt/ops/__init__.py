@@ -110,6 +110,29 @@ def native_bfloat16(device: torch.device | str = "cpu") -> bool:
     return isa.has("avx512_bf16")
 
 
+def precision_paths() -> dict[str, str]:
+    """How the CPU computes the linear layers of each weight precision at the active ISA, in words."""
+    from .. import isa
+
+    level = isa.active()
+    packed = level != "scalar"
+    if isa.has("avx512_bf16"):
+        bf16 = "oneDNN bfloat16 GEMMs (AVX512_BF16)"
+    elif isa.onednn_bfloat16():
+        bf16 = "oneDNN bfloat16 GEMMs (AVX-512 without AVX512_BF16: emulated)"
+    elif packed:
+        bf16 = "packed kernels: bfloat16 weights widened to float32 in registers (AVX2 FMA)"
+    else:
+        bf16 = "reference (torch bfloat16 matmul: slow; no AVX2)"
+    if isa.int_mm_fast():
+        int8 = "torch._int_mm (oneDNN, AVX512_VNNI)"
+    elif packed:
+        int8 = f"packed kernels: exact int16 vpmaddwd ({'AVX-512 without VNNI: ' if level == 'avx512' else ''}AVX2)"
+    else:
+        int8 = "exact int64 matmul (slow; no AVX2)"
+    return {"float32": f"oneDNN float32 GEMMs ({level})", "bfloat16": bf16, "int8": int8}
+
+
 def implementation_table(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> dict[str, str]:
     """Which implementation each op uses for tensors on `device` with `dtype`."""
     device = torch.device(device)
@@ -132,6 +155,7 @@ __all__ = [
     "layer_norm",
     "native_bfloat16",
     "pool",
+    "precision_paths",
     "reference_only",
     "rms_norm",
     "rotary",
