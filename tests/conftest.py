@@ -4,13 +4,13 @@ from pathlib import Path
 
 import pytest
 
-import fastembed_rt  # noqa: F401  (before torch: FASTEMBED_RT_ISA caps oneDNN and ATen only then)
-
 # Without a GPU the Triton kernels run through Triton's numpy interpreter on the CPU. It must be chosen
 # before triton is first imported, so it is set here, before any test module loads (and without importing
 # torch here: fastembed_rt must be imported first, see fastembed_rt/__init__.py).
 if not os.path.exists("/dev/nvidiactl"):
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import fastembed_rt  # noqa: E402, F401  (before torch: FASTEMBED_RT_ISA caps oneDNN, ATen and MKL only then)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FASTEMBED_RT_DATA", REPO.parent / "shared" / "data"))

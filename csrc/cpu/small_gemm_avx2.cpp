@@ -1,5 +1,5 @@
 // AVX2 bodies of the packed linear layers. One panel loop serves the three weight kinds: per 16-column panel
-// (two 256-bit vectors), up to 6 rows accumulate in 12 registers over the k-groups, then an epilogue applies
+// (two 256-bit vectors), up to 6 rows (4 for int8) accumulate in 12 (8) registers over the k-groups, then an epilogue applies
 // scales, bias and the activation and stores the panel's columns. bfloat16 weights are widened to float32 in
 // registers (vpunpck{l,h}wd against zero: a shuffle, off the FMA ports); int8 weights are kept widened to int16
 // and multiplied with vpmaddwd, whose int32 pair sums are exact (no saturation, unlike vpmaddubsw).
@@ -12,13 +12,13 @@
 namespace fastembed_rt::cpu::kernels {
 namespace {
 
-constexpr int64_t kRowBlock = 6;  // 12 accumulators + 2 weight vectors + 1 broadcast: 15 of the 16 ymm
 
 // x rows as float32, one k per group; weights float32 [k][16].
 struct F32Op {
   using Acc = __m256;
   using W = __m256;
   static constexpr int64_t kGroupBytes = 64;
+  static constexpr int kRowBlock = 6;  // 12 accumulators + 2 weight vectors + 1 broadcast: 15 of the 16 ymm
   static Acc zero() { return _mm256_setzero_ps(); }
   static void load(const int8_t* w, W& lo, W& hi) {
     lo = _mm256_loadu_ps(reinterpret_cast<const float*>(w));
@@ -43,6 +43,7 @@ struct I16Op {
   using Acc = __m256i;
   using W = __m256i;
   static constexpr int64_t kGroupBytes = 64;
+  static constexpr int kRowBlock = 4;  // 8 accumulators + 2 weights + 1 broadcast + 1 product (6 rows spilled)
   static Acc zero() { return _mm256_setzero_si256(); }
   static void load(const int8_t* w, W& lo, W& hi) {
     lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
@@ -74,6 +75,9 @@ inline void row_block(const int8_t* panel, int64_t groups, const uint8_t* x, int
       hi[r] = Op::madd(hi[r], xv, w_hi);
     }
   }
+  // Unrolled like every loop over the rows: an array indexed by a variable anywhere lives in memory, and the
+  // accumulators were stored on every step of the k loop.
+#pragma GCC unroll 6
   for (int r = 0; r < kRows; ++r) epilogue(r0 + r, p, lo[r], hi[r]);
 }
 
@@ -84,7 +88,9 @@ void panel_loop(const int8_t* base, int64_t groups, const uint8_t* x, int64_t x_
   for (int64_t p = panel_begin; p < panel_end; ++p) {
     const int8_t* panel = base + p * groups * Op::kGroupBytes;
     int64_t r0 = row_begin;
-    for (; r0 + kRowBlock <= row_end; r0 += kRowBlock) row_block<kRowBlock, Op>(panel, groups, x, x_row_bytes, r0, p, epilogue);
+    for (; r0 + Op::kRowBlock <= row_end; r0 += Op::kRowBlock) {
+      row_block<Op::kRowBlock, Op>(panel, groups, x, x_row_bytes, r0, p, epilogue);
+    }
     switch (row_end - r0) {
       case 5: row_block<5, Op>(panel, groups, x, x_row_bytes, r0, p, epilogue); break;
       case 4: row_block<4, Op>(panel, groups, x, x_row_bytes, r0, p, epilogue); break;

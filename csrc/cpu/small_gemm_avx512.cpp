@@ -61,8 +61,10 @@ void panel_loop(const PackedLinear& w, const uint8_t* x, int64_t x_row_bytes, in
     for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowBlock) {
       const int64_t rows = row_end - r0 < kRowBlock ? row_end - r0 : kRowBlock;
       typename Op::Acc even[kRowBlock], odd[kRowBlock];
+#pragma GCC unroll 8
       for (int64_t r = 0; r < kRowBlock; ++r) even[r] = odd[r] = Op::zero();
       const uint8_t* xr[kRowBlock];
+#pragma GCC unroll 8
       for (int64_t r = 0; r < kRowBlock; ++r) xr[r] = x + (r0 + (r < rows ? r : 0)) * x_row_bytes;
       int64_t g = 0;
       for (; g + 1 < groups; g += 2) {
@@ -76,9 +78,17 @@ void panel_loop(const PackedLinear& w, const uint8_t* x, int64_t x_row_bytes, in
         }
       }
       if (g < groups) {
-        for (int64_t r = 0; r < rows; ++r) even[r] = Op::step(even[r], xr[r], g, panel + g * 64);
+#pragma GCC unroll 8
+        for (int64_t r = 0; r < kRowBlock; ++r) {
+          if (r < rows) even[r] = Op::step(even[r], xr[r], g, panel + g * 64);
+        }
       }
-      for (int64_t r = 0; r < rows; ++r) epilogue(r0 + r, p, Op::add(even[r], odd[r]));
+      // Constant indices only (unrolled, the row count checked per row): an array indexed by a variable lives
+      // in memory, and its accumulators were stored on every step of the k loop.
+#pragma GCC unroll 8
+      for (int64_t r = 0; r < kRowBlock; ++r) {
+        if (r < rows) epilogue(r0 + r, p, Op::add(even[r], odd[r]));
+      }
     }
   }
 }
