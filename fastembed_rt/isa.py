@@ -24,6 +24,9 @@ _TORCH_CAPS = {
     "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
     "scalar": {"ONEDNN_MAX_CPU_ISA": "SSE41", "ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
 }
+# The level torch's kernels were capped at by configure() (None: not capped). It lasts for the process: use()
+# can raise our kernels above it, never torch's.
+_torch_cap: str | None = None
 
 
 def requested() -> str:
@@ -44,8 +47,10 @@ def configure() -> None:
     if caps and "torch" in sys.modules:
         warnings.warn(f"FASTEMBED_RT_ISA={name} was set after torch was imported: oneDNN and ATen may keep their "
                       "wider instructions; import fastembed_rt first", RuntimeWarning, stacklevel=3)  # fmt: skip
+    global _torch_cap
     for key, value in caps.items():
         os.environ.setdefault(key, value)
+    _torch_cap = name if caps else None
     _C.set_active_isa(name)
 
 
@@ -62,12 +67,12 @@ def has(feature: str) -> bool:
 
 def onednn_bfloat16() -> bool:
     """Whether oneDNN runs bfloat16 GEMMs here (it needs AVX-512 BW/VL/DQ; natively fast with AVX512_BF16)."""
-    return active() == "avx512"
+    return active() == "avx512" and _torch_cap is None
 
 
 def int_mm_fast() -> bool:
-    """Whether torch._int_mm has a fast kernel here (oneDNN with VNNI); elsewhere ours runs."""
-    return has("avx512_vnni")
+    """Whether torch._int_mm has a fast, exact kernel here (oneDNN with VNNI); elsewhere ours runs."""
+    return has("avx512_vnni") and _torch_cap is None
 
 
 @contextlib.contextmanager

@@ -8,15 +8,8 @@
 #include "isa.h"
 
 #define FE_INLINE inline __attribute__((always_inline))
-#ifdef FASTEMBED_RT_SINGLE_TARGET
-// One instruction set, the compiler's -march: CMake builds the kernels this way for x86-64-v3 (AVX2) and
-// baseline x86-64 too, so that the C++ tests also run builds that cannot contain a wider instruction.
-#define FE_TARGET_AVX512
-#define FE_TARGET_AVX2
-#else
 #define FE_TARGET_AVX512 __attribute__((target("arch=x86-64-v4")))
 #define FE_TARGET_AVX2 __attribute__((target("arch=x86-64-v3")))
-#endif
 
 // Three builds of one kernel entry point, for AVX-512, AVX2 and baseline x86-64, and `name` itself, which
 // runs the build active_isa() picks (not cpuid alone: FASTEMBED_RT_ISA caps it). The body is an expression

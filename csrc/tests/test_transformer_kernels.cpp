@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cpu/attention.h"
+#include "cpu/isa.h"
 #include "cpu/int8_linear.h"
 #include "cpu/norms.h"
 
@@ -106,10 +107,7 @@ void check_quantize(int64_t rows, int64_t cols, std::mt19937& rng) {
   }
 }
 
-}  // namespace
-
-int main() {
-  std::mt19937 rng(11);
+void check_all(std::mt19937& rng) {
   for (bool causal : {false, true}) {
     check_attention({0, 1, 8, 45, 45, 70}, 4, 4, 32, causal, rng);
     check_attention({0, 17, 50}, 6, 2, 13, causal, rng);
@@ -126,6 +124,17 @@ int main() {
   check_norms(37, 383, rng);
   check_quantize(5, 1, rng);
   check_quantize(19, 1536, rng);
+}
+
+}  // namespace
+
+int main() {
+  std::mt19937 rng(11);
+  // Every build of the kernels this CPU runs (in the single-target libraries the builds are the same code).
+  for (cpu::Isa isa : cpu::supported_isas()) {
+    cpu::set_active_isa(isa);
+    check_all(rng);
+  }
   if (failures) {
     std::printf("%d failures\n", failures);
     return 1;
