@@ -116,10 +116,8 @@ def precision_paths() -> dict[str, str]:
 
     level = isa.active()
     packed = level != "scalar"
-    if isa.has("avx512_bf16"):
+    if isa.onednn_bfloat16():
         bf16 = "oneDNN bfloat16 GEMMs (AVX512_BF16)"
-    elif isa.onednn_bfloat16():
-        bf16 = "oneDNN bfloat16 GEMMs (AVX-512 without AVX512_BF16: emulated)"
     elif packed:
         bf16 = "packed kernels: bfloat16 weights widened to float32 in registers (AVX2 FMA)"
     else:
