@@ -24,6 +24,8 @@ _TORCH_CAPS = {
     "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
     "scalar": {"ONEDNN_MAX_CPU_ISA": "SSE41", "ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
 }
+# What cpuid and xgetbv report: fixed for the process, read once (the op layer asks on every call).
+_FEATURES: dict[str, bool] = _C.cpu_features()
 # The level torch's kernels were capped at by configure() (None: not capped). It lasts for the process: use()
 # can raise our kernels above it, never torch's.
 _torch_cap: str | None = None
@@ -62,13 +64,13 @@ def active() -> str:
 def has(feature: str) -> bool:
     """Whether an extension beyond the active level's base is usable: avx512_vnni, avx512_bf16, avx512_vpopcntdq
     exist only at the avx512 level."""
-    return active() == "avx512" and bool(_C.cpu_features()[feature])
+    return active() == "avx512" and _FEATURES[feature]
 
 
 def onednn_bfloat16() -> bool:
     """Whether oneDNN runs bfloat16 GEMMs fast here: with AVX512_BF16. (With AVX-512 but without it, oneDNN
-    emulates them: 0.40x the float32 model's tokens/s on an Ice Lake Xeon, where our packed kernels widen the
-    bfloat16 weights at float32 speed; without AVX-512 it refuses.)"""
+    emulates them: 0.40x the float32 model's tokens/s on an Ice Lake Xeon, where our packed kernels, which
+    widen the bfloat16 weights to float32, gave 0.66x; without AVX-512 it refuses.)"""
     return has("avx512_bf16") and _torch_cap is None
 
 

@@ -24,7 +24,10 @@ Isa active_isa();
 // The caller checks isa_supported(isa). Kernels already running finish on the ISA they started with.
 void set_active_isa(Isa isa);
 
-// Whether `isa`, capped by active_isa(), is at least `wanted`.
+// Whether active_isa() is at least `wanted`.
 inline bool isa_at_least(Isa wanted) { return static_cast<int32_t>(active_isa()) >= static_cast<int32_t>(wanted); }
+
+// `isa` for a kernel whose AVX-512 build also needs an extension (VNNI, BF16, VPOPCNTDQ): without it, AVX2.
+inline Isa with_extension(Isa isa, bool extension) { return isa == Isa::kAvx512 && !extension ? Isa::kAvx2 : isa; }
 
 }  // namespace fastembed_rt::cpu

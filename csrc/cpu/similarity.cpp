@@ -119,9 +119,6 @@ void search(const T* queries, int64_t nq, const T* corpus, int64_t n, int64_t di
   }
 }
 
-// The AVX-512 score blocks also need VNNI (int8) and VPOPCNTDQ (Hamming); without them the AVX2 ones run.
-Isa with_feature(Isa isa, bool feature) { return isa == Isa::kAvx512 && !feature ? Isa::kAvx2 : isa; }
-
 }  // namespace
 
 void topk_dot_f32(const float* queries, int64_t nq, const float* corpus, int64_t n, int64_t dim, int64_t k, Isa isa,
@@ -132,14 +129,14 @@ void topk_dot_f32(const float* queries, int64_t nq, const float* corpus, int64_t
 
 void topk_dot_i8(const int8_t* queries, int64_t nq, const int8_t* corpus, int64_t n, int64_t dim, int64_t k, Isa isa,
                  int num_threads, int32_t* out_scores, int64_t* out_ids) {
-  isa = with_feature(isa, cpu_features().avx512_vnni);
+  isa = with_extension(isa, cpu_features().avx512_vnni);  // the AVX-512 int8 block is VNNI
   auto block = isa == Isa::kAvx512 ? kernels::dot_i8_avx512 : isa == Isa::kAvx2 ? kernels::dot_i8_avx2 : kernels::dot_i8_scalar;
   search(queries, nq, corpus, n, dim, k, block, false, num_threads, out_scores, out_ids);
 }
 
 void topk_hamming(const uint8_t* queries, int64_t nq, const uint8_t* corpus, int64_t n, int64_t nbytes, int64_t k,
                   Isa isa, int num_threads, int32_t* out_distances, int64_t* out_ids) {
-  isa = with_feature(isa, cpu_features().avx512_vpopcntdq);
+  isa = with_extension(isa, cpu_features().avx512_vpopcntdq);
   auto block = isa == Isa::kAvx512 ? kernels::hamming_avx512 : isa == Isa::kAvx2 ? kernels::hamming_avx2 : kernels::hamming_scalar;
   search(queries, nq, corpus, n, nbytes, k, block, true, num_threads, out_distances, out_ids);
 }

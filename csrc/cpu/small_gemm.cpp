@@ -13,11 +13,11 @@ namespace fastembed_rt::cpu {
 bool small_gemm_supported(WeightKind) { return isa_at_least(Isa::kAvx2); }
 
 Isa small_gemm_isa(WeightKind kind) {
-  if (active_isa() != Isa::kAvx512) return Isa::kAvx2;
   const CpuFeatures& f = cpu_features();
-  if (kind == WeightKind::kBFloat16 && !f.avx512_bf16) return Isa::kAvx2;
-  if (kind == WeightKind::kInt8 && !f.avx512_vnni) return Isa::kAvx2;
-  return Isa::kAvx512;
+  const Isa isa = active_isa() == Isa::kAvx512 ? Isa::kAvx512 : Isa::kAvx2;
+  if (kind == WeightKind::kBFloat16) return with_extension(isa, f.avx512_bf16);
+  if (kind == WeightKind::kInt8) return with_extension(isa, f.avx512_vnni);
+  return isa;
 }
 
 namespace {
