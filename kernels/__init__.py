@@ -8,11 +8,18 @@ in fastembed_rt.ops.reference). They run on CUDA devices, and on the CPU under T
     similarity.py   int8 dot and binary Hamming top-k, no score matrix in memory
 """
 
-from .activations import gelu
-from .attention import attention, varlen_attention
-from .launch import interpreting
-from .norms import layer_norm, rms_norm
-from .pooling import pool
-from .similarity import hamming_topk, int8_topk
+if __name__ == "kernels":
+    # Python started in the repository root found this folder as the top-level package `kernels`, a name
+    # PyPI's `kernels` owns (transformers imports it). Hand the name over to that package.
+    from ._top_level import hand_over_to_installed_kernels
 
-__all__ = ["attention", "gelu", "hamming_topk", "int8_topk", "interpreting", "layer_norm", "pool", "rms_norm", "varlen_attention"]
+    hand_over_to_installed_kernels()
+else:
+    from .activations import gelu
+    from .attention import attention, varlen_attention
+    from .launch import interpreting
+    from .norms import layer_norm, rms_norm
+    from .pooling import pool
+    from .similarity import hamming_topk, int8_topk
+
+    __all__ = ["attention", "gelu", "hamming_topk", "int8_topk", "interpreting", "layer_norm", "pool", "rms_norm", "varlen_attention"]

@@ -15,7 +15,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 "$PY" -m pip install -q --no-build-isolation --no-deps --no-index -e . > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
 
 # Kernel tests on the GPU (bf16 included); no TRITON_INTERPRET where /dev/nvidiactl exists.
-timeout 240 "$PY" -m pytest -q -p no:cacheprovider -n 8 tests/kernels tests/test_testing.py > "$OUT/tests.log" 2>&1
+timeout 240 "$PY" -m pytest -q -p no:cacheprovider -n 8 tests/kernel_tests tests/test_testing.py > "$OUT/tests.log" 2>&1
 tests=$?
 tail -5 "$OUT/tests.log"
 
