@@ -430,6 +430,51 @@ cpu::PackedLinear pack_checked_linear(const py::tuple& spec, int64_t n, int64_t 
   return cpu::pack_linear(kind, weight.data(), n, k, scales, bias);
 }
 
+// A linear layer packed once for small_gemm's kernels, called on float32 rows: the op path's bfloat16 and int8
+// layers where no library runs them fast, and the fused encoder's layers (the same object, shared).
+class PackedLinear {
+ public:
+  explicit PackedLinear(const py::tuple& spec) {
+    const auto weight = spec.size() == 3 ? spec[0].cast<py::array>() : py::array();
+    if (weight.ndim() != 2) throw py::value_error("weight: expected [out, in]");
+    packed_ = std::make_shared<const cpu::PackedLinear>(pack_checked_linear(spec, weight.shape(0), weight.shape(1), "linear"));
+  }
+
+  py::array_t<float> call(const py::array& x, int activation, bool round_output, int num_threads) const {
+    require_array<float>(x, "x", 2);
+    if (x.shape(1) != packed_->k) throw py::value_error("x: expected " + std::to_string(packed_->k) + " columns");
+    const cpu::Activation act = parse_activation(activation);
+    py::array_t<float> out({x.shape(0), static_cast<py::ssize_t>(packed_->n)});
+    const auto* xp = static_cast<const float*>(x.data());
+    float* op = out.mutable_data();
+    const int threads = resolve_threads(num_threads);
+    {
+      py::gil_scoped_release release;
+      std::vector<uint8_t> scratch;
+      cpu::small_linear(*packed_, xp, x.shape(0), act, round_output, op, scratch, threads);
+    }
+    return out;
+  }
+
+  // The weight [out, in] as it was given: float32, bfloat16 bits (int16) or int8 codes.
+  py::array unpack() const {
+    const cpu::PackedLinear& p = *packed_;
+    py::array weight(p.kind == cpu::WeightKind::kFloat32    ? py::dtype::of<float>()
+                     : p.kind == cpu::WeightKind::kBFloat16 ? py::dtype::of<int16_t>()
+                                                            : py::dtype::of<int8_t>(),
+                     {static_cast<py::ssize_t>(p.n), static_cast<py::ssize_t>(p.k)});
+    cpu::unpack_linear(p, weight.mutable_data());
+    return weight;
+  }
+
+  std::string isa() const { return cpu::isa_name(packed_->isa); }
+  int64_t nbytes() const { return cpu::packed_bytes(*packed_); }
+  const std::shared_ptr<const cpu::PackedLinear>& shared() const { return packed_; }
+
+ private:
+  std::shared_ptr<const cpu::PackedLinear> packed_;
+};
+
 // The fused small-batch encoder, holding references to the embedding tables it reads in place.
 class FusedEncoder {
  public:
@@ -437,18 +482,25 @@ class FusedEncoder {
                const py::array& norm_weight, const py::array& norm_bias, int64_t heads, double eps, int activation,
                int64_t position_offset)
       : word_(word), position_(position) {
-    require_array<float>(word, "word_embeddings", 2);
-    require_array<float>(position, "position_embeddings", 2);
+    const bool bfloat16 = word.dtype().is(py::dtype::of<int16_t>());
+    if (bfloat16) {
+      require_array<int16_t>(word, "word_embeddings", 2);
+      require_array<int16_t>(position, "position_embeddings", 2);
+    } else {
+      require_array<float>(word, "word_embeddings", 2);
+      require_array<float>(position, "position_embeddings", 2);
+    }
     hidden_ = word.shape(1);
     if (position.shape(1) != hidden_) throw py::value_error("position_embeddings: width differs from word_embeddings'");
     if (heads < 1 || hidden_ % heads != 0) throw py::value_error("heads must divide the hidden size");
     if (position_offset < 0 || position_offset >= position.shape(0)) throw py::value_error("position_offset out of range");
     cpu::EncoderEmbeddings e{};
-    e.word = static_cast<const float*>(word.data());
-    e.position = static_cast<const float*>(position.data());
+    e.bfloat16 = bfloat16;
+    e.word = word.data();
+    e.position = position.data();
     if (!token_type.is_none()) {
       token_type_ = token_type.cast<py::array>();
-      e.token_type = static_cast<const float*>(optional_vector(token_type_, word, hidden_, "token_type"));
+      e.token_type = optional_vector(token_type_, word, hidden_, "token_type");
     }
     e.norm_weight = vector_of(norm_weight, hidden_, "embedding norm weight");
     e.norm_bias = vector_of(norm_bias, hidden_, "embedding norm bias");
@@ -459,18 +511,14 @@ class FusedEncoder {
                                                    std::move(e));
   }
 
-  // Each linear is (weight [n, k]: float32, bfloat16 bits as int16, or int8 codes; scales [n] for int8 or None;
-  // bias [n] float32 or None).
-  void add_layer(const py::tuple& qkv, const py::tuple& out, const py::array& attn_norm_weight,
-                 const py::array& attn_norm_bias, const py::tuple& up, const py::tuple& down,
+  void add_layer(const PackedLinear& qkv, const PackedLinear& out, const py::array& attn_norm_weight,
+                 const py::array& attn_norm_bias, const PackedLinear& up, const PackedLinear& down,
                  const py::array& ffn_norm_weight, const py::array& ffn_norm_bias) {
     cpu::FusedEncoderLayer layer;
-    layer.qkv = pack_checked_linear(qkv, 3 * hidden_, hidden_, "qkv");
-    layer.out = pack_checked_linear(out, hidden_, hidden_, "out");
-    const auto up_weight = up.size() == 3 ? up[0].cast<py::array>() : py::array();
-    const int64_t intermediate = up_weight.ndim() == 2 ? up_weight.shape(0) : 0;
-    layer.up = pack_checked_linear(up, intermediate, hidden_, "up");
-    layer.down = pack_checked_linear(down, hidden_, intermediate, "down");
+    layer.qkv = checked(qkv, 3 * hidden_, hidden_, "qkv");
+    layer.out = checked(out, hidden_, hidden_, "out");
+    layer.up = checked(up, up.shared()->n, hidden_, "up");
+    layer.down = checked(down, hidden_, up.shared()->n, "down");
     layer.attn_norm_weight = vector_of(attn_norm_weight, hidden_, "attention norm weight");
     layer.attn_norm_bias = vector_of(attn_norm_bias, hidden_, "attention norm bias");
     layer.ffn_norm_weight = vector_of(ffn_norm_weight, hidden_, "ffn norm weight");
@@ -493,6 +541,15 @@ class FusedEncoder {
   }
 
  private:
+  static std::shared_ptr<const cpu::PackedLinear> checked(const PackedLinear& linear, int64_t n, int64_t k, const char* name) {
+    const auto& p = linear.shared();
+    if (p->n != n || p->k != k) {
+      throw py::value_error(std::string(name) + ": expected a [" + std::to_string(n) + ", " + std::to_string(k) +
+                            "] layer, got [" + std::to_string(p->n) + ", " + std::to_string(p->k) + "]");
+    }
+    return p;
+  }
+
   static std::vector<float> vector_of(const py::array& a, int64_t n, const char* name) {
     require_array<float>(a, name, 1);
     if (a.shape(0) != n) throw py::value_error(std::string(name) + ": expected " + std::to_string(n) + " values");
@@ -504,40 +561,6 @@ class FusedEncoder {
   int64_t hidden_ = 0, vocab_ = 0, max_positions_ = 0;
   std::unique_ptr<cpu::FusedEncoder> encoder_;
 };
-
-// A linear layer packed once for small_gemm's kernels (the fused encoder's layers, and the op path's bfloat16
-// and int8 layers where no library runs them fast), called on float32 rows.
-class PackedLinear {
- public:
-  explicit PackedLinear(const py::tuple& spec) {
-    const auto weight = spec.size() == 3 ? spec[0].cast<py::array>() : py::array();
-    if (weight.ndim() != 2) throw py::value_error("weight: expected [out, in]");
-    packed_ = pack_checked_linear(spec, weight.shape(0), weight.shape(1), "linear");
-  }
-
-  py::array_t<float> call(const py::array& x, int activation, bool round_output, int num_threads) const {
-    require_array<float>(x, "x", 2);
-    if (x.shape(1) != packed_.k) throw py::value_error("x: expected " + std::to_string(packed_.k) + " columns");
-    const cpu::Activation act = parse_activation(activation);
-    py::array_t<float> out({x.shape(0), static_cast<py::ssize_t>(packed_.n)});
-    const auto* xp = static_cast<const float*>(x.data());
-    float* op = out.mutable_data();
-    const int threads = resolve_threads(num_threads);
-    {
-      py::gil_scoped_release release;
-      std::vector<uint8_t> scratch;
-      cpu::small_linear(packed_, xp, x.shape(0), act, round_output, op, scratch, threads);
-    }
-    return out;
-  }
-
-  std::string isa() const { return cpu::isa_name(packed_.isa); }
-
- private:
-  cpu::PackedLinear packed_;
-};
-
-
 
 // "auto" is the active ISA; a named one must be known and run on this CPU.
 cpu::Isa parse_isa(const std::string& name) {
@@ -713,7 +736,9 @@ PYBIND11_MODULE(_C, m) {
       .def(py::init<const py::tuple&>(), py::arg("linear"))
       .def("__call__", &PackedLinear::call, py::arg("x"), py::arg("activation") = 0, py::arg("round_output") = false,
            py::arg("num_threads") = 0, "act(x . W^T + bias) for float32 x [m, k]: float32 [m, n].")
-      .def_property_readonly("isa", &PackedLinear::isa, "The kernel set it was packed for (avx512 or avx2).");
+      .def("unpack", &PackedLinear::unpack, "The weight [out, in] as given: float32, bfloat16 bits (int16) or int8 codes.")
+      .def_property_readonly("isa", &PackedLinear::isa, "The kernel set it was packed for (avx512 or avx2).")
+      .def_property_readonly("nbytes", &PackedLinear::nbytes, "The memory the packed layer holds.");
   m.def(
       "fused_encoder_supported",
       [](const std::string& kind) {

@@ -132,7 +132,7 @@ def standard_cases(device: torch.device) -> list[Case]:
     up = ops.Linear(randn(ffn, hidden) / hidden**0.5, randn(ffn), int8=True)
     down = ops.Linear(randn(hidden, ffn) / ffn**0.5, randn(hidden), int8=True)
     cases.append(Case("int8_linear", torch.float32, f"{tokens}x{hidden} -> {ffn}, GELU",
-                      lambda fn: fn(x, up.qweight, up.weight_scales, up.bias, "gelu"), 2 * tokens * hidden * ffn, "GEMM int8"))  # fmt: skip
+                      lambda fn: fn(x, up, "gelu"), 2 * tokens * hidden * ffn, "GEMM int8"))  # fmt: skip
     cases.append(Case("int8_feed_forward", torch.float32, f"{tokens}x{hidden} -> {ffn} -> {hidden}, GELU",
                       lambda fn: fn(x, up, down, "gelu"), 4 * tokens * hidden * ffn, "GEMM int8"))  # fmt: skip
     return cases

@@ -62,6 +62,8 @@ class Embedder:
         if spec.similarity_fn_name not in SIMILARITY_FUNCTIONS:
             raise ValueError(f"{spec.path}: unsupported similarity_fn_name {spec.similarity_fn_name!r}; supported: {', '.join(SIMILARITY_FUNCTIONS)}")
         self.model = build_model(spec.config, spec.weights, self.device, self.dtype, int8=self.int8)
+        # The model holds what it uses; dropping the rest unmaps the file (a converted model keeps no float32 copy).
+        spec.weights = {}
         self.max_seq_length = min(spec.max_seq_length, self.model.max_positions)
         self.tokenizer = TextTokenizer(spec.tokenizer, self.max_seq_length, spec.do_lower_case)
         spec.tokenizer.enable_truncation(max_length=self.max_seq_length)

@@ -21,29 +21,39 @@ void FusedEncoder::forward(const int64_t* ids, const int32_t* cu_seqlens, int64_
   const WorkerPool::Hold hold;  // 24 GEMMs in a row: keep the workers awake between them
   const int64_t tokens = cu_seqlens[num_seqs], h = hidden_;
   if (tokens == 0) return;
-  embed_tokens<float>(embeddings_.word, embeddings_.position, embeddings_.token_type, h, ids, cu_seqlens, num_seqs,
-                      embeddings_.position_offset, x, 1);
+  const EncoderEmbeddings& e = embeddings_;
+  if (e.bfloat16) {
+    embedded_.resize(tokens * h);
+    embed_tokens<bf16>(static_cast<const bf16*>(e.word), static_cast<const bf16*>(e.position),
+                       static_cast<const bf16*>(e.token_type), h, ids, cu_seqlens, num_seqs, e.position_offset,
+                       embedded_.data(), 1);
+    for (int64_t i = 0; i < tokens * h; ++i) x[i] = to_float(embedded_[i]);
+  } else {
+    embed_tokens<float>(static_cast<const float*>(e.word), static_cast<const float*>(e.position),
+                        static_cast<const float*>(e.token_type), h, ids, cu_seqlens, num_seqs, e.position_offset, x, 1);
+  }
   norm_rows<float>(x, nullptr, embeddings_.norm_weight.data(), embeddings_.norm_bias.data(), x, nullptr, tokens, h,
                    eps_, NormKind::kLayerNorm, 1);
   const int64_t head_dim = h / heads_;
   const AttentionShape shape{num_seqs, heads_, heads_, head_dim, 3 * h, 3 * h, 3 * h};
   for (const FusedEncoderLayer& layer : layers_) {
+    const PackedLinear &qkv = *layer.qkv, &out = *layer.out, &up = *layer.up, &down = *layer.down;
     qkv_.resize(tokens * 3 * h);
     context_.resize(tokens * h);
     projected_.resize(tokens * h);
-    ffn_.resize(tokens * layer.up.n);
+    ffn_.resize(tokens * up.n);
     // A bfloat16 QKV projection rounds its output to bfloat16, as the op-by-op path's oneDNN GEMM does.
-    small_linear(layer.qkv, x, tokens, Activation::kNone, layer.qkv.kind == WeightKind::kBFloat16, qkv_.data(), scratch_, num_threads);
+    small_linear(qkv, x, tokens, Activation::kNone, qkv.kind == WeightKind::kBFloat16, qkv_.data(), scratch_, num_threads);
     attention_varlen<float>(qkv_.data(), qkv_.data() + h, qkv_.data() + 2 * h, context_.data(), cu_seqlens, shape,
                             1.0f / std::sqrt(static_cast<float>(head_dim)), false, 1);
-    if (layer.qkv.kind == WeightKind::kBFloat16) {  // attention on bfloat16 inputs writes bfloat16
+    if (qkv.kind == WeightKind::kBFloat16) {  // attention on bfloat16 inputs writes bfloat16
       for (float& v : context_) v = to_float(from_float<bf16>(v));
     }
-    small_linear(layer.out, context_.data(), tokens, Activation::kNone, false, projected_.data(), scratch_, num_threads);
+    small_linear(out, context_.data(), tokens, Activation::kNone, false, projected_.data(), scratch_, num_threads);
     norm_rows<float>(projected_.data(), x, layer.attn_norm_weight.data(), layer.attn_norm_bias.data(), x, nullptr,
                      tokens, h, eps_, NormKind::kLayerNorm, 1);
-    small_linear(layer.up, x, tokens, activation_, false, ffn_.data(), scratch_, num_threads);
-    small_linear(layer.down, ffn_.data(), tokens, Activation::kNone, false, projected_.data(), scratch_, num_threads);
+    small_linear(up, x, tokens, activation_, false, ffn_.data(), scratch_, num_threads);
+    small_linear(down, ffn_.data(), tokens, Activation::kNone, false, projected_.data(), scratch_, num_threads);
     norm_rows<float>(projected_.data(), x, layer.ffn_norm_weight.data(), layer.ffn_norm_bias.data(), x, nullptr,
                      tokens, h, eps_, NormKind::kLayerNorm, 1);
   }

@@ -6,23 +6,29 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <vector>
 
 #include "activations.h"
 #include "small_gemm.h"
+#include "vector_math.h"
 
 namespace fastembed_rt::cpu {
 
 struct FusedEncoderLayer {
-  PackedLinear qkv, out, up, down;
+  // Shared with the op path's layers (the same panels serve both, so a model holds its weights once).
+  std::shared_ptr<const PackedLinear> qkv, out, up, down;
   std::vector<float> attn_norm_weight, attn_norm_bias, ffn_norm_weight, ffn_norm_bias;
 };
 
 struct EncoderEmbeddings {
-  const float* word;        // [vocab, hidden], owned by the caller for the encoder's lifetime
-  const float* position;    // [max_positions, hidden]
-  const float* token_type;  // [hidden] (row 0 of the token-type table) or nullptr
+  // Tables in float32, or in bfloat16 (a bfloat16 model's, read in place: summed in bfloat16 as the op path
+  // does, then widened). Owned by the caller for the encoder's lifetime.
+  bool bfloat16;
+  const void* word;        // [vocab, hidden]
+  const void* position;    // [max_positions, hidden]
+  const void* token_type;  // [hidden] (row 0 of the token-type table) or nullptr
   std::vector<float> norm_weight, norm_bias;
   int64_t position_offset;  // RoBERTa: positions start at padding_idx + 1
 };
@@ -42,6 +48,7 @@ class FusedEncoder {
   std::vector<FusedEncoderLayer> layers_;
   std::mutex mutex_;  // the buffers below serve one call at a time
   std::vector<float> qkv_, context_, projected_, ffn_;
+  std::vector<bf16> embedded_;
   std::vector<uint8_t> scratch_;
 };
 

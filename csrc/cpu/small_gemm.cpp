@@ -32,6 +32,14 @@ int64_t group_of(WeightKind kind, Isa isa) {
 // The AVX2 bfloat16 panel's slot for column c: the middle two groups of four swap places.
 int64_t widening_slot(int64_t c) { return (c & ~int64_t{12}) | ((c & 4) << 1) | ((c & 8) >> 1); }
 
+// Where weight element (row c = output column c, input index i) lives in p's panels: panel c/16, then
+// k-group i/group, then column c%16, then i%group: a panel's k-group is 16 consecutive lanes.
+int64_t panel_index(const PackedLinear& p, int64_t c, int64_t i) {
+  const int64_t group = group_of(p.kind, p.isa);
+  const int64_t column = p.kind == WeightKind::kBFloat16 && p.isa == Isa::kAvx2 ? widening_slot(c % kPanel) : c % kPanel;
+  return ((c / kPanel) * (p.k_padded / group) + i / group) * kPanel * group + column * group + i % group;
+}
+
 }  // namespace
 
 PackedLinear pack_linear(WeightKind kind, const void* weight, int64_t n, int64_t k, const float* column_scales,
@@ -45,22 +53,16 @@ PackedLinear pack_linear(WeightKind kind, const void* weight, int64_t n, int64_t
   const int64_t group = group_of(kind, p.isa);
   p.k_padded = (k + group - 1) / group * group;
   const int64_t size = p.panels * p.k_padded * kPanel;
-  // Element (row c of the weight = output column c, input index i) goes to panel c/16, then k-group
-  // i/group, then column c%16, then i%group: a panel's k-group is 16 consecutive lanes.
-  auto index = [&](int64_t c, int64_t i) {
-    const int64_t column = kind == WeightKind::kBFloat16 && p.isa == Isa::kAvx2 ? widening_slot(c % kPanel) : c % kPanel;
-    return ((c / kPanel) * (p.k_padded / group) + i / group) * kPanel * group + column * group + i % group;
-  };
   if (kind == WeightKind::kFloat32) {
     p.f32.assign(size, 0.0f);
     const auto* w = static_cast<const float*>(weight);
     for (int64_t c = 0; c < n; ++c)
-      for (int64_t i = 0; i < k; ++i) p.f32[index(c, i)] = w[c * k + i];
+      for (int64_t i = 0; i < k; ++i) p.f32[panel_index(p, c, i)] = w[c * k + i];
   } else if (kind == WeightKind::kBFloat16) {
     p.bf16.assign(size, 0);
     const auto* w = static_cast<const uint16_t*>(weight);
     for (int64_t c = 0; c < n; ++c)
-      for (int64_t i = 0; i < k; ++i) p.bf16[index(c, i)] = w[c * k + i];
+      for (int64_t i = 0; i < k; ++i) p.bf16[panel_index(p, c, i)] = w[c * k + i];
   } else {
     const auto* w = static_cast<const int8_t*>(weight);
     if (p.isa == Isa::kAvx512) {
@@ -73,10 +75,10 @@ PackedLinear pack_linear(WeightKind kind, const void* weight, int64_t n, int64_t
     for (int64_t c = 0; c < n; ++c) {
       for (int64_t i = 0; i < k; ++i) {
         if (p.isa == Isa::kAvx512) {
-          p.i8[index(c, i)] = w[c * k + i];
+          p.i8[panel_index(p, c, i)] = w[c * k + i];
           p.column_sums[c] += w[c * k + i];
         } else {
-          p.i16[index(c, i)] = w[c * k + i];
+          p.i16[panel_index(p, c, i)] = w[c * k + i];
         }
       }
       p.column_scales[c] = column_scales[c];
@@ -84,6 +86,26 @@ PackedLinear pack_linear(WeightKind kind, const void* weight, int64_t n, int64_t
   }
   if (bias) p.bias.assign(bias, bias + n);
   return p;
+}
+
+void unpack_linear(const PackedLinear& p, void* weight) {
+  for (int64_t c = 0; c < p.n; ++c) {
+    for (int64_t i = 0; i < p.k; ++i) {
+      const int64_t at = panel_index(p, c, i), to = c * p.k + i;
+      if (p.kind == WeightKind::kFloat32) {
+        static_cast<float*>(weight)[to] = p.f32[at];
+      } else if (p.kind == WeightKind::kBFloat16) {
+        static_cast<uint16_t*>(weight)[to] = p.bf16[at];
+      } else {
+        static_cast<int8_t*>(weight)[to] = static_cast<int8_t>(p.isa == Isa::kAvx512 ? p.i8[at] : p.i16[at]);
+      }
+    }
+  }
+}
+
+int64_t packed_bytes(const PackedLinear& p) {
+  return static_cast<int64_t>(p.f32.size() * 4 + p.bf16.size() * 2 + p.i8.size() + p.i16.size() * 2 +
+                              (p.column_sums.size() + p.column_scales.size() + p.bias.size()) * 4);
 }
 
 namespace {

@@ -47,6 +47,11 @@ struct PackedLinear {
 PackedLinear pack_linear(WeightKind kind, const void* weight, int64_t n, int64_t k, const float* column_scales,
                          const float* bias);
 
+// The weight [n, k] back in the storage it was packed from (float, bfloat16 bits, int8 codes).
+void unpack_linear(const PackedLinear& p, void* weight);
+// The memory the packed layer holds.
+int64_t packed_bytes(const PackedLinear& p);
+
 // out [m, n] float32 = act(x [m, k] float32 . W^T + bias). int8 layers quantize each row of x symmetrically
 // (as quantize_rows) and dequantize with row scale x column scale, as dequantize_rows does; bfloat16 layers
 // round x to bfloat16 and, with round_output, their result too (as a bfloat16 GEMM's output would be).

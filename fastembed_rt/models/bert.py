@@ -89,17 +89,20 @@ class Encoder:
         if not all(_C.fused_encoder_supported(kind) for kind in {lin.kind for lin in linears}):
             return None
 
-        def f32(t):  # a bfloat16 model's embeddings and norms, widened: the fused encoder computes in float32
+        def f32(t):  # norms, widened: the fused encoder computes in float32
             return t.float().contiguous().numpy()
 
+        def table(t):  # embedding tables read in place, bfloat16 ones as their bits
+            return (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).contiguous().numpy()
+
         c = self.config
-        token_type = None if self.token_type_embedding is None else f32(self.token_type_embedding)
-        fused = _C.FusedEncoder(f32(self.word_embeddings), f32(self.position_embeddings), token_type,
+        token_type = None if self.token_type_embedding is None else table(self.token_type_embedding)
+        fused = _C.FusedEncoder(table(self.word_embeddings), table(self.position_embeddings), token_type,
                                 f32(self.norm_weight), f32(self.norm_bias), c.num_heads, c.layer_norm_eps,
                                 ops.cpu.ACTIVATION_CODES[GELU_ACTIVATIONS[c.activation]], c.position_offset)  # fmt: skip
         for layer in self.layers:
-            fused.add_layer(layer.qkv.arrays(), layer.out.arrays(), f32(layer.attn_norm_weight), f32(layer.attn_norm_bias),
-                            layer.up.arrays(), layer.down.arrays(), f32(layer.ffn_norm_weight), f32(layer.ffn_norm_bias))  # fmt: skip
+            fused.add_layer(layer.qkv.panels(), layer.out.panels(), f32(layer.attn_norm_weight), f32(layer.attn_norm_bias),
+                            layer.up.panels(), layer.down.panels(), f32(layer.ffn_norm_weight), f32(layer.ffn_norm_bias))  # fmt: skip
         return fused
 
     @property

@@ -7,7 +7,6 @@ as bfloat16 again; the binding checks every shape, dtype and offset before a ker
 from __future__ import annotations
 
 import math
-import weakref
 
 import torch
 
@@ -97,12 +96,13 @@ def _int8_matmul(codes, qweight) -> torch.Tensor:
     return (codes.long() @ qweight.long().t()).to(torch.int32)
 
 
-def int8_linear(x, qweight, weight_scales, bias=None, activation=None):
+def int8_linear(x, layer, activation=None):
     """Per-token int8 quantization (C++), the int8 GEMM, dequantization + bias + GELU (C++)."""
     threads = torch.get_num_threads()
     codes, scales = _C.quantize_rows(_array(x.contiguous()), threads)
-    acc = _int8_matmul(codes, qweight)
-    out = _C.dequantize_rows(acc.numpy(), scales, _array(weight_scales), _optional(bias), ACTIVATION_CODES[activation], threads)
+    acc = _int8_matmul(codes, layer.qweight)
+    out = _C.dequantize_rows(acc.numpy(), scales, _array(layer.weight_scales), _optional(layer.bias),
+                             ACTIVATION_CODES[activation], threads)  # fmt: skip
     return torch.from_numpy(out)
 
 
@@ -119,41 +119,24 @@ def int8_feed_forward(x, up, down, activation):
     return torch.from_numpy(out)
 
 
-# Layers packed for the panel kernels, once per weight tensor, dropped with it: id(weight) -> (weakref to
-# the weight, packed layer, its bias, the ISA it was packed for).
-_PACKED: dict[int, tuple] = {}
-
-
-def _packed(weight: torch.Tensor, scales, bias) -> _C.PackedLinear:
-    """weight (float32, bfloat16 or int8 codes [out, in]) with its scales and bias, packed for the active ISA."""
-    key = id(weight)
-    hit = _PACKED.get(key)
-    if hit is None or hit[0]() is not weight or hit[2] is not bias or hit[3] != isa.active():
-        spec = (_array(weight.contiguous()), None if scales is None else _array(scales.contiguous()),
-                None if bias is None else bias.detach().float().contiguous().numpy())  # fmt: skip
-        alive = weakref.ref(weight, lambda _, key=key: _PACKED.pop(key, None))
-        hit = _PACKED[key] = (alive, _C.PackedLinear(spec), bias, isa.active())
-    return hit[1]
+def _on_panels(layer, x, activation):
+    return layer.panels()(_rows(x).float().numpy(), ACTIVATION_CODES[activation], False, torch.get_num_threads())
 
 
 def packed_linear(layer, x, activation=None):
     """A bfloat16 layer where oneDNN has no bfloat16 GEMM: weights stay bfloat16 (half the memory) and are
     widened to float32 in registers; x is rounded to bfloat16 and the result too, as a bfloat16 GEMM does."""
-    out = _packed(layer.weight, None, layer.bias)(_rows(x).float().numpy(), ACTIVATION_CODES[activation], False,
-                                                 torch.get_num_threads())  # fmt: skip
+    out = _on_panels(layer, x, activation)
     return torch.from_numpy(out).to(layer.dtype).view(*x.shape[:-1], layer.out_features)
 
 
-def packed_int8_linear(x, qweight, weight_scales, bias=None, activation=None):
+def packed_int8_linear(x, layer, activation=None):
     """int8_linear on the panel kernels (AVX2: int16 vpmaddwd, exact), where torch._int_mm has no fast kernel."""
-    out = _packed(qweight, weight_scales, bias)(_rows(x).float().numpy(), ACTIVATION_CODES[activation], False,
-                                               torch.get_num_threads())  # fmt: skip
-    return torch.from_numpy(out)
+    return torch.from_numpy(_on_panels(layer, x, activation))
 
 
 def packed_int8_feed_forward(x, up, down, activation):
-    hidden = packed_int8_linear(x, up.qweight, up.weight_scales, up.bias, activation)
-    return packed_int8_linear(hidden, down.qweight, down.weight_scales, down.bias)
+    return packed_int8_linear(packed_int8_linear(x, up, activation), down)
 
 
 def packed_bfloat16_on_cpu(device: torch.device, dtype: torch.dtype) -> bool:

@@ -3,6 +3,8 @@
 - float32 / bfloat16 on the CPU: oneDNN with the weight reordered once into its blocked layout and the
   bias and GELU fused as post-ops (torch's own oneDNN ops; 2.6x faster than F.linear at float32 here).
 - int8: weights quantized per output channel at load; activations per token at run time (ops.cpu).
+- bfloat16 without oneDNN bfloat16 GEMMs, int8 without a fast torch._int_mm: our panel kernels (_C.PackedLinear),
+  whose packed weights are then the layer's only copy (bfloat16 or int16: half a float32 model's memory).
 - the reference: F.linear, or exact integer arithmetic for int8.
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import isa
+from .. import _C, isa
 from . import reference
 from .dispatch import select
 
@@ -81,25 +83,56 @@ class Linear:
         self.int8 = int8
         self.in_features, self.out_features = weight.shape[1], weight.shape[0]
         self.device = weight.device
-        self.packed = None
+        self.packed = None  # oneDNN's reordered weight, made at the first oneDNN call
+        self._panels = None  # (ISA, _C.PackedLinear): see panels()
         if int8:
-            self.qweight, self.weight_scales = reference.quantize_rows(weight.float().contiguous())
-            self.weight = None
+            self._stored, self.weight_scales = reference.quantize_rows(weight.float().contiguous())
             self.bias = None if bias is None else bias.float().contiguous()
             self.dtype = torch.float32
         else:
-            self.weight, self.bias, self.dtype = weight.contiguous(), bias, weight.dtype
+            self._stored, self.bias, self.dtype = weight.contiguous(), bias, weight.dtype
+        if self._runs_on_panels():
+            self.panels()
+            self._stored = None  # the panels are now the only copy of the weights
+
+    def _runs_on_panels(self) -> bool:
+        op, dtype = ("int8_linear", torch.float32) if self.int8 else ("linear", self.dtype)
+        return select(op, self.device, dtype).name == "packed"
+
+    def _weights(self) -> torch.Tensor:
+        """The [out, in] weights as stored: float, or int8 codes; unpacked from the panels if they are the only copy."""
+        if self._stored is not None:
+            return self._stored
+        unpacked = torch.from_numpy(self._panels[1].unpack())
+        return unpacked.view(torch.bfloat16) if self.dtype == torch.bfloat16 else unpacked
+
+    @property
+    def weight(self) -> torch.Tensor | None:
+        return None if self.int8 else self._weights()
+
+    @property
+    def qweight(self) -> torch.Tensor | None:
+        return self._weights() if self.int8 else None
+
+    def panels(self) -> _C.PackedLinear:
+        """This layer packed for the panel kernels of the active ISA, once per ISA; the fused encoder shares it."""
+        if self._panels is None or self._panels[0] != isa.active():
+            self._panels = (isa.active(), _C.PackedLinear(self.arrays()))
+        return self._panels[1]
+
+    def nbytes(self) -> int:
+        """The memory this layer's weights take: the stored copy and every packed one."""
+        tensors = [t for t in (self._stored, self.bias, self.packed, self.weight_scales if self.int8 else None) if t is not None]
+        return sum(t.numel() * t.element_size() for t in tensors) + (self._panels[1].nbytes if self._panels else 0)
 
     def arrays(self):
         """(weight, scales, bias) as numpy for C++ consumers: weight float32, bfloat16 bits (int16) or int8
         codes [out, in]; scales [out] float32 for int8, else None; bias float32 or None."""
-        if self.int8:
-            weight, scales = self.qweight.numpy(), self.weight_scales.numpy()
-        else:
-            weight = self.weight.view(torch.int16) if self.dtype == torch.bfloat16 else self.weight
-            weight, scales = weight.detach().contiguous().numpy(), None
+        weight = self._weights().detach()
+        weight = weight.view(torch.int16) if weight.dtype == torch.bfloat16 else weight
+        scales = self.weight_scales.numpy() if self.int8 else None
         bias = None if self.bias is None else self.bias.detach().float().contiguous().numpy()
-        return weight, scales, bias
+        return weight.contiguous().numpy(), scales, bias
 
     @property
     def kind(self) -> str:
@@ -111,8 +144,7 @@ class Linear:
         if self.int8:
             fn = select("int8_linear", x.device, torch.float32).fn
             # bfloat16 inputs (from a bfloat16 QKV projection's attention) are quantized as they are
-            return fn(x if x.dtype in (torch.float32, torch.bfloat16) else x.float(), self.qweight, self.weight_scales,
-                      self.bias, activation)  # fmt: skip
+            return fn(x if x.dtype in (torch.float32, torch.bfloat16) else x.float(), self, activation)
         if x.dtype != self.dtype:
             x = x.to(self.dtype)
         return select("linear", x.device, x.dtype).fn(self, x, activation)

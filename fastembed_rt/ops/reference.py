@@ -130,18 +130,18 @@ def quantize_rows(x):
 
 def int8_feed_forward(x, up, down, activation):
     """down(activation(up(x))) with both projections int8 (ops.Linear layers with int8=True)."""
-    hidden = int8_linear(x, up.qweight, up.weight_scales, up.bias, activation)
-    return int8_linear(hidden, down.qweight, down.weight_scales, down.bias)
+    return int8_linear(int8_linear(x, up, activation), down)
 
 
-def int8_linear(x, qweight, weight_scales, bias=None, activation=None):
-    """A linear layer on int8 codes: x quantized per row (token), weights per output channel
-    (qweight [out, in] int8, weight_scales [out]); exact integer products, dequantized in float32."""
+def int8_linear(x, layer, activation=None):
+    """A linear layer on int8 codes: x quantized per row (token), weights per output channel (an ops.Linear
+    with int8=True: qweight [out, in] int8, weight_scales [out], bias); exact integer products, dequantized
+    in float32."""
     codes, scales = quantize_rows(x)
-    acc = (codes.long() @ qweight.long().t()).to(torch.int32)
-    out = acc.float() * (scales[:, None] * weight_scales[None, :])
-    if bias is not None:
-        out = out + bias
+    acc = (codes.long() @ layer.qweight.long().t()).to(torch.int32)
+    out = acc.float() * (scales[:, None] * layer.weight_scales[None, :])
+    if layer.bias is not None:
+        out = out + layer.bias
     return out if activation is None else gelu(out, approximate=GELU_APPROXIMATE[activation])
 
 

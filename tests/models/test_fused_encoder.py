@@ -87,6 +87,19 @@ def test_binding_checks_ids_and_lengths(model):
         fused.forward(long, np.array([0, 600], dtype=np.int32))
 
 
+def test_binding_checks_layers_and_tables(model):
+    encoder, fused = model.model, model.model.fused()
+    layer = encoder.layers[0]
+    norms = [t.float().numpy() for t in (layer.attn_norm_weight, layer.attn_norm_bias)]
+    with pytest.raises(ValueError, match=r"qkv: expected a \[1152, 384\] layer, got \[384, 384\]"):
+        fused.add_layer(layer.out.panels(), layer.out.panels(), *norms, layer.up.panels(), layer.down.panels(), *norms)
+    with pytest.raises(ValueError, match=r"down: expected a \[384, 1536\] layer, got \[1536, 384\]"):
+        fused.add_layer(layer.qkv.panels(), layer.out.panels(), *norms, layer.up.panels(), layer.up.panels(), *norms)
+    word = encoder.word_embeddings.bfloat16().view(torch.int16).numpy()
+    with pytest.raises(TypeError, match="position_embeddings: expected dtype int16"):
+        _C.FusedEncoder(word, encoder.position_embeddings.float().numpy(), None, *norms, 12, 1e-12, 1, 0)
+
+
 def test_below_avx2_small_batches_take_the_op_path(minilm_path):
     with isa.use("scalar"):
         model = fastembed_rt.load(minilm_path)

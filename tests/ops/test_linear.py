@@ -44,10 +44,10 @@ def test_int8_linear_matches_reference(rows, inputs, outputs, activation, implem
     x, weight, bias = layer(rows, inputs, outputs, seed=rows + inputs)
     linear = ops.Linear(weight, bias, int8=True)
     if implementation is cpu.packed_int8_linear and isa.active() == "scalar":
-        pytest.raises(ValueError, implementation, x, linear.qweight, linear.weight_scales, linear.bias, activation)
+        pytest.raises(ValueError, implementation, x, linear, activation)
         return
-    got = implementation(x, linear.qweight, linear.weight_scales, linear.bias, activation)
-    want = reference.int8_linear(x, linear.qweight, linear.weight_scales, linear.bias, activation)
+    got = implementation(x, linear, activation)
+    want = reference.int8_linear(x, linear, activation)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 

@@ -38,7 +38,7 @@ def test_matches_reference(m, k, n, kind, activation):
     x, weight, bias = layer(m, k, n, seed=m * 1000 + k + n)
     if kind == "int8":
         linear = ops.Linear(weight, bias, int8=True)
-        want = reference.int8_linear(x, linear.qweight, linear.weight_scales, linear.bias, activation)
+        want = reference.int8_linear(x, linear, activation)
     else:
         linear = ops.Linear(weight.to(getattr(torch, kind)), bias)
         want = reference.linear(x.to(linear.dtype).double(), linear.weight.double(), bias.double(), activation).float()
@@ -92,3 +92,35 @@ def test_rejects_bad_input(kernel_isa):
         small_linear((weight.numpy(), None, torch.ones(3).numpy()), x.numpy())
     with pytest.raises(TypeError, match="weight must be float32"):
         small_linear((weight.double().numpy(), None, None), x.numpy())
+
+
+@pytest.mark.parametrize("m,k,n", SHAPES, ids=str)
+@pytest.mark.parametrize("kind", KINDS)
+def test_unpack_gives_back_the_weight_exactly(m, k, n, kind):
+    _, weight, bias = layer(m, k, n, seed=k + n)
+    linear = ops.Linear(weight, bias, int8=True) if kind == "int8" else ops.Linear(weight.to(getattr(torch, kind)), bias)
+    given = linear.arrays()[0]
+    if not supported(kind):
+        pytest.raises(ValueError, _C.PackedLinear, linear.arrays())
+        return
+    packed = _C.PackedLinear(linear.arrays())
+    unpacked = packed.unpack()
+    assert unpacked.dtype == given.dtype and (unpacked == given).all()
+    assert packed.nbytes >= given.nbytes  # padded to whole panels, plus scales and bias
+
+
+@pytest.mark.parametrize("kind", ["bfloat16", "int8"])
+def test_a_layer_on_the_panels_holds_no_other_copy(kind):
+    _, weight, bias = layer(1, 384, 1536, seed=5)
+    linear = ops.Linear(weight, bias, int8=True) if kind == "int8" else ops.Linear(weight.bfloat16(), bias.bfloat16())
+    want = weight.bfloat16() if kind == "bfloat16" else reference.quantize_rows(weight)[0]
+    on_panels = ops.select("int8_linear" if kind == "int8" else "linear", torch.device("cpu"), linear.dtype).name == "packed"
+    # On the panels (AVX2, or AVX-512 without the native instruction): bfloat16 or int16 panels and nothing else,
+    # half a float32 layer (plus bias, scales and panel padding). Elsewhere: the stored weights only.
+    limit = weight.numel() * 4 // 2 + 4 * 4 * 1536 if on_panels else want.numel() * want.element_size() + 4 * 2 * 1536
+    assert linear.nbytes() <= limit
+    assert torch.equal(linear.weight if kind == "bfloat16" else linear.qweight, want)
+    x = torch.randn(3, 384)
+    got = linear(x)
+    with ops.use_reference():
+        torch.testing.assert_close(got.float(), linear(x).float(), rtol=2e-2, atol=2e-2)
