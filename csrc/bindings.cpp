@@ -689,6 +689,7 @@ PYBIND11_MODULE(_C, m) {
         d["threads"] = threads;
         d["isa"] = cpu::isa_name(c.isa);
         d["int8_macs_per_s"] = c.int8_macs_per_s;
+        d["int16_macs_per_s"] = c.int16_macs_per_s;
         d["fp32_fmas_per_s"] = c.fp32_fmas_per_s;
         d["hamming_bits_per_s"] = c.hamming_bits_per_s;
         return d;

@@ -54,7 +54,7 @@ def measure_ceilings(device: torch.device, repeats: int = 5) -> dict[str, float]
     GFLOP/s (GOP/s for int8) of 2048^3 GEMMs: the best of torch.matmul and oneDNN with a prepacked weight. On the
     CPU, what torch has no fast kernel for is bounded by what our kernels run instead: bfloat16 without oneDNN
     bfloat16 by the float32 GEMM (its weights are widened to float32 FMAs), int8 without VNNI by this machine's
-    vpmaddwd peak at the active ISA (_C.compute_ceilings; 2 ops per multiply-add)."""
+    vpmaddubsw peak at the active ISA (_C.compute_ceilings; 2 ops per multiply-add)."""
     source = torch.empty(6 * MIB, dtype=torch.float32, device=device).fill_(1.0)
     target = torch.empty_like(source)
     ceilings = {"GB/s": 2 * source.numel() * 4 / median_seconds(lambda: target.copy_(source), repeats) / 1e9}

@@ -38,12 +38,14 @@ bool ceilings_supported() { return isa_at_least(Isa::kAvx2); }
 Ceilings measure_ceilings(int num_threads, double seconds) {
   const CpuFeatures& f = cpu_features();
   const bool avx512 = active_isa() == Isa::kAvx512;
-  Ceilings c{active_isa(), 0.0, 0.0, 0.0};
+  Ceilings c{active_isa(), 0.0, 0.0, 0.0, 0.0};
   if (avx512 && f.avx512_vnni) {
     c.int8_macs_per_s = 64.0 * instructions_per_second(kernels::vnni_loop_avx512, num_threads, seconds);
   } else {
-    c.int8_macs_per_s = 16.0 * instructions_per_second(kernels::madd_loop_avx2, num_threads, seconds);
+    c.int8_macs_per_s = 32.0 * instructions_per_second(kernels::maddubs_loop_avx2, num_threads, seconds);
   }
+  c.int16_macs_per_s = avx512 ? 32.0 * instructions_per_second(kernels::madd_loop_avx512, num_threads, seconds)
+                              : 16.0 * instructions_per_second(kernels::madd_loop_avx2, num_threads, seconds);
   c.fp32_fmas_per_s = avx512 ? 16.0 * instructions_per_second(kernels::fma_loop_avx512, num_threads, seconds)
                              : 8.0 * instructions_per_second(kernels::fma_loop_avx2, num_threads, seconds);
   if (avx512 && f.avx512_vpopcntdq) {

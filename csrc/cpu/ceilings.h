@@ -10,8 +10,9 @@ namespace fastembed_rt::cpu {
 
 struct Ceilings {
   Isa isa;
-  double int8_macs_per_s;     // AVX-512 VNNI: vpdpbusd (64 int8 multiply-adds); else AVX2 vpmaddwd + vpaddd
-                              // (16 int16 multiply-adds: what the exact int8 kernels run without VNNI)
+  double int8_macs_per_s;     // AVX-512 VNNI: vpdpbusd (64 int8 multiply-adds); else AVX2 vpmaddubsw + vpmaddwd
+                              // by ones + vpaddd (32: the int8 kernels without VNNI, on 7-bit operands)
+  double int16_macs_per_s;    // vpmaddwd + vpaddd (32 or 16 int16 multiply-adds: exact for any int8 values)
   double fp32_fmas_per_s;     // vfmadd: 16 (zmm) or 8 (ymm) float32 fused multiply-adds
   double hamming_bits_per_s;  // AVX-512 VPOPCNTDQ: xor + vpopcntq + add over 512 bits; else xor + popcnt + add
                               // over 64 bits
@@ -26,8 +27,10 @@ namespace kernels {
 // Each runs `iterations` rounds of kCeilingChains independent chains and returns a value so the work is kept.
 constexpr int64_t kCeilingChains = 16;
 int64_t vnni_loop_avx512(int64_t iterations);
+int64_t madd_loop_avx512(int64_t iterations);
 float fma_loop_avx512(int64_t iterations);
 int64_t hamming_loop_avx512(int64_t iterations);
+int64_t maddubs_loop_avx2(int64_t iterations);
 int64_t madd_loop_avx2(int64_t iterations);
 float fma_loop_avx2(int64_t iterations);
 int64_t popcnt_loop_avx2(int64_t iterations);

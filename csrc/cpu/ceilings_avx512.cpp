@@ -18,6 +18,17 @@ int64_t vnni_loop_avx512(int64_t iterations) {
   return sum;
 }
 
+int64_t madd_loop_avx512(int64_t iterations) {
+  __m512i acc[kCeilingChains];
+  for (int j = 0; j < kCeilingChains; ++j) acc[j] = _mm512_set1_epi32(j);
+  const __m512i b = _mm512_set1_epi16(-2);
+  for (int64_t it = 0; it < iterations; ++it)
+    for (int j = 0; j < kCeilingChains; ++j) acc[j] = _mm512_add_epi32(acc[j], _mm512_madd_epi16(acc[j], b));
+  int64_t sum = 0;
+  for (const auto& v : acc) sum += _mm512_reduce_add_epi32(v);
+  return sum;
+}
+
 float fma_loop_avx512(int64_t iterations) {
   __m512 acc[kCeilingChains];
   for (int j = 0; j < kCeilingChains; ++j) acc[j] = _mm512_set1_ps(static_cast<float>(j));

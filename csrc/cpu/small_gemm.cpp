@@ -22,11 +22,14 @@ Isa small_gemm_isa(WeightKind kind) {
 
 namespace {
 
+// Whether an int8 layer's panels hold bytes (and x unsigned codes: code + 128) rather than int16.
+bool byte_codes(const PackedLinear& p) { return p.isa == Isa::kAvx512 || p.narrow; }
+
 // k values per packed group: what one 32-bit lane of a dot-product instruction takes.
-int64_t group_of(WeightKind kind, Isa isa) {
-  if (kind == WeightKind::kFloat32) return 1;
-  if (kind == WeightKind::kBFloat16) return isa == Isa::kAvx512 ? 2 : 1;
-  return isa == Isa::kAvx512 ? 4 : 2;
+int64_t group_of(const PackedLinear& p) {
+  if (p.kind == WeightKind::kFloat32) return 1;
+  if (p.kind == WeightKind::kBFloat16) return p.isa == Isa::kAvx512 ? 2 : 1;
+  return byte_codes(p) ? 4 : 2;
 }
 
 // The AVX2 bfloat16 panel's slot for column c: the middle two groups of four swap places.
@@ -35,7 +38,7 @@ int64_t widening_slot(int64_t c) { return (c & ~int64_t{12}) | ((c & 4) << 1) | 
 // Where weight element (row c = output column c, input index i) lives in p's panels: panel c/16, then
 // k-group i/group, then column c%16, then i%group: a panel's k-group is 16 consecutive lanes.
 int64_t panel_index(const PackedLinear& p, int64_t c, int64_t i) {
-  const int64_t group = group_of(p.kind, p.isa);
+  const int64_t group = group_of(p);
   const int64_t column = p.kind == WeightKind::kBFloat16 && p.isa == Isa::kAvx2 ? widening_slot(c % kPanel) : c % kPanel;
   return ((c / kPanel) * (p.k_padded / group) + i / group) * kPanel * group + column * group + i % group;
 }
@@ -50,7 +53,11 @@ PackedLinear pack_linear(WeightKind kind, const void* weight, int64_t n, int64_t
   p.n = n;
   p.k = k;
   p.panels = (n + kPanel - 1) / kPanel;
-  const int64_t group = group_of(kind, p.isa);
+  if (kind == WeightKind::kInt8 && p.isa == Isa::kAvx2) {
+    const auto* w = static_cast<const int8_t*>(weight);
+    p.narrow = std::all_of(w, w + n * k, [](int8_t v) { return v >= -kNarrowInt8 && v <= kNarrowInt8; });
+  }
+  const int64_t group = group_of(p);
   p.k_padded = (k + group - 1) / group * group;
   const int64_t size = p.panels * p.k_padded * kPanel;
   if (kind == WeightKind::kFloat32) {
@@ -65,7 +72,7 @@ PackedLinear pack_linear(WeightKind kind, const void* weight, int64_t n, int64_t
       for (int64_t i = 0; i < k; ++i) p.bf16[panel_index(p, c, i)] = w[c * k + i];
   } else {
     const auto* w = static_cast<const int8_t*>(weight);
-    if (p.isa == Isa::kAvx512) {
+    if (byte_codes(p)) {
       p.i8.assign(size, 0);
       p.column_sums.assign(p.panels * kPanel, 0);
     } else {
@@ -74,7 +81,7 @@ PackedLinear pack_linear(WeightKind kind, const void* weight, int64_t n, int64_t
     p.column_scales.assign(p.panels * kPanel, 0.0f);
     for (int64_t c = 0; c < n; ++c) {
       for (int64_t i = 0; i < k; ++i) {
-        if (p.isa == Isa::kAvx512) {
+        if (byte_codes(p)) {
           p.i8[panel_index(p, c, i)] = w[c * k + i];
           p.column_sums[c] += w[c * k + i];
         } else {
@@ -97,7 +104,7 @@ void unpack_linear(const PackedLinear& p, void* weight) {
       } else if (p.kind == WeightKind::kBFloat16) {
         static_cast<uint16_t*>(weight)[to] = p.bf16[at];
       } else {
-        static_cast<int8_t*>(weight)[to] = static_cast<int8_t>(p.isa == Isa::kAvx512 ? p.i8[at] : p.i16[at]);
+        static_cast<int8_t*>(weight)[to] = static_cast<int8_t>(byte_codes(p) ? p.i8[at] : p.i16[at]);
       }
     }
   }
@@ -127,7 +134,7 @@ void prepare_rows(const PackedLinear& w, const float* x, int64_t m, uint8_t* scr
       }
     });
   } else if (w.kind == WeightKind::kInt8) {
-    const int64_t code_bytes = w.isa == Isa::kAvx512 ? 1 : 2;
+    const int64_t code_bytes = byte_codes(w) ? 1 : 2;
     auto* scales = reinterpret_cast<float*>(scratch + m * w.k_padded * code_bytes);
     auto* codes = reinterpret_cast<int8_t*>(scales + m);  // [m, k], then widened or shifted into place
     quantize_rows<float>(x, m, w.k, codes, scales, num_threads);
@@ -135,8 +142,8 @@ void prepare_rows(const PackedLinear& w, const float* x, int64_t m, uint8_t* scr
       for (int64_t r = begin; r < end; ++r) {
         for (int64_t i = 0; i < w.k_padded; ++i) {
           const int8_t code = i < w.k ? codes[r * w.k + i] : 0;
-          if (w.isa == Isa::kAvx512) {
-            scratch[r * w.k_padded + i] = static_cast<uint8_t>(code + 128);  // unsigned for vpdpbusd
+          if (byte_codes(w)) {
+            scratch[r * w.k_padded + i] = static_cast<uint8_t>(code + 128);  // unsigned for vpdpbusd / vpmaddubsw
           } else {
             reinterpret_cast<int16_t*>(scratch)[r * w.k_padded + i] = code;
           }
@@ -160,7 +167,7 @@ void small_linear(const PackedLinear& w, const float* x, int64_t m, Activation a
   prepare_rows(w, x, m, scratch.data(), num_threads);
   // A panel streams 16 columns of weights; below ~64 KiB of weights per worker, one thread is faster.
   const int64_t element_bytes = w.kind == WeightKind::kFloat32 ? 4 : w.kind == WeightKind::kBFloat16 ? 2
-                                : w.isa == Isa::kAvx512 ? 1 : 2;  // fmt: skip
+                                : byte_codes(w) ? 1 : 2;  // fmt: skip
   const int64_t bytes = w.panels * kPanel * w.k_padded * element_bytes * ((m + kRowChunk - 1) / kRowChunk);
   const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({num_threads, w.panels, bytes / 65536})));
   const int64_t per_thread = (w.panels + threads - 1) / threads;

@@ -27,12 +27,15 @@ Isa small_gemm_isa(WeightKind kind);
 //   bfloat16, AVX-512: bf16 [n/16][k/2][16][2] (vdpbf16ps pairs)
 //   bfloat16, AVX2:    bf16 [n/16][k][16], columns in the order 0-3, 8-11, 4-7, 12-15 (so that vpunpck{l,h}wd
 //                      against zero widens them to float32 columns 0-7 and 8-15)
-//   int8, AVX-512:     i8 [n/16][k/4][16][4], with column sums (for vpdpbusd's unsigned-activation trick)
-//   int8, AVX2:        i16 [n/16][k/2][16][2] (vpmaddwd pairs; exact: no saturation)
+//   int8, AVX-512, and AVX2 with every weight in [-63, 63] (`narrow`):
+//                      i8 [n/16][k/4][16][4], with column sums (for the unsigned-activation trick of vpdpbusd and
+//                      vpmaddubsw; 7-bit weights keep vpmaddubsw's int16 pair sums from saturating: 2*255*63 < 2^15)
+//   int8, AVX2, other: i16 [n/16][k/2][16][2] (vpmaddwd pairs; exact for any int8 weights, at half the speed)
 // int8 layers keep per-column scales.
 struct PackedLinear {
   WeightKind kind = WeightKind::kFloat32;
   Isa isa = Isa::kAvx2;
+  bool narrow = false;
   int64_t n = 0, k = 0, k_padded = 0, panels = 0;
   std::vector<float> f32;
   std::vector<uint16_t> bf16;
@@ -42,6 +45,9 @@ struct PackedLinear {
   std::vector<float> column_scales;  // int8 only
   std::vector<float> bias;           // [n] float32, empty when absent
 };
+
+// The largest int8 weight magnitude the AVX2 vpmaddubsw kernels take.
+constexpr int kNarrowInt8 = 63;
 
 // weight: [n, k] row-major in the kind's storage (float, bfloat16 bits, int8 codes); scales: [n] for int8.
 PackedLinear pack_linear(WeightKind kind, const void* weight, int64_t n, int64_t k, const float* column_scales,

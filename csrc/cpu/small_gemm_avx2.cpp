@@ -1,8 +1,11 @@
 // AVX2 bodies of the packed linear layers. One panel loop serves the three weight kinds: per 16-column panel
 // (two 256-bit vectors), up to 6 rows (4 for int8) accumulate in 12 (8) registers over the k-groups, then an epilogue applies
 // scales, bias and the activation and stores the panel's columns. bfloat16 weights are widened to float32 in
-// registers (vpunpck{l,h}wd against zero: a shuffle, off the FMA ports); int8 weights are kept widened to int16
-// and multiplied with vpmaddwd, whose int32 pair sums are exact (no saturation, unlike vpmaddubsw).
+// registers (vpunpck{l,h}wd against zero: a shuffle, off the FMA ports). int8 layers whose weights are 7-bit
+// (small_gemm.h: `narrow`) multiply unsigned activation codes by the weight bytes with vpmaddubsw, whose int16
+// pair sums cannot saturate then (2 * 255 * 63 < 2^15), and add the pairs up with vpmaddwd by ones: twice the
+// multiply-adds per instruction of the int16 path, which other int8 weights take (vpmaddwd on weights widened to
+// int16, exact for any values).
 #include "activations.h"
 #include "small_gemm_kernels.h"
 
@@ -51,6 +54,13 @@ struct I16Op {
   }
   static W broadcast(const uint8_t* x_row, int64_t g) { return _mm256_set1_epi32(reinterpret_cast<const int32_t*>(x_row)[g]); }
   static Acc madd(Acc acc, W x, W w) { return _mm256_add_epi32(acc, _mm256_madd_epi16(x, w)); }
+};
+
+// x rows as unsigned codes (code + 128), four k per 32-bit word; weights int8 [k/4][16][4], all in [-63, 63].
+struct NarrowI8Op : I16Op {
+  static Acc madd(Acc acc, W x, W w) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(x, w), _mm256_set1_epi16(1)));
+  }
 };
 
 // kRows rows (rows r0...) of one panel: the row count is a compile-time constant, so that the accumulators
@@ -126,7 +136,7 @@ void finish(const PackedLinear& w, int64_t p, float* lanes, Activation act, bool
 void linear_panels_avx2(const PackedLinear& w, const float* x, const uint8_t* scratch, int64_t m, int64_t row_begin,
                         int64_t row_end, Activation act, bool round_output, float* out, int64_t panel_begin,
                         int64_t panel_end) {
-  const int64_t groups = w.kind == WeightKind::kInt8 ? w.k_padded / 2 : w.k_padded;
+  const int64_t groups = w.kind != WeightKind::kInt8 ? w.k_padded : w.narrow ? w.k_padded / 4 : w.k_padded / 2;
   auto float_epilogue = [&](int64_t r, int64_t p, __m256 lo, __m256 hi) {
     alignas(32) float lanes[kPanel];
     _mm256_store_ps(lanes, lo);
@@ -136,22 +146,35 @@ void linear_panels_avx2(const PackedLinear& w, const float* x, const uint8_t* sc
   if (w.kind == WeightKind::kFloat32) {
     panel_loop<F32Op>(reinterpret_cast<const int8_t*>(w.f32.data()), groups, reinterpret_cast<const uint8_t*>(x),
                       w.k * 4, row_begin, row_end, panel_begin, panel_end, float_epilogue);
-  } else if (w.kind == WeightKind::kBFloat16) {
+    return;
+  }
+  if (w.kind == WeightKind::kBFloat16) {
     panel_loop<WidenBF16Op>(reinterpret_cast<const int8_t*>(w.bf16.data()), groups, scratch, w.k_padded * 4,
                             row_begin, row_end, panel_begin, panel_end, float_epilogue);
+    return;
+  }
+  const int64_t code_bytes = w.narrow ? 1 : 2;
+  const auto* scales = reinterpret_cast<const float*>(scratch + m * w.k_padded * code_bytes);
+  auto int8_epilogue = [&](int64_t r, int64_t p, __m256i lo, __m256i hi) {
+    // The exact int32 dot products, dequantized as dequantize_rows does.
+    alignas(32) int32_t acc[kPanel];
+    alignas(32) float lanes[kPanel];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(acc), lo);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(acc) + 1, hi);
+    const float* col = w.column_scales.data() + p * kPanel;
+    // The narrow path's +128 shift of x added 128 * (sum of the column's weights) to each dot product.
+    const int32_t* sums = w.narrow ? w.column_sums.data() + p * kPanel : nullptr;
+    for (int64_t j = 0; j < kPanel; ++j) {
+      lanes[j] = static_cast<float>(sums ? acc[j] - 128 * sums[j] : acc[j]) * (scales[r] * col[j]);
+    }
+    finish(w, p, lanes, act, false, out + r * w.n);
+  };
+  if (w.narrow) {
+    panel_loop<NarrowI8Op>(w.i8.data(), groups, scratch, w.k_padded, row_begin, row_end, panel_begin, panel_end,
+                           int8_epilogue);
   } else {
-    const auto* scales = reinterpret_cast<const float*>(scratch + m * w.k_padded * 2);
     panel_loop<I16Op>(reinterpret_cast<const int8_t*>(w.i16.data()), groups, scratch, w.k_padded * 2, row_begin,
-                      row_end, panel_begin, panel_end, [&](int64_t r, int64_t p, __m256i lo, __m256i hi) {
-                        // The exact int32 dot products, dequantized as dequantize_rows does.
-                        alignas(32) int32_t acc[kPanel];
-                        alignas(32) float lanes[kPanel];
-                        _mm256_store_si256(reinterpret_cast<__m256i*>(acc), lo);
-                        _mm256_store_si256(reinterpret_cast<__m256i*>(acc) + 1, hi);
-                        const float* col = w.column_scales.data() + p * kPanel;
-                        for (int64_t j = 0; j < kPanel; ++j) lanes[j] = static_cast<float>(acc[j]) * (scales[r] * col[j]);
-                        finish(w, p, lanes, act, false, out + r * w.n);
-                      });
+                      row_end, panel_begin, panel_end, int8_epilogue);
   }
 }
 

@@ -125,7 +125,8 @@ def precision_paths() -> dict[str, str]:
     if isa.int_mm_fast():
         int8 = "torch._int_mm (oneDNN, AVX512_VNNI)"
     elif packed:
-        int8 = f"packed kernels: exact int16 vpmaddwd ({'AVX-512 without VNNI: ' if level == 'avx512' else ''}AVX2)"
+        int8 = (f"packed kernels: 7-bit weights, exact vpmaddubsw ({'AVX-512 without VNNI: ' if level == 'avx512' else ''}"
+                "AVX2; bf16/float32 QKV)")
     else:
         int8 = "exact int64 matmul (slow; no AVX2)"
     return {"float32": f"oneDNN float32 GEMMs ({level})", "bfloat16": bf16, "int8": int8}

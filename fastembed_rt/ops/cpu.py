@@ -131,7 +131,8 @@ def packed_linear(layer, x, activation=None):
 
 
 def packed_int8_linear(x, layer, activation=None):
-    """int8_linear on the panel kernels (AVX2: int16 vpmaddwd, exact), where torch._int_mm has no fast kernel."""
+    """int8_linear on the panel kernels (AVX2: vpmaddubsw on 7-bit weights, exact), where torch._int_mm has no fast
+    kernel."""
     return torch.from_numpy(_on_panels(layer, x, activation))
 
 

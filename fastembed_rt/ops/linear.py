@@ -67,11 +67,17 @@ def reference_linear(layer: Linear, x: torch.Tensor, activation=None) -> torch.T
     return reference.linear(x, layer.weight, layer.bias, activation)
 
 
+# The int8 weight range of the AVX2 panel kernels' fast path (csrc/cpu/small_gemm.h: kNarrowInt8).
+NARROW_INT8 = 63
+
+
 class Linear:
     """activation(x @ weight.T + bias) for x [rows, in]; activation None, "gelu" or "gelu_tanh".
 
     int8=True keeps only int8 weights (per-output-channel scales) and computes in int8 with per-token
-    activation scales, returning float32; otherwise the weight's own dtype is the compute dtype, x is
+    activation scales, returning float32. Where int8 runs on the AVX2 panel kernels (no VNNI), the weights are
+    7-bit (codes in [-63, 63], as ONNX Runtime's reduce_range), which lets vpmaddubsw run them exactly at twice
+    the speed of 8-bit weights (measured: min cosine to float32 0.9953 against 0.9968 on real texts); otherwise the weight's own dtype is the compute dtype, x is
     cast to it if needed, and the result is in that dtype.
     """
 
@@ -85,13 +91,15 @@ class Linear:
         self.device = weight.device
         self.packed = None  # oneDNN's reordered weight, made at the first oneDNN call
         self._panels = None  # (ISA, _C.PackedLinear): see panels()
+        self.dtype = torch.float32 if int8 else weight.dtype
+        on_panels = self._runs_on_panels()
         if int8:
-            self._stored, self.weight_scales = reference.quantize_rows(weight.float().contiguous())
+            levels = NARROW_INT8 if on_panels else 127
+            self._stored, self.weight_scales = reference.quantize_rows(weight.float().contiguous(), levels)
             self.bias = None if bias is None else bias.float().contiguous()
-            self.dtype = torch.float32
         else:
-            self._stored, self.bias, self.dtype = weight.contiguous(), bias, weight.dtype
-        if self._runs_on_panels():
+            self._stored, self.bias = weight.contiguous(), bias
+        if on_panels:
             self.panels()
             self._stored = None  # the panels are now the only copy of the weights
 

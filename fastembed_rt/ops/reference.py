@@ -118,14 +118,15 @@ def linear(x, weight, bias=None, activation=None):
 GELU_APPROXIMATE = {"gelu": "none", "gelu_tanh": "tanh"}
 
 
-def quantize_rows(x):
-    """Symmetric per-row int8: scale = max|row| / 127, codes = round_half_even(x * 127 / max|row|).
-    An all-zero row gets scale 0 and zero codes. x: [rows, cols] (computed in float32) -> (int8 codes, float32 [rows])."""
+def quantize_rows(x, levels: int = 127):
+    """Symmetric per-row int8: scale = max|row| / levels, codes = round_half_even(x * levels / max|row|) in
+    [-levels, levels] (127; 63 for 7-bit weights). An all-zero row gets scale 0 and zero codes.
+    x: [rows, cols] (computed in float32) -> (int8 codes, float32 [rows])."""
     x = x.float()
     absmax = x.abs().amax(dim=1) if x.shape[1] else x.new_zeros(x.shape[0])
-    inverse = torch.where(absmax > 0, 127.0 / absmax, torch.zeros_like(absmax))
-    codes = torch.round(x * inverse[:, None]).clamp(-127, 127).to(torch.int8)
-    return codes, absmax / 127.0
+    inverse = torch.where(absmax > 0, levels / absmax, torch.zeros_like(absmax))
+    codes = torch.round(x * inverse[:, None]).clamp(-levels, levels).to(torch.int8)
+    return codes, absmax / levels
 
 
 def int8_feed_forward(x, up, down, activation):

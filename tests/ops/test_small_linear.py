@@ -1,6 +1,7 @@
 """The packed linear layers (the fused encoder's, and the op path's bfloat16 / int8 ones where no library is
 fast) against their reference twins, at every ISA this CPU runs: AVX-512 panels (float32 FMA, bfloat16 dot,
-int8 VNNI) and AVX2 panels (float32 FMA, bfloat16 widened, int8 vpmaddwd); int8 matches exactly."""
+int8 VNNI) and AVX2 panels (float32 FMA, bfloat16 widened, int8 vpmaddubsw on 7-bit weights or vpmaddwd); int8
+matches exactly."""
 
 import pytest
 import torch
@@ -113,14 +114,52 @@ def test_unpack_gives_back_the_weight_exactly(m, k, n, kind):
 def test_a_layer_on_the_panels_holds_no_other_copy(kind):
     _, weight, bias = layer(1, 384, 1536, seed=5)
     linear = ops.Linear(weight, bias, int8=True) if kind == "int8" else ops.Linear(weight.bfloat16(), bias.bfloat16())
-    want = weight.bfloat16() if kind == "bfloat16" else reference.quantize_rows(weight)[0]
     on_panels = ops.select("int8_linear" if kind == "int8" else "linear", torch.device("cpu"), linear.dtype).name == "packed"
-    # On the panels (AVX2, or AVX-512 without the native instruction): bfloat16 or int16 panels and nothing else,
-    # half a float32 layer (plus bias, scales and panel padding). Elsewhere: the stored weights only.
-    limit = weight.numel() * 4 // 2 + 4 * 4 * 1536 if on_panels else want.numel() * want.element_size() + 4 * 2 * 1536
+    # int8 on the AVX2 panels: 7-bit weights (the vpmaddubsw path)
+    want = weight.bfloat16() if kind == "bfloat16" else reference.quantize_rows(weight, 63 if on_panels else 127)[0]
+    # On the panels (AVX2, or AVX-512 without the native instruction): bfloat16 or int8 panels and nothing else,
+    # half (a quarter) of a float32 layer, plus bias, scales, column sums and panel padding. Elsewhere: the
+    # stored weights only.
+    limit = (want.numel() * want.element_size() + 4 * (5 if on_panels else 2) * 1536)
     assert linear.nbytes() <= limit
     assert torch.equal(linear.weight if kind == "bfloat16" else linear.qweight, want)
     x = torch.randn(3, 384)
     got = linear(x)
     with ops.use_reference():
         torch.testing.assert_close(got.float(), linear(x).float(), rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("largest", [63, 64, 127])
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (5, 7, 17), (9, 384, 40), (3, 1536, 16)], ids=str)
+def test_int8_weights_at_the_range_limits_are_exact(largest, m, k, n):
+    """7-bit weights take vpmaddubsw on AVX2, wider ones vpmaddwd: both exact at their extremes, where an
+    unchecked vpmaddubsw would saturate (2 * 255 * 127 > 2^15)."""
+    from types import SimpleNamespace
+
+    g = torch.Generator().manual_seed(largest + k)
+    codes = torch.randint(-largest, largest + 1, (n, k), generator=g).to(torch.int8)
+    codes[0] = largest  # column 0: every weight at the top of the range...
+    x = torch.randn(m, k, generator=g)
+    x[0] = 1.0  # ...against row 0's codes all 127 (unsigned 255): the largest pair sums there are
+    layer = SimpleNamespace(qweight=codes, weight_scales=torch.rand(n, generator=g) + 0.5, bias=torch.randn(n, generator=g))
+    spec = (codes.numpy(), layer.weight_scales.numpy(), layer.bias.numpy())
+    if not supported("int8"):
+        pytest.raises(ValueError, _C.PackedLinear, spec)
+        return
+    got = torch.from_numpy(_C.PackedLinear(spec)(x.numpy()))
+    torch.testing.assert_close(got, reference.int8_linear(x, layer), rtol=1e-5, atol=1e-5)
+
+
+def test_seven_bit_int8_weights_pack_into_bytes_on_avx2(kernel_isa):
+    codes = torch.randint(-63, 64, (64, 256)).to(torch.int8)
+    scales = torch.rand(64)
+    if not supported("int8"):
+        pytest.raises(ValueError, _C.PackedLinear, (codes.numpy(), scales.numpy(), None))
+        return
+    narrow, wide = codes.clone(), codes.clone()
+    wide[5, 7] = -64
+    sizes = [_C.PackedLinear((c.numpy(), scales.numpy(), None)).nbytes for c in (narrow, wide)]
+    if _C.PackedLinear((narrow.numpy(), scales.numpy(), None)).isa == "avx2":
+        assert sizes[0] < 0.6 * sizes[1]  # bytes against int16
+    else:  # AVX-512 VNNI packs bytes either way
+        assert sizes[0] == sizes[1]
