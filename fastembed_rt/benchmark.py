@@ -129,7 +129,7 @@ def standard_cases(device: torch.device) -> list[Case]:
         cases.append(Case("pool", dtype, f"{tokens}x{hidden}, 32 seqs, mean + L2",
                           lambda fn, x=x: fn(x, cu, "mean", True, None), tokens * hidden * size, "GB/s"))  # fmt: skip
     x = randn(tokens, hidden)
-    up = ops.Linear(randn(ffn, hidden) / hidden**0.5, randn(ffn), int8=True)
+    up = ops.Linear(randn(ffn, hidden) / hidden**0.5, randn(ffn), int8=True, seven_bit=True)  # as in models/bert.py
     down = ops.Linear(randn(hidden, ffn) / ffn**0.5, randn(hidden), int8=True)
     cases.append(Case("int8_linear", torch.float32, f"{tokens}x{hidden} -> {ffn}, GELU",
                       lambda fn: fn(x, up, "gelu"), 2 * tokens * hidden * ffn, "GEMM int8"))  # fmt: skip

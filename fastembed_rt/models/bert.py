@@ -142,15 +142,16 @@ class WeightReader:
     def cat(self, *names: str) -> torch.Tensor:
         return torch.cat([self(n) for n in names], dim=0)
 
-    def linear(self, *prefixes: str, bias: bool = True, sensitive: bool = False) -> ops.Linear:
+    def linear(self, *prefixes: str, bias: bool = True, sensitive: bool = False, seven_bit: bool = False) -> ops.Linear:
         """One linear layer from `prefix.weight` (and `prefix.bias`), several prefixes stacked into one GEMM.
-        Under int8, a `sensitive` layer stays in float: bfloat16 where the CPU computes it natively."""
+        Under int8, a `sensitive` layer stays in float: bfloat16 where the CPU computes it natively; a `seven_bit`
+        one may take 7-bit weights where that is faster (ops.Linear)."""
         weight = self.cat(*(p + ".weight" for p in prefixes))
         bias_tensor = self.cat(*(p + ".bias" for p in prefixes)) if bias else None
         if self.int8 and sensitive:
             dtype = torch.bfloat16 if ops.native_bfloat16(self.device) else torch.float32
             return ops.Linear(weight.to(dtype), None if bias_tensor is None else bias_tensor.to(dtype))
-        return ops.Linear(weight, bias_tensor, int8=self.int8)
+        return ops.Linear(weight, bias_tensor, int8=self.int8, seven_bit=seven_bit)
 
 
 def build_bert(config: dict, weights, device, dtype, int8: bool = False) -> Encoder:
@@ -174,10 +175,10 @@ def build_bert(config: dict, weights, device, dtype, int8: bool = False) -> Enco
         layers.append(
             EncoderLayer(
                 qkv=w.linear(attn + "query", attn + "key", attn + "value", sensitive=True),
-                out=w.linear(p + "attention.output.dense"),
+                out=w.linear(p + "attention.output.dense", seven_bit=True),
                 attn_norm_weight=w(p + "attention.output.LayerNorm.weight"),
                 attn_norm_bias=w(p + "attention.output.LayerNorm.bias"),
-                up=w.linear(p + "intermediate.dense"),
+                up=w.linear(p + "intermediate.dense", seven_bit=True),
                 down=w.linear(p + "output.dense"),
                 ffn_norm_weight=w(p + "output.LayerNorm.weight"),
                 ffn_norm_bias=w(p + "output.LayerNorm.bias"),

@@ -113,7 +113,7 @@ def test_unpack_gives_back_the_weight_exactly(m, k, n, kind):
 @pytest.mark.parametrize("kind", ["bfloat16", "int8"])
 def test_a_layer_on_the_panels_holds_no_other_copy(kind):
     _, weight, bias = layer(1, 384, 1536, seed=5)
-    linear = ops.Linear(weight, bias, int8=True) if kind == "int8" else ops.Linear(weight.bfloat16(), bias.bfloat16())
+    linear = ops.Linear(weight, bias, int8=True, seven_bit=True) if kind == "int8" else ops.Linear(weight.bfloat16(), bias.bfloat16())
     on_panels = ops.select("int8_linear" if kind == "int8" else "linear", torch.device("cpu"), linear.dtype).name == "packed"
     # int8 on the AVX2 panels: 7-bit weights (the vpmaddubsw path)
     want = weight.bfloat16() if kind == "bfloat16" else reference.quantize_rows(weight, 63 if on_panels else 127)[0]
