@@ -7,6 +7,19 @@
 #include "ceilings.h"
 
 namespace fastembed_rt::cpu::kernels {
+namespace {
+
+int64_t sum_of_lanes(const __m256i (&acc)[kCeilingChains]) {
+  int64_t sum = 0;
+  alignas(32) int32_t lanes[8];
+  for (const auto& v : acc) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), v);
+    for (int32_t lane : lanes) sum += lane;
+  }
+  return sum;
+}
+
+}  // namespace
 
 // The int8 kernels' step without VNNI on 7-bit operands: unsigned x signed bytes summed in int16 pairs
 // (vpmaddubsw), the pairs in int32 (vpmaddwd by ones), then accumulated.
@@ -17,13 +30,7 @@ int64_t maddubs_loop_avx2(int64_t iterations) {
   for (int64_t it = 0; it < iterations; ++it)
     for (int j = 0; j < kCeilingChains; ++j)
       acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(_mm256_maddubs_epi16(acc[j], b), ones));
-  int64_t sum = 0;
-  alignas(32) int32_t lanes[8];
-  for (const auto& v : acc) {
-    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), v);
-    for (int32_t lane : lanes) sum += lane;
-  }
-  return sum;
+  return sum_of_lanes(acc);
 }
 
 // The exact step for any int8 values: int16 products summed in pairs (vpmaddwd), then accumulated.
@@ -33,13 +40,7 @@ int64_t madd_loop_avx2(int64_t iterations) {
   const __m256i b = _mm256_set1_epi16(-2);
   for (int64_t it = 0; it < iterations; ++it)
     for (int j = 0; j < kCeilingChains; ++j) acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(acc[j], b));
-  int64_t sum = 0;
-  alignas(32) int32_t lanes[8];
-  for (const auto& v : acc) {
-    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), v);
-    for (int32_t lane : lanes) sum += lane;
-  }
-  return sum;
+  return sum_of_lanes(acc);
 }
 
 float fma_loop_avx2(int64_t iterations) {

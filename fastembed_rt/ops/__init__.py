@@ -12,7 +12,7 @@ import torch
 from . import cpu, gpu, reference
 from .dispatch import (REFERENCE, forcing, implementations, ops, reference_only, register, select, set_reference_only,
                        use_implementation, use_reference)
-from .linear import Linear, onednn_available, onednn_linear, onednn_on_cpu, reference_linear
+from .linear import Linear, mkl_linear, mkl_on_cpu, onednn_available, onednn_linear, onednn_on_cpu, reference_linear
 from .reference import POOL_MODES
 
 
@@ -29,6 +29,7 @@ register("int8_linear", "packed", cpu.packed_int8_linear, cpu.packed_int8_on_cpu
 register("int8_feed_forward", "packed", cpu.packed_int8_feed_forward, cpu.packed_int8_on_cpu)
 register("int8_linear", "cpp", cpu.int8_linear, cpu.float32_on_cpu)
 register("int8_feed_forward", "cpp", cpu.int8_feed_forward, cpu.float32_on_cpu)
+register("linear", "mkl", mkl_linear, mkl_on_cpu)
 if onednn_available():
     register("linear", "onednn", onednn_linear, onednn_on_cpu)
 register("linear", "packed", cpu.packed_linear, cpu.packed_bfloat16_on_cpu)
@@ -129,7 +130,8 @@ def precision_paths() -> dict[str, str]:
                 "AVX2; bf16/float32 QKV)")
     else:
         int8 = "exact int64 matmul (slow; no AVX2)"
-    return {"float32": f"oneDNN float32 GEMMs ({level})", "bfloat16": bf16, "int8": int8}
+    float32 = f"MKL sgemm + C++ GELU ({level})" if torch.backends.mkl.is_available() else f"oneDNN float32 GEMMs ({level})"
+    return {"float32": float32, "bfloat16": bf16, "int8": int8}
 
 
 def implementation_table(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> dict[str, str]:

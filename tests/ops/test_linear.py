@@ -129,7 +129,7 @@ def test_float_linear_casts_its_input_to_the_weight_dtype():
 def test_dispatch_table():
     table = ops.implementation_table("cpu", torch.float32)
     assert table["int8_linear"] == ("cpp" if isa.int_mm_fast() or isa.active() == "scalar" else "packed")
-    assert table["linear"] == ("onednn" if ops.onednn_available() else "reference")
+    assert table["linear"] == ("mkl" if torch.backends.mkl.is_available() else "onednn" if ops.onednn_available() else "reference")
     bf16 = ops.implementation_table("cpu", torch.bfloat16)["linear"]
     assert bf16 == ("onednn" if isa.onednn_bfloat16() else "reference" if isa.active() == "scalar" else "packed")
     with ops.use_reference():
