@@ -126,8 +126,8 @@ def precision_paths() -> dict[str, str]:
     if isa.int_mm_fast():
         int8 = "torch._int_mm (oneDNN, AVX512_VNNI)"
     elif packed:
-        int8 = (f"packed kernels: 7-bit weights, exact vpmaddubsw ({'AVX-512 without VNNI: ' if level == 'avx512' else ''}"
-                "AVX2; bf16/float32 QKV)")
+        int8 = (f"packed kernels ({'AVX-512 without VNNI: ' if level == 'avx512' else ''}AVX2), exact: vpmaddubsw on "
+                "7-bit weights where the model allows them, else vpmaddwd; QKV in float")
     else:
         int8 = "exact int64 matmul (slow; no AVX2)"
     float32 = f"MKL sgemm + C++ GELU ({level})" if torch.backends.mkl.is_available() else f"oneDNN float32 GEMMs ({level})"
