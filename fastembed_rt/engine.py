@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import itertools
 import warnings
 from pathlib import Path
@@ -55,15 +57,15 @@ class Embedder:
     """A loaded embedding model. Build one with fastembed_rt.load()."""
 
     def __init__(self, spec: ModelSpec, device: str | torch.device | None = None, dtype=None):
-        self.spec = spec
+        # Kept without its weights: the model holds what it uses, and a load()ed spec then unmaps the file (a
+        # converted model keeps no float32 copy). The caller's spec is left as it was.
+        self.spec = dataclasses.replace(spec, weights={})
         self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = resolve_dtype(dtype)
         self.int8 = dtype == INT8
         if spec.similarity_fn_name not in SIMILARITY_FUNCTIONS:
             raise ValueError(f"{spec.path}: unsupported similarity_fn_name {spec.similarity_fn_name!r}; supported: {', '.join(SIMILARITY_FUNCTIONS)}")
         self.model = build_model(spec.config, spec.weights, self.device, self.dtype, int8=self.int8)
-        # The model holds what it uses; dropping the rest unmaps the file (a converted model keeps no float32 copy).
-        spec.weights = {}
         self.max_seq_length = min(spec.max_seq_length, self.model.max_positions)
         self.tokenizer = TextTokenizer(spec.tokenizer, self.max_seq_length, spec.do_lower_case)
         spec.tokenizer.enable_truncation(max_length=self.max_seq_length)

@@ -116,3 +116,14 @@ def test_bfloat16_runs_close_to_float32(minilm_path, minilm, real_texts):
     bf16 = fastembed_rt.load(minilm_path, dtype="bfloat16").encode(texts)
     cos = (bf16 * minilm.encode(texts)).sum(1)
     assert bf16.dtype == np.float32 and cos.min() > 0.99
+
+
+def test_one_spec_builds_several_embedders(minilm_path):
+    """The embedder drops the loaded weights from its own copy of the spec, never from the caller's."""
+    from fastembed_rt.engine import Embedder
+    from fastembed_rt.loading import load_model_spec
+
+    spec = load_model_spec(minilm_path)
+    first, second = Embedder(spec, "cpu"), Embedder(spec, "cpu", dtype="int8")
+    assert spec.weights and not first.spec.weights
+    assert (first.encode("a query", normalize=True) * second.encode("a query", normalize=True)).sum() > 0.99
