@@ -20,17 +20,15 @@ Isa small_gemm_isa(WeightKind kind) {
   return isa;
 }
 
-namespace {
-
-// Whether an int8 layer's panels hold bytes (and x unsigned codes: code + 128) rather than int16.
 bool byte_codes(const PackedLinear& p) { return p.isa == Isa::kAvx512 || p.narrow; }
 
-// k values per packed group: what one 32-bit lane of a dot-product instruction takes.
 int64_t group_of(const PackedLinear& p) {
   if (p.kind == WeightKind::kFloat32) return 1;
   if (p.kind == WeightKind::kBFloat16) return p.isa == Isa::kAvx512 ? 2 : 1;
   return byte_codes(p) ? 4 : 2;
 }
+
+namespace {
 
 // The AVX2 bfloat16 panel's slot for column c: the middle two groups of four swap places.
 int64_t widening_slot(int64_t c) { return (c & ~int64_t{12}) | ((c & 4) << 1) | ((c & 8) >> 1); }

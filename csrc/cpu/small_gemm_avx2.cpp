@@ -15,7 +15,6 @@
 namespace fastembed_rt::cpu::kernels {
 namespace {
 
-
 // x rows as float32, one k per group; weights float32 [k][16].
 struct F32Op {
   using Acc = __m256;
@@ -136,7 +135,7 @@ void finish(const PackedLinear& w, int64_t p, float* lanes, Activation act, bool
 void linear_panels_avx2(const PackedLinear& w, const float* x, const uint8_t* scratch, int64_t m, int64_t row_begin,
                         int64_t row_end, Activation act, bool round_output, float* out, int64_t panel_begin,
                         int64_t panel_end) {
-  const int64_t groups = w.kind != WeightKind::kInt8 ? w.k_padded : w.narrow ? w.k_padded / 4 : w.k_padded / 2;
+  const int64_t groups = w.k_padded / group_of(w);
   auto float_epilogue = [&](int64_t r, int64_t p, __m256 lo, __m256 hi) {
     alignas(32) float lanes[kPanel];
     _mm256_store_ps(lanes, lo);
@@ -153,7 +152,7 @@ void linear_panels_avx2(const PackedLinear& w, const float* x, const uint8_t* sc
                             row_begin, row_end, panel_begin, panel_end, float_epilogue);
     return;
   }
-  const int64_t code_bytes = w.narrow ? 1 : 2;
+  const int64_t code_bytes = byte_codes(w) ? 1 : 2;
   const auto* scales = reinterpret_cast<const float*>(scratch + m * w.k_padded * code_bytes);
   auto int8_epilogue = [&](int64_t r, int64_t p, __m256i lo, __m256i hi) {
     // The exact int32 dot products, dequantized as dequantize_rows does.

@@ -9,6 +9,11 @@ namespace fastembed_rt::cpu {
 
 constexpr int64_t kPanel = 16;  // output columns per panel: one 512-bit or two 256-bit float32 vectors
 
+// Whether an int8 layer's panels hold bytes (and x unsigned codes: code + 128) rather than int16.
+bool byte_codes(const PackedLinear& p);
+// k values per packed group: what one 32-bit lane of a dot-product instruction takes.
+int64_t group_of(const PackedLinear& p);
+
 // Output panels [panel_begin, panel_end) of rows [row_begin, row_end). bfloat16 and int8 layers read x as
 // small_linear prepared it in `scratch` (AVX-512: bfloat16 rows or unsigned int8 codes; AVX2: float32 rows
 // rounded to bfloat16 or int16 codes; then, for int8, the m row scales); float32 layers read x itself.
