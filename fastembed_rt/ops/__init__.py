@@ -130,7 +130,7 @@ def precision_paths() -> dict[str, str]:
                 "7-bit weights where the model allows them, else vpmaddwd; QKV in float")
     else:
         int8 = "exact int64 matmul (slow; no AVX2)"
-    float32 = f"MKL sgemm + C++ GELU ({level})" if torch.backends.mkl.is_available() else f"oneDNN float32 GEMMs ({level})"
+    float32 = f"MKL sgemm + C++ GELU ({level})" if mkl_on_cpu(torch.device("cpu"), torch.float32) else f"oneDNN float32 GEMMs ({level})"
     return {"float32": float32, "bfloat16": bf16, "int8": int8}
 
 
