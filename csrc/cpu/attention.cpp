@@ -12,21 +12,23 @@
 namespace fastembed_rt::cpu {
 namespace {
 
-// A tile of kRows queries meets kKeys keys at a time, in a layout transposed so that the vector lanes
-// run across the tile's queries: each query's running max, denominator and rescaling are then plain
-// lane-wise operations, and no step of the online softmax needs a horizontal reduction. The tile fits the
-// registers: one of query lanes, kKeys of scores, kValueChunk of outputs. 8 x 8 x 4 with 256-bit lanes for
-// AVX2 and AVX-512 alike (measured on an AVX-512 Xeon: as fast as 16 x 16 x 8 in zmm; the AVX-512 tile split
-// over ymm registers spilled and ran 25x slower), 4 x 8 x 4 on baseline x86-64. Loops over the score and
-// output registers are unrolled, so that the arrays stay in registers.
+// A tile of kRows queries meets the keys in a layout transposed so that the vector lanes run across the
+// tile's queries: each query's max, denominator and rescaling are then plain lane-wise operations, and no
+// step of the softmax needs a horizontal reduction. Register tiles: kKeys scores at a time (one accumulator
+// each), kValueChunk output dimensions at a time. 8 x 8 x 8 with 256-bit lanes for AVX2 and AVX-512 alike
+// (measured on an AVX-512 Xeon: as fast as 16-lane zmm tiles; an AVX-512 tile split over ymm registers
+// spilled and ran 25x slower), 4 x 8 x 8 on baseline x86-64. Loops over the score and output registers are
+// unrolled, so that the arrays stay in registers.
 template <int kVectorBytes>
 struct Tile {
   static constexpr int64_t kRows = (kVectorBytes < 32 ? kVectorBytes : 32) / sizeof(float);
   static constexpr int64_t kKeys = 8;
-  static constexpr int64_t kValueChunk = 4;
+  static constexpr int64_t kValueChunk = 8;
   using Lanes = typename ::fastembed_rt::cpu::Lanes<kRows>::type;
 };
 constexpr int64_t kMaxRows = 8;
+// Keys per softmax block: its scores, [kKeyBlock][kRows] floats (16 KiB), stay in L1 between the passes.
+constexpr int64_t kKeyBlock = 512;
 
 template <typename T>
 struct AttentionArgs {
@@ -42,8 +44,20 @@ struct AttentionArgs {
 // Per-thread float32 copies of one (sequence, kv head) zero-padded to whole key blocks, one query tile, and
 // that tile's relative position bias [key][query lane].
 struct Scratch {
-  std::vector<float> keys, values, queries_t, acc_t, bias_t;
+  std::vector<float> keys, values, queries_t, acc_t, bias_t, scores_t;
 };
+
+// A head's rows of q, k and v are a token stride apart (several KiB: all heads, and in a fused QKV tensor all
+// three), too far for the hardware prefetchers: each row read missed the caches. So the row kPrefetchRows
+// ahead is requested while this one is copied (MiniLM's QKV, 32 x 128 tokens under AVX2: 1.25x; 4 to 32 rows
+// ahead all did as well).
+constexpr int64_t kPrefetchRows = 8;
+
+template <typename T>
+FE_INLINE void prefetch_row(const T* row, int64_t elements) {
+  const char* bytes = reinterpret_cast<const char*>(row);
+  for (int64_t at = 0; at < elements * static_cast<int64_t>(sizeof(T)); at += 64) __builtin_prefetch(bytes + at);
+}
 
 template <typename V>
 FE_INLINE V load_lanes(const float* p) {
@@ -57,59 +71,72 @@ FE_INLINE void store_lanes(float* p, V v) {
   std::memcpy(p, &v, sizeof v);
 }
 
-// Online softmax for one tile: queries_t [dim][kRows] (pre-scaled), keys and values [padded_len][dim];
-// query r sees keys lower[r] <= j < limit[r], from key block j_start on, with bias_t [key][kRows] added when
-// given. Leaves softmax(q K^T) V transposed in acc_t [dim][kRows].
+// Softmax attention for one tile: queries_t [dim][kRows] (pre-scaled), keys and values [padded_len][dim];
+// query r sees keys lower[r] <= j < limit[r], from key j_start on, with bias_t [key][kRows] added when given.
+// Leaves softmax(q K^T) V transposed in acc_t [dim][kRows]. Keys go by blocks of up to kKeyBlock, each in three
+// passes: scores into scores_t (and the block's max), their exponentials, then the values they weigh. Three
+// passes keep every register tile a plain GEMM tile with independent accumulators: the one-pass online
+// softmax over 8 keys at a time rescaled the outputs after every 8 keys and chained each output register
+// through 8 dependent FMAs. The running max and denominator carry the online softmax across blocks.
 template <int kVectorBytes, int64_t kDim>
 FE_INLINE void attend_tile(const float* keys, const float* values, int64_t dim_runtime, const float* queries_t,
                            const float* lower_ptr, const float* limit_ptr, int64_t j_start, int64_t n_keys,
-                           const float* bias_t, float* acc_t) {
+                           const float* bias_t, float* acc_t, float* scores_t) {
   using Lanes = typename Tile<kVectorBytes>::Lanes;
   constexpr int64_t kRows = Tile<kVectorBytes>::kRows, kKeys = Tile<kVectorBytes>::kKeys;
   constexpr int64_t kValueChunk = Tile<kVectorBytes>::kValueChunk;
   const int64_t dim = kDim ? kDim : dim_runtime;
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   const Lanes lower = load_lanes<Lanes>(lower_ptr), limit = load_lanes<Lanes>(limit_ptr);
+  // Keys in [all_from, all_to) are seen by every query of the tile: their blocks need no mask.
+  const float all_from = *std::max_element(lower_ptr, lower_ptr + kRows);
+  const float all_to = *std::min_element(limit_ptr, limit_ptr + kRows);
   Lanes running_max = Lanes{} + kNegInf, denominator = Lanes{};
   for (int64_t i = 0; i < dim * kRows; ++i) acc_t[i] = 0.0f;
-  for (int64_t j0 = j_start; j0 < n_keys; j0 += kKeys) {
-    Lanes s[kKeys];
-    #pragma GCC unroll 16
-    for (int64_t j = 0; j < kKeys; ++j) s[j] = bias_t ? load_lanes<Lanes>(bias_t + (j0 + j) * kRows) : Lanes{};
-    for (int64_t d = 0; d < dim; ++d) {
-      const Lanes q = load_lanes<Lanes>(queries_t + d * kRows);
-      #pragma GCC unroll 16
-      for (int64_t j = 0; j < kKeys; ++j) s[j] += q * keys[(j0 + j) * dim + d];
-    }
+  for (int64_t b0 = j_start; b0 < n_keys; b0 += kKeyBlock) {
+    const int64_t b1 = b0 + (std::min(n_keys - b0, kKeyBlock) + kKeys - 1) / kKeys * kKeys;  // whole key blocks
     Lanes block_max = Lanes{} + kNegInf;
-    #pragma GCC unroll 16
-    for (int64_t j = 0; j < kKeys; ++j) {
-      const float key = static_cast<float>(j0 + j);
-      s[j] = (key >= lower) & (key < limit) ? s[j] : kNegInf;
-      block_max = block_max > s[j] ? block_max : s[j];
+    for (int64_t j0 = b0; j0 < b1; j0 += kKeys) {
+      Lanes s[kKeys];
+      #pragma GCC unroll 16
+      for (int64_t j = 0; j < kKeys; ++j) s[j] = bias_t ? load_lanes<Lanes>(bias_t + (j0 + j) * kRows) : Lanes{};
+      for (int64_t d = 0; d < dim; ++d) {
+        const Lanes q = load_lanes<Lanes>(queries_t + d * kRows);
+        #pragma GCC unroll 16
+        for (int64_t j = 0; j < kKeys; ++j) s[j] += q * keys[(j0 + j) * dim + d];
+      }
+      const bool unmasked = j0 >= all_from && j0 + kKeys <= all_to;
+      #pragma GCC unroll 16
+      for (int64_t j = 0; j < kKeys; ++j) {
+        const float key = static_cast<float>(j0 + j);
+        if (!unmasked) s[j] = (key >= lower) & (key < limit) ? s[j] : kNegInf;
+        block_max = block_max > s[j] ? block_max : s[j];
+        store_lanes(scores_t + (j0 - b0 + j) * kRows, s[j]);
+      }
     }
-    // A lane whose window has not started yet has seen no key: keep its max at 0, not -inf (no NaN).
+    // A lane that has seen no key yet (a window starting later, a causal row ending earlier) keeps its max at
+    // 0, not -inf (no NaN).
     const Lanes new_max = running_max > block_max ? running_max : block_max;
     const Lanes safe_max = new_max == kNegInf ? Lanes{} : new_max;
     const Lanes correction = exp_approx(running_max - safe_max);
     running_max = new_max;
     denominator *= correction;
-    #pragma GCC unroll 16
-    for (int64_t j = 0; j < kKeys; ++j) {
-      const float key = static_cast<float>(j0 + j);
-      s[j] = (key >= lower) & (key < limit) ? exp_approx(s[j] - safe_max) : Lanes{};
-      denominator += s[j];
+    for (int64_t j = 0; j < b1 - b0; ++j) {
+      const Lanes s = load_lanes<Lanes>(scores_t + j * kRows);
+      const Lanes p = s == kNegInf ? Lanes{} : exp_approx(s - safe_max);
+      denominator += p;
+      store_lanes(scores_t + j * kRows, p);
     }
     for (int64_t d0 = 0; d0 < dim; d0 += kValueChunk) {
       const int64_t width = kDim % kValueChunk == 0 && kDim ? kValueChunk : std::min(kValueChunk, dim - d0);
       Lanes o[kValueChunk];
       #pragma GCC unroll 16
       for (int64_t d = 0; d < width; ++d) o[d] = load_lanes<Lanes>(acc_t + (d0 + d) * kRows) * correction;
-      #pragma GCC unroll 16
-      for (int64_t j = 0; j < kKeys; ++j) {
-        const float* v = values + (j0 + j) * dim + d0;
+      for (int64_t j = b0; j < b1; ++j) {
+        const Lanes p = load_lanes<Lanes>(scores_t + (j - b0) * kRows);
+        const float* v = values + j * dim + d0;
         #pragma GCC unroll 16
-        for (int64_t d = 0; d < width; ++d) o[d] += s[j] * v[d];
+        for (int64_t d = 0; d < width; ++d) o[d] += p * v[d];
       }
       #pragma GCC unroll 16
       for (int64_t d = 0; d < width; ++d) store_lanes(acc_t + (d0 + d) * kRows, o[d]);
@@ -126,13 +153,20 @@ FE_INLINE void attend_item(const AttentionArgs<T>& a, int64_t seq, int64_t kv_he
   const int64_t start = a.cu_seqlens[seq], len = a.cu_seqlens[seq + 1] - start, dim = sh.head_dim;
   if (len == 0) return;
   const int64_t padded = (len + kKeys - 1) / kKeys * kKeys;
-  w.keys.assign(padded * dim, 0.0f);
-  w.values.assign(padded * dim, 0.0f);
-  w.queries_t.resize(dim * kRows);
+  w.keys.resize(padded * dim);
+  w.values.resize(padded * dim);
+  std::fill(w.keys.begin() + len * dim, w.keys.end(), 0.0f);
+  std::fill(w.values.begin() + len * dim, w.values.end(), 0.0f);
+  w.queries_t.resize((len + kRows - 1) / kRows * kRows * dim);
   w.acc_t.resize(dim * kRows);
+  w.scores_t.resize(kKeyBlock * kRows);
   for (int64_t t = 0; t < len; ++t) {
     const T* kr = a.k + (start + t) * sh.k_token_stride + kv_head * dim;
     const T* vr = a.v + (start + t) * sh.v_token_stride + kv_head * dim;
+    if (t + kPrefetchRows < len) {
+      prefetch_row(kr + kPrefetchRows * sh.k_token_stride, dim);
+      prefetch_row(vr + kPrefetchRows * sh.v_token_stride, dim);
+    }
     float* kd = w.keys.data() + t * dim;
     float* vd = w.values.data() + t * dim;
     for (int64_t d = 0; d < dim; ++d) {
@@ -146,14 +180,20 @@ FE_INLINE void attend_item(const AttentionArgs<T>& a, int64_t seq, int64_t kv_he
   const int64_t right = a.causal ? 0 : (x.window_right < 0 ? len : x.window_right);
   if (x.relative_bias) w.bias_t.resize(padded * kRows);
   for (int64_t h = kv_head * group; h < (kv_head + 1) * group; ++h) {
+    // The head's queries, tile by tile as [dim][kRows], all written before the first tile reads them: a vector
+    // load right after the 8 scalar stores that wrote it stalls on store forwarding. Rows past the sequence's
+    // end repeat its last query; they are computed but never stored.
+    for (int64_t i = 0; i < (len + kRows - 1) / kRows * kRows; ++i) {
+      const T* qr = a.q + (start + std::min(i, len - 1)) * sh.q_token_stride + h * dim;
+      if (i + kPrefetchRows < len) prefetch_row(qr + kPrefetchRows * sh.q_token_stride, dim);
+      float* tile = w.queries_t.data() + i / kRows * dim * kRows + i % kRows;
+      for (int64_t d = 0; d < dim; ++d) tile[d * kRows] = to_float(qr[d]) * a.scale;
+    }
     for (int64_t i0 = 0; i0 < len; i0 += kRows) {
       const int64_t rows = std::min(kRows, len - i0);
       alignas(64) float lower[kMaxRows], limit[kMaxRows];
       for (int64_t r = 0; r < kRows; ++r) {
-        // Rows past the sequence's end repeat its last query; they are computed but never stored.
         const int64_t i = std::min(i0 + r, len - 1);
-        const T* qr = a.q + (start + i) * sh.q_token_stride + h * dim;
-        for (int64_t d = 0; d < dim; ++d) w.queries_t[d * kRows + r] = to_float(qr[d]) * a.scale;
         lower[r] = static_cast<float>(std::max<int64_t>(0, i - left));
         limit[r] = static_cast<float>(std::min(len, i + right + 1));
       }
@@ -170,8 +210,8 @@ FE_INLINE void attend_item(const AttentionArgs<T>& a, int64_t seq, int64_t kv_he
         }
         bias_t = w.bias_t.data();
       }
-      attend_tile<kVectorBytes, kDim>(w.keys.data(), w.values.data(), dim, w.queries_t.data(), lower, limit, j_start, n_keys, bias_t,
-                        w.acc_t.data());
+      attend_tile<kVectorBytes, kDim>(w.keys.data(), w.values.data(), dim, w.queries_t.data() + i0 * dim, lower, limit, j_start, n_keys, bias_t,
+                                      w.acc_t.data(), w.scores_t.data());
       for (int64_t r = 0; r < rows; ++r) {
         T* out = a.out + ((start + i0 + r) * sh.num_heads + h) * dim;
         for (int64_t d = 0; d < dim; ++d) out[d] = from_float<T>(w.acc_t[d * kRows + r]);

@@ -1,5 +1,6 @@
-// Softmax attention over packed variable-length sequences (flash-attn's varlen layout): one pass over
-// each sequence's keys in blocks with an online softmax; no padding and no score matrix in memory.
+// Softmax attention over packed variable-length sequences (flash-attn's varlen layout): each sequence's keys
+// in blocks of up to 512 with an online softmax across blocks; no padding, and no score matrix in memory
+// beyond one block's scores for 8 queries.
 #pragma once
 
 #include <cstdint>

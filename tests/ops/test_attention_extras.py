@@ -27,6 +27,16 @@ def test_sliding_window(lengths, window, causal, heads, kv_heads, head_dim):
     torch.testing.assert_close(got.double(), oracle(q, k, v, cu, 0.3, causal, window), rtol=1e-5, atol=2e-5)
 
 
+@pytest.mark.parametrize("window", [(300, 208), (508, 0), (0, 600)], ids=str)
+@pytest.mark.parametrize("causal", [False, True])
+def test_windows_across_key_blocks(window, causal):
+    """The kernel takes keys in blocks of 512, with the softmax carried across blocks: windows that end, start
+    or span a block boundary, in sequences of three blocks and of one block and a key."""
+    q, k, v, cu = qkv([1100, 513], 2, 1, 32, seed=window[0])
+    got = cpu.attention(q, k, v, cu, 1100, 0.3, causal, window)
+    torch.testing.assert_close(got.double(), oracle(q, k, v, cu, 0.3, causal, window), rtol=1e-5, atol=2e-5)
+
+
 @pytest.mark.parametrize("lengths", LENGTH_SETS, ids=str)
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("window", [None, (5, 5)], ids=str)
