@@ -467,6 +467,23 @@ class PackedLinear {
     return weight;
   }
 
+  // A bfloat16 layer packed for AVX2 as float32 [in, out]: the transposed weight, for a float32 GEMM.
+  py::array_t<float> widened(int num_threads) const {
+    const cpu::PackedLinear& p = *packed_;
+    if (p.kind != cpu::WeightKind::kBFloat16 || p.isa != cpu::Isa::kAvx2) {
+      throw py::value_error("widened: only bfloat16 layers packed for AVX2 (no native bfloat16) widen; this one is for " +
+                            isa());
+    }
+    py::array_t<float> out({static_cast<py::ssize_t>(p.k), static_cast<py::ssize_t>(p.n)});
+    float* op = out.mutable_data();
+    const int threads = resolve_threads(num_threads);
+    {
+      py::gil_scoped_release release;
+      cpu::widen_bfloat16(p, op, threads);
+    }
+    return out;
+  }
+
   std::string isa() const { return cpu::isa_name(packed_->isa); }
   int64_t nbytes() const { return cpu::packed_bytes(*packed_); }
   const std::shared_ptr<const cpu::PackedLinear>& shared() const { return packed_; }
@@ -738,6 +755,8 @@ PYBIND11_MODULE(_C, m) {
       .def("__call__", &PackedLinear::call, py::arg("x"), py::arg("activation") = 0, py::arg("round_output") = false,
            py::arg("num_threads") = 0, "act(x . W^T + bias) for float32 x [m, k]: float32 [m, n].")
       .def("unpack", &PackedLinear::unpack, "The weight [out, in] as given: float32, bfloat16 bits (int16) or int8 codes.")
+      .def("widened", &PackedLinear::widened, py::arg("num_threads") = 0,
+           "A bfloat16 layer packed for AVX2 as float32 [in, out] (the transposed weight), for a float32 GEMM.")
       .def_property_readonly("isa", &PackedLinear::isa, "The kernel set it was packed for (avx512 or avx2).")
       .def_property_readonly("nbytes", &PackedLinear::nbytes, "The memory the packed layer holds.");
   m.def(

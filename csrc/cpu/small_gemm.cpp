@@ -108,6 +108,15 @@ void unpack_linear(const PackedLinear& p, void* weight) {
   }
 }
 
+void widen_bfloat16(const PackedLinear& p, float* out, int num_threads) {
+  const int threads = threads_for(static_cast<double>(p.n) * p.k, num_threads);
+  const int64_t per_thread = (p.panels + threads - 1) / threads;
+  WorkerPool::instance().run(threads, [&](int worker) {
+    const int64_t begin = worker * per_thread;
+    if (begin < p.panels) kernels::widen_bfloat16_panels_avx2(p, out, begin, std::min(p.panels, begin + per_thread));
+  });
+}
+
 int64_t packed_bytes(const PackedLinear& p) {
   return static_cast<int64_t>(p.f32.size() * 4 + p.bf16.size() * 2 + p.i8.size() + p.i16.size() * 2 +
                               (p.column_sums.size() + p.column_scales.size() + p.bias.size()) * 4);
@@ -118,33 +127,39 @@ namespace {
 // x as the kernels read it (see small_gemm_kernels.h), rows zero-padded to k_padded. bfloat16 layers round x
 // to nearest even; int8 layers quantize it exactly as quantize_rows does.
 void prepare_rows(const PackedLinear& w, const float* x, int64_t m, uint8_t* scratch, int num_threads) {
+  const int64_t k = w.k, kp = w.k_padded;
+  // One loop per layout, each without a branch inside, so that each vectorizes.
   if (w.kind == WeightKind::kBFloat16) {
-    parallel_for(m, threads_for(static_cast<double>(m) * w.k, num_threads), [&](int64_t begin, int64_t end) {
+    parallel_for(m, threads_for(static_cast<double>(m) * k, num_threads), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
-        for (int64_t i = 0; i < w.k_padded; ++i) {
-          const bf16 v = i < w.k ? from_float<bf16>(x[r * w.k + i]) : bf16{0};
-          if (w.isa == Isa::kAvx512) {
-            reinterpret_cast<bf16*>(scratch)[r * w.k_padded + i] = v;
-          } else {
-            reinterpret_cast<float*>(scratch)[r * w.k_padded + i] = to_float(v);
-          }
+        const float* xr = x + r * k;
+        if (w.isa == Isa::kAvx512) {
+          bf16* row = reinterpret_cast<bf16*>(scratch) + r * kp;
+          for (int64_t i = 0; i < k; ++i) row[i] = from_float<bf16>(xr[i]);
+          std::fill(row + k, row + kp, bf16{0});
+        } else {
+          float* row = reinterpret_cast<float*>(scratch) + r * kp;
+          for (int64_t i = 0; i < k; ++i) row[i] = to_float(from_float<bf16>(xr[i]));
+          std::fill(row + k, row + kp, 0.0f);
         }
       }
     });
   } else if (w.kind == WeightKind::kInt8) {
-    const int64_t code_bytes = byte_codes(w) ? 1 : 2;
-    auto* scales = reinterpret_cast<float*>(scratch + m * w.k_padded * code_bytes);
+    const bool bytes = byte_codes(w);
+    auto* scales = reinterpret_cast<float*>(scratch + m * kp * (bytes ? 1 : 2));
     auto* codes = reinterpret_cast<int8_t*>(scales + m);  // [m, k], then widened or shifted into place
-    quantize_rows<float>(x, m, w.k, codes, scales, num_threads);
-    parallel_for(m, threads_for(static_cast<double>(m) * w.k, num_threads), [&](int64_t begin, int64_t end) {
+    quantize_rows<float>(x, m, k, codes, scales, num_threads);
+    parallel_for(m, threads_for(static_cast<double>(m) * k, num_threads), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
-        for (int64_t i = 0; i < w.k_padded; ++i) {
-          const int8_t code = i < w.k ? codes[r * w.k + i] : 0;
-          if (byte_codes(w)) {
-            scratch[r * w.k_padded + i] = static_cast<uint8_t>(code + 128);  // unsigned for vpdpbusd / vpmaddubsw
-          } else {
-            reinterpret_cast<int16_t*>(scratch)[r * w.k_padded + i] = code;
-          }
+        const int8_t* cr = codes + r * k;
+        if (bytes) {  // unsigned for vpdpbusd / vpmaddubsw: code + 128, which flips the sign bit
+          uint8_t* row = scratch + r * kp;
+          for (int64_t i = 0; i < k; ++i) row[i] = static_cast<uint8_t>(cr[i]) ^ 0x80u;
+          std::fill(row + k, row + kp, uint8_t{0x80});
+        } else {
+          int16_t* row = reinterpret_cast<int16_t*>(scratch) + r * kp;
+          for (int64_t i = 0; i < k; ++i) row[i] = cr[i];
+          std::fill(row + k, row + kp, int16_t{0});
         }
       }
     });

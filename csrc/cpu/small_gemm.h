@@ -55,6 +55,9 @@ PackedLinear pack_linear(WeightKind kind, const void* weight, int64_t n, int64_t
 
 // The weight [n, k] back in the storage it was packed from (float, bfloat16 bits, int8 codes).
 void unpack_linear(const PackedLinear& p, void* weight);
+// A bfloat16 layer packed for AVX2 (no native bfloat16) as float32 out [k, n], the transposed weight, for a
+// float32 GEMM library to run the large batches, where it beats the panel kernels.
+void widen_bfloat16(const PackedLinear& p, float* out, int num_threads);
 // The memory the packed layer holds.
 int64_t packed_bytes(const PackedLinear& p);
 

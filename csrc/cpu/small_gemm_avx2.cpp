@@ -6,6 +6,8 @@
 // pair sums cannot saturate then (2 * 255 * 63 < 2^15), and add the pairs up with vpmaddwd by ones: twice the
 // multiply-adds per instruction of the int16 path, which other int8 weights take (vpmaddwd on weights widened to
 // int16, exact for any values).
+#include <algorithm>
+
 #include "activations.h"
 #include "small_gemm_kernels.h"
 
@@ -174,6 +176,27 @@ void linear_panels_avx2(const PackedLinear& w, const float* x, const uint8_t* sc
   } else {
     panel_loop<I16Op>(reinterpret_cast<const int8_t*>(w.i16.data()), groups, scratch, w.k_padded * 2, row_begin,
                       row_end, panel_begin, panel_end, int8_epilogue);
+  }
+}
+
+void widen_bfloat16_panels_avx2(const PackedLinear& w, float* out, int64_t panel_begin, int64_t panel_end) {
+  for (int64_t p = panel_begin; p < panel_end; ++p) {
+    const int8_t* panel = reinterpret_cast<const int8_t*>(w.bf16.data()) + p * w.k_padded * WidenBF16Op::kGroupBytes;
+    const int64_t cols = std::min(kPanel, w.n - p * kPanel);
+    for (int64_t i = 0; i < w.k; ++i) {
+      __m256 lo, hi;
+      WidenBF16Op::load(panel + i * WidenBF16Op::kGroupBytes, lo, hi);
+      float* row = out + i * w.n + p * kPanel;
+      if (cols == kPanel) {
+        _mm256_storeu_ps(row, lo);
+        _mm256_storeu_ps(row + 8, hi);
+      } else {
+        alignas(32) float lanes[kPanel];
+        _mm256_store_ps(lanes, lo);
+        _mm256_store_ps(lanes + 8, hi);
+        std::copy(lanes, lanes + cols, row);
+      }
+    }
   }
 }
 

@@ -24,6 +24,8 @@ void linear_panels_avx512(const PackedLinear& w, const float* x, const uint8_t* 
 void linear_panels_avx2(const PackedLinear& w, const float* x, const uint8_t* scratch, int64_t m, int64_t row_begin,
                         int64_t row_end, Activation act, bool round_output, float* out, int64_t panel_begin,
                         int64_t panel_end);
+// Columns of panels [panel_begin, panel_end) of an AVX2 bfloat16 layer as float32 into out [k, n].
+void widen_bfloat16_panels_avx2(const PackedLinear& w, float* out, int64_t panel_begin, int64_t panel_end);
 }  // namespace kernels
 
 }  // namespace fastembed_rt::cpu

@@ -144,12 +144,12 @@ class WeightReader:
 
     def linear(self, *prefixes: str, bias: bool = True, sensitive: bool = False, seven_bit: bool = False) -> ops.Linear:
         """One linear layer from `prefix.weight` (and `prefix.bias`), several prefixes stacked into one GEMM.
-        Under int8, a `sensitive` layer stays in float: bfloat16 where the CPU computes it natively; a `seven_bit`
+        Under int8, a `sensitive` layer stays in float: bfloat16 where that runs about as fast as float32; a `seven_bit`
         one may take 7-bit weights where that is faster (ops.Linear)."""
         weight = self.cat(*(p + ".weight" for p in prefixes))
         bias_tensor = self.cat(*(p + ".bias" for p in prefixes)) if bias else None
         if self.int8 and sensitive:
-            dtype = torch.bfloat16 if ops.native_bfloat16(self.device) else torch.float32
+            dtype = torch.bfloat16 if ops.fast_bfloat16(self.device) else torch.float32
             return ops.Linear(weight.to(dtype), None if bias_tensor is None else bias_tensor.to(dtype))
         return ops.Linear(weight, bias_tensor, int8=self.int8, seven_bit=seven_bit)
 

@@ -102,13 +102,12 @@ def hamming_topk(queries, corpus, k):
     return select("hamming_topk", queries.device, queries.dtype).fn(queries, corpus, k)
 
 
-def native_bfloat16(device: torch.device | str = "cpu") -> bool:
-    """Whether bfloat16 GEMMs run natively (AVX512_BF16 at the active ISA on the CPU; always on a GPU)."""
-    if torch.device(device).type != "cpu":
-        return True
-    from .. import isa
-
-    return isa.has("avx512_bf16")
+def fast_bfloat16(device: torch.device | str = "cpu") -> bool:
+    """Whether bfloat16 linear layers run about as fast as float32 ones here: always on a GPU; on the CPU with
+    oneDNN's native bfloat16 GEMMs (AVX512_BF16) or our packed ones (AVX2: weights widened to float32), not
+    through the reference (baseline x86-64)."""
+    device = torch.device(device)
+    return device.type != "cpu" or select("linear", device, torch.bfloat16).name in ("onednn", "packed")
 
 
 def precision_paths() -> dict[str, str]:
@@ -120,14 +119,15 @@ def precision_paths() -> dict[str, str]:
     if isa.onednn_bfloat16():
         bf16 = "oneDNN bfloat16 GEMMs (AVX512_BF16)"
     elif packed:
-        bf16 = "packed kernels: bfloat16 weights widened to float32 in registers (AVX2 FMA)"
+        bf16 = ("bfloat16 weights widened to float32: MKL sgemm from 256 rows, packed AVX2 FMA kernels below "
+                "(no native bfloat16)")
     else:
         bf16 = "reference (torch bfloat16 matmul: slow; no AVX2)"
     if isa.int_mm_fast():
         int8 = "torch._int_mm (oneDNN, AVX512_VNNI)"
     elif packed:
         int8 = (f"packed kernels ({'AVX-512 without VNNI: ' if level == 'avx512' else ''}AVX2), exact: vpmaddubsw on "
-                "7-bit weights where the model allows them, else vpmaddwd; QKV in float")
+                "7-bit weights where the model allows them, else vpmaddwd; QKV in bfloat16")
     else:
         int8 = "exact int64 matmul (slow; no AVX2)"
     float32 = f"MKL sgemm + C++ GELU ({level})" if mkl_on_cpu(torch.device("cpu"), torch.float32) else f"oneDNN float32 GEMMs ({level})"
@@ -145,6 +145,7 @@ __all__ = [
     "Linear",
     "attention",
     "embed",
+    "fast_bfloat16",
     "feed_forward",
     "forcing",
     "gelu",
@@ -154,7 +155,6 @@ __all__ = [
     "implementations",
     "int8_topk",
     "layer_norm",
-    "native_bfloat16",
     "pool",
     "precision_paths",
     "reference_only",

@@ -120,6 +120,21 @@ def test_float_linear_matches_reference(rows, inputs, outputs, activation, dtype
     torch.testing.assert_close(got.float(), want.float(), **tolerance)
 
 
+@pytest.mark.parametrize("rows", [cpu.WIDEN_MIN_ROWS - 1, cpu.WIDEN_MIN_ROWS + 7])
+@pytest.mark.parametrize("activation", [None, "gelu"])
+def test_bfloat16_without_native_support_agrees_across_the_row_threshold(rows, activation):
+    """Below WIDEN_MIN_ROWS the packed bfloat16 layers run on the panel kernels, from it on MKL over the weights
+    widened to float32: both are the exact products of bfloat16 values summed in float32, then rounded."""
+    x, weight, bias = (t.bfloat16() for t in layer(rows, 384, 100, seed=rows))
+    with isa.use("avx2"):  # where the packed bfloat16 layers run, whatever this CPU has beyond it
+        linear = ops.Linear(weight, bias)
+        assert select("linear", x.device, torch.bfloat16).name == "packed"
+        got = cpu.packed_linear(linear, x, activation)
+    with ops.use_reference():
+        want = linear(x, activation)
+    torch.testing.assert_close(got.float(), want.float(), rtol=2**-7, atol=1e-2)
+
+
 def test_float_linear_casts_its_input_to_the_weight_dtype():
     x, weight, bias = layer(4, 8, 3)
     out = ops.Linear(weight.bfloat16(), bias.bfloat16())(x)

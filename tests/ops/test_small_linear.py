@@ -163,3 +163,26 @@ def test_seven_bit_int8_weights_pack_into_bytes_on_avx2(kernel_isa):
         assert sizes[0] < 0.6 * sizes[1]  # bytes against int16
     else:  # AVX-512 VNNI packs bytes either way
         assert sizes[0] == sizes[1]
+
+
+@pytest.mark.parametrize("k,n", [(1, 1), (13, 17), (384, 1152), (2, 33)], ids=str)
+def test_widened_bfloat16_is_the_weight_transposed_exactly(k, n, kernel_isa):
+    """What MKL runs large bfloat16 batches on where no native bfloat16 exists (ops.cpu.packed_linear)."""
+    _, weight, bias = layer(1, k, n, seed=k + n)
+    linear = _C.PackedLinear(ops.Linear(weight.bfloat16(), bias).arrays()) if supported("bfloat16") else None
+    if linear is None:
+        return  # refused at packing, as test_matches_reference checks
+    if linear.isa != "avx2":  # AVX512_BF16 panels hold pairs for vdpbf16ps; oneDNN runs those layers
+        with pytest.raises(ValueError, match="only bfloat16 layers packed for AVX2"):
+            linear.widened()
+        return
+    assert torch.equal(torch.from_numpy(linear.widened()), weight.bfloat16().float().T)
+
+
+def test_only_bfloat16_layers_widen(kernel_isa):
+    _, weight, bias = layer(1, 8, 4, seed=0)
+    if not supported("float32"):
+        return  # nothing packs below AVX2 (test_rejects_bad_input)
+    for spec in (ops.Linear(weight, bias).arrays(), ops.Linear(weight, bias, int8=True).arrays()):
+        with pytest.raises(ValueError, match="only bfloat16 layers packed for AVX2"):
+            _C.PackedLinear(spec).widened()
