@@ -70,21 +70,13 @@ PackedLinear pack_linear(WeightKind kind, const void* weight, int64_t n, int64_t
       for (int64_t i = 0; i < k; ++i) p.bf16[panel_index(p, c, i)] = w[c * k + i];
   } else {
     const auto* w = static_cast<const int8_t*>(weight);
-    if (byte_codes(p)) {
-      p.i8.assign(size, 0);
-      p.column_sums.assign(p.panels * kPanel, 0);
-    } else {
-      p.i16.assign(size, 0);
-    }
+    p.i8.assign(size, 0);
+    if (byte_codes(p)) p.column_sums.assign(p.panels * kPanel, 0);
     p.column_scales.assign(p.panels * kPanel, 0.0f);
     for (int64_t c = 0; c < n; ++c) {
       for (int64_t i = 0; i < k; ++i) {
-        if (byte_codes(p)) {
-          p.i8[panel_index(p, c, i)] = w[c * k + i];
-          p.column_sums[c] += w[c * k + i];
-        } else {
-          p.i16[panel_index(p, c, i)] = w[c * k + i];
-        }
+        p.i8[panel_index(p, c, i)] = w[c * k + i];
+        if (byte_codes(p)) p.column_sums[c] += w[c * k + i];
       }
       p.column_scales[c] = column_scales[c];
     }
@@ -102,7 +94,7 @@ void unpack_linear(const PackedLinear& p, void* weight) {
       } else if (p.kind == WeightKind::kBFloat16) {
         static_cast<uint16_t*>(weight)[to] = p.bf16[at];
       } else {
-        static_cast<int8_t*>(weight)[to] = static_cast<int8_t>(byte_codes(p) ? p.i8[at] : p.i16[at]);
+        static_cast<int8_t*>(weight)[to] = p.i8[at];
       }
     }
   }
@@ -118,7 +110,7 @@ void widen_bfloat16(const PackedLinear& p, float* out, int num_threads) {
 }
 
 int64_t packed_bytes(const PackedLinear& p) {
-  return static_cast<int64_t>(p.f32.size() * 4 + p.bf16.size() * 2 + p.i8.size() + p.i16.size() * 2 +
+  return static_cast<int64_t>(p.f32.size() * 4 + p.bf16.size() * 2 + p.i8.size() +
                               (p.column_sums.size() + p.column_scales.size() + p.bias.size()) * 4);
 }
 
@@ -179,8 +171,7 @@ void small_linear(const PackedLinear& w, const float* x, int64_t m, Activation a
   scratch.resize(static_cast<size_t>(m) * (w.k_padded + kPanel) * 4);
   prepare_rows(w, x, m, scratch.data(), num_threads);
   // A panel streams 16 columns of weights; below ~64 KiB of weights per worker, one thread is faster.
-  const int64_t element_bytes = w.kind == WeightKind::kFloat32 ? 4 : w.kind == WeightKind::kBFloat16 ? 2
-                                : byte_codes(w) ? 1 : 2;  // fmt: skip
+  const int64_t element_bytes = w.kind == WeightKind::kFloat32 ? 4 : w.kind == WeightKind::kBFloat16 ? 2 : 1;
   const int64_t bytes = w.panels * kPanel * w.k_padded * element_bytes * ((m + kRowChunk - 1) / kRowChunk);
   const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({num_threads, w.panels, bytes / 65536})));
   const int64_t per_thread = (w.panels + threads - 1) / threads;

@@ -30,7 +30,8 @@ Isa small_gemm_isa(WeightKind kind);
 //   int8, AVX-512, and AVX2 with every weight in [-63, 63] (`narrow`):
 //                      i8 [n/16][k/4][16][4], with column sums (for the unsigned-activation trick of vpdpbusd and
 //                      vpmaddubsw; 7-bit weights keep vpmaddubsw's int16 pair sums from saturating: 2*255*63 < 2^15)
-//   int8, AVX2, other: i16 [n/16][k/2][16][2] (vpmaddwd pairs; exact for any int8 weights, at half the speed)
+//   int8, AVX2, other: i8 [n/16][k/2][16][2], sign-extended to int16 as they load (vpmaddwd pairs; exact for any
+//                      int8 weights)
 // int8 layers keep per-column scales.
 struct PackedLinear {
   WeightKind kind = WeightKind::kFloat32;
@@ -40,8 +41,7 @@ struct PackedLinear {
   std::vector<float> f32;
   std::vector<uint16_t> bf16;
   std::vector<int8_t> i8;
-  std::vector<int16_t> i16;
-  std::vector<int32_t> column_sums;
+  std::vector<int32_t> column_sums;  // int8 with unsigned x codes only
   std::vector<float> column_scales;  // int8 only
   std::vector<float> bias;           // [n] float32, empty when absent
 };

@@ -3,9 +3,9 @@
 // scales, bias and the activation and stores the panel's columns. bfloat16 weights are widened to float32 in
 // registers (vpunpck{l,h}wd against zero: a shuffle, off the FMA ports). int8 layers whose weights are 7-bit
 // (small_gemm.h: `narrow`) multiply unsigned activation codes by the weight bytes with vpmaddubsw, whose int16
-// pair sums cannot saturate then (2 * 255 * 63 < 2^15), and add the pairs up with vpmaddwd by ones: twice the
-// multiply-adds per instruction of the int16 path, which other int8 weights take (vpmaddwd on weights widened to
-// int16, exact for any values).
+// pair sums cannot saturate then (2 * 255 * 63 < 2^15), and add the pairs up with vpmaddwd by ones; other int8
+// weights take vpmaddwd on int16 codes and weights sign-extended as they load (exact for any values): half
+// the k per broadcast and per instruction.
 #include <algorithm>
 
 #include "activations.h"
@@ -42,16 +42,17 @@ struct WidenBF16Op : F32Op {
   }
 };
 
-// x rows as int16 codes, two k per 32-bit word; weights int16 [k/2][16][2].
+// x rows as int16 codes, two k per 32-bit word; weights int8 [k/2][16][2], sign-extended to int16 as they load
+// (a shuffle per 16 weights, shared by the row block; half the bytes of int16 weights to stream).
 struct I16Op {
   using Acc = __m256i;
   using W = __m256i;
-  static constexpr int64_t kGroupBytes = 64;
+  static constexpr int64_t kGroupBytes = 32;
   static constexpr int kRowBlock = 4;  // 8 accumulators + 2 weights + 1 broadcast + 1 product (6 rows spilled)
   static Acc zero() { return _mm256_setzero_si256(); }
   static void load(const int8_t* w, W& lo, W& hi) {
-    lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
-    hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w) + 1);
+    lo = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)));
+    hi = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w) + 1));
   }
   static W broadcast(const uint8_t* x_row, int64_t g) { return _mm256_set1_epi32(reinterpret_cast<const int32_t*>(x_row)[g]); }
   static Acc madd(Acc acc, W x, W w) { return _mm256_add_epi32(acc, _mm256_madd_epi16(x, w)); }
@@ -59,6 +60,11 @@ struct I16Op {
 
 // x rows as unsigned codes (code + 128), four k per 32-bit word; weights int8 [k/4][16][4], all in [-63, 63].
 struct NarrowI8Op : I16Op {
+  static constexpr int64_t kGroupBytes = 64;
+  static void load(const int8_t* w, W& lo, W& hi) {
+    lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
+    hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w) + 1);
+  }
   static Acc madd(Acc acc, W x, W w) {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(x, w), _mm256_set1_epi16(1)));
   }
@@ -174,7 +180,7 @@ void linear_panels_avx2(const PackedLinear& w, const float* x, const uint8_t* sc
     panel_loop<NarrowI8Op>(w.i8.data(), groups, scratch, w.k_padded, row_begin, row_end, panel_begin, panel_end,
                            int8_epilogue);
   } else {
-    panel_loop<I16Op>(reinterpret_cast<const int8_t*>(w.i16.data()), groups, scratch, w.k_padded * 2, row_begin,
+    panel_loop<I16Op>(w.i8.data(), groups, scratch, w.k_padded * 2, row_begin,
                       row_end, panel_begin, panel_end, int8_epilogue);
   }
 }

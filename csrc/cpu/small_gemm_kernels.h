@@ -9,7 +9,8 @@ namespace fastembed_rt::cpu {
 
 constexpr int64_t kPanel = 16;  // output columns per panel: one 512-bit or two 256-bit float32 vectors
 
-// Whether an int8 layer's panels hold bytes (and x unsigned codes: code + 128) rather than int16.
+// Whether an int8 layer takes x as unsigned byte codes (code + 128: vpdpbusd, vpmaddubsw) rather than int16
+// (vpmaddwd), and so 4 k per group rather than 2.
 bool byte_codes(const PackedLinear& p);
 // k values per packed group: what one 32-bit lane of a dot-product instruction takes.
 int64_t group_of(const PackedLinear& p);

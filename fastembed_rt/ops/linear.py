@@ -7,8 +7,7 @@
   bias and GELU fused as post-ops (torch's own oneDNN ops). It also runs float32 (`use_implementation`).
 - int8: weights quantized per output channel at load; activations per token at run time (ops.cpu).
 - bfloat16 without oneDNN bfloat16 GEMMs, int8 without a fast torch._int_mm: our panel kernels (_C.PackedLinear),
-  whose packed weights are then the layer's only copy (bfloat16: half a float32 layer's memory; int8: a quarter
-  with 7-bit weights, else half, as int16).
+  whose packed weights are then the layer's only copy (bfloat16: half a float32 layer's memory; int8: a quarter).
 - the reference: F.linear, or exact integer arithmetic for int8.
 """
 
