@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import fastembed_rt  # noqa: F401  first: FASTEMBED_RT_ISA caps torch's kernels only before torch loads
 import torch
-
 from fastembed_rt.benchmark import append_csv, device_name
 
 RESULTS = Path(__file__).resolve().parent / "results"
