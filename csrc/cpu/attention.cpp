@@ -41,8 +41,9 @@ struct AttentionArgs {
   AttentionExtras extras;
 };
 
-// Per-thread float32 copies of one (sequence, kv head) zero-padded to whole key blocks, one query tile, and
-// that tile's relative position bias [key][query lane].
+// Per-thread float32 copies of one (sequence, kv head) zero-padded to whole key blocks; one head's queries,
+// tile by tile; one tile's outputs, its scores for one block of keys and its relative position bias
+// [key][query lane].
 struct Scratch {
   std::vector<float> keys, values, queries_t, acc_t, bias_t, scores_t;
 };
