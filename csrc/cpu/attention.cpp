@@ -158,7 +158,8 @@ FE_INLINE void attend_item(const AttentionArgs<T>& a, int64_t seq, int64_t kv_he
   w.values.resize(padded * dim);
   std::fill(w.keys.begin() + len * dim, w.keys.end(), 0.0f);
   std::fill(w.values.begin() + len * dim, w.values.end(), 0.0f);
-  w.queries_t.resize((len + kRows - 1) / kRows * kRows * dim);
+  const int64_t query_rows = (len + kRows - 1) / kRows * kRows;  // whole tiles
+  w.queries_t.resize(query_rows * dim);
   w.acc_t.resize(dim * kRows);
   w.scores_t.resize(kKeyBlock * kRows);
   for (int64_t t = 0; t < len; ++t) {
@@ -184,7 +185,7 @@ FE_INLINE void attend_item(const AttentionArgs<T>& a, int64_t seq, int64_t kv_he
     // The head's queries, tile by tile as [dim][kRows], all written before the first tile reads them: a vector
     // load right after the 8 scalar stores that wrote it stalls on store forwarding. Rows past the sequence's
     // end repeat its last query; they are computed but never stored.
-    for (int64_t i = 0; i < (len + kRows - 1) / kRows * kRows; ++i) {
+    for (int64_t i = 0; i < query_rows; ++i) {
       const T* qr = a.q + (start + std::min(i, len - 1)) * sh.q_token_stride + h * dim;
       if (i + kPrefetchRows < len) prefetch_row(qr + kPrefetchRows * sh.q_token_stride, dim);
       float* tile = w.queries_t.data() + i / kRows * dim * kRows + i % kRows;

@@ -22,6 +22,8 @@ Isa small_gemm_isa(WeightKind kind) {
 
 bool byte_codes(const PackedLinear& p) { return p.isa == Isa::kAvx512 || p.narrow; }
 
+int64_t code_bytes(const PackedLinear& p) { return byte_codes(p) ? 1 : 2; }
+
 int64_t group_of(const PackedLinear& p) {
   if (p.kind == WeightKind::kFloat32) return 1;
   if (p.kind == WeightKind::kBFloat16) return p.isa == Isa::kAvx512 ? 2 : 1;
@@ -101,12 +103,8 @@ void unpack_linear(const PackedLinear& p, void* weight) {
 }
 
 void widen_bfloat16(const PackedLinear& p, float* out, int num_threads) {
-  const int threads = threads_for(static_cast<double>(p.n) * p.k, num_threads);
-  const int64_t per_thread = (p.panels + threads - 1) / threads;
-  WorkerPool::instance().run(threads, [&](int worker) {
-    const int64_t begin = worker * per_thread;
-    if (begin < p.panels) kernels::widen_bfloat16_panels_avx2(p, out, begin, std::min(p.panels, begin + per_thread));
-  });
+  parallel_for(p.panels, threads_for(static_cast<double>(p.n) * p.k, num_threads),
+               [&](int64_t begin, int64_t end) { kernels::widen_bfloat16_panels_avx2(p, out, begin, end); });
 }
 
 int64_t packed_bytes(const PackedLinear& p) {
@@ -138,7 +136,7 @@ void prepare_rows(const PackedLinear& w, const float* x, int64_t m, uint8_t* scr
     });
   } else if (w.kind == WeightKind::kInt8) {
     const bool bytes = byte_codes(w);
-    auto* scales = reinterpret_cast<float*>(scratch + m * kp * (bytes ? 1 : 2));
+    auto* scales = reinterpret_cast<float*>(scratch + m * kp * code_bytes(w));
     auto* codes = reinterpret_cast<int8_t*>(scales + m);  // [m, k], then widened or shifted into place
     quantize_rows<float>(x, m, k, codes, scales, num_threads);
     parallel_for(m, threads_for(static_cast<double>(m) * k, num_threads), [&](int64_t begin, int64_t end) {
@@ -173,12 +171,10 @@ void small_linear(const PackedLinear& w, const float* x, int64_t m, Activation a
   // A panel streams 16 columns of weights; below ~64 KiB of weights per worker, one thread is faster.
   const int64_t element_bytes = w.kind == WeightKind::kFloat32 ? 4 : w.kind == WeightKind::kBFloat16 ? 2 : 1;
   const int64_t bytes = w.panels * kPanel * w.k_padded * element_bytes * ((m + kRowChunk - 1) / kRowChunk);
-  const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({num_threads, w.panels, bytes / 65536})));
-  const int64_t per_thread = (w.panels + threads - 1) / threads;
+  const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads, bytes / 65536)));
   auto panels = w.isa == Isa::kAvx512 ? kernels::linear_panels_avx512 : kernels::linear_panels_avx2;
-  WorkerPool::instance().run(threads, [&](int worker) {
-    const int64_t begin = worker * per_thread, end = std::min(w.panels, begin + per_thread);
-    for (int64_t r = 0; r < m && begin < end; r += kRowChunk) {
+  parallel_for(w.panels, threads, [&](int64_t begin, int64_t end) {
+    for (int64_t r = 0; r < m; r += kRowChunk) {
       panels(w, x, scratch.data(), m, r, std::min(m, r + kRowChunk), act, round_output, out, begin, end);
     }
   });

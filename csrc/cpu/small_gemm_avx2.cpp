@@ -160,8 +160,7 @@ void linear_panels_avx2(const PackedLinear& w, const float* x, const uint8_t* sc
                             row_begin, row_end, panel_begin, panel_end, float_epilogue);
     return;
   }
-  const int64_t code_bytes = byte_codes(w) ? 1 : 2;
-  const auto* scales = reinterpret_cast<const float*>(scratch + m * w.k_padded * code_bytes);
+  const auto* scales = reinterpret_cast<const float*>(scratch + m * w.k_padded * code_bytes(w));
   auto int8_epilogue = [&](int64_t r, int64_t p, __m256i lo, __m256i hi) {
     // The exact int32 dot products, dequantized as dequantize_rows does.
     alignas(32) int32_t acc[kPanel];

@@ -133,7 +133,7 @@ void linear_panels_avx512(const PackedLinear& w, const float* x, const uint8_t* 
     panel_loop<BF16Op>(w, scratch, w.k_padded * 2, row_begin, row_end, panel_begin, panel_end,
                        [&](int64_t r, int64_t p, __m512 acc) { finish(w, p, acc, act, round_output, out + r * w.n); });
   } else {
-    const auto* scales = reinterpret_cast<const float*>(scratch + m * w.k_padded);
+    const auto* scales = reinterpret_cast<const float*>(scratch + m * w.k_padded * code_bytes(w));
     panel_loop<I8Op>(w, scratch, w.k_padded, row_begin, row_end, panel_begin, panel_end, [&](int64_t r, int64_t p, __m512i acc) {
       // The +128 shift added 128 * (sum of the column's weights) to each dot product.
       const __mmask16 mask = column_mask(w, p);

@@ -12,6 +12,9 @@ constexpr int64_t kPanel = 16;  // output columns per panel: one 512-bit or two 
 // Whether an int8 layer takes x as unsigned byte codes (code + 128: vpdpbusd, vpmaddubsw) rather than int16
 // (vpmaddwd), and so 4 k per group rather than 2.
 bool byte_codes(const PackedLinear& p);
+// Bytes per x code of an int8 layer in small_linear's scratch, where the m row scales follow the [m, k_padded]
+// codes.
+int64_t code_bytes(const PackedLinear& p);
 // k values per packed group: what one 32-bit lane of a dot-product instruction takes.
 int64_t group_of(const PackedLinear& p);
 

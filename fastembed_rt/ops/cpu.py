@@ -11,7 +11,7 @@ import math
 import torch
 
 from .. import _C, isa
-from . import reference
+from .linear import float32_gemm
 from .reference import POOL_MODES
 
 # Activation codes of the C++ kernels (csrc/cpu/activations.h).
@@ -137,12 +137,8 @@ def packed_linear(layer, x, activation=None):
     if rows.shape[0] < WIDEN_MIN_ROWS:
         out = torch.from_numpy(_on_panels(layer, rows, activation))
     else:
-        out = torch.mm(rows.float(), torch.from_numpy(layer.panels().widened(torch.get_num_threads())))
-        bias = None if layer.bias is None else layer.bias.float()
-        if activation is not None:
-            out = gelu(out, bias, reference.GELU_APPROXIMATE[activation])
-        elif bias is not None:
-            out += bias
+        widened_t = torch.from_numpy(layer.panels().widened(torch.get_num_threads()))  # [in, out]
+        out = float32_gemm(rows.float(), widened_t.T, None if layer.bias is None else layer.bias.float(), activation)
     return out.to(layer.dtype).view(*x.shape[:-1], layer.out_features)
 
 
