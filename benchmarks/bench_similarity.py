@@ -1,35 +1,51 @@
-"""Exact top-k search on the CPU: fastembed_rt's C++ kernels against numpy, FAISS and usearch, one run.
+"""Exact top-k search on the CPU: fastembed_rt's C++ kernels against numpy, FAISS, usearch and NumKong, one run.
 
-    python -m pytest benchmarks/bench_similarity.py            # BENCH_N=100000 for a quick run
+    python -m pytest benchmarks/bench_similarity.py                           # BENCH_N=100000 for a quick run
+    FASTEMBED_RT_ISA=avx2 python -m pytest benchmarks/bench_similarity.py     # the AVX2 paths, peers capped too
 
 pytest-benchmark times each (corpus, implementation) pair: n x 1024-bit binary codes, n x 384 int8 and
 the same as float32, 100 queries, k = 10, all threads. The summary at the end gives ms per query batch,
 comparisons/s, the ratio of each peer to fastembed_rt, and the fraction of this machine's compute ceiling
-for the instruction mix (VNNI int8 multiply-adds, float32 FMAs, xor+popcount bits; measured in the same
-run by fastembed_rt._C.compute_ceilings). Rows are appended to benchmarks/results/similarity.csv.
+for the instruction mix at the active ISA (int8 and float32 multiply-adds, xor + popcount bits; measured in
+the same run by fastembed_rt._C.compute_ceilings). Rows are appended to benchmarks/results/similarity.csv
+with the ISA.
+
+Under FASTEMBED_RT_ISA=avx2 the peers that can be capped are: FAISS loads its AVX2 build (FAISS_OPT_LEVEL)
+with OpenBLAS at Haswell's kernels (OPENBLAS_CORETYPE), NumKong drops its AVX-512 capabilities. usearch
+picks its own kernels and cannot be capped. NumKong's rows score every pair into a [queries x corpus]
+matrix (cdist as asked for, and its packed GEMM-style kernel on all threads), then take the top k with
+numpy's argpartition.
 """
 
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
-from fastembed_rt import _C, quantize_embeddings
+from fastembed_rt import _C, isa, quantize_embeddings
 from results_csv import append_rows
 
 N = int(os.environ.get("BENCH_N", 1_000_000))
 QUERIES, K, DIM, BITS = 100, 10, 384, 1024
 THREADS = os.cpu_count() or 1
+ISA = isa.active()
+if ISA == "avx2":  # before the peers load their libraries
+    os.environ.setdefault("FAISS_OPT_LEVEL", "avx2")
+    os.environ.setdefault("OPENBLAS_CORETYPE", "Haswell")
 # Work per query-corpus comparison, in the units of the matching ceiling.
 WORK = {"binary": ("hamming_bits_per_s", BITS), "int8": ("int8_macs_per_s", DIM), "float32": ("fp32_fmas_per_s", DIM)}
 
 CASES = [
-    ("binary", "fastembed_rt"), ("binary", "faiss IndexBinaryFlat"),
-    ("int8", "fastembed_rt"), ("int8", "faiss SQ8"), ("int8", "usearch exact"),
+    ("binary", "fastembed_rt"), ("binary", "faiss IndexBinaryFlat"), ("binary", "numkong cdist"),
+    ("binary", "numkong packed"),
+    ("int8", "fastembed_rt"), ("int8", "faiss SQ8"), ("int8", "usearch exact"), ("int8", "numkong cdist"),
+    ("int8", "numkong packed"),
     ("float32", "fastembed_rt"), ("float32", "numpy"), ("float32", "faiss IndexFlatIP"),
 ]  # fmt: skip
+INPUTS = {"binary": ("query_codes", "codes"), "int8": ("query_int8", "int8"), "float32": ("queries", "floats")}
 
 
 @pytest.fixture(scope="module")
@@ -49,25 +65,51 @@ def data():
     }
 
 
+def top_k(scores: np.ndarray, smallest: bool) -> np.ndarray:
+    """Ids of the k best per row of a full score matrix, best first."""
+    keys = scores if smallest else -scores.astype(np.int64 if scores.dtype.kind in "iu" else scores.dtype)
+    part = np.argpartition(keys, K, axis=1)[:, :K]
+    return np.take_along_axis(part, np.argsort(np.take_along_axis(keys, part, 1), axis=1), 1)
+
+
+def numkong_searcher(kind: str, impl: str, queries: np.ndarray, corpus: np.ndarray):
+    nk = pytest.importorskip("numkong", reason="peer numkong is not installed")
+    if ISA == "avx2":
+        for capability, present in nk.get_capabilities().items():
+            if present and capability not in ("serial", "haswell"):
+                nk.disable_capability(capability)
+    smallest = kind == "binary"
+    if impl == "numkong cdist":
+        options = {"metric": "hamming", "dtype": "uint1"} if kind == "binary" else {"metric": "dot"}
+        return lambda: top_k(np.asarray(nk.cdist(queries, corpus, **options)), smallest)
+    packed = nk.hammings_pack(corpus) if kind == "binary" else nk.dots_pack(corpus)
+    score = nk.hammings_packed if kind == "binary" else nk.dots_packed
+    bounds = np.linspace(0, len(queries), THREADS + 1).astype(int)
+
+    def part(first: int, last: int) -> np.ndarray:  # each thread scores and selects its own queries
+        return top_k(np.asarray(score(queries[first:last], packed)), smallest)
+
+    pool = ThreadPoolExecutor(THREADS)
+    return lambda: np.vstack(list(pool.map(part, bounds[:-1], bounds[1:])))
+
+
 def searcher(kind: str, impl: str, d: dict):
     """A no-argument search call with every index built beforehand, so that only search is timed."""
+    queries, corpus = (d[name] for name in INPUTS[kind])
     if impl == "fastembed_rt":
         kernel = {"binary": _C.topk_hamming, "int8": _C.topk_dot_i8, "float32": _C.topk_dot_f32}[kind]
-        q, c = {"binary": ("query_codes", "codes"), "int8": ("query_int8", "int8"), "float32": ("queries", "floats")}[kind]
-        return lambda: kernel(d[q], d[c], K)
+        return lambda: kernel(queries, corpus, K)
     if impl == "numpy":
-        def numpy_topk():
-            scores = d["queries"] @ d["floats"].T
-            part = np.argpartition(-scores, K, axis=1)[:, :K]
-            return np.take_along_axis(part, np.argsort(-np.take_along_axis(scores, part, 1), axis=1), 1)
-        return numpy_topk
+        return lambda: top_k(queries @ corpus.T, smallest=False)
+    if impl.startswith("numkong"):
+        return numkong_searcher(kind, impl, queries, corpus)
     if impl.startswith("faiss"):
         faiss = pytest.importorskip("faiss", reason="peer faiss-cpu is not installed")
         faiss.omp_set_num_threads(THREADS)
         if kind == "binary":
             index = faiss.IndexBinaryFlat(BITS)
-            index.add(d["codes"])
-            return lambda: index.search(d["query_codes"], K)
+            index.add(corpus)
+            return lambda: index.search(queries, K)
         if kind == "int8":
             index = faiss.IndexScalarQuantizer(DIM, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
             index.train(d["floats"][:100_000])
@@ -76,7 +118,7 @@ def searcher(kind: str, impl: str, d: dict):
         index.add(d["floats"])
         return lambda: index.search(d["queries"], K)
     usearch = pytest.importorskip("usearch.index", reason="peer usearch is not installed")
-    return lambda: usearch.search(d["int8"], d["query_int8"], K, "ip", exact=True, threads=THREADS)
+    return lambda: usearch.search(corpus, queries, K, "ip", exact=True, threads=THREADS)
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +126,10 @@ def summary(summary_lines):
     """Collects each case's median time; at the end prints the comparison table and appends the CSV."""
     medians: dict[tuple[str, str], float] = {}
     yield medians
-    ceilings = _C.compute_ceilings(THREADS) if "avx512" in _C.supported_isas() else None
+    ceilings = _C.compute_ceilings(THREADS)
     write = summary_lines.append
-    write(f"\n{N:,} vectors, {QUERIES} queries, k={K}, {THREADS} threads, ISA {_C.supported_isas()[0]}")
-    if ceilings:
-        write("ceilings: " + ", ".join(f"{name} {ceilings[name]:.3g}" for name, _ in WORK.values()))
+    write(f"\n{N:,} vectors, {QUERIES} queries, k={K}, {THREADS} threads, ISA {ISA}")
+    write("ceilings: " + ", ".join(f"{name} {ceilings[name]:.3g}" for name, _ in WORK.values()))
     write(f"{'corpus':<9}{'implementation':<24}{'ms/batch':>10}{'comparisons/s':>15}{'vs ours':>9}{'of ceiling':>12}")
     rows = []
     for (kind, impl), seconds in medians.items():
@@ -96,7 +137,7 @@ def summary(summary_lines):
         ours = medians.get((kind, "fastembed_rt"))
         ratio = f"{seconds / ours:.2f}x" if ours and impl != "fastembed_rt" else ""
         unit, work = WORK[kind]
-        fraction = f"{comparisons * work / ceilings[unit]:.1%}" if ceilings else "n/a"
+        fraction = f"{comparisons * work / ceilings[unit]:.1%}"
         write(f"{kind:<9}{impl:<24}{seconds * 1000:>10.1f}{comparisons:>15.3g}{ratio:>9}{fraction:>12}")
         rows.append([kind, impl, round(seconds * 1000, 2), f"{comparisons:.4g}", ratio, fraction])
     append_rows(
@@ -105,6 +146,7 @@ def summary(summary_lines):
          "fraction_of_ceiling"],
         [[THREADS, N, QUERIES, K, *row] for row in rows],
     )
+
 
 @pytest.mark.parametrize("kind,impl", CASES, ids=[f"{k}-{i.replace(' ', '_')}" for k, i in CASES])
 def test_search(benchmark, kind, impl, data, summary):

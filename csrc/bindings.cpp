@@ -712,7 +712,8 @@ PYBIND11_MODULE(_C, m) {
         return d;
       },
       py::arg("num_threads") = 0, py::arg("seconds") = 0.3,
-      "Peak int8 multiply-adds/s (VNNI), float32 FMAs/s and Hamming bits/s (xor+popcount+add) on all threads.");
+      "Peak int8 and int16 multiply-adds/s, float32 FMAs/s and Hamming bits/s (xor + popcount + add) on all threads, "
+      "with the instructions of the active ISA (ceilings.h says which).");
   m.def("norm_rows", &norm_rows, py::arg("x"), py::arg("residual"), py::arg("weight"), py::arg("bias"),
         py::arg("eps"), py::arg("kind"), py::arg("return_sum") = false, py::arg("out") = py::none(),
         py::arg("num_threads") = 0,

@@ -14,8 +14,8 @@ struct Ceilings {
                               // by ones + vpaddd (32: the int8 kernels without VNNI, on 7-bit operands)
   double int16_macs_per_s;    // vpmaddwd + vpaddd (32 or 16 int16 multiply-adds: exact for any int8 values)
   double fp32_fmas_per_s;     // vfmadd: 16 (zmm) or 8 (ymm) float32 fused multiply-adds
-  double hamming_bits_per_s;  // AVX-512 VPOPCNTDQ: xor + vpopcntq + add over 512 bits; else xor + popcnt + add
-                              // over 64 bits
+  double hamming_bits_per_s;  // AVX-512 VPOPCNTDQ: xor + vpopcntq + add over 512 bits; else the faster of
+                              // xor + popcnt + add over 64 bits and xor + vpshufb nibble counts over 256
 };
 
 // Whether the active ISA has ceiling loops (AVX2 or better).
@@ -34,6 +34,7 @@ int64_t maddubs_loop_avx2(int64_t iterations);
 int64_t madd_loop_avx2(int64_t iterations);
 float fma_loop_avx2(int64_t iterations);
 int64_t popcnt_loop_avx2(int64_t iterations);
+int64_t popcount_lut_loop_avx2(int64_t iterations);
 }  // namespace kernels
 
 }  // namespace fastembed_rt::cpu

@@ -1,81 +1,183 @@
-// AVX2 score blocks. One tile loop (2 queries x 4 rows: 16 ymm registers) serves the float32 and int8 dot
-// products, with scalar tails; Hamming uses the hardware POPCNT on 64-bit words.
+// AVX2 score blocks. One tile loop serves all three kernels: 4 queries x 2 rows, so each loaded row vector
+// feeds four queries and the 8 accumulators reduce together in one horizontal-add tree. Queries are copied
+// once per block, zero-padded to whole vectors and in the form the inner loop multiplies; a row's partial last
+// vector is read from a zero-padded copy (AVX2 has no masked byte loads). Each kernel is an Op saying how
+// to load, accumulate and reduce.
 #pragma GCC target("avx2,fma,popcnt")
 #include <immintrin.h>
+
+#include <cstring>
+#include <vector>
 
 #include "similarity_kernels.h"
 
 namespace fastembed_rt::cpu::kernels {
 namespace {
 
-constexpr int kQ = 2, kR = 4;
+constexpr int kQ = 4, kR = 2, kPairs = kQ * kR;
 
+// Pointers to base + i*stride for i in [start, start + N), repeating the last valid one past `count`, so that
+// a partial tile computes (and discards) duplicates instead of reading out of bounds.
 template <typename T, int N>
 void tile_pointers(const T* base, int64_t stride, int64_t start, int64_t count, const T* out[N]) {
   for (int i = 0; i < N; ++i) out[i] = base + (start + i < count ? start + i : count - 1) * stride;
 }
 
+// Lane i of the result is the sum of a[i]'s lanes: one tree of horizontal adds for all eight.
+__attribute__((always_inline)) inline __m256i sum8(const __m256i a[kPairs]) {
+  const __m256i q0 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
+  const __m256i q1 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[4], a[5]), _mm256_hadd_epi32(a[6], a[7]));
+  return _mm256_add_epi32(_mm256_permute2x128_si256(q0, q1, 0x20), _mm256_permute2x128_si256(q0, q1, 0x31));
+}
+
+__attribute__((always_inline)) inline __m256 sum8(const __m256 a[kPairs]) {
+  const __m256 q0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+  const __m256 q1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+  return _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20), _mm256_permute2f128_ps(q0, q1, 0x31));
+}
+
+void store(float* p, __m256 v) { _mm256_store_ps(p, v); }
+void store(int32_t* p, __m256i v) { _mm256_store_si256(reinterpret_cast<__m256i*>(p), v); }
+
+__m256i load_bytes(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+// Ops. kStep: row elements per vector step. Query: the element type queries are prepared as. kGroup: steps
+// after which narrow accumulators must be widened into the totals (0: never).
+
 struct DotF32 {
   using Elem = float;
+  using Query = float;
   using Score = float;
   using Vec = __m256;
-  static constexpr int64_t kStep = 8;
+  using RowVec = __m256;
+  static constexpr int64_t kStep = 8, kGroup = 0;
   static Vec zero() { return _mm256_setzero_ps(); }
-  static Vec load(const float* p) { return _mm256_loadu_ps(p); }
-  static Vec accumulate(Vec acc, Vec q, Vec r) { return _mm256_fmadd_ps(q, r, acc); }
-  static Score product(float a, float b) { return a * b; }
-  static Score reduce(Vec v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+  static RowVec load_row(const float* p) { return _mm256_loadu_ps(p); }
+  static Vec load_query(const float* p) { return _mm256_loadu_ps(p); }
+  static Vec accumulate(Vec acc, Vec q, RowVec r) { return _mm256_fmadd_ps(q, r, acc); }
+};
+
+// Exact for any int8 values: rows sign-extended to int16, queries prepared as int16, products summed in
+// pairs into int32 (vpmaddwd), which cannot overflow.
+struct DotI8Madd {
+  using Elem = int8_t;
+  using Query = int16_t;
+  using Score = int32_t;
+  using Vec = __m256i;
+  using RowVec = __m256i;
+  static constexpr int64_t kStep = 16, kGroup = 0;
+  static Vec zero() { return _mm256_setzero_si256(); }
+  static RowVec load_row(const int8_t* p) { return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+  static Vec load_query(const int16_t* p) { return load_bytes(p); }
+  static Vec accumulate(Vec acc, Vec q, RowVec r) { return _mm256_add_epi32(acc, _mm256_madd_epi16(q, r)); }
+};
+
+// Twice the elements per instruction, exact when no query value is -128 (the caller checks): q.r = |r| .
+// (sign(r) * q), unsigned by signed bytes summed in int16 pairs (vpmaddubsw). |r| <= 128 and |sign(r) * q|
+// <= 127, so a pair is at most 2 * 128 * 127 = 32512 in magnitude and never saturates; vpmaddwd by ones
+// then sums the pairs into int32.
+struct DotI8Maddubs {
+  using Elem = int8_t;
+  using Query = int8_t;
+  using Score = int32_t;
+  using Vec = __m256i;
+  struct RowVec {
+    __m256i magnitude, sign;
+  };
+  static constexpr int64_t kStep = 32, kGroup = 0;
+  static Vec zero() { return _mm256_setzero_si256(); }
+  static RowVec load_row(const int8_t* p) {
+    const __m256i r = load_bytes(p);
+    return {_mm256_abs_epi8(r), r};
+  }
+  static Vec load_query(const int8_t* p) { return load_bytes(p); }
+  static Vec accumulate(Vec acc, Vec q, RowVec r) {
+    const __m256i pairs = _mm256_maddubs_epi16(r.magnitude, _mm256_sign_epi8(q, r.sign));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
   }
 };
 
-// int8 products are widened to int16 and summed in pairs into int32 (madd): exact, no saturation.
-struct DotI8 {
-  using Elem = int8_t;
+// Bits counted a nibble at a time by table lookup (vpshufb) into byte counters, which reach at most
+// 8 * 31 = 248 before vpsadbw widens them into 64-bit totals.
+struct Hamming {
+  using Elem = uint8_t;
+  using Query = uint8_t;
   using Score = int32_t;
   using Vec = __m256i;
-  static constexpr int64_t kStep = 16;
+  using RowVec = __m256i;
+  static constexpr int64_t kStep = 32, kGroup = 31;
   static Vec zero() { return _mm256_setzero_si256(); }
-  static Vec load(const int8_t* p) { return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
-  static Vec accumulate(Vec acc, Vec q, Vec r) { return _mm256_add_epi32(acc, _mm256_madd_epi16(q, r)); }
-  static Score product(int8_t a, int8_t b) { return int32_t{a} * int32_t{b}; }
-  static Score reduce(Vec v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-    return _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1)));
+  static RowVec load_row(const uint8_t* p) { return load_bytes(p); }
+  static Vec load_query(const uint8_t* p) { return load_bytes(p); }
+  static Vec accumulate(Vec acc, Vec q, RowVec r) {
+    const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                           0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i nibble = _mm256_set1_epi8(0x0F), x = _mm256_xor_si256(q, r);
+    const __m256i lo = _mm256_shuffle_epi8(table, _mm256_and_si256(x, nibble));
+    const __m256i hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(x, 4), nibble));
+    return _mm256_add_epi8(acc, _mm256_add_epi8(lo, hi));
   }
+  // Four 64-bit totals; their high halves stay zero, so sum8's 32-bit lanes add them up unchanged.
+  static Vec widen(Vec bytes) { return _mm256_sad_epu8(bytes, _mm256_setzero_si256()); }
 };
 
 template <typename Op>
 void score_tiles(const typename Op::Elem* q, int64_t nq, const typename Op::Elem* rows, int64_t nrows, int64_t dim,
                  typename Op::Score* out) {
   using Elem = typename Op::Elem;
-  const int64_t body = dim - dim % Op::kStep;
+  using Query = typename Op::Query;
+  using Vec = typename Op::Vec;
+  constexpr int64_t kStep = Op::kStep;
+  const int64_t full = dim / kStep, rest = dim % kStep, padded = (full + (rest > 0)) * kStep;
+  thread_local std::vector<Query> prepared;
+  prepared.assign(nq * padded, Query{0});
+  for (int64_t i = 0; i < nq; ++i)
+    for (int64_t d = 0; d < dim; ++d) prepared[i * padded + d] = static_cast<Query>(q[i * dim + d]);
+
   for (int64_t r0 = 0; r0 < nrows; r0 += kR) {
     const Elem* R[kR];
     tile_pointers<Elem, kR>(rows, dim, r0, nrows, R);
+    alignas(32) Elem tails[kR][kStep] = {};
+    for (int j = 0; j < kR; ++j) std::memcpy(tails[j], R[j] + full * kStep, rest * sizeof(Elem));
     for (int64_t q0 = 0; q0 < nq; q0 += kQ) {
-      const Elem* Q[kQ];
-      tile_pointers<Elem, kQ>(q, dim, q0, nq, Q);
-      typename Op::Vec acc[kQ][kR];
-      for (auto& row : acc)
-        for (auto& a : row) a = Op::zero();
-      for (int64_t d = 0; d < body; d += Op::kStep) {
-        typename Op::Vec rv[kR];
-        for (int j = 0; j < kR; ++j) rv[j] = Op::load(R[j] + d);
+      const Query* Q[kQ];
+      tile_pointers<Query, kQ>(prepared.data(), padded, q0, nq, Q);
+      Vec acc[kPairs], total[kPairs];  // [i * kR + j]: query i against row j
+      for (int p = 0; p < kPairs; ++p) acc[p] = total[p] = Op::zero();
+      const auto step = [&](const Elem* const* row, int64_t d) __attribute__((always_inline)) {
+        typename Op::RowVec rv[kR];
+        for (int j = 0; j < kR; ++j) rv[j] = Op::load_row(row[j]);
         for (int i = 0; i < kQ; ++i) {
-          const typename Op::Vec qv = Op::load(Q[i] + d);
-          for (int j = 0; j < kR; ++j) acc[i][j] = Op::accumulate(acc[i][j], qv, rv[j]);
+          const Vec qv = Op::load_query(Q[i] + d);
+          for (int j = 0; j < kR; ++j) acc[i * kR + j] = Op::accumulate(acc[i * kR + j], qv, rv[j]);
+        }
+      };
+      const auto widen = [&]() __attribute__((always_inline)) {
+        if constexpr (Op::kGroup > 0) {
+          for (int p = 0; p < kPairs; ++p) {
+            total[p] = _mm256_add_epi64(total[p], Op::widen(acc[p]));
+            acc[p] = Op::zero();
+          }
+        }
+      };
+      for (int64_t s = 0; s < full; ++s) {
+        const Elem* row[kR];
+        for (int j = 0; j < kR; ++j) row[j] = R[j] + s * kStep;
+        step(row, s * kStep);
+        if constexpr (Op::kGroup > 0) {
+          if ((s + 1) % Op::kGroup == 0) widen();
         }
       }
+      if (rest > 0) {
+        const Elem* row[kR];
+        for (int j = 0; j < kR; ++j) row[j] = tails[j];
+        step(row, full * kStep);
+      }
+      widen();
+      alignas(32) typename Op::Score sums[kPairs];
+      store(sums, sum8(Op::kGroup > 0 ? total : acc));
       for (int i = 0; i < kQ && q0 + i < nq; ++i)
-        for (int j = 0; j < kR && r0 + j < nrows; ++j) {
-          typename Op::Score s = Op::reduce(acc[i][j]);
-          for (int64_t d = body; d < dim; ++d) s += Op::product(Q[i][d], R[j][d]);
-          out[(q0 + i) * nrows + r0 + j] = s;
-        }
+        for (int j = 0; j < kR && r0 + j < nrows; ++j) out[(q0 + i) * nrows + r0 + j] = sums[i * kR + j];
     }
   }
 }
@@ -87,27 +189,17 @@ void dot_f32_avx2(const float* q, int64_t nq, const float* rows, int64_t nrows, 
 }
 
 void dot_i8_avx2(const int8_t* q, int64_t nq, const int8_t* rows, int64_t nrows, int64_t dim, int32_t* out) {
-  score_tiles<DotI8>(q, nq, rows, nrows, dim, out);
+  bool has_min = false;  // -128 has no positive int8 counterpart, which the vpmaddubsw form needs
+  for (int64_t i = 0; i < nq * dim; ++i) has_min |= q[i] == INT8_MIN;
+  if (has_min) {
+    score_tiles<DotI8Madd>(q, nq, rows, nrows, dim, out);
+  } else {
+    score_tiles<DotI8Maddubs>(q, nq, rows, nrows, dim, out);
+  }
 }
 
-// No vector popcount before AVX-512: 64-bit words through the hardware POPCNT instruction.
 void hamming_avx2(const uint8_t* q, int64_t nq, const uint8_t* rows, int64_t nrows, int64_t nbytes, int32_t* out) {
-  const int64_t words = nbytes / 8;
-  for (int64_t i = 0; i < nq; ++i) {
-    const uint8_t* qi = q + i * nbytes;
-    for (int64_t r = 0; r < nrows; ++r) {
-      const uint8_t* row = rows + r * nbytes;
-      int64_t acc = 0;
-      for (int64_t w = 0; w < words; ++w) {
-        unsigned long long a, b;
-        __builtin_memcpy(&a, qi + 8 * w, 8);
-        __builtin_memcpy(&b, row + 8 * w, 8);
-        acc += _mm_popcnt_u64(a ^ b);
-      }
-      for (int64_t b = 8 * words; b < nbytes; ++b) acc += _mm_popcnt_u32(static_cast<unsigned>(qi[b] ^ row[b]));
-      out[i * nrows + r] = static_cast<int32_t>(acc);
-    }
-  }
+  score_tiles<Hamming>(q, nq, rows, nrows, nbytes, out);
 }
 
 }  // namespace fastembed_rt::cpu::kernels
