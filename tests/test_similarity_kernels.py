@@ -17,9 +17,8 @@ def expected_topk(scores: np.ndarray, k: int, descending: bool = True):
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("nq,n,dim,k", SHAPES, ids=str)
-@pytest.mark.parametrize("low", [-128, -127], ids=["queries_with_-128", "queries_without_-128"])
+@pytest.mark.parametrize("low", [-128, -127], ids=["queries_with_-128", "queries_from_-127"])
 def test_int8_dot_exact(isa, nq, n, dim, k, low):
-    """AVX2 takes vpmaddwd when a query holds -128 and vpmaddubsw otherwise: both are checked."""
     rng = np.random.default_rng(n + dim)
     q = rng.integers(low, 128, (nq, dim), dtype=np.int8)
     c = rng.integers(-128, 128, (n, dim), dtype=np.int8)
@@ -88,7 +87,7 @@ def test_integer_kernels_are_equal_on_every_isa(dim):
 
 @pytest.mark.parametrize("isa", ISAS)
 def test_extreme_values_do_not_saturate_or_wrap(isa):
-    """The largest products and distances each form allows: int16 pair sums at their bound, byte counters full."""
+    """The largest products and distances: int16 products summed in pairs, Hamming byte counters full."""
     dim = 2049
     q = np.array([[-127] * dim, [127] * dim, [-128] * dim], dtype=np.int8)
     c = np.array([[-128] * dim, [127] * dim, [0] * dim], dtype=np.int8)

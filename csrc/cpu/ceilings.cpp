@@ -13,7 +13,7 @@ namespace {
 // Instructions per second of `loop` on all threads together, with iterations calibrated on one thread so
 // that a run lasts about `seconds`.
 template <typename Loop>
-double instructions_per_second(Loop loop, int num_threads, double seconds) {
+double instructions_per_second(Loop loop, int num_threads, double seconds, int64_t chains = kernels::kCeilingChains) {
   using Clock = std::chrono::steady_clock;
   std::atomic<int64_t> sink{0};
   int64_t iterations = 1 << 14;
@@ -29,7 +29,7 @@ double instructions_per_second(Loop loop, int num_threads, double seconds) {
     for (int64_t t = first; t < last; ++t) sink += static_cast<int64_t>(loop(iterations));
   });
   const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
-  return sink.load() == 42 ? 0.0 : static_cast<double>(num_threads) * iterations * kernels::kCeilingChains / elapsed;
+  return sink.load() == 42 ? 0.0 : static_cast<double>(num_threads) * iterations * chains / elapsed;
 }
 
 }  // namespace
@@ -43,17 +43,17 @@ Ceilings measure_ceilings(int num_threads, double seconds) {
   if (avx512 && f.avx512_vnni) {
     c.int8_macs_per_s = 64.0 * instructions_per_second(kernels::vnni_loop_avx512, num_threads, seconds);
   } else {
-    c.int8_macs_per_s = 32.0 * instructions_per_second(kernels::maddubs_loop_avx2, num_threads, seconds);
+    c.int8_macs_per_s = 32.0 * instructions_per_second(kernels::maddubs_loop_avx2, num_threads, seconds, kernels::kVectorChainsAvx2);
   }
   c.int16_macs_per_s = avx512 ? 32.0 * instructions_per_second(kernels::madd_loop_avx512, num_threads, seconds)
-                              : 16.0 * instructions_per_second(kernels::madd_loop_avx2, num_threads, seconds);
+                              : 16.0 * instructions_per_second(kernels::madd_loop_avx2, num_threads, seconds, kernels::kVectorChainsAvx2);
   c.fp32_fmas_per_s = avx512 ? 16.0 * instructions_per_second(kernels::fma_loop_avx512, num_threads, seconds)
-                             : 8.0 * instructions_per_second(kernels::fma_loop_avx2, num_threads, seconds);
+                             : 8.0 * instructions_per_second(kernels::fma_loop_avx2, num_threads, seconds, kernels::kVectorChainsAvx2);
   if (avx512 && f.avx512_vpopcntdq) {
     c.hamming_bits_per_s = 512.0 * instructions_per_second(kernels::hamming_loop_avx512, num_threads, seconds);
   } else {
     c.hamming_bits_per_s = std::max(64.0 * instructions_per_second(kernels::popcnt_loop_avx2, num_threads, seconds),
-                                    256.0 * instructions_per_second(kernels::popcount_lut_loop_avx2, num_threads, seconds));
+                                    256.0 * instructions_per_second(kernels::popcount_lut_loop_avx2, num_threads, seconds, kernels::kVectorChainsAvx2));
   }
   return c;
 }

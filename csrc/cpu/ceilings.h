@@ -26,6 +26,9 @@ Ceilings measure_ceilings(int num_threads, double seconds);
 namespace kernels {
 // Each runs `iterations` rounds of kCeilingChains independent chains and returns a value so the work is kept.
 constexpr int64_t kCeilingChains = 16;
+// AVX2's loops: 16 chains with their constants and temporaries would not fit in 16 ymm registers, and the
+// spills would slow them down; 10 still hide the latencies.
+constexpr int64_t kVectorChainsAvx2 = 10;
 int64_t vnni_loop_avx512(int64_t iterations);
 int64_t madd_loop_avx512(int64_t iterations);
 float fma_loop_avx512(int64_t iterations);

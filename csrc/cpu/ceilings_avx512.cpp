@@ -1,5 +1,5 @@
-// Peak-throughput loops for ceilings.cpp, built for AVX-512 like the kernels they measure. 16 independent
-// accumulator chains hide each instruction's latency, so only throughput limits them.
+// Peak-throughput loops for ceilings.cpp, built for AVX-512 like the kernels they measure. kCeilingChains
+// independent accumulator chains hide each instruction's latency, so only throughput limits them.
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vpopcntdq,popcnt")
 #include <immintrin.h>
 

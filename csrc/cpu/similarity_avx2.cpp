@@ -6,6 +6,7 @@
 #pragma GCC target("avx2,fma,popcnt")
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -14,7 +15,7 @@
 namespace fastembed_rt::cpu::kernels {
 namespace {
 
-constexpr int kQ = 4, kR = 2, kPairs = kQ * kR;
+constexpr int kQ = 4;
 
 // Pointers to base + i*stride for i in [start, start + N), repeating the last valid one past `count`, so that
 // a partial tile computes (and discards) duplicates instead of reading out of bounds.
@@ -24,13 +25,13 @@ void tile_pointers(const T* base, int64_t stride, int64_t start, int64_t count, 
 }
 
 // Lane i of the result is the sum of a[i]'s lanes: one tree of horizontal adds for all eight.
-__attribute__((always_inline)) inline __m256i sum8(const __m256i a[kPairs]) {
+__attribute__((always_inline)) inline __m256i sum8(const __m256i a[8]) {
   const __m256i q0 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
   const __m256i q1 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[4], a[5]), _mm256_hadd_epi32(a[6], a[7]));
   return _mm256_add_epi32(_mm256_permute2x128_si256(q0, q1, 0x20), _mm256_permute2x128_si256(q0, q1, 0x31));
 }
 
-__attribute__((always_inline)) inline __m256 sum8(const __m256 a[kPairs]) {
+__attribute__((always_inline)) inline __m256 sum8(const __m256 a[8]) {
   const __m256 q0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
   const __m256 q1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
   return _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20), _mm256_permute2f128_ps(q0, q1, 0x31));
@@ -38,6 +39,16 @@ __attribute__((always_inline)) inline __m256 sum8(const __m256 a[kPairs]) {
 
 void store(float* p, __m256 v) { _mm256_store_ps(p, v); }
 void store(int32_t* p, __m256i v) { _mm256_store_si256(reinterpret_cast<__m256i*>(p), v); }
+
+// out[p] = the sum of a[p]'s lanes, eight accumulators per reduction tree (zeros fill the last).
+template <typename Score, typename Vec, int N>
+__attribute__((always_inline)) inline void store_sums(Score* out, const Vec (&a)[N], Vec zero) {
+  for (int c = 0; c < N; c += 8) {
+    Vec chunk[8];
+    for (int i = 0; i < 8; ++i) chunk[i] = c + i < N ? a[c + i] : zero;
+    store(out + c, sum8(chunk));
+  }
+}
 
 __m256i load_bytes(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
@@ -51,6 +62,7 @@ struct DotF32 {
   using Vec = __m256;
   using RowVec = __m256;
   static constexpr int64_t kStep = 8, kGroup = 0;
+  static constexpr int kRows = 3;
   static Vec zero() { return _mm256_setzero_ps(); }
   static RowVec load_row(const float* p) { return _mm256_loadu_ps(p); }
   static Vec load_query(const float* p) { return _mm256_loadu_ps(p); }
@@ -66,35 +78,11 @@ struct DotI8Madd {
   using Vec = __m256i;
   using RowVec = __m256i;
   static constexpr int64_t kStep = 16, kGroup = 0;
+  static constexpr int kRows = 2;
   static Vec zero() { return _mm256_setzero_si256(); }
   static RowVec load_row(const int8_t* p) { return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
   static Vec load_query(const int16_t* p) { return load_bytes(p); }
   static Vec accumulate(Vec acc, Vec q, RowVec r) { return _mm256_add_epi32(acc, _mm256_madd_epi16(q, r)); }
-};
-
-// Twice the elements per instruction, exact when no query value is -128 (the caller checks): q.r = |r| .
-// (sign(r) * q), unsigned by signed bytes summed in int16 pairs (vpmaddubsw). |r| <= 128 and |sign(r) * q|
-// <= 127, so a pair is at most 2 * 128 * 127 = 32512 in magnitude and never saturates; vpmaddwd by ones
-// then sums the pairs into int32.
-struct DotI8Maddubs {
-  using Elem = int8_t;
-  using Query = int8_t;
-  using Score = int32_t;
-  using Vec = __m256i;
-  struct RowVec {
-    __m256i magnitude, sign;
-  };
-  static constexpr int64_t kStep = 32, kGroup = 0;
-  static Vec zero() { return _mm256_setzero_si256(); }
-  static RowVec load_row(const int8_t* p) {
-    const __m256i r = load_bytes(p);
-    return {_mm256_abs_epi8(r), r};
-  }
-  static Vec load_query(const int8_t* p) { return load_bytes(p); }
-  static Vec accumulate(Vec acc, Vec q, RowVec r) {
-    const __m256i pairs = _mm256_maddubs_epi16(r.magnitude, _mm256_sign_epi8(q, r.sign));
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
-  }
 };
 
 // Bits counted a nibble at a time by table lookup (vpshufb) into byte counters, which reach at most
@@ -106,6 +94,7 @@ struct Hamming {
   using Vec = __m256i;
   using RowVec = __m256i;
   static constexpr int64_t kStep = 32, kGroup = 31;
+  static constexpr int kRows = 2;
   static Vec zero() { return _mm256_setzero_si256(); }
   static RowVec load_row(const uint8_t* p) { return load_bytes(p); }
   static Vec load_query(const uint8_t* p) { return load_bytes(p); }
@@ -121,6 +110,57 @@ struct Hamming {
   static Vec widen(Vec bytes) { return _mm256_sad_epu8(bytes, _mm256_setzero_si256()); }
 };
 
+// One step of a tile: kR row vectors, then each query's vector against all of them.
+template <typename Op>
+__attribute__((always_inline)) inline void tile_step(typename Op::Vec (&acc)[kQ * Op::kRows],
+                                                     const typename Op::Query* const* Q, int64_t d,
+                                                     const typename Op::Elem* const* row) {
+  constexpr int kR = Op::kRows;
+  typename Op::RowVec rv[kR];
+  for (int j = 0; j < kR; ++j) rv[j] = Op::load_row(row[j]);
+  for (int i = 0; i < kQ; ++i) {
+    const typename Op::Vec qv = Op::load_query(Q[i] + d);
+    for (int j = 0; j < kR; ++j) acc[i * kR + j] = Op::accumulate(acc[i * kR + j], qv, rv[j]);
+  }
+}
+
+// The kPairs scores of one tile ([i * kR + j]: query i against row j): `full` whole vector steps along the
+// rows R, then, when `rest` elements remain, one step on their zero-padded copies (tails, kStep apart).
+template <typename Op>
+__attribute__((always_inline)) inline void tile_sums(const typename Op::Query* const* Q, const typename Op::Elem* const* R,
+                                                     const typename Op::Elem* tails, int64_t valid_rows, int64_t full,
+                                                     int64_t rest, typename Op::Score* sums) {
+  using Elem = typename Op::Elem;
+  constexpr int64_t kStep = Op::kStep;
+  constexpr int kR = Op::kRows, kPairs = kQ * kR;
+  typename Op::Vec acc[kPairs], total[kPairs];
+  for (int p = 0; p < kPairs; ++p) acc[p] = total[p] = Op::zero();
+  for (int64_t s = 0; s < full; ++s) {
+    const Elem* row[kR];
+    for (int j = 0; j < kR; ++j) row[j] = R[j] + s * kStep;
+    tile_step<Op>(acc, Q, s * kStep, row);
+    if constexpr (Op::kGroup > 0) {
+      if ((s + 1) % Op::kGroup == 0) {
+        for (int p = 0; p < kPairs; ++p) {
+          total[p] = _mm256_add_epi64(total[p], Op::widen(acc[p]));
+          acc[p] = Op::zero();
+        }
+      }
+    }
+  }
+  if (rest > 0) {
+    const Elem* row[kR];
+    for (int j = 0; j < kR; ++j) row[j] = tails + (j < valid_rows ? j : valid_rows - 1) * kStep;
+    tile_step<Op>(acc, Q, full * kStep, row);
+  }
+  if constexpr (Op::kGroup > 0) {
+    for (int p = 0; p < kPairs; ++p) total[p] = _mm256_add_epi64(total[p], Op::widen(acc[p]));
+    store_sums(sums, total, Op::zero());
+  } else {
+    store_sums(sums, acc, Op::zero());
+  }
+}
+
 template <typename Op>
 void score_tiles(const typename Op::Elem* q, int64_t nq, const typename Op::Elem* rows, int64_t nrows, int64_t dim,
                  typename Op::Score* out) {
@@ -128,54 +168,28 @@ void score_tiles(const typename Op::Elem* q, int64_t nq, const typename Op::Elem
   using Query = typename Op::Query;
   using Vec = typename Op::Vec;
   constexpr int64_t kStep = Op::kStep;
+  constexpr int kR = Op::kRows;
   const int64_t full = dim / kStep, rest = dim % kStep, padded = (full + (rest > 0)) * kStep;
   thread_local std::vector<Query> prepared;
   prepared.assign(nq * padded, Query{0});
   for (int64_t i = 0; i < nq; ++i)
     for (int64_t d = 0; d < dim; ++d) prepared[i * padded + d] = static_cast<Query>(q[i * dim + d]);
 
-  for (int64_t r0 = 0; r0 < nrows; r0 += kR) {
-    const Elem* R[kR];
-    tile_pointers<Elem, kR>(rows, dim, r0, nrows, R);
-    alignas(32) Elem tails[kR][kStep] = {};
-    for (int j = 0; j < kR; ++j) std::memcpy(tails[j], R[j] + full * kStep, rest * sizeof(Elem));
-    for (int64_t q0 = 0; q0 < nq; q0 += kQ) {
-      const Query* Q[kQ];
-      tile_pointers<Query, kQ>(prepared.data(), padded, q0, nq, Q);
-      Vec acc[kPairs], total[kPairs];  // [i * kR + j]: query i against row j
-      for (int p = 0; p < kPairs; ++p) acc[p] = total[p] = Op::zero();
-      const auto step = [&](const Elem* const* row, int64_t d) __attribute__((always_inline)) {
-        typename Op::RowVec rv[kR];
-        for (int j = 0; j < kR; ++j) rv[j] = Op::load_row(row[j]);
-        for (int i = 0; i < kQ; ++i) {
-          const Vec qv = Op::load_query(Q[i] + d);
-          for (int j = 0; j < kR; ++j) acc[i * kR + j] = Op::accumulate(acc[i * kR + j], qv, rv[j]);
-        }
-      };
-      const auto widen = [&]() __attribute__((always_inline)) {
-        if constexpr (Op::kGroup > 0) {
-          for (int p = 0; p < kPairs; ++p) {
-            total[p] = _mm256_add_epi64(total[p], Op::widen(acc[p]));
-            acc[p] = Op::zero();
-          }
-        }
-      };
-      for (int64_t s = 0; s < full; ++s) {
-        const Elem* row[kR];
-        for (int j = 0; j < kR; ++j) row[j] = R[j] + s * kStep;
-        step(row, s * kStep);
-        if constexpr (Op::kGroup > 0) {
-          if ((s + 1) % Op::kGroup == 0) widen();
-        }
-      }
-      if (rest > 0) {
-        const Elem* row[kR];
-        for (int j = 0; j < kR; ++j) row[j] = tails[j];
-        step(row, full * kStep);
-      }
-      widen();
-      alignas(32) typename Op::Score sums[kPairs];
-      store(sums, sum8(Op::kGroup > 0 ? total : acc));
+  // Row tails for every row of the block, zero-padded: read by each query tile.
+  thread_local std::vector<Elem> tails;
+  if (rest > 0) {
+    tails.assign(nrows * kStep, Elem{0});
+    for (int64_t r = 0; r < nrows; ++r) std::memcpy(&tails[r * kStep], rows + r * dim + full * kStep, rest * sizeof(Elem));
+  }
+  // Query tiles outside, rows inside: a tile's queries stay in L1 while the block's rows stream past.
+  for (int64_t q0 = 0; q0 < nq; q0 += kQ) {
+    const Query* Q[kQ];
+    tile_pointers<Query, kQ>(prepared.data(), padded, q0, nq, Q);
+    for (int64_t r0 = 0; r0 < nrows; r0 += kR) {
+      const Elem* R[kR];
+      tile_pointers<Elem, kR>(rows, dim, r0, nrows, R);
+      alignas(32) typename Op::Score sums[(kQ * kR + 7) / 8 * 8];
+      tile_sums<Op>(Q, R, tails.data() + (rest > 0 ? r0 * kStep : 0), std::min<int64_t>(kR, nrows - r0), full, rest, sums);
       for (int i = 0; i < kQ && q0 + i < nq; ++i)
         for (int j = 0; j < kR && r0 + j < nrows; ++j) out[(q0 + i) * nrows + r0 + j] = sums[i * kR + j];
     }
@@ -189,13 +203,7 @@ void dot_f32_avx2(const float* q, int64_t nq, const float* rows, int64_t nrows, 
 }
 
 void dot_i8_avx2(const int8_t* q, int64_t nq, const int8_t* rows, int64_t nrows, int64_t dim, int32_t* out) {
-  bool has_min = false;  // -128 has no positive int8 counterpart, which the vpmaddubsw form needs
-  for (int64_t i = 0; i < nq * dim; ++i) has_min |= q[i] == INT8_MIN;
-  if (has_min) {
-    score_tiles<DotI8Madd>(q, nq, rows, nrows, dim, out);
-  } else {
-    score_tiles<DotI8Maddubs>(q, nq, rows, nrows, dim, out);
-  }
+  score_tiles<DotI8Madd>(q, nq, rows, nrows, dim, out);
 }
 
 void hamming_avx2(const uint8_t* q, int64_t nq, const uint8_t* rows, int64_t nrows, int64_t nbytes, int32_t* out) {
