@@ -1,8 +1,8 @@
-// AVX2 score blocks. One tile loop serves all three kernels: 4 queries x 2 rows, so each loaded row vector
-// feeds four queries and the 8 accumulators reduce together in one horizontal-add tree. Queries are copied
-// once per block, zero-padded to whole vectors and in the form the inner loop multiplies; a row's partial last
-// vector is read from a zero-padded copy (AVX2 has no masked byte loads). Each kernel is an Op saying how
-// to load, accumulate and reduce.
+// AVX2 score blocks. One tile loop serves all three kernels: 4 queries x 2 rows (3 for float32, which has
+// the registers), so each loaded row vector feeds four queries, and the accumulators reduce eight at a time
+// in one horizontal-add tree. Queries are copied once per block, zero-padded to whole vectors and in the form
+// the inner loop multiplies; a row's partial last vector is read from a zero-padded copy (AVX2 has no masked
+// byte loads). Each kernel is an Op saying how to load, accumulate and reduce.
 #pragma GCC target("avx2,fma,popcnt")
 #include <immintrin.h>
 
@@ -124,8 +124,9 @@ __attribute__((always_inline)) inline void tile_step(typename Op::Vec (&acc)[kQ 
   }
 }
 
-// The kPairs scores of one tile ([i * kR + j]: query i against row j): `full` whole vector steps along the
-// rows R, then, when `rest` elements remain, one step on their zero-padded copies (tails, kStep apart).
+// The scores of one tile ([i * kR + j]: query i against row j): `full` whole vector steps along the rows R,
+// then, when `rest` elements remain, one step on their zero-padded copies (tails, kStep apart). Narrow
+// accumulators (kGroup > 0) are widened into totals after each group of steps and after the tail.
 template <typename Op>
 __attribute__((always_inline)) inline void tile_sums(const typename Op::Query* const* Q, const typename Op::Elem* const* R,
                                                      const typename Op::Elem* tails, int64_t valid_rows, int64_t full,
@@ -135,30 +136,31 @@ __attribute__((always_inline)) inline void tile_sums(const typename Op::Query* c
   constexpr int kR = Op::kRows, kPairs = kQ * kR;
   typename Op::Vec acc[kPairs], total[kPairs];
   for (int p = 0; p < kPairs; ++p) acc[p] = total[p] = Op::zero();
-  for (int64_t s = 0; s < full; ++s) {
-    const Elem* row[kR];
-    for (int j = 0; j < kR; ++j) row[j] = R[j] + s * kStep;
-    tile_step<Op>(acc, Q, s * kStep, row);
+  const auto widen = [&]() __attribute__((always_inline)) {
     if constexpr (Op::kGroup > 0) {
-      if ((s + 1) % Op::kGroup == 0) {
-        for (int p = 0; p < kPairs; ++p) {
-          total[p] = _mm256_add_epi64(total[p], Op::widen(acc[p]));
-          acc[p] = Op::zero();
-        }
+      for (int p = 0; p < kPairs; ++p) {
+        total[p] = _mm256_add_epi64(total[p], Op::widen(acc[p]));
+        acc[p] = Op::zero();
       }
     }
+  };
+  const int64_t group = Op::kGroup > 0 ? Op::kGroup : std::max<int64_t>(full, 1);
+  for (int64_t first = 0; first < full; first += group) {
+    const int64_t last = std::min(full, first + group);
+    for (int64_t s = first; s < last; ++s) {
+      const Elem* row[kR];
+      for (int j = 0; j < kR; ++j) row[j] = R[j] + s * kStep;
+      tile_step<Op>(acc, Q, s * kStep, row);
+    }
+    widen();
   }
   if (rest > 0) {
     const Elem* row[kR];
     for (int j = 0; j < kR; ++j) row[j] = tails + (j < valid_rows ? j : valid_rows - 1) * kStep;
     tile_step<Op>(acc, Q, full * kStep, row);
+    widen();
   }
-  if constexpr (Op::kGroup > 0) {
-    for (int p = 0; p < kPairs; ++p) total[p] = _mm256_add_epi64(total[p], Op::widen(acc[p]));
-    store_sums(sums, total, Op::zero());
-  } else {
-    store_sums(sums, acc, Op::zero());
-  }
+  store_sums(sums, Op::kGroup > 0 ? total : acc, Op::zero());
 }
 
 template <typename Op>
