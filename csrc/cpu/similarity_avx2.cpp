@@ -40,20 +40,30 @@ __attribute__((always_inline)) inline __m256 sum8(const __m256 a[8]) {
 void store(float* p, __m256 v) { _mm256_store_ps(p, v); }
 void store(int32_t* p, __m256i v) { _mm256_store_si256(reinterpret_cast<__m256i*>(p), v); }
 
-// out[p] = the sum of a[p]'s lanes, eight accumulators per reduction tree (zeros fill the last).
-template <typename Score, typename Vec, int N>
-__attribute__((always_inline)) inline void store_sums(Score* out, const Vec (&a)[N], Vec zero) {
+void add_to(float* p, __m256 v) { _mm256_store_ps(p, _mm256_add_ps(_mm256_load_ps(p), v)); }
+void add_to(int32_t* p, __m256i v) {
+  _mm256_store_si256(reinterpret_cast<__m256i*>(p), _mm256_add_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(p)), v));
+}
+
+// out[p] (+)= the sum of Op::widen(a[p])'s lanes, eight accumulators per reduction tree (zeros fill the last).
+template <typename Op, int N>
+__attribute__((always_inline)) inline void store_sums(typename Op::Score* out, const typename Op::Vec (&a)[N], bool add) {
   for (int c = 0; c < N; c += 8) {
-    Vec chunk[8];
-    for (int i = 0; i < 8; ++i) chunk[i] = c + i < N ? a[c + i] : zero;
-    store(out + c, sum8(chunk));
+    typename Op::Vec chunk[8];
+    for (int i = 0; i < 8; ++i) chunk[i] = c + i < N ? Op::widen(a[c + i]) : Op::zero();
+    if (add) {
+      add_to(out + c, sum8(chunk));
+    } else {
+      store(out + c, sum8(chunk));
+    }
   }
 }
 
 __m256i load_bytes(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
 // Ops. kStep: row elements per vector step. Query: the element type queries are prepared as. kGroup: steps
-// after which narrow accumulators must be widened into the totals (0: never).
+// after which narrow accumulators must be reduced into the scores (0: never). widen: an accumulator as
+// 32-bit lanes to be summed.
 
 struct DotF32 {
   using Elem = float;
@@ -67,6 +77,7 @@ struct DotF32 {
   static RowVec load_row(const float* p) { return _mm256_loadu_ps(p); }
   static Vec load_query(const float* p) { return _mm256_loadu_ps(p); }
   static Vec accumulate(Vec acc, Vec q, RowVec r) { return _mm256_fmadd_ps(q, r, acc); }
+  static Vec widen(Vec acc) { return acc; }
 };
 
 // Exact for any int8 values: rows sign-extended to int16, queries prepared as int16, products summed in
@@ -83,10 +94,11 @@ struct DotI8Madd {
   static RowVec load_row(const int8_t* p) { return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
   static Vec load_query(const int16_t* p) { return load_bytes(p); }
   static Vec accumulate(Vec acc, Vec q, RowVec r) { return _mm256_add_epi32(acc, _mm256_madd_epi16(q, r)); }
+  static Vec widen(Vec acc) { return acc; }
 };
 
 // Bits counted a nibble at a time by table lookup (vpshufb) into byte counters, which reach at most
-// 8 * 31 = 248 before vpsadbw widens them into 64-bit totals.
+// 8 * 31 = 248 before vpsadbw widens them.
 struct Hamming {
   using Elem = uint8_t;
   using Query = uint8_t;
@@ -126,41 +138,31 @@ __attribute__((always_inline)) inline void tile_step(typename Op::Vec (&acc)[kQ 
 
 // The scores of one tile ([i * kR + j]: query i against row j): `full` whole vector steps along the rows R,
 // then, when `rest` elements remain, one step on their zero-padded copies (tails, kStep apart). Narrow
-// accumulators (kGroup > 0) are widened into totals after each group of steps and after the tail.
+// accumulators are reduced into `sums` after each group of kGroup steps, so no wide totals take registers.
 template <typename Op>
 __attribute__((always_inline)) inline void tile_sums(const typename Op::Query* const* Q, const typename Op::Elem* const* R,
                                                      const typename Op::Elem* tails, int64_t valid_rows, int64_t full,
                                                      int64_t rest, typename Op::Score* sums) {
   using Elem = typename Op::Elem;
   constexpr int64_t kStep = Op::kStep;
-  constexpr int kR = Op::kRows, kPairs = kQ * kR;
-  typename Op::Vec acc[kPairs], total[kPairs];
-  for (int p = 0; p < kPairs; ++p) acc[p] = total[p] = Op::zero();
-  const auto widen = [&]() __attribute__((always_inline)) {
-    if constexpr (Op::kGroup > 0) {
-      for (int p = 0; p < kPairs; ++p) {
-        total[p] = _mm256_add_epi64(total[p], Op::widen(acc[p]));
-        acc[p] = Op::zero();
-      }
-    }
-  };
-  const int64_t group = Op::kGroup > 0 ? Op::kGroup : std::max<int64_t>(full, 1);
-  for (int64_t first = 0; first < full; first += group) {
-    const int64_t last = std::min(full, first + group);
-    for (int64_t s = first; s < last; ++s) {
+  constexpr int kR = Op::kRows;
+  const int64_t steps = full + (rest > 0), group = Op::kGroup > 0 ? Op::kGroup : steps;
+  for (int64_t first = 0; first < steps; first += group) {
+    const int64_t last = std::min(steps, first + group);
+    typename Op::Vec acc[kQ * kR];
+    for (auto& a : acc) a = Op::zero();
+    for (int64_t s = first; s < std::min(last, full); ++s) {
       const Elem* row[kR];
       for (int j = 0; j < kR; ++j) row[j] = R[j] + s * kStep;
       tile_step<Op>(acc, Q, s * kStep, row);
     }
-    widen();
+    if (last > full) {  // the tail is the last step
+      const Elem* row[kR];
+      for (int j = 0; j < kR; ++j) row[j] = tails + (j < valid_rows ? j : valid_rows - 1) * kStep;
+      tile_step<Op>(acc, Q, full * kStep, row);
+    }
+    store_sums<Op>(sums, acc, first > 0);
   }
-  if (rest > 0) {
-    const Elem* row[kR];
-    for (int j = 0; j < kR; ++j) row[j] = tails + (j < valid_rows ? j : valid_rows - 1) * kStep;
-    tile_step<Op>(acc, Q, full * kStep, row);
-    widen();
-  }
-  store_sums(sums, Op::kGroup > 0 ? total : acc, Op::zero());
 }
 
 template <typename Op>
@@ -172,13 +174,18 @@ void score_tiles(const typename Op::Elem* q, int64_t nq, const typename Op::Elem
   constexpr int64_t kStep = Op::kStep;
   constexpr int kR = Op::kRows;
   const int64_t full = dim / kStep, rest = dim % kStep, padded = (full + (rest > 0)) * kStep;
-  thread_local std::vector<Query> prepared;
+  thread_local std::vector<Query> prepared_storage;  // reached once per call: each thread_local access costs a call
+  std::vector<Query>& prepared = prepared_storage;
   prepared.assign(nq * padded, Query{0});
-  for (int64_t i = 0; i < nq; ++i)
-    for (int64_t d = 0; d < dim; ++d) prepared[i * padded + d] = static_cast<Query>(q[i * dim + d]);
+  for (int64_t i = 0; i < nq; ++i) {
+    Query* dst = prepared.data() + i * padded;
+    const Elem* src = q + i * dim;
+    for (int64_t d = 0; d < dim; ++d) dst[d] = static_cast<Query>(src[d]);
+  }
 
   // Row tails for every row of the block, zero-padded: read by each query tile.
-  thread_local std::vector<Elem> tails;
+  thread_local std::vector<Elem> tails_storage;
+  std::vector<Elem>& tails = tails_storage;
   if (rest > 0) {
     tails.assign(nrows * kStep, Elem{0});
     for (int64_t r = 0; r < nrows; ++r) std::memcpy(&tails[r * kStep], rows + r * dim + full * kStep, rest * sizeof(Elem));
