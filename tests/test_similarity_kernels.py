@@ -17,9 +17,11 @@ def expected_topk(scores: np.ndarray, k: int, descending: bool = True):
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("nq,n,dim,k", SHAPES, ids=str)
-def test_int8_dot_exact(isa, nq, n, dim, k):
+@pytest.mark.parametrize("low", [-128, -127], ids=["queries_with_-128", "queries_from_-127"])
+def test_int8_dot_exact(isa, nq, n, dim, k, low):
+    """AVX2 multiplies with vpmaddwd when a query holds -128, else with vpmaddubsw: both are checked."""
     rng = np.random.default_rng(n + dim)
-    q = rng.integers(-128, 128, (nq, dim), dtype=np.int8)
+    q = rng.integers(low, 128, (nq, dim), dtype=np.int8)
     c = rng.integers(-128, 128, (n, dim), dtype=np.int8)
     c[n // 2 :] = c[: n - n // 2]  # duplicated rows: equal scores must go to the lower index
     scores, ids = _C.topk_dot_i8(q, c, k, isa)
@@ -69,13 +71,14 @@ ODD_DIMS = [1, 2, 15, 16, 17, 31, 33, 63, 65, 127, 129, 383, 385, 991, 993, 1025
 def test_integer_kernels_are_equal_on_every_isa(dim):
     rng = np.random.default_rng(dim)
     codes = rng.integers(0, 256, (37, dim), dtype=np.uint8)
-    q = rng.integers(-128, 128, (6, dim), dtype=np.int8)
-    c = rng.integers(-128, 128, (301, dim), dtype=np.int8)
-    c[::7] = rng.integers(-2, 3, (len(c[::7]), dim), dtype=np.int8)  # small values: ties
-    results = {isa: _C.topk_dot_i8(q, c, 9, isa) for isa in ISAS}
-    want = expected_topk(q.astype(np.int64) @ c.astype(np.int64).T, 9)
-    for isa, (scores, ids) in results.items():
-        assert np.array_equal(scores, want[0]) and np.array_equal(ids, want[1]), isa
+    for low in (-128, -127):  # both AVX2 int8 forms
+        q = rng.integers(low, 128, (6, dim), dtype=np.int8)
+        c = rng.integers(-128, 128, (301, dim), dtype=np.int8)
+        c[::7] = rng.integers(-2, 3, (len(c[::7]), dim), dtype=np.int8)  # small values: ties
+        results = {isa: _C.topk_dot_i8(q, c, 9, isa) for isa in ISAS}
+        want = expected_topk(q.astype(np.int64) @ c.astype(np.int64).T, 9)
+        for isa, (scores, ids) in results.items():
+            assert np.array_equal(scores, want[0]) and np.array_equal(ids, want[1]), (isa, low)
     results = {isa: _C.topk_hamming(codes[:5], codes, 8, isa) for isa in ISAS}
     full = np.unpackbits(codes[:5, None, :] ^ codes[None, :, :], axis=-1).sum(-1)
     want = expected_topk(full, 8, descending=False)
@@ -85,14 +88,15 @@ def test_integer_kernels_are_equal_on_every_isa(dim):
 
 @pytest.mark.parametrize("isa", ISAS)
 def test_extreme_values_do_not_saturate_or_wrap(isa):
-    """The largest products and distances: int16 products summed in pairs, Hamming byte counters full."""
+    """The largest products and distances each form allows: int16 pair sums at their bound, byte counters full."""
     dim = 2049
-    q = np.array([[-127] * dim, [127] * dim, [-128] * dim], dtype=np.int8)
     c = np.array([[-128] * dim, [127] * dim, [0] * dim], dtype=np.int8)
-    scores, ids = _C.topk_dot_i8(q, c, 3, isa)
-    assert scores.tolist() == [[127 * 128 * dim, 0, -127 * 127 * dim], [127 * 127 * dim, 0, -127 * 128 * dim],
-                               [128 * 128 * dim, 0, -128 * 127 * dim]]
-    assert ids.tolist() == [[0, 2, 1], [1, 2, 0], [0, 2, 1]]
+    # Without -128 in the queries AVX2 takes vpmaddubsw, whose int16 pairs reach 2 * 127 * 128 here.
+    scores, ids = _C.topk_dot_i8(np.array([[-127] * dim, [127] * dim], dtype=np.int8), c, 3, isa)
+    assert scores.tolist() == [[127 * 128 * dim, 0, -127 * 127 * dim], [127 * 127 * dim, 0, -127 * 128 * dim]]
+    assert ids.tolist() == [[0, 2, 1], [1, 2, 0]]
+    scores, ids = _C.topk_dot_i8(np.array([[-128] * dim], dtype=np.int8), c, 3, isa)
+    assert scores.tolist() == [[128 * 128 * dim, 0, -128 * 127 * dim]] and ids.tolist() == [[0, 2, 1]]
     codes = np.array([[0] * dim, [255] * dim], dtype=np.uint8)
     distances, ids = _C.topk_hamming(codes[:1], codes, 2, isa)
     assert distances.tolist() == [[0, 8 * dim]] and ids.tolist() == [[0, 1]]
