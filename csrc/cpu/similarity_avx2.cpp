@@ -61,11 +61,20 @@ __attribute__((always_inline)) inline void store_sums(typename Op::Score* out, c
 
 __m256i load_bytes(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
-// Ops. kStep: row elements per vector step. Query: the element type queries are prepared as. kGroup: steps
-// after which narrow accumulators must be reduced into the scores (0: never). widen: an accumulator as
-// 32-bit lanes to be summed.
+// Ops. kStep: row elements per vector step. Query: the element type queries are prepared as, by prepare(),
+// kQueryWidth of them per row element. kGroup: steps after which narrow accumulators must be reduced into the
+// scores (0: never). widen: an accumulator as 32-bit lanes to be summed.
 
-struct DotF32 {
+// Queries as the multiply wants their elements: a plain conversion.
+template <typename Elem, typename Query>
+struct ConvertedQueries {
+  static constexpr int64_t kQueryWidth = 1;
+  static void prepare(const Elem* src, int64_t dim, Query* dst) {
+    for (int64_t d = 0; d < dim; ++d) dst[d] = static_cast<Query>(src[d]);
+  }
+};
+
+struct DotF32 : ConvertedQueries<float, float> {
   using Elem = float;
   using Query = float;
   using Score = float;
@@ -82,7 +91,7 @@ struct DotF32 {
 
 // Exact for any int8 values: rows sign-extended to int16, queries prepared as int16, products summed in
 // pairs into int32 (vpmaddwd), which cannot overflow.
-struct DotI8Madd {
+struct DotI8Madd : ConvertedQueries<int8_t, int16_t> {
   using Elem = int8_t;
   using Query = int16_t;
   using Score = int32_t;
@@ -102,7 +111,7 @@ struct DotI8Madd {
 // |sign(r) * q| <= 127, so a pair is at most 2 * 128 * 127 = 32512 in magnitude and never saturates;
 // vpmaddwd by ones then sums the pairs into int32. The row's signs are read as a memory operand, which
 // leaves registers for the accumulators. 12-15% faster than DotI8Madd on Zen 4 (benchmarks/bench_similarity.py).
-struct DotI8Maddubs {
+struct DotI8Maddubs : ConvertedQueries<int8_t, int8_t> {
   using Elem = int8_t;
   using Query = int8_t;
   using Score = int32_t;
@@ -126,27 +135,40 @@ struct DotI8Maddubs {
 };
 
 // Bits counted a nibble at a time by table lookup (vpshufb) into byte counters, which reach at most
-// 8 * 31 = 248 before vpsadbw widens them.
+// 8 * 31 = 248 before vpsadbw widens them. The nibbles of q ^ r are those of q xor those of r, so both sides
+// are split into low and high nibbles before the pairs meet (queries once per block, rows once per step for
+// four queries): a pair then costs two xors, two lookups and two adds, and no shift.
 struct Hamming {
   using Elem = uint8_t;
   using Query = uint8_t;
   using Score = int32_t;
   using Vec = __m256i;
-  using RowVec = __m256i;
-  static constexpr int64_t kStep = 32, kGroup = 31;
+  struct RowVec {
+    __m256i lo, hi;
+  };
+  static constexpr int64_t kStep = 32, kGroup = 31, kQueryWidth = 2;
   static constexpr int kRows = 2;
+  // Per 32-byte step: the 32 low nibbles, then the 32 high ones.
+  static void prepare(const uint8_t* src, int64_t nbytes, uint8_t* dst) {
+    for (int64_t b = 0; b < nbytes; ++b) {
+      uint8_t* step = dst + 2 * (b - b % kStep);
+      step[b % kStep] = src[b] & 0x0F;
+      step[kStep + b % kStep] = src[b] >> 4;
+    }
+  }
   static Vec zero() { return _mm256_setzero_si256(); }
-  static RowVec load_row(const uint8_t* p) { return load_bytes(p); }
-  static Vec load_query(const uint8_t* p) { return load_bytes(p); }
-  static Vec accumulate(Vec acc, Vec q, RowVec r) {
+  static RowVec load_row(const uint8_t* p) {
+    const __m256i r = load_bytes(p), nibble = _mm256_set1_epi8(0x0F);
+    return {_mm256_and_si256(r, nibble), _mm256_and_si256(_mm256_srli_epi16(r, 4), nibble)};
+  }
+  static const uint8_t* load_query(const uint8_t* p) { return p; }  // read as memory operands of the xors
+  static Vec accumulate(Vec acc, const uint8_t* q, RowVec r) {
     const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
                                            0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
-    const __m256i nibble = _mm256_set1_epi8(0x0F), x = _mm256_xor_si256(q, r);
-    const __m256i lo = _mm256_shuffle_epi8(table, _mm256_and_si256(x, nibble));
-    const __m256i hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(x, 4), nibble));
+    const __m256i lo = _mm256_shuffle_epi8(table, _mm256_xor_si256(load_bytes(q), r.lo));
+    const __m256i hi = _mm256_shuffle_epi8(table, _mm256_xor_si256(load_bytes(q + kStep), r.hi));
     return _mm256_add_epi8(acc, _mm256_add_epi8(lo, hi));
   }
-  // Four 64-bit totals; their high halves stay zero, so sum8's 32-bit lanes add them up unchanged.
   static Vec widen(Vec bytes) { return _mm256_sad_epu8(bytes, _mm256_setzero_si256()); }
 };
 
@@ -159,7 +181,7 @@ __attribute__((always_inline)) inline void tile_step(typename Op::Vec (&acc)[kQ 
   typename Op::RowVec rv[kR];
   for (int j = 0; j < kR; ++j) rv[j] = Op::load_row(row[j]);
   for (int i = 0; i < kQ; ++i) {
-    const typename Op::Vec qv = Op::load_query(Q[i] + d);
+    const auto qv = Op::load_query(Q[i] + d * Op::kQueryWidth);
     for (int j = 0; j < kR; ++j) acc[i * kR + j] = Op::accumulate(acc[i * kR + j], qv, rv[j]);
   }
 }
@@ -201,15 +223,11 @@ void score_tiles(const typename Op::Elem* q, int64_t nq, const typename Op::Elem
   using Vec = typename Op::Vec;
   constexpr int64_t kStep = Op::kStep;
   constexpr int kR = Op::kRows;
-  const int64_t full = dim / kStep, rest = dim % kStep, padded = (full + (rest > 0)) * kStep;
+  const int64_t full = dim / kStep, rest = dim % kStep, padded = (full + (rest > 0)) * kStep * Op::kQueryWidth;
   thread_local std::vector<Query> prepared_storage;  // reached once per call: each thread_local access costs a call
   std::vector<Query>& prepared = prepared_storage;
   prepared.assign(nq * padded, Query{0});
-  for (int64_t i = 0; i < nq; ++i) {
-    Query* dst = prepared.data() + i * padded;
-    const Elem* src = q + i * dim;
-    for (int64_t d = 0; d < dim; ++d) dst[d] = static_cast<Query>(src[d]);
-  }
+  for (int64_t i = 0; i < nq; ++i) Op::prepare(q + i * dim, dim, prepared.data() + i * padded);
 
   // Row tails for every row of the block, zero-padded: read by each query tile.
   thread_local std::vector<Elem> tails_storage;
