@@ -148,12 +148,14 @@ struct Hamming {
   };
   static constexpr int64_t kStep = 32, kGroup = 31, kQueryWidth = 2;
   static constexpr int kRows = 2;
-  // Per 32-byte step: the 32 low nibbles, then the 32 high ones.
+  // Per 32-byte step: the 32 low nibbles, then the 32 high ones (a partial last step zero-padded first).
   static void prepare(const uint8_t* src, int64_t nbytes, uint8_t* dst) {
-    for (int64_t b = 0; b < nbytes; ++b) {
-      uint8_t* step = dst + 2 * (b - b % kStep);
-      step[b % kStep] = src[b] & 0x0F;
-      step[kStep + b % kStep] = src[b] >> 4;
+    for (int64_t b = 0; b < nbytes; b += kStep, dst += 2 * kStep) {
+      alignas(32) uint8_t chunk[kStep] = {};
+      std::memcpy(chunk, src + b, std::min(kStep, nbytes - b));
+      const RowVec nibbles = load_row(chunk);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), nibbles.lo);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + kStep), nibbles.hi);
     }
   }
   static Vec zero() { return _mm256_setzero_si256(); }
@@ -245,8 +247,16 @@ void score_tiles(const typename Op::Elem* q, int64_t nq, const typename Op::Elem
       tile_pointers<Elem, kR>(rows, dim, r0, nrows, R);
       alignas(32) typename Op::Score sums[(kQ * kR + 7) / 8 * 8];
       tile_sums<Op>(Q, R, tails.data() + (rest > 0 ? r0 * kStep : 0), std::min<int64_t>(kR, nrows - r0), full, rest, sums);
-      for (int i = 0; i < kQ && q0 + i < nq; ++i)
-        for (int j = 0; j < kR && r0 + j < nrows; ++j) out[(q0 + i) * nrows + r0 + j] = sums[i * kR + j];
+      // Query i's kR row scores are adjacent in `sums`, as they are in `out`.
+      const int64_t rows_here = std::min<int64_t>(kR, nrows - r0);
+      for (int i = 0; i < kQ && q0 + i < nq; ++i) {
+        typename Op::Score* dst = out + (q0 + i) * nrows + r0;
+        if (rows_here == kR) {
+          std::memcpy(dst, sums + i * kR, sizeof(sums[0]) * kR);
+        } else {
+          for (int j = 0; j < rows_here; ++j) dst[j] = sums[i * kR + j];
+        }
+      }
     }
   }
 }
