@@ -87,6 +87,18 @@ def test_integer_kernels_are_equal_on_every_isa(dim):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+def test_int8_queries_with_and_without_min_in_one_batch(isa):
+    """AVX2 picks the multiply per tile of four queries: one -128 in query 5 sends only its tile to vpmaddwd."""
+    rng = np.random.default_rng(11)
+    q = rng.integers(-127, 128, (11, 70), dtype=np.int8)
+    q[5, 33] = -128
+    c = rng.integers(-128, 128, (900, 70), dtype=np.int8)
+    scores, ids = _C.topk_dot_i8(q, c, 6, isa)
+    want_scores, want_ids = expected_topk(q.astype(np.int64) @ c.astype(np.int64).T, 6)
+    assert np.array_equal(scores, want_scores) and np.array_equal(ids, want_ids)
+
+
+@pytest.mark.parametrize("isa", ISAS)
 def test_extreme_values_do_not_saturate_or_wrap(isa):
     """The largest products and distances each form allows: int16 pair sums at their bound, byte counters full."""
     dim = 2049

@@ -261,12 +261,25 @@ void dot_f32_avx2(const float* q, int64_t nq, const float* rows, int64_t nrows, 
 }
 
 void dot_i8_avx2(const int8_t* q, int64_t nq, const int8_t* rows, int64_t nrows, int64_t dim, int32_t* out) {
-  bool has_min = false;  // -128 has no positive int8 counterpart, which the vpmaddubsw form needs
-  for (int64_t i = 0; i < nq * dim; ++i) has_min |= q[i] == INT8_MIN;
-  if (has_min) {
-    score_tiles<DotI8Madd>(q, nq, rows, nrows, dim, out);
-  } else {
-    score_tiles<DotI8Maddubs>(q, nq, rows, nrows, dim, out);
+  // Each tile of kQ queries takes the vpmaddubsw form unless one of them holds -128, which has no positive
+  // int8 counterpart; runs of tiles of one kind go through score_tiles together.
+  const auto holds_min = [&](int64_t tile) {
+    const int8_t* first = q + tile * kQ * dim;
+    const int8_t* last = q + std::min<int64_t>(nq, (tile + 1) * kQ) * dim;
+    return std::find(first, last, INT8_MIN) != last;
+  };
+  const int64_t tiles = (nq + kQ - 1) / kQ;
+  for (int64_t begin = 0; begin < tiles;) {
+    const bool with_min = holds_min(begin);
+    int64_t end = begin + 1;
+    while (end < tiles && holds_min(end) == with_min) ++end;
+    const int64_t q0 = begin * kQ, count = std::min(nq, end * kQ) - q0;
+    if (with_min) {
+      score_tiles<DotI8Madd>(q + q0 * dim, count, rows, nrows, dim, out + q0 * nrows);
+    } else {
+      score_tiles<DotI8Maddubs>(q + q0 * dim, count, rows, nrows, dim, out + q0 * nrows);
+    }
+    begin = end;
   }
 }
 
