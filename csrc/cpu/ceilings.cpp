@@ -37,24 +37,21 @@ double instructions_per_second(Loop loop, int num_threads, double seconds, int64
 bool ceilings_supported() { return isa_at_least(Isa::kAvx2); }
 
 Ceilings measure_ceilings(int num_threads, double seconds) {
+  using namespace kernels;
   const CpuFeatures& f = cpu_features();
   const bool avx512 = active_isa() == Isa::kAvx512;
+  // Operations per second of a loop doing `per_instruction` of them per instruction.
+  const auto rate = [&](auto loop, double per_instruction, int64_t chains = kCeilingChains) {
+    return per_instruction * instructions_per_second(loop, num_threads, seconds, chains);
+  };
+  const int64_t ymm = kVectorChainsAvx2;
   Ceilings c{active_isa(), 0.0, 0.0, 0.0, 0.0};
-  if (avx512 && f.avx512_vnni) {
-    c.int8_macs_per_s = 64.0 * instructions_per_second(kernels::vnni_loop_avx512, num_threads, seconds);
-  } else {
-    c.int8_macs_per_s = 32.0 * instructions_per_second(kernels::maddubs_loop_avx2, num_threads, seconds, kernels::kVectorChainsAvx2);
-  }
-  c.int16_macs_per_s = avx512 ? 32.0 * instructions_per_second(kernels::madd_loop_avx512, num_threads, seconds)
-                              : 16.0 * instructions_per_second(kernels::madd_loop_avx2, num_threads, seconds, kernels::kVectorChainsAvx2);
-  c.fp32_fmas_per_s = avx512 ? 16.0 * instructions_per_second(kernels::fma_loop_avx512, num_threads, seconds)
-                             : 8.0 * instructions_per_second(kernels::fma_loop_avx2, num_threads, seconds, kernels::kVectorChainsAvx2);
-  if (avx512 && f.avx512_vpopcntdq) {
-    c.hamming_bits_per_s = 512.0 * instructions_per_second(kernels::hamming_loop_avx512, num_threads, seconds);
-  } else {
-    c.hamming_bits_per_s = std::max(64.0 * instructions_per_second(kernels::popcnt_loop_avx2, num_threads, seconds),
-                                    256.0 * instructions_per_second(kernels::popcount_lut_loop_avx2, num_threads, seconds, kernels::kVectorChainsAvx2));
-  }
+  c.int8_macs_per_s = avx512 && f.avx512_vnni ? rate(vnni_loop_avx512, 64) : rate(maddubs_loop_avx2, 32, ymm);
+  c.int16_macs_per_s = avx512 ? rate(madd_loop_avx512, 32) : rate(madd_loop_avx2, 16, ymm);
+  c.fp32_fmas_per_s = avx512 ? rate(fma_loop_avx512, 16) : rate(fma_loop_avx2, 8, ymm);
+  c.hamming_bits_per_s = avx512 && f.avx512_vpopcntdq
+                             ? rate(hamming_loop_avx512, 512)
+                             : std::max(rate(popcnt_loop_avx2, 64), rate(popcount_lut_loop_avx2, 256, ymm));
   return c;
 }
 

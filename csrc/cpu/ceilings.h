@@ -15,7 +15,7 @@ struct Ceilings {
   double int16_macs_per_s;    // vpmaddwd + vpaddd (32 or 16 int16 multiply-adds: exact for any int8 values)
   double fp32_fmas_per_s;     // vfmadd: 16 (zmm) or 8 (ymm) float32 fused multiply-adds
   double hamming_bits_per_s;  // AVX-512 VPOPCNTDQ: xor + vpopcntq + add over 512 bits; else the faster of
-                              // xor + popcnt + add over 64 bits and xor + vpshufb nibble counts over 256
+                              // xor + popcnt + add over 64 bits and the vpshufb nibble counts of 256 bits
 };
 
 // Whether the active ISA has ceiling loops (AVX2 or better).
@@ -24,7 +24,8 @@ bool ceilings_supported();
 Ceilings measure_ceilings(int num_threads, double seconds);
 
 namespace kernels {
-// Each runs `iterations` rounds of kCeilingChains independent chains and returns a value so the work is kept.
+// Each runs `iterations` rounds of kCeilingChains (AVX2 vector loops: kVectorChainsAvx2) independent chains and
+// returns a value so the work is kept.
 constexpr int64_t kCeilingChains = 16;
 // AVX2's loops: 16 chains with their constants and temporaries would not fit in 16 ymm registers, and the
 // spills would slow them down; 10 still hide the latencies.
