@@ -127,10 +127,11 @@ def summary(summary_lines):
     """Collects each case's best time; at the end prints the comparison table and appends the CSV."""
     best: dict[tuple[str, str], float] = {}
     yield best
-    ceilings = _C.compute_ceilings(THREADS)
+    ceilings = _C.compute_ceilings(THREADS) if ISA != "scalar" else None  # no ceiling loops below AVX2
     write = summary_lines.append
     write(f"\n{N:,} vectors, {QUERIES} queries, k={K}, {THREADS} threads, ISA {ISA}")
-    write("ceilings: " + ", ".join(f"{name} {ceilings[name]:.3g}" for name, _ in WORK.values()))
+    if ceilings:
+        write("ceilings: " + ", ".join(f"{name} {ceilings[name]:.3g}" for name, _ in WORK.values()))
     write(f"{'corpus':<9}{'implementation':<24}{'ms/batch':>10}{'comparisons/s':>15}{'vs ours':>9}{'of ceiling':>12}")
     rows = []
     for (kind, impl), seconds in best.items():
@@ -138,7 +139,7 @@ def summary(summary_lines):
         ours = best.get((kind, "fastembed_rt"))
         ratio = f"{seconds / ours:.2f}x" if ours and impl != "fastembed_rt" else ""
         unit, work = WORK[kind]
-        fraction = f"{comparisons * work / ceilings[unit]:.1%}"
+        fraction = f"{comparisons * work / ceilings[unit]:.1%}" if ceilings else "n/a"
         write(f"{kind:<9}{impl:<24}{seconds * 1000:>10.1f}{comparisons:>15.3g}{ratio:>9}{fraction:>12}")
         rows.append([kind, impl, round(seconds * 1000, 2), f"{comparisons:.4g}", ratio, fraction])
     append_rows(

@@ -19,7 +19,7 @@ def expected_topk(scores: np.ndarray, k: int, descending: bool = True):
 @pytest.mark.parametrize("nq,n,dim,k", SHAPES, ids=str)
 @pytest.mark.parametrize("low", [-128, -127], ids=["queries_with_-128", "queries_from_-127"])
 def test_int8_dot_exact(isa, nq, n, dim, k, low):
-    """AVX2 multiplies with vpmaddwd when a query holds -128, else with vpmaddubsw: both are checked."""
+    """AVX2 multiplies with vpmaddwd where a tile of queries holds -128, else with vpmaddubsw: both are checked."""
     rng = np.random.default_rng(n + dim)
     q = rng.integers(low, 128, (nq, dim), dtype=np.int8)
     c = rng.integers(-128, 128, (n, dim), dtype=np.int8)
@@ -114,17 +114,18 @@ def test_extreme_values_do_not_saturate_or_wrap(isa):
     assert distances.tolist() == [[0, 8 * dim]] and ids.tolist() == [[0, 1]]
 
 
-def test_threads_agree():
+@pytest.mark.parametrize("isa", ISAS)
+def test_threads_agree(isa):
     rng = np.random.default_rng(3)
     q = rng.integers(-128, 128, (6, 96), dtype=np.int8)
     c = rng.integers(-10, 10, (40_000, 96), dtype=np.int8)  # small range: many ties across thread slices
-    one = _C.topk_dot_i8(q, c, 25, "auto", 1)
+    one = _C.topk_dot_i8(q, c, 25, isa, 1)
     codes = rng.integers(0, 4, (40_000, 13), dtype=np.uint8)  # few distinct distances: ties everywhere
-    one_binary = _C.topk_hamming(codes[:6], codes, 25, "auto", 1)
+    one_binary = _C.topk_hamming(codes[:6], codes, 25, isa, 1)
     for threads in (2, 3, 8):
-        many = _C.topk_dot_i8(q, c, 25, "auto", threads)
+        many = _C.topk_dot_i8(q, c, 25, isa, threads)
         assert np.array_equal(one[0], many[0]) and np.array_equal(one[1], many[1])
-        many = _C.topk_hamming(codes[:6], codes, 25, "auto", threads)
+        many = _C.topk_hamming(codes[:6], codes, 25, isa, threads)
         assert np.array_equal(one_binary[0], many[0]) and np.array_equal(one_binary[1], many[1])
 
 
