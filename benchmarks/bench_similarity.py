@@ -11,8 +11,9 @@ for the instruction mix at the active ISA (int8 and float32 multiply-adds, xor +
 the same run by fastembed_rt._C.compute_ceilings). Rows are appended to benchmarks/results/similarity.csv
 with the ISA.
 
-Under FASTEMBED_RT_ISA=avx2 the peers that can be capped are: FAISS loads its AVX2 build (FAISS_OPT_LEVEL)
-with OpenBLAS at Haswell's kernels (OPENBLAS_CORETYPE), NumKong drops its AVX-512 capabilities. usearch
+Under FASTEMBED_RT_ISA=avx2 the peers that can be capped are: FAISS loads its AVX2 build (FAISS_OPT_LEVEL),
+OpenBLAS (FAISS's and numpy's) runs Haswell's kernels (OPENBLAS_CORETYPE), NumKong drops its AVX-512
+capabilities. usearch
 picks its own kernels and cannot be capped. NumKong's rows score every pair into a [queries x corpus]
 matrix (with cdist, and with its packed GEMM-style kernel on all threads), then take the top k with numpy's
 argpartition. A peer that is not installed is left out of the table.
@@ -21,6 +22,11 @@ argpartition. A peer that is not installed is left out of the table.
 from __future__ import annotations
 
 import os
+
+if os.environ.get("FASTEMBED_RT_ISA", "").strip().lower() == "avx2":  # before numpy and the peers load their BLAS
+    os.environ.setdefault("FAISS_OPT_LEVEL", "avx2")
+    os.environ.setdefault("OPENBLAS_CORETYPE", "Haswell")
+
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -34,9 +40,6 @@ N = int(os.environ.get("BENCH_N", 1_000_000))
 QUERIES, K, DIM, BITS = 100, 10, 384, 1024
 THREADS = os.cpu_count() or 1
 ISA = isa.active()
-if ISA == "avx2":  # before the peers load their libraries
-    os.environ.setdefault("FAISS_OPT_LEVEL", "avx2")
-    os.environ.setdefault("OPENBLAS_CORETYPE", "Haswell")
 # Work per query-corpus comparison, in the units of the matching ceiling.
 WORK = {"binary": ("hamming_bits_per_s", BITS), "int8": ("int8_macs_per_s", DIM), "float32": ("fp32_fmas_per_s", DIM)}
 
