@@ -36,6 +36,8 @@ register("linear", "packed", cpu.packed_linear, cpu.packed_bfloat16_on_cpu)
 register("linear", "cublas", gpu.linear, gpu.float_on_cuda)
 register("int8_topk", REFERENCE, reference.int8_topk, _anywhere)
 register("hamming_topk", REFERENCE, reference.hamming_topk, _anywhere)
+register("int8_topk", "cpp", cpu.int8_topk, cpu.int8_on_cpu)
+register("hamming_topk", "cpp", cpu.hamming_topk, cpu.uint8_on_cpu)
 gpu.register_kernels(register)
 
 
@@ -134,10 +136,14 @@ def precision_paths() -> dict[str, str]:
     return {"float32": float32, "bfloat16": bf16, "int8": int8}
 
 
+# The search ops take codes, whatever precision a model runs at.
+_CODE_DTYPES = {"int8_topk": torch.int8, "hamming_topk": torch.uint8}
+
+
 def implementation_table(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> dict[str, str]:
-    """Which implementation each op uses for tensors on `device` with `dtype`."""
+    """Which implementation each op uses for tensors on `device` with `dtype` (the search ops: for their codes)."""
     device = torch.device(device)
-    return {op: select(op, device, dtype).name for op in ops()}
+    return {op: select(op, device, _CODE_DTYPES.get(op, dtype)).name for op in ops()}
 
 
 __all__ = [

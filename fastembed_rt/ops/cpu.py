@@ -152,6 +152,31 @@ def packed_int8_feed_forward(x, up, down, activation):
     return packed_int8_linear(packed_int8_linear(x, up, activation), down)
 
 
+def _topk(kernel, queries, corpus, k):
+    """A C++ top-k search, with the reference's answer for an empty corpus (no columns)."""
+    if corpus.shape[0] == 0:
+        empty = torch.zeros(queries.shape[0], 0)
+        return empty.to(torch.int32), empty.to(torch.int64)
+    scores, ids = kernel(queries.detach().contiguous().numpy(), corpus.detach().contiguous().numpy(), k)
+    return torch.from_numpy(scores), torch.from_numpy(ids)
+
+
+def int8_topk(queries, corpus, k):
+    return _topk(_C.topk_dot_i8, queries, corpus, k)
+
+
+def hamming_topk(queries, corpus, k):
+    return _topk(_C.topk_hamming, queries, corpus, k)
+
+
+def int8_on_cpu(device: torch.device, dtype: torch.dtype) -> bool:
+    return device.type == "cpu" and dtype == torch.int8
+
+
+def uint8_on_cpu(device: torch.device, dtype: torch.dtype) -> bool:
+    return device.type == "cpu" and dtype == torch.uint8
+
+
 def packed_bfloat16_on_cpu(device: torch.device, dtype: torch.dtype) -> bool:
     return device.type == "cpu" and dtype == torch.bfloat16 and not isa.onednn_bfloat16() and isa.active() != "scalar"
 
