@@ -13,10 +13,9 @@ with the ISA.
 
 Under FASTEMBED_RT_ISA=avx2 the peers that can be capped are: FAISS loads its AVX2 build (FAISS_OPT_LEVEL),
 OpenBLAS (FAISS's and numpy's) runs Haswell's kernels (OPENBLAS_CORETYPE), NumKong drops its AVX-512
-capabilities. usearch
-picks its own kernels and cannot be capped. NumKong's rows score every pair into a [queries x corpus]
-matrix (with cdist, and with its packed GEMM-style kernel on all threads), then take the top k with numpy's
-argpartition. A peer that is not installed is left out of the table.
+capabilities. usearch picks its own kernels and cannot be capped. NumKong's rows score every pair into a
+[queries x corpus] matrix (with cdist, and with its packed GEMM-style kernel on all threads), then take the
+top k with numpy's argpartition. A peer that is not installed is left out of the table.
 """
 
 from __future__ import annotations
