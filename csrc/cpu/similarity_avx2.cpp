@@ -238,10 +238,10 @@ void score_tiles(const typename Op::Elem* q, int64_t nq, const typename Op::Elem
     for (int64_t r0 = 0; r0 < nrows; r0 += kR) {
       const Elem* R[kR];
       tile_pointers<Elem, kR>(rows, dim, r0, nrows, R);
-      alignas(32) typename Op::Score sums[(kQ * kR + 7) / 8 * 8];
-      tile_sums<Op>(Q, R, tails.data() + (rest > 0 ? r0 * kStep : 0), std::min<int64_t>(kR, nrows - r0), full, rest, sums);
-      // Query i's kR row scores are adjacent in `sums`, as they are in `out`.
       const int64_t rows_here = std::min<int64_t>(kR, nrows - r0);
+      alignas(32) typename Op::Score sums[(kQ * kR + 7) / 8 * 8];
+      tile_sums<Op>(Q, R, tails.data() + (rest > 0 ? r0 * kStep : 0), rows_here, full, rest, sums);
+      // Query i's kR row scores are adjacent in `sums`, as they are in `out`.
       for (int i = 0; i < kQ && q0 + i < nq; ++i) {
         typename Op::Score* dst = out + (q0 + i) * nrows + r0;
         if (rows_here == kR) {
@@ -263,18 +263,18 @@ void dot_f32_avx2(const float* q, int64_t nq, const float* rows, int64_t nrows, 
 void dot_i8_avx2(const int8_t* q, int64_t nq, const int8_t* rows, int64_t nrows, int64_t dim, int32_t* out) {
   // Each tile of kQ queries takes the vpmaddubsw form unless one of them holds -128, which has no positive
   // int8 counterpart; runs of tiles of one kind go through score_tiles together.
-  const auto holds_min = [&](int64_t tile) {
-    const int8_t* first = q + tile * kQ * dim;
-    const int8_t* last = q + std::min<int64_t>(nq, (tile + 1) * kQ) * dim;
-    return std::find(first, last, INT8_MIN) != last;
-  };
   const int64_t tiles = (nq + kQ - 1) / kQ;
+  std::vector<bool> holds_min(tiles);
+  for (int64_t t = 0; t < tiles; ++t) {
+    const int8_t* first = q + t * kQ * dim;
+    const int8_t* last = q + std::min<int64_t>(nq, (t + 1) * kQ) * dim;
+    holds_min[t] = std::find(first, last, INT8_MIN) != last;
+  }
   for (int64_t begin = 0; begin < tiles;) {
-    const bool with_min = holds_min(begin);
     int64_t end = begin + 1;
-    while (end < tiles && holds_min(end) == with_min) ++end;
+    while (end < tiles && holds_min[end] == holds_min[begin]) ++end;
     const int64_t q0 = begin * kQ, count = std::min(nq, end * kQ) - q0;
-    if (with_min) {
+    if (holds_min[begin]) {
       score_tiles<DotI8Madd>(q + q0 * dim, count, rows, nrows, dim, out + q0 * nrows);
     } else {
       score_tiles<DotI8Maddubs>(q + q0 * dim, count, rows, nrows, dim, out + q0 * nrows);

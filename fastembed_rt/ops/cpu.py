@@ -157,7 +157,7 @@ def _topk(kernel, queries, corpus, k):
     if corpus.shape[0] == 0:
         empty = torch.zeros(queries.shape[0], 0)
         return empty.to(torch.int32), empty.to(torch.int64)
-    scores, ids = kernel(queries.detach().contiguous().numpy(), corpus.detach().contiguous().numpy(), k)
+    scores, ids = kernel(_array(queries.contiguous()), _array(corpus.contiguous()), k)
     return torch.from_numpy(scores), torch.from_numpy(ids)
 
 
