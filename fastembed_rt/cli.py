@@ -236,6 +236,7 @@ def cmd_serve(args) -> int:
         host=args.host, port=args.port, max_batch_tokens=args.max_batch_tokens, max_batch_texts=args.max_batch_texts,
         max_wait_ms=args.max_wait_ms, max_concurrent_requests=args.max_concurrent_requests,
         max_client_batch_size=args.max_client_batch_size, max_request_bytes=args.max_request_bytes,
+        max_connections=args.max_connections, header_timeout=args.header_timeout, body_timeout=args.body_timeout,
         auto_truncate=args.auto_truncate, api_key=args.api_key or os.environ.get("FASTEMBED_RT_API_KEY"),
         served_model_name=args.served_model_name, tokenizer_workers=args.tokenizer_workers,
     )  # fmt: skip
@@ -364,6 +365,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-concurrent-requests", type=int, default=512, help="more in flight get 429")
     serve.add_argument("--max-client-batch-size", type=int, default=512, help="more inputs in one request get 413")
     serve.add_argument("--max-request-bytes", type=int, default=4 * 1024 * 1024, help="a larger body gets 413")
+    serve.add_argument("--max-connections", type=int, default=1024, help="open connections; a request on more gets 503")
+    serve.add_argument("--header-timeout", type=float, default=10.0,
+                       help="seconds a request's headers may take (from its first byte); then 408 and the connection closed")
+    serve.add_argument("--body-timeout", type=float, default=30.0,
+                       help="seconds a request's body may take after its headers; then 408 and the connection closed")
     serve.add_argument("--auto-truncate", action="store_true", help="truncate over-long inputs instead of answering 413")
     serve.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on every route but /health "
                        "(default: $FASTEMBED_RT_API_KEY if set)")  # fmt: skip

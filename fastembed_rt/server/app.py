@@ -88,6 +88,8 @@ class EmbeddingServer:
                 headers.append((b"www-authenticate", b"Bearer"))
             elif status == 405:
                 headers.append((b"allow", self.routes[path][0].encode()))
+            elif status in (408, 413):  # the body was not read to its end: the connection cannot carry another request
+                headers.append((b"connection", b"close"))
         headers += [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -105,11 +107,13 @@ class EmbeddingServer:
             self._authorize(scope)
         if method == "GET":
             return await handler()
+        # A request takes a slot only once its body is in: a client that sends it slowly holds a connection
+        # (bounded by --max-connections and --body-timeout), never the capacity of the others.
+        body = await self._read_json(scope, receive)
         if self.in_flight >= self.config.max_concurrent_requests:
             raise RequestError(429, f"too many concurrent requests: the limit is {self.config.max_concurrent_requests} (--max-concurrent-requests); retry later")
         self.in_flight += 1
         try:
-            body = await self._read_json(scope, receive)
             return await handler(body, receive)
         finally:
             self.in_flight -= 1
@@ -126,8 +130,14 @@ class EmbeddingServer:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise RequestError(413, f"request body is {int(declared)} bytes, more than the limit of {limit} (--max-request-bytes)")
         chunks, size = [], 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.body_timeout
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                raise RequestError(408, f"request body not received within {self.config.body_timeout:g} s "
+                                        f"(--body-timeout): {size} bytes came") from None  # fmt: skip
             if message["type"] == "http.disconnect":
                 raise ClientGone
             chunk = message.get("body", b"")
@@ -264,9 +274,11 @@ class EmbeddingServer:
         request = parse_tokenize(body)
         self._check_batch_size(len(request.texts), "inputs")
         prompt = self._prompt(request.prompt_name)
+        truncate = self.config.auto_truncate if request.truncate is None else request.truncate
         tokens = await asyncio.get_running_loop().run_in_executor(
-            self.executor, self.tokenizer.tokenize, request.texts, prompt, request.add_special_tokens
-        )
+            self.executor, self.tokenizer.tokenize, request.texts, prompt, request.add_special_tokens, truncate,
+            request.direction,
+        )  # fmt: skip
         return 200, orjson.dumps(tokens), JSON
 
     async def health(self):
@@ -293,7 +305,8 @@ class EmbeddingServer:
                 "max_batch_tokens": c.max_batch_tokens, "max_batch_texts": c.max_batch_texts,
                 "max_wait_ms": c.max_wait_ms, "max_concurrent_requests": c.max_concurrent_requests,
                 "max_client_batch_size": c.max_client_batch_size, "max_request_bytes": c.max_request_bytes,
-                "auto_truncate": c.auto_truncate,
+                "max_connections": c.max_connections, "header_timeout": c.header_timeout,
+                "body_timeout": c.body_timeout, "auto_truncate": c.auto_truncate,
             },  # fmt: skip
             "auth": c.api_key is not None,
             "versions": {"fastembed_rt": __version__, "torch": torch.__version__,

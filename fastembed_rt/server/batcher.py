@@ -21,6 +21,7 @@ from collections import deque
 import numpy as np
 
 from ..tokenization import pack
+from .memory import release_free_memory
 from .metrics import Metrics
 
 
@@ -79,6 +80,7 @@ class Batcher:
         self._announced = 0  # requests being tokenized, whose texts will arrive soon
         self._closing = False
         self._handoff: queue.Queue = queue.Queue(maxsize=1)  # one batch prepared ahead of the model
+        self._tokens_since_release = 0
         self._threads = [
             threading.Thread(target=self._cut_batches, name="fastembed-batcher", daemon=True),
             threading.Thread(target=self._run_model, name="fastembed-model", daemon=True),
@@ -207,3 +209,10 @@ class Batcher:
                 job.remaining -= 1
                 if job.remaining == 0:
                     job._settle(job.vectors)
+            # Out of work after at least a full batch's worth of tokens: give back what the burst left
+            # (about 5 ms after a burst; not after every single query).
+            self._tokens_since_release += batch.num_tokens
+            del work, items, batch, vectors, jobs
+            if self._tokens_since_release >= self.max_batch_tokens and self._handoff.empty() and not self._jobs:
+                self._tokens_since_release = 0
+                release_free_memory()

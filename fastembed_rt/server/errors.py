@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 # TEI's error_type for each status (its clients match on these).
-TEI_ERROR_TYPES = {401: "Unauthorized", 404: "NotFound", 405: "NotFound", 413: "Validation", 422: "Validation",
+TEI_ERROR_TYPES = {401: "Unauthorized", 404: "NotFound", 405: "NotFound", 408: "Timeout", 413: "Validation", 422: "Validation",
                    429: "Overloaded", 500: "Backend", 503: "Unhealthy"}  # fmt: skip
 
 

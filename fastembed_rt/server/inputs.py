@@ -7,7 +7,7 @@ from __future__ import annotations
 from tokenizers import Tokenizer
 
 from ..engine import Embedder
-from ..tokenization import TextTokenizer
+from ..tokenization import CHARS_PER_KEPT_TOKEN, TextTokenizer
 from .errors import RequestError
 
 
@@ -30,7 +30,7 @@ class RequestTokenizer:
         self._truncating = {
             d: TextTokenizer(_clone(base, self.max_length, d), self.max_length, lower) for d in ("right", "left")
         }
-        self._whole = TextTokenizer(_clone(base, None), self.max_length, lower)  # for /tokenize and error messages
+        self._whole = TextTokenizer(_clone(base, None), self.max_length, lower)  # token counts in error messages
         self._prompt_skip: dict[str, int] = {}
 
     def texts(self, texts: list[str], prompt: str, truncate: bool, direction: str, field: str) -> tuple[list[list[int]], list[int]]:
@@ -38,8 +38,7 @@ class RequestTokenizer:
         tokenized = self._truncating[direction].encode([prompt + t for t in texts] if prompt else texts)
         if not truncate and tokenized.truncated:
             i = tokenized.overflowed.index(True)
-            length = len(self._whole.encode([prompt + texts[i]]).ids[0])
-            raise self._too_long(field, i, length)
+            raise self._too_long(field, i, prompt + texts[i])
         skip = self._skip(prompt)
         # Left truncation cuts the prompt off the front: then no prompt tokens are left to leave out.
         skips = [0 if (over and direction == "left") else skip for over in tokenized.overflowed]
@@ -54,21 +53,26 @@ class RequestTokenizer:
                 raise RequestError(422, f"{field}[{i}] holds token id {bad}, outside the vocabulary [0, {self.vocab_size})", field)
             if len(seq) > self.max_length:
                 if not truncate:
-                    raise self._too_long(field, i, len(seq))
+                    raise self._too_long(field, i, seq)
                 seq = seq[: self.max_length] if direction == "right" else seq[-self.max_length :]
             out.append(seq)
         return out, [0] * len(out)
 
-    def tokenize(self, texts: list[str], prompt: str, add_special_tokens: bool) -> list[list[dict]]:
-        """TEI's /tokenize: every token with its id, text, whether it is special, and its character span."""
-        full = self._whole.prepare([prompt + t for t in texts])  # the prompt lowercased too, as encode() does
-        encodings = self._whole.tokenizer.encode_batch(full, add_special_tokens=add_special_tokens)
+    def tokenize(self, texts: list[str], prompt: str, add_special_tokens: bool, truncate: bool, direction: str) -> list[list[dict]]:
+        """TEI's /tokenize: every token with its id, text, whether it is special, and its character span. Bounded as
+        /embed is: an input over the model's maximum is refused unless truncated."""
+        tokenizer = self._truncating[direction]
+        full = tokenizer.prepare([prompt + t for t in texts])  # the prompt lowercased too, as encode() does
+        encodings, starts = tokenizer.encodings(full, add_special_tokens=add_special_tokens, offsets=True)
         out = []
-        for text, encoding in zip(full, encodings):
+        for i, (text, encoding, shift) in enumerate(zip(full, encodings, starts)):
+            if encoding.overflowing and not truncate:
+                raise self._too_long("inputs", i, text)
             tokens = []
             for token_id, token, special, (start, stop) in zip(
                 encoding.ids, encoding.tokens, encoding.special_tokens_mask, encoding.offsets
             ):
+                start, stop = start + shift, stop + shift
                 tokens.append({"id": token_id, "text": token if special else text[start:stop],
                                "special": bool(special), "start": None if special else start,
                                "stop": None if special else stop})  # fmt: skip
@@ -80,10 +84,18 @@ class RequestTokenizer:
             self._prompt_skip[prompt] = self.embedder.prompt_skip(prompt)
         return self._prompt_skip[prompt]
 
-    def _too_long(self, field: str, index: int, length: int) -> RequestError:
+    def _too_long(self, field: str, index: int, text_or_ids: str | list[int]) -> RequestError:
+        """413 naming the input and its length: its token count where counting is cheap (a text of at most
+        CHARS_PER_KEPT_TOKEN characters per allowed token, or token ids), else its character count."""
+        if isinstance(text_or_ids, list):
+            length = f"{len(text_or_ids)} tokens"
+        elif len(text_or_ids) <= self.max_length * CHARS_PER_KEPT_TOKEN:
+            length = f"{len(self._whole.encode([text_or_ids]).ids[0])} tokens"
+        else:
+            length = f"{len(text_or_ids)} characters"
         return RequestError(
             413,
-            f"{field}[{index}] has {length} tokens, more than the model's maximum of {self.max_length}; "
+            f"{field}[{index}] has {length}, more than the model's maximum of {self.max_length} tokens; "
             "shorten it, or send truncate=true (or start the server with --auto-truncate)",
             field,
         )

@@ -57,6 +57,8 @@ class TokenizeRequest:
     single: bool  # inputs was one string
     add_special_tokens: bool = True
     prompt_name: str | None = None
+    truncate: bool | None = None  # None: the server's --auto-truncate
+    direction: str = "right"
 
 
 def parse_inputs(value, field: str) -> Inputs:
@@ -167,4 +169,6 @@ def parse_tokenize(body: dict) -> TokenizeRequest:
         inputs.texts, single=isinstance(value, str),
         add_special_tokens=_optional(body, "add_special_tokens", (bool,), True, "a boolean"),
         prompt_name=_optional(body, "prompt_name", (str,), None, "a string"),
+        truncate=_optional(body, "truncate", (bool,), None, "a boolean"),
+        direction=_direction(body),
     )  # fmt: skip

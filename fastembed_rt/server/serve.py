@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .config import ServerConfig
+from .protocol import with_header_timeout
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -55,7 +56,8 @@ def serve(model: str, config: ServerConfig, *, device: str | None = None, dtype:
     uvicorn_config = uvicorn.Config(
         app,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        http=with_header_timeout(config.header_timeout),
+        limit_concurrency=config.max_connections + 1,  # uvicorn counts the new connection too; beyond: 503
         lifespan="on",
         log_level=log_level,
         access_log=False,
