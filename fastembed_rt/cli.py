@@ -117,7 +117,7 @@ def embed_job(args) -> int:
     print(f"tokens     {manifest.get('tokens', 0):,} ({manifest.get('tokens_per_s', 0.0):,.0f} tokens/s this run)")
     busy = manifest.get("model_busy_fraction")
     print(f"model busy {'n/a (Ray actors)' if busy is None else f'{busy:.0%} of wall time'}")
-    print(f"input      skipped {manifest['skipped_rows']}, UTF-8 replaced {manifest['replaced_utf8_rows']}, "
+    print(f"input      skipped {manifest['skipped_rows']} rows and {manifest['skipped_files']} files, UTF-8 replaced {manifest['replaced_utf8_rows']}, "
           f"empty {manifest['empty_texts']}, duplicate ids {manifest['duplicate_ids']}, truncated {manifest['truncated']}")  # fmt: skip
     for error in manifest.get("first_errors", []):
         print(f"skipped    {error}")

@@ -31,6 +31,8 @@ from .readers import ReadStats, Record, input_files, iter_records
 OUTPUT_PRECISIONS = ("float32", "float16", "int8", "uint8", "binary", "ubinary")
 FORMATS = ("parquet", "npy")
 MANIFEST = "manifest.json"
+FORMAT_VERSION = 2  # 2: each shard lists the digests of its input rows
+DIGESTS_SUFFIX = ".inputs.npy"
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,18 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def text_digest(text: str) -> int:
+    """64-bit digest of a text as read (lone surrogates included)."""
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+
+
+def row_digest(row_id: str, text_hash: int) -> int:
+    """64-bit digest of an input row (its id and its text's digest): what a shard records of each row it was
+    made from, so that a resume or verify notices an input that changed since, even at the same size."""
+    data = row_id.encode("utf-8", "surrogatepass") + b"\0" + text_hash.to_bytes(8, "little")
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
 def model_revision(path: Path) -> str:
     """sha256 over the model directory's files (names and contents): the weights a job's vectors came from."""
     digest = hashlib.sha256()
@@ -96,8 +110,9 @@ def _embedding_array(vectors: np.ndarray):
     return pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
 
 
-def write_shard(directory: Path, index: int, fmt: str, ids: list[str], vectors: np.ndarray) -> list[dict]:
-    """Writes one shard atomically; returns its files as {file, sha256}."""
+def write_shard(directory: Path, index: int, fmt: str, ids: list[str], vectors: np.ndarray, digests: np.ndarray) -> list[dict]:
+    """Writes one shard atomically, then the digests of its input rows (shard-N.inputs.npy, uint64); returns its
+    files as {file, sha256}, the digests last."""
     written = []
     if fmt == "parquet":
         import pyarrow as pa
@@ -115,7 +130,14 @@ def write_shard(directory: Path, index: int, fmt: str, ids: list[str], vectors: 
         write_atomically(directory / ids_name, lambda p: p.write_text(json.dumps(ids)))
         write_atomically(directory / name, lambda p: _save_npy(p, vectors))
         written += [ids_name, name]
+    digests_name = f"shard-{index:05d}{DIGESTS_SUFFIX}"
+    write_atomically(directory / digests_name, lambda p: _save_npy(p, digests.astype("<u8")))
+    written.append(digests_name)
     return [{"file": f, "sha256": sha256_file(directory / f)} for f in written]
+
+
+def read_digests(directory: Path, shard: dict) -> np.ndarray:
+    return np.load(directory / shard["files"][-1]["file"])
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -203,14 +225,17 @@ class ShardSink:
         self.start_position = shards[-1]["last_position"] + 1 if shards else 0
         self.ranges = None if manifest.get("ranges") is None else np.asarray(manifest["ranges"], dtype=np.float32)
         self.ids: list[str] = []
+        self.digests: list[int] = []
         self.vectors: list[np.ndarray] = []
         self.first = self.last = self.start_position
 
-    def add(self, ids: list[str], last_position: int, vectors: np.ndarray) -> None:
+    def add(self, ids: list[str], last_position: int, vectors: np.ndarray, digests: list[int]) -> None:
+        """Rows in input order: their ids, the position of the last, their vectors and their row_digests."""
         if self.options.precision in ("int8", "uint8") and self.ranges is None:
             self.ranges = quantization_ranges(vectors)
             self.manifest["ranges"] = self.ranges.tolist()
         self.ids += ids
+        self.digests += digests
         self.vectors.append(_to_precision(vectors, self.options.precision, self.ranges))
         self.last = last_position
         if len(self.ids) >= self.options.shard_size:
@@ -220,16 +245,63 @@ class ShardSink:
         if not self.ids:
             return
         index = len(self.manifest["shards"])
-        files = write_shard(self.out, index, self.options.format, self.ids, np.concatenate(self.vectors))
+        digests = np.array(self.digests, dtype=np.uint64)
+        files = write_shard(self.out, index, self.options.format, self.ids, np.concatenate(self.vectors), digests)
         self.manifest["shards"].append({"files": files, "rows": len(self.ids), "first_position": self.first, "last_position": self.last})
         _save_manifest(self.out, self.manifest)
-        self.ids, self.vectors, self.first = [], [], self.last + 1
+        self.ids, self.digests, self.vectors, self.first = [], [], [], self.last + 1
+
+
+class InputChanged(ValueError):
+    """The input a job resumes from (or is verified against) is not the one its shards were made from."""
+
+
+class InputCheck:
+    """Compares the input rows, as they are read again, with the digests of the rows the shards were made from
+    (in order, shard after shard); the first row that differs is named."""
+
+    def __init__(self, out: Path, shards: list[dict]):
+        self.out, self.shards = out, shards
+        self.shard, self.row, self.digests = -1, 0, np.empty(0, np.uint64)
+        self.total = sum(s["rows"] for s in shards)
+        self.checked = 0
+
+    def _next_digest(self) -> int | None:
+        while self.row == len(self.digests):
+            if self.shard + 1 == len(self.shards):
+                return None
+            self.shard, self.row = self.shard + 1, 0
+            self.digests = read_digests(self.out, self.shards[self.shard])
+        self.row += 1
+        return int(self.digests[self.row - 1])
+
+    def check(self, position: int, row_id: str, text_hash: int, where: str | None = None) -> None:
+        expected = self._next_digest()
+        if expected is None:
+            return  # beyond the written rows
+        self.checked += 1
+        if expected != row_digest(row_id, text_hash):
+            shard = self.shards[self.shard]["files"][0]["file"]
+            raise InputChanged(
+                f"the input changed since {shard} was written: row {position} (id {row_id!r}"
+                f"{', ' + where if where else ''}) is not the row it was made from (edited, reordered or replaced); "
+                "restore the input, or start the job again with --overwrite"
+            )
+
+    def finish(self) -> None:
+        """Called at the first row past the written ones (or the end of the input): were they all there?"""
+        if self.checked < self.total:
+            raise InputChanged(
+                f"the input changed since the job started: its shards were made from {self.total} rows, the input now "
+                f"has {self.checked} of them (rows were removed); restore the input, or start the job again with --overwrite"
+            )
 
 
 def open_job(embedder, inputs: str | Path, out_dir: str | Path, options: JobOptions, overwrite: bool) -> tuple[list[Path], dict]:
     """The input files and the manifest to continue (fresh, or the same job's earlier one)."""
     files = input_files(inputs)
     header = {
+        "format_version": FORMAT_VERSION,
         "model": str(embedder.spec.path),
         "model_revision": model_revision(embedder.spec.path),
         "dimension": embedder.resolve_truncate_dim(options.truncate_dim) or embedder.full_dimension,
@@ -267,14 +339,18 @@ def embed_corpus(embedder, inputs: str | Path, out_dir: str | Path, options: Job
     def read_and_tokenize() -> None:
         try:
             chunk: list[Record] = []
+            check = InputCheck(out, manifest["shards"])  # a resumed job reads the rows it has done again first
             for record in iter_records(files, options.text_field, options.id_field, options.on_error, stats):
                 if record.position < sink.start_position:
+                    check.check(record.position, record.id, text_digest(record.text), record.where)
                     continue
+                check.finish()
                 chunk.append(record)
                 if len(chunk) == options.chunk_size:
                     if not _put(tokenized_q, (chunk, _tokenize(embedder, chunk, options.prompt), stats.bytes_read), stop):
                         return
                     chunk = []
+            check.finish()
             if chunk:
                 _put(tokenized_q, (chunk, _tokenize(embedder, chunk, options.prompt), stats.bytes_read), stop)
             _put(tokenized_q, None, stop)
@@ -287,7 +363,8 @@ def embed_corpus(embedder, inputs: str | Path, out_dir: str | Path, options: Job
         try:
             while (item := _get(vectors_q, stop)) is not None:
                 records, vectors = item
-                sink.add([r.id for r in records], records[-1].position, vectors)
+                digests = [row_digest(r.id, text_digest(r.text)) for r in records]
+                sink.add([r.id for r in records], records[-1].position, vectors, digests)
             if not stop.is_set():  # an interrupted run leaves its partial shard unwritten
                 sink.flush()
         except BaseException as e:
@@ -333,6 +410,7 @@ def embed_corpus(embedder, inputs: str | Path, out_dir: str | Path, options: Job
         out, manifest,
         truncated=manifest.get("truncated", 0) + truncated,
         skipped_rows=stats.skipped,  # the reader reads the whole input, resumed or not
+        skipped_files=stats.skipped_files,
         replaced_utf8_rows=stats.replaced_utf8,
         empty_texts=stats.empty,
         first_errors=stats.first_errors,
@@ -364,22 +442,27 @@ def _open_manifest(out: Path, header: dict, overwrite: bool) -> dict:
     """The manifest to continue: a fresh one, or the existing one when it describes this same job."""
     path = out / MANIFEST
     if path.is_file():
-        existing = json.loads(path.read_text())
-        differs = sorted(k for k in header if existing.get(k) != header[k])
+        try:
+            existing = json.loads(path.read_text(encoding="utf-8"))
+            damage = manifest_problems(existing)
+        except (ValueError, UnicodeDecodeError) as e:
+            existing, damage = None, [f"not valid JSON ({e})"]
+        differs = damage or sorted(k for k in header if existing.get(k) != header[k])
         if not differs:
             return existing
         if not overwrite:
             raise ValueError(
-                f"{out} holds a different job (differs in: {', '.join(differs)}); "
+                f"{path} is damaged or from another version ({damage[0]}); use another directory, or --overwrite to replace it"
+                if damage else f"{out} holds a different job (differs in: {', '.join(differs)}); "
                 "use another directory, or --overwrite to replace it"
-            )
+            )  # fmt: skip
         shutil.rmtree(out)
     elif out.exists() and any(out.iterdir()) and not overwrite:
         raise ValueError(f"{out} is not empty and has no {MANIFEST}; use another directory, or --overwrite")
     elif out.exists() and overwrite:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    manifest = {"format_version": 1, **header, "ranges": None, "shards": [], "complete": False}
+    manifest = {**header, "ranges": None, "shards": [], "complete": False}
     _save_manifest(out, manifest)
     return manifest
 
@@ -407,14 +490,24 @@ def _count_duplicate_ids(out: Path, manifest: dict) -> int:
 
 
 def verify_output(out_dir: str | Path, check_inputs: bool = True) -> list[str]:
-    """Problems found checking a finished output against its manifest (empty: all good): files present,
-    checksums, row counts, and (check_inputs) every input row's id present once, in input order."""
+    """Problems found checking a finished output against its manifest (empty: all good): the manifest's shape,
+    files present and only those, checksums, row counts, and (check_inputs) the input read again: every row's
+    id present once, in input order, and its text the one embedded (the shards' row digests)."""
     out = Path(out_dir)
     path = out / MANIFEST
     if not path.is_file():
         return [f"{path} is missing"]
-    manifest = json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        return [f"{path} is not valid JSON ({e})"]
+    problems = manifest_problems(manifest)
+    if problems:
+        return [f"{path}: {p}" for p in problems]
     problems = [] if manifest.get("complete") else ["the job is not complete (run the same command again to resume)"]
+    listed = {f["file"] for shard in manifest["shards"] for f in shard["files"]}
+    for stray in sorted(p.name for p in out.iterdir() if p.name != MANIFEST and p.name not in listed):
+        problems.append(f"{stray} is in the job folder but not in the manifest")
     written_ids: list[str] = []
     for shard in manifest["shards"]:
         damaged = False
@@ -429,20 +522,73 @@ def verify_output(out_dir: str | Path, check_inputs: bool = True) -> list[str]:
         if damaged:
             continue
         ids, vectors = read_shard(out, shard)
-        if len(ids) != shard["rows"] or len(vectors) != shard["rows"]:
-            problems.append(f"{shard['files'][0]['file']}: {len(ids)} ids and {len(vectors)} vectors, manifest says {shard['rows']}")
+        digests = read_digests(out, shard)
+        if not len(ids) == len(vectors) == len(digests) == shard["rows"]:
+            problems.append(f"{shard['files'][0]['file']}: {len(ids)} ids, {len(vectors)} vectors and {len(digests)} row "
+                            f"digests, manifest says {shard['rows']} rows")  # fmt: skip
         written_ids += ids
     if check_inputs and not problems:
-        files = [Path(i["file"]) for i in manifest["inputs"]]
-        expected = (r.id for r in iter_records(files, manifest["text_field"], manifest["id_field"], manifest["on_error"]))
-        for position, (want, got) in enumerate(itertools.zip_longest(expected, written_ids)):
+        problems += _check_inputs(out, manifest, written_ids)
+    return problems
+
+
+def _check_inputs(out: Path, manifest: dict, written_ids: list[str]) -> list[str]:
+    """The input read again against the written ids and row digests: the first difference, if any."""
+    files = [Path(i["file"]) for i in manifest["inputs"]]
+    digests = iter(np.concatenate([read_digests(out, s) for s in manifest["shards"]] or [np.empty(0, np.uint64)]).tolist())
+    records = iter_records(files, manifest["text_field"], manifest["id_field"], manifest["on_error"])
+    try:
+        for position, (record, got) in enumerate(itertools.zip_longest(records, written_ids)):
             if got is None:
-                problems.append(f"input id {want!r} (row {position}) is missing from the output")
-            elif want is None:
-                problems.append(f"output id {got!r} (row {position}) is not in the input")
-            elif want != got:
-                problems.append(f"output row {position}: expected id {want!r}, found {got!r}")
-            else:
-                continue
-            break
+                return [f"input id {record.id!r} (row {position}, {record.where}) is missing from the output"]
+            if record is None:
+                return [f"output id {got!r} (row {position}) is not in the input"]
+            if record.id != got:
+                return [f"output row {position}: expected id {record.id!r} ({record.where}), found {got!r}"]
+            if row_digest(record.id, text_digest(record.text)) != next(digests):
+                return [f"input row {position} (id {record.id!r}, {record.where}) changed since it was embedded: "
+                        "its text is not the one the vector was made from"]  # fmt: skip
+    except (OSError, ValueError) as e:  # a missing or unreadable input file, a bad row: named by the reader
+        return [f"cannot read the input again: {e}"]
+    return []
+
+
+def _is_plain_name(name) -> bool:
+    """A file directly in the job folder: no directory part, no '..', not absolute."""
+    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name and "\0" not in name
+
+
+def manifest_problems(manifest) -> list[str]:
+    """What is wrong with a manifest's shape (never trusting it: a file name must stay inside the job folder)."""
+    if not isinstance(manifest, dict):
+        return [f"expected a JSON object, got {type(manifest).__name__}"]
+    problems = []
+    expected = {"shards": list, "inputs": list, "text_field": str, "on_error": str}
+    for key, kind in expected.items():
+        if not isinstance(manifest.get(key), kind):
+            problems.append(f"field {key!r} is missing or not a {kind.__name__}")
+    if not (manifest.get("id_field") is None or isinstance(manifest.get("id_field"), str)):
+        problems.append("field 'id_field' is not a string or null")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        problems.append(f"format_version is {manifest.get('format_version')!r}; this fastembed-rt reads {FORMAT_VERSION}")
+    for i, entry in enumerate(manifest.get("inputs") if isinstance(manifest.get("inputs"), list) else []):
+        if not (isinstance(entry, dict) and isinstance(entry.get("file"), str)):
+            problems.append(f"inputs[{i}] is not an object with a 'file' string")
+    for i, shard in enumerate(manifest.get("shards") if isinstance(manifest.get("shards"), list) else []):
+        where = f"shards[{i}]"
+        if not isinstance(shard, dict):
+            problems.append(f"{where} is not an object")
+            continue
+        for key in ("rows", "first_position", "last_position"):
+            if not (isinstance(shard.get(key), int) and shard[key] >= 0):
+                problems.append(f"{where}.{key} is missing or not a non-negative integer")
+        files = shard.get("files")
+        if not (isinstance(files, list) and len(files) in (2, 3)):
+            problems.append(f"{where}.files is not a list of 2 or 3 files")
+            continue
+        for j, f in enumerate(files):
+            if not (isinstance(f, dict) and isinstance(f.get("sha256"), str) and "file" in f):
+                problems.append(f"{where}.files[{j}] is not an object with 'file' and 'sha256'")
+            elif not _is_plain_name(f["file"]):
+                problems.append(f"{where}.files[{j}] names {f['file']!r}, which is not a file in the job folder")
     return problems

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .corpus import JobOptions, ShardSink, finish_job, open_job
+from .corpus import InputCheck, JobOptions, ShardSink, finish_job, open_job, row_digest, text_digest
+from .readers import InputError, id_problem
 
 
 class EmbedActor:
@@ -41,6 +42,7 @@ class EmbedActor:
         out["embedding"] = vectors
         out["tokens"] = np.array([len(x) for x in tokenized.ids])
         out["truncated"] = np.array(tokenized.overflowed)
+        out["text_digest"] = np.array([text_digest(t) for t in texts], dtype=np.uint64)
         return out
 
 
@@ -54,6 +56,17 @@ def _read(ray, files: list[Path], text_field: str):
                ".csv": ray.data.read_csv, ".parquet": ray.data.read_parquet}  # fmt: skip
     kind = suffixes.pop()
     return readers[kind](paths), "text" if kind == ".txt" else text_field
+
+
+def _ids(batch: dict, id_field: str | None, first: int) -> list[str]:
+    """The rows' ids as the local engine spells them (strings or integers only), else their positions."""
+    if not (id_field and id_field in batch):
+        return [str(p) for p in range(first, first + len(batch["embedding"]))]
+    ids = batch[id_field].tolist()
+    for offset, row_id in enumerate(ids):
+        if row_id is not None and (problem := id_problem(row_id, id_field)) is not None:
+            raise InputError(f"row {first + offset}: {problem}")
+    return [str(first + offset) if i is None else str(i) for offset, i in enumerate(ids)]
 
 
 def embed_ray(embedder, inputs: str | Path, out_dir: str | Path, options: JobOptions = JobOptions(), *,
@@ -88,20 +101,26 @@ def embed_ray(embedder, inputs: str | Path, out_dir: str | Path, options: JobOpt
             num_gpus=1 if gpus else 0, num_cpus=0 if gpus else cpus_per_actor,
         )  # fmt: skip
         sink = ShardSink(out, manifest, options)
+        check = InputCheck(out, manifest["shards"])  # the rows of complete shards, read again, must be the same
         position, tokens, truncated = 0, 0, 0
         started = time.perf_counter()
         for batch in dataset.iter_batches(batch_size=options.chunk_size, batch_format="numpy"):
             count = len(batch["embedding"])
             first, position = position, position + count
+            ids = _ids(batch, options.id_field, first)
+            digests = [row_digest(i, h) for i, h in zip(ids, batch["text_digest"].tolist())]
             if position <= sink.start_position:  # already in a complete shard of an earlier run
+                for p, i, h in zip(range(first, position), ids, batch["text_digest"].tolist()):
+                    check.check(p, i, h)
                 continue
-            ids = batch[options.id_field] if options.id_field and options.id_field in batch else np.arange(first, position)
-            sink.add([str(i) for i in ids], position - 1, np.asarray(batch["embedding"], dtype=np.float32))
+            check.finish()
+            sink.add(ids, position - 1, np.asarray(batch["embedding"], dtype=np.float32), digests)
             tokens += int(batch["tokens"].sum())
             truncated += int(batch["truncated"].sum())
+        check.finish()
         sink.flush()
         wall = time.perf_counter() - started
-        return finish_job(out, manifest, truncated=truncated, skipped_rows=0, replaced_utf8_rows=0, empty_texts=0,
+        return finish_job(out, manifest, truncated=truncated, skipped_rows=0, skipped_files=0, replaced_utf8_rows=0, empty_texts=0,
                           first_errors=[], tokens=tokens, tokens_per_s=tokens / wall if wall > 0 else 0.0,
                           model_busy_fraction=None, seconds=wall, engine=f"ray ({actors} actors)")  # fmt: skip
     finally:

@@ -19,12 +19,14 @@ class Record:
     position: int  # ordinal of the row in the whole input, counting rows that were skipped
     id: str
     text: str
+    where: str = ""  # file:line (or file: row N)
 
 
 @dataclass
 class ReadStats:
     rows: int = 0  # data rows seen, skipped ones included
     skipped: int = 0  # bad rows left out under on_error="skip"
+    skipped_files: int = 0  # unreadable files (or their unreadable rest) left out under on_error="skip"
     replaced_utf8: int = 0  # rows whose invalid UTF-8 bytes were replaced by U+FFFD
     empty: int = 0  # empty or whitespace-only texts (embedded as the tokenizer encodes them)
     bytes_read: int = 0
@@ -59,22 +61,48 @@ def iter_records(files: Iterable[Path], text_field: str = "text", id_field: str 
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
     stats = stats if stats is not None else ReadStats()
+
+    def refuse(message: str) -> None:
+        if on_error == "stop":
+            raise InputError(message)
+        if len(stats.first_errors) < 10:
+            stats.first_errors.append(message)
+
     for path in files:
         rows = {".txt": _txt_rows, ".jsonl": _jsonl_rows, ".csv": _csv_rows, ".parquet": _parquet_rows}[path.suffix.lower()]
-        for where, row_id, text, problem in rows(path, text_field, id_field, stats):
-            position = stats.rows
-            stats.rows += 1
-            if problem is not None:
-                message = f"{where}: {problem}"
-                if on_error == "stop":
-                    raise InputError(message)
-                stats.skipped += 1
-                if len(stats.first_errors) < 10:
-                    stats.first_errors.append(message)
-                continue
-            if not text.strip():
-                stats.empty += 1
-            yield Record(position, str(position) if row_id is None else str(row_id), text)
+        try:
+            for where, row_id, text, problem in rows(path, text_field, id_field, stats):
+                position = stats.rows
+                stats.rows += 1
+                if problem is None and row_id is not None:
+                    problem = id_problem(row_id, id_field)
+                if problem is not None:
+                    refuse(f"{where}: {problem}")
+                    stats.skipped += 1
+                    continue
+                if not text.strip():
+                    stats.empty += 1
+                yield Record(position, str(position) if row_id is None else str(row_id), text, where)
+        except InputError as e:  # the whole file is unusable (no such column, ...): already names it
+            refuse(str(e))
+            stats.skipped_files += 1
+        except Exception as e:  # unreadable: an I/O error, a corrupt parquet file, ...
+            refuse(f"{path}: cannot read ({type(e).__name__}: {e}) after {stats.rows} rows in all")
+            stats.skipped_files += 1
+
+
+def id_problem(row_id, id_field: str) -> str | None:
+    """Ids are strings or integers: anything else (a list, an object, a float, a boolean) would be stored as
+    its Python spelling, which no one would look it up by."""
+    if isinstance(row_id, str) or (isinstance(row_id, int) and not isinstance(row_id, bool)):
+        return None
+    return f"field {id_field!r} is {_json_kind(row_id)}, expected a string or an integer"
+
+
+def _json_kind(value) -> str:
+    return {bool: "a boolean", float: "a number with a fraction", list: "a list", dict: "an object"}.get(
+        type(value), type(value).__name__
+    )
 
 
 def _decoded_lines(path: Path, stats: ReadStats) -> Iterator[tuple[int, str]]:

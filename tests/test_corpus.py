@@ -214,7 +214,7 @@ def test_verify_catches_truncated_shard_and_missing_id(tiny, tmp_path):
     shard.write_bytes(data)
     with open(source, "a") as f:
         f.write(json.dumps({"id": "late-arrival", "text": "added after the job"}) + "\n")
-    assert verify_output(tmp_path / "out") == ["input id 'late-arrival' (row 200) is missing from the output"]
+    assert verify_output(tmp_path / "out") == [f"input id 'late-arrival' (row 200, {source}:201) is missing from the output"]
 
 
 def test_ray_engine_matches_local_engine(tiny, tiny_bert_dir, tmp_path):
