@@ -70,6 +70,10 @@ class Embedder:
         spec.tokenizer.enable_truncation(max_length=self.max_seq_length)
         self.dense = [layer.to(self.device) for layer in spec.dense]
         pooled = self.model.config.hidden_size * len(spec.pooling.modes)
+        for i, layer in enumerate(self.dense):  # each Dense module takes what the one before it gives
+            width = self.dense[i - 1].weight.shape[0] if i else pooled
+            if layer.weight.shape[1] != width:
+                raise ValueError(f"{spec.path}: Dense module {i} takes {layer.weight.shape[1]} features, but gets {width}")
         self.full_dimension = self.dense[-1].weight.shape[0] if self.dense else pooled
 
     @property

@@ -99,7 +99,10 @@ def load_model_spec(name_or_path: str | Path) -> ModelSpec:
     tokenizer_file = transformer_dir / "tokenizer.json"
     if not tokenizer_file.is_file():
         raise FileNotFoundError(f"{tokenizer_file} is missing (fastembed_rt reads the fast-tokenizer file)")
-    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    try:
+        tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    except Exception as e:  # tokenizers raises a bare Exception, without the file's name
+        raise ValueError(f"{tokenizer_file}: not a tokenizer the tokenizers library can read ({e})") from None
 
     max_seq_length = _max_seq_length(config, st_config, tokenizer_config)
     tokenizer.no_padding()

@@ -81,7 +81,13 @@ class Dense:
         weights = load_weights(directory)
         if "linear.weight" not in weights:
             raise ValueError(f"{directory}: Dense weights lack 'linear.weight'")
-        return cls(weights["linear.weight"], weights.get("linear.bias"), activation)
+        weight, bias = weights["linear.weight"], weights.get("linear.bias")
+        rows, cols = config.get("out_features"), config.get("in_features")
+        for name, tensor, shape in (("linear.weight", weight, (rows, cols)), ("linear.bias", bias, (rows,))):
+            if tensor is not None and (tensor.dim() != len(shape) or any(e is not None and e != f for e, f in zip(shape, tensor.shape))):
+                raise ValueError(f"{directory}: tensor {name!r} has shape {list(tensor.shape)}, but config.json makes it "
+                                 f"{['any' if e is None else e for e in shape]}")  # fmt: skip
+        return cls(weight, bias, activation)
 
     def to(self, device, dtype=torch.float32) -> Dense:
         bias = None if self.bias is None else self.bias.to(device, dtype)

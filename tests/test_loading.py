@@ -159,3 +159,49 @@ def test_dense_and_normalize_modules_match_sentence_transformers(tmp_path, minil
     got = fastembed_rt.load(tmp_path / "st").encode(texts)
     assert got.shape == (40, 96)
     np.testing.assert_allclose(got, want, atol=2e-5)
+    dense_dir = next((tmp_path / "st").glob("*Dense"))
+    config = json.loads((dense_dir / "config.json").read_text())
+    (dense_dir / "config.json").write_text(json.dumps({**config, "in_features": 768}))
+    with pytest.raises(ValueError, match=r"Dense: tensor 'linear.weight' has shape \[96, 384\], but config.json makes it \[96, 768\]"):
+        fastembed_rt.load(tmp_path / "st")
+
+
+def edit_config(model, **changes):
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, **changes}))
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"hidden_size": 1_200_000_000}, "tensor 'encoder.layer.0.attention.self.query.weight' has shape [384, 384], but "
+                                     "config.json makes it [1200000000, 1200000000]"),
+    ({"intermediate_size": 1024}, "tensor 'encoder.layer.0.intermediate.dense.weight' has shape [1536, 384], but "
+                                  "config.json makes it [1024, 384]"),
+    ({"vocab_size": 50000}, "tensor 'embeddings.word_embeddings.weight' has shape [30522, 384], but config.json makes it "
+                            "[50000, 384]"),
+    ({"num_hidden_layers": 7}, "checkpoint is missing tensor 'encoder.layer.6.attention.self.query.weight'"),
+])  # fmt: skip
+def test_a_config_that_does_not_describe_the_weights_is_refused_at_load(tmp_path, minilm_path, changes, message):
+    """Before: hidden_size 1,200,000,000 loaded, and encode failed with "shape '[3, 3, 12, 100000000]' is invalid"."""
+    model = copy_model(minilm_path, tmp_path / "m")
+    edit_config(model, **changes)
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        fastembed_rt.load(model)
+
+
+def test_a_config_without_a_needed_field_is_named(tmp_path, minilm_path):
+    model = copy_model(minilm_path, tmp_path / "m")
+    config = json.loads((model / "config.json").read_text())
+    del config["num_attention_heads"]
+    (model / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="config.json has no 'num_attention_heads', which model_type 'bert' needs"):
+        fastembed_rt.load(model)
+
+
+def test_a_garbage_tokenizer_file_is_named(tmp_path, minilm_path):
+    model = copy_model(minilm_path, tmp_path / "m")
+    (model / "tokenizer.json").write_bytes(b"\xff\xfe not a tokenizer \x00")
+    with pytest.raises(ValueError, match=r"m/tokenizer.json: not a tokenizer the tokenizers library can read"):
+        load_model_spec(model)
+    (model / "tokenizer.json").write_text('{"version": "1.0", "model": 3}')
+    with pytest.raises(ValueError, match=r"m/tokenizer.json: not a tokenizer"):
+        load_model_spec(model)

@@ -132,22 +132,32 @@ class WeightReader:
         self.prefix = min(prefixes, key=len)
         self.weights, self.device, self.dtype, self.int8 = weights, device, dtype, int8
 
-    def __call__(self, name: str) -> torch.Tensor:
+    def raw(self, name: str, shape: tuple) -> torch.Tensor:
+        """The tensor as stored, after checking its shape against `shape` (from config.json; None: any size)."""
         for candidate in (name, name.replace(".weight", ".gamma"), name.replace(".bias", ".beta")):
             tensor = self.weights.get(self.prefix + candidate)
             if tensor is not None:
-                return tensor.to(self.device, self.dtype).contiguous()
-        raise ValueError(f"checkpoint is missing tensor {self.prefix + name!r}")
+                break
+        else:
+            raise ValueError(f"checkpoint is missing tensor {self.prefix + name!r}")
+        found = tuple(tensor.shape)
+        if len(found) != len(shape) or any(e is not None and e != f for e, f in zip(shape, found)):
+            expected = ", ".join("any" if e is None else str(e) for e in shape)
+            raise ValueError(f"tensor {self.prefix + candidate!r} has shape [{', '.join(map(str, found))}], but config.json "
+                             f"makes it [{expected}]: the config does not describe these weights")  # fmt: skip
+        return tensor
 
-    def cat(self, *names: str) -> torch.Tensor:
-        return torch.cat([self(n) for n in names], dim=0)
+    def __call__(self, name: str, shape: tuple) -> torch.Tensor:
+        return self.raw(name, shape).to(self.device, self.dtype).contiguous()
 
-    def linear(self, *prefixes: str, bias: bool = True, sensitive: bool = False, seven_bit: bool = False) -> ops.Linear:
-        """One linear layer from `prefix.weight` (and `prefix.bias`), several prefixes stacked into one GEMM.
-        Under int8, a `sensitive` layer stays in float: bfloat16 where that runs about as fast as float32; a `seven_bit`
-        one may take 7-bit weights where that is faster (ops.Linear)."""
-        weight = self.cat(*(p + ".weight" for p in prefixes))
-        bias_tensor = self.cat(*(p + ".bias" for p in prefixes)) if bias else None
+    def linear(self, *prefixes: str, rows: int | tuple, cols: int, bias: bool = True, sensitive: bool = False,
+               seven_bit: bool = False) -> ops.Linear:  # fmt: skip
+        """One linear layer from `prefix.weight` [rows, cols] (and `prefix.bias`), several prefixes stacked into one
+        GEMM (`rows` per prefix, or one count for all). Under int8, a `sensitive` layer stays in float: bfloat16 where
+        that runs about as fast as float32; a `seven_bit` one may take 7-bit weights where that is faster (ops.Linear)."""
+        rows = rows if isinstance(rows, tuple) else (rows,) * len(prefixes)
+        weight = torch.cat([self(p + ".weight", (r, cols)) for p, r in zip(prefixes, rows)])
+        bias_tensor = torch.cat([self(p + ".bias", (r,)) for p, r in zip(prefixes, rows)]) if bias else None
         if self.int8 and sensitive:
             dtype = torch.bfloat16 if ops.fast_bfloat16(self.device) else torch.float32
             return ops.Linear(weight.to(dtype), None if bias_tensor is None else bias_tensor.to(dtype))
@@ -168,28 +178,29 @@ def build_bert(config: dict, weights, device, dtype, int8: bool = False) -> Enco
     if config.get("position_embedding_type", "absolute") != "absolute":
         raise ValueError(f"unsupported position_embedding_type {config['position_embedding_type']!r}; supported: absolute")
     w = WeightReader(weights, "embeddings.word_embeddings.weight", device, dtype, int8)
+    H, inner = cfg.hidden_size, config.get("intermediate_size")
     layers = []
     for i in range(cfg.num_layers):
         p = f"encoder.layer.{i}."
         attn = p + "attention.self."
         layers.append(
             EncoderLayer(
-                qkv=w.linear(attn + "query", attn + "key", attn + "value", sensitive=True),
-                out=w.linear(p + "attention.output.dense", seven_bit=True),
-                attn_norm_weight=w(p + "attention.output.LayerNorm.weight"),
-                attn_norm_bias=w(p + "attention.output.LayerNorm.bias"),
-                up=w.linear(p + "intermediate.dense", seven_bit=True),
-                down=w.linear(p + "output.dense"),
-                ffn_norm_weight=w(p + "output.LayerNorm.weight"),
-                ffn_norm_bias=w(p + "output.LayerNorm.bias"),
+                qkv=w.linear(attn + "query", attn + "key", attn + "value", rows=H, cols=H, sensitive=True),
+                out=w.linear(p + "attention.output.dense", rows=H, cols=H, seven_bit=True),
+                attn_norm_weight=w(p + "attention.output.LayerNorm.weight", (H,)),
+                attn_norm_bias=w(p + "attention.output.LayerNorm.bias", (H,)),
+                up=w.linear(p + "intermediate.dense", rows=inner, cols=H, seven_bit=True),
+                down=w.linear(p + "output.dense", rows=H, cols=inner),
+                ffn_norm_weight=w(p + "output.LayerNorm.weight", (H,)),
+                ffn_norm_bias=w(p + "output.LayerNorm.bias", (H,)),
             )
         )
     return Encoder(
         cfg,
-        word=w("embeddings.word_embeddings.weight"),
-        position=w("embeddings.position_embeddings.weight"),
-        token_type=w("embeddings.token_type_embeddings.weight")[0],
-        norm_weight=w("embeddings.LayerNorm.weight"),
-        norm_bias=w("embeddings.LayerNorm.bias"),
+        word=w("embeddings.word_embeddings.weight", (config.get("vocab_size"), H)),
+        position=w("embeddings.position_embeddings.weight", (config.get("max_position_embeddings"), H)),
+        token_type=w("embeddings.token_type_embeddings.weight", (config.get("type_vocab_size"), H))[0],
+        norm_weight=w("embeddings.LayerNorm.weight", (H,)),
+        norm_bias=w("embeddings.LayerNorm.bias", (H,)),
         layers=layers,
     )

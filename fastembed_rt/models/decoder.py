@@ -150,9 +150,10 @@ def build_decoder(config: dict, weights, device, dtype, int8: bool = False) -> D
     c = decoder_config(config)
     w = WeightReader(weights, "embed_tokens.weight", device, dtype, int8)
     qkv_bias = bool(config.get("attention_bias", c.model_type == "qwen2"))
+    H, inner, q_rows, kv_rows = c.hidden_size, config.get("intermediate_size"), c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
 
-    def norm(name):  # Gemma keeps (weight - 1): its RMSNorm multiplies by (1 + weight), computed in float32
-        return (w.weights[w.prefix + name].float() + 1.0).to(device, dtype) if c.gemma else w(name)
+    def norm(name, width=H):  # Gemma keeps (weight - 1): its RMSNorm multiplies by (1 + weight), computed in float32
+        return (w.raw(name, (width,)).float() + 1.0).to(device, dtype) if c.gemma else w(name, (width,))
 
     def optional_norm(name):
         return norm(name) if w.prefix + name in w.weights else None
@@ -163,15 +164,16 @@ def build_decoder(config: dict, weights, device, dtype, int8: bool = False) -> D
         a = p + "self_attn."
         layers.append(DecoderLayer(
             attn_norm=norm(p + "input_layernorm.weight"),
-            qkv=w.linear(a + "q_proj", a + "k_proj", a + "v_proj", bias=qkv_bias, sensitive=True),
-            q_norm=norm(a + "q_norm.weight") if c.qk_norm else None,
-            k_norm=norm(a + "k_norm.weight") if c.qk_norm else None,
-            out=w.linear(a + "o_proj", bias=bool(config.get("attention_bias", False))),
+            qkv=w.linear(a + "q_proj", a + "k_proj", a + "v_proj", rows=(q_rows, kv_rows, kv_rows), cols=H, bias=qkv_bias,
+                         sensitive=True),  # fmt: skip
+            q_norm=norm(a + "q_norm.weight", c.head_dim) if c.qk_norm else None,
+            k_norm=norm(a + "k_norm.weight", c.head_dim) if c.qk_norm else None,
+            out=w.linear(a + "o_proj", rows=H, cols=q_rows, bias=bool(config.get("attention_bias", False))),
             post_attn_norm=optional_norm(p + "post_attention_layernorm.weight") if c.gemma else None,
             mlp_norm=norm(p + ("pre_feedforward_layernorm.weight" if c.gemma else "post_attention_layernorm.weight")),
-            gate_up=w.linear(p + "mlp.gate_proj", p + "mlp.up_proj", bias=bool(config.get("mlp_bias", False))),
-            down=w.linear(p + "mlp.down_proj", bias=bool(config.get("mlp_bias", False))),
+            gate_up=w.linear(p + "mlp.gate_proj", p + "mlp.up_proj", rows=inner, cols=H, bias=bool(config.get("mlp_bias", False))),
+            down=w.linear(p + "mlp.down_proj", rows=H, cols=inner, bias=bool(config.get("mlp_bias", False))),
             post_mlp_norm=optional_norm(p + "post_feedforward_layernorm.weight") if c.gemma else None,
         ))  # fmt: skip
     max_positions = config.get("max_position_embeddings", 32768)
-    return Decoder(c, w("embed_tokens.weight"), layers, norm("norm.weight"), Rotary.from_config(config, c.head_dim), max_positions)
+    return Decoder(c, w("embed_tokens.weight", (config.get("vocab_size"), H)), layers, norm("norm.weight"), Rotary.from_config(config, c.head_dim), max_positions)

@@ -14,28 +14,29 @@ def build_distilbert(config: dict, weights, device, dtype, int8: bool = False) -
         activation=config.get("activation", "gelu"),
     )
     w = WeightReader(weights, "embeddings.word_embeddings.weight", device, dtype, int8)
+    H, inner = cfg.hidden_size, config.get("hidden_dim")
     layers = []
     for i in range(cfg.num_layers):
         p = f"transformer.layer.{i}."
         attn = p + "attention."
         layers.append(
             EncoderLayer(
-                qkv=w.linear(attn + "q_lin", attn + "k_lin", attn + "v_lin", sensitive=True),
-                out=w.linear(attn + "out_lin"),
-                attn_norm_weight=w(p + "sa_layer_norm.weight"),
-                attn_norm_bias=w(p + "sa_layer_norm.bias"),
-                up=w.linear(p + "ffn.lin1"),
-                down=w.linear(p + "ffn.lin2"),
-                ffn_norm_weight=w(p + "output_layer_norm.weight"),
-                ffn_norm_bias=w(p + "output_layer_norm.bias"),
+                qkv=w.linear(attn + "q_lin", attn + "k_lin", attn + "v_lin", rows=H, cols=H, sensitive=True),
+                out=w.linear(attn + "out_lin", rows=H, cols=H),
+                attn_norm_weight=w(p + "sa_layer_norm.weight", (H,)),
+                attn_norm_bias=w(p + "sa_layer_norm.bias", (H,)),
+                up=w.linear(p + "ffn.lin1", rows=inner, cols=H),
+                down=w.linear(p + "ffn.lin2", rows=H, cols=inner),
+                ffn_norm_weight=w(p + "output_layer_norm.weight", (H,)),
+                ffn_norm_bias=w(p + "output_layer_norm.bias", (H,)),
             )
         )
     return Encoder(
         cfg,
-        word=w("embeddings.word_embeddings.weight"),
-        position=w("embeddings.position_embeddings.weight"),
+        word=w("embeddings.word_embeddings.weight", (config.get("vocab_size"), H)),
+        position=w("embeddings.position_embeddings.weight", (config.get("max_position_embeddings"), H)),
         token_type=None,
-        norm_weight=w("embeddings.LayerNorm.weight"),
-        norm_bias=w("embeddings.LayerNorm.bias"),
+        norm_weight=w("embeddings.LayerNorm.weight", (H,)),
+        norm_bias=w("embeddings.LayerNorm.bias", (H,)),
         layers=layers,
     )

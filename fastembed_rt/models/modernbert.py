@@ -75,18 +75,21 @@ def build_modernbert(config: dict, weights, device, dtype, int8: bool = False) -
     )  # fmt: skip
     w = WeightReader(weights, "embeddings.tok_embeddings.weight", device, dtype, int8)
     norm_bias, attn_bias, mlp_bias = config.get("norm_bias", False), config.get("attention_bias", False), config.get("mlp_bias", False)
+    H, inner = c.hidden_size, config.get("intermediate_size")
 
     def norm(name):
-        return w(name + ".weight"), w(name + ".bias") if norm_bias else None
+        return w(name + ".weight", (H,)), w(name + ".bias", (H,)) if norm_bias else None
 
     layers = []
     for i in range(layers_count):
         p = f"layers.{i}."
         layers.append(ModernBertLayer(
             attn_norm=None if i == 0 else norm(p + "attn_norm"),
-            qkv=w.linear(p + "attn.Wqkv", bias=attn_bias, sensitive=True), out=w.linear(p + "attn.Wo", bias=attn_bias),
-            mlp_norm=norm(p + "mlp_norm"), up=w.linear(p + "mlp.Wi", bias=mlp_bias), down=w.linear(p + "mlp.Wo", bias=mlp_bias),
+            qkv=w.linear(p + "attn.Wqkv", rows=3 * H, cols=H, bias=attn_bias, sensitive=True),
+            out=w.linear(p + "attn.Wo", rows=H, cols=H, bias=attn_bias), mlp_norm=norm(p + "mlp_norm"),
+            up=w.linear(p + "mlp.Wi", rows=inner and 2 * inner, cols=H, bias=mlp_bias),  # GLU: gate and up rows
+            down=w.linear(p + "mlp.Wo", rows=H, cols=inner, bias=mlp_bias),
         ))  # fmt: skip
     rotary = Rotary.from_config(config, c.hidden_size // c.num_heads, parameters)
-    return ModernBert(c, w("embeddings.tok_embeddings.weight"), norm("embeddings.norm"), layers, norm("final_norm"), rotary,
+    return ModernBert(c, w("embeddings.tok_embeddings.weight", (config.get("vocab_size"), H)), norm("embeddings.norm"), layers, norm("final_norm"), rotary,
                       config.get("max_position_embeddings", 8192))  # fmt: skip

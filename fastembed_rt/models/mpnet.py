@@ -52,19 +52,21 @@ def build_mpnet(config: dict, weights, device, dtype, int8: bool = False) -> MPN
         position_offset=PADDING_IDX + 1,
     )  # fmt: skip
     w = WeightReader(weights, "embeddings.word_embeddings.weight", device, dtype, int8)
+    H, inner, buckets = cfg.hidden_size, config.get("intermediate_size"), config.get("relative_attention_num_buckets", 32)
     layers = []
     for i in range(cfg.num_layers):
         p = f"encoder.layer.{i}."
         a = p + "attention.attn."
         layers.append(EncoderLayer(
-            qkv=w.linear(a + "q", a + "k", a + "v", sensitive=True), out=w.linear(a + "o"),
-            attn_norm_weight=w(p + "attention.LayerNorm.weight"), attn_norm_bias=w(p + "attention.LayerNorm.bias"),
-            up=w.linear(p + "intermediate.dense"), down=w.linear(p + "output.dense"),
-            ffn_norm_weight=w(p + "output.LayerNorm.weight"), ffn_norm_bias=w(p + "output.LayerNorm.bias"),
+            qkv=w.linear(a + "q", a + "k", a + "v", rows=H, cols=H, sensitive=True), out=w.linear(a + "o", rows=H, cols=H),
+            attn_norm_weight=w(p + "attention.LayerNorm.weight", (H,)), attn_norm_bias=w(p + "attention.LayerNorm.bias", (H,)),
+            up=w.linear(p + "intermediate.dense", rows=inner, cols=H), down=w.linear(p + "output.dense", rows=H, cols=inner),
+            ffn_norm_weight=w(p + "output.LayerNorm.weight", (H,)), ffn_norm_bias=w(p + "output.LayerNorm.bias", (H,)),
         ))  # fmt: skip
     return MPNetEncoder(
-        cfg, w("embeddings.word_embeddings.weight"), w("embeddings.position_embeddings.weight"), None,
-        w("embeddings.LayerNorm.weight"), w("embeddings.LayerNorm.bias"), layers,
-        relative_attention_bias=w("encoder.relative_attention_bias.weight"),
-        num_buckets=config.get("relative_attention_num_buckets", 32),
+        cfg, w("embeddings.word_embeddings.weight", (config.get("vocab_size"), H)),
+        w("embeddings.position_embeddings.weight", (config.get("max_position_embeddings"), H)), None,
+        w("embeddings.LayerNorm.weight", (H,)), w("embeddings.LayerNorm.bias", (H,)), layers,
+        relative_attention_bias=w("encoder.relative_attention_bias.weight", (buckets, cfg.num_heads)),
+        num_buckets=buckets,
     )  # fmt: skip

@@ -53,4 +53,8 @@ def architecture(config: dict) -> Architecture:
 
 def build_model(config: dict, weights, device, dtype, int8: bool = False):
     """Our model for config.json's model_type; int8=True quantizes its linear layers' weights."""
-    return architecture(config).build(config, weights, device, dtype, int8)
+    arch = architecture(config)
+    try:
+        return arch.build(config, weights, device, dtype, int8)
+    except KeyError as e:
+        raise ValueError(f"config.json has no {e.args[0]!r}, which model_type {config.get('model_type')!r} needs") from None

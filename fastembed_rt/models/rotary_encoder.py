@@ -94,26 +94,30 @@ def build_rotary_encoder(config: dict, weights, device, dtype, int8: bool = Fals
     layer_prefix, qkv_name, out_name, attn_norm, mlp_in, mlp_out, mlp_norm, emb_norm = NAMES[model_type]
     w = WeightReader(weights, "embeddings.word_embeddings.weight", device, dtype, int8)
     bias = model_type != "nomic_bert"
+    H, inner = c.hidden_size, _get(config, "intermediate_size", "n_inner")
 
     def norm(name):
-        return w(name + ".weight"), w(name + ".bias")
+        return w(name + ".weight", (H,)), w(name + ".bias", (H,))
 
     layers = []
     for i in range(c.num_layers):
         p = layer_prefix.format(i)
         if model_type == "gte":  # up_gate_proj holds up rows, then gate rows: reorder to (gate, up)
-            up, gate = w(p + mlp_in[0] + ".weight").chunk(2, dim=0)
+            up, gate = w(p + mlp_in[0] + ".weight", (inner and 2 * inner, H)).chunk(2, dim=0)
             mlp = ops.Linear(torch.cat([gate, up]).contiguous(), None, int8=int8)
         else:
-            mlp = w.linear(*(p + n for n in mlp_in), bias=bias and not gated)
+            mlp = w.linear(*(p + n for n in mlp_in), rows=inner, cols=H, bias=bias and not gated)
         layers.append(RotaryEncoderLayer(
-            qkv=w.linear(p + qkv_name, bias=bias, sensitive=True), out=w.linear(p + out_name, bias=bias),
-            attn_norm=norm(p + attn_norm), up=mlp, down=w.linear(p + mlp_out, bias=bias), mlp_norm=norm(p + mlp_norm),
+            qkv=w.linear(p + qkv_name, rows=3 * H, cols=H, bias=bias, sensitive=True),
+            out=w.linear(p + out_name, rows=H, cols=H, bias=bias), attn_norm=norm(p + attn_norm), up=mlp,
+            down=w.linear(p + mlp_out, rows=H, cols=inner, bias=bias), mlp_norm=norm(p + mlp_norm),
         ))  # fmt: skip
     token_type_name = "embeddings.token_type_embeddings.weight"
-    token_type = w(token_type_name)[0] if w.prefix + token_type_name in w.weights else None
+    types = _get(config, "type_vocab_size")
+    token_type = w(token_type_name, (types, H))[0] if w.prefix + token_type_name in w.weights else None
     theta = _get(config, "rope_theta", "rotary_emb_base")
     parameters = None if config.get("rope_parameters") or theta is None else {"all": {"rope_type": "default", "rope_theta": theta}}
     rotary = Rotary.from_config(config, c.hidden_size // c.num_heads, parameters)
-    return RotaryEncoder(c, w("embeddings.word_embeddings.weight"), token_type, norm(emb_norm), layers, rotary,
+    vocab = _get(config, "vocab_size")
+    return RotaryEncoder(c, w("embeddings.word_embeddings.weight", (vocab, H)), token_type, norm(emb_norm), layers, rotary,
                          _get(config, "max_position_embeddings", "n_positions", default=8192))  # fmt: skip
