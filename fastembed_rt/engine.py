@@ -222,6 +222,8 @@ class Embedder:
 
 
 def _check_texts(texts) -> list[str]:
+    if isinstance(texts, (bytes, bytearray, memoryview)):
+        raise TypeError(f"texts is {type(texts).__name__}, expected str or a sequence of str: decode it first (e.g. .decode('utf-8'))")
     if not isinstance(texts, (list, tuple)):
         try:
             texts = list(texts)
@@ -229,7 +231,14 @@ def _check_texts(texts) -> list[str]:
             raise TypeError(f"texts must be a string or a sequence of strings, got {type(texts).__name__}") from None
     for i, text in enumerate(texts):
         if not isinstance(text, str):
-            raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str")
+            hint = ": decode it first (e.g. .decode('utf-8'))" if isinstance(text, (bytes, bytearray)) else ""
+            raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str{hint}")
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as e:  # a lone surrogate: the tokenizer would refuse it without saying which text
+                raise ValueError(f"texts[{i}] is not valid Unicode: character {e.start} is a lone surrogate "
+                                 f"(U+{ord(text[e.start]):04X}), which no encoding can represent") from None  # fmt: skip
     return list(texts)
 
 

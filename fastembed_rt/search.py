@@ -90,9 +90,10 @@ class Index:
             raise ValueError(f"rescore_multiplier must be a non-negative integer, got {rescore_multiplier!r}")
         if len(self) == 0:
             raise ValueError("the index is empty: add vectors before searching")
+        k = min(int(k), len(self))  # k past the corpus: every vector, as the docstring says
         q = _float_matrix(queries, "queries", self.dim)
         if self.precision == "float32":
-            return _C.topk_dot_f32(q, self.codes, int(k), _isa())
+            return _C.topk_dot_f32(q, self.codes, k, _isa())
         candidates = int(min(len(self), k * max(rescore_multiplier, 1)))
         if self.precision == "int8":
             scores, ids = _C.topk_dot_i8(self._encode(q, "int8", self.ranges), self.codes, candidates, _isa())
@@ -101,7 +102,7 @@ class Index:
             scores = -distances
         if rescore_multiplier == 0:
             return scores.astype(np.float32), ids
-        return self._rescore(q, ids, int(k))
+        return self._rescore(q, ids, k)
 
     def _rescore(self, q: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         vectors = self._float_rows(ids.reshape(-1)).reshape(ids.shape[0], ids.shape[1], self.dim)
@@ -138,13 +139,65 @@ class Index:
         header_path = path / "header.json"
         if not header_path.is_file():
             raise FileNotFoundError(f"{header_path} is missing: not a fastembed_rt index")
-        header = json.loads(header_path.read_text())
-        if header.get("format") != FORMAT or header.get("version") != VERSION:
-            raise ValueError(f"{header_path}: not a version-{VERSION} {FORMAT} header")
+        try:
+            header = json.loads(header_path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ValueError(f"{header_path} is not valid JSON ({e})") from None
+        precision, dim, count, ranges = _check_header(header, header_path)
         mode = "r" if mmap else None
-        codes = np.load(path / "codes.npy", mmap_mode=mode)
-        floats = np.load(path / "float.npy", mmap_mode=mode) if header["has_float"] else None
-        if codes.shape[0] != header["count"]:
-            raise ValueError(f"{path / 'codes.npy'}: {codes.shape[0]} rows, header says {header['count']}")
-        ranges = None if header["ranges"] is None else np.asarray(header["ranges"], dtype=np.float32)
-        return cls(header["precision"], header["dim"], codes, floats, ranges)
+        codes = _load_array(path / "codes.npy", mode, _CODE_DTYPES[precision], (count, _code_width(precision, dim)))
+        floats = _load_array(path / "float.npy", mode, np.float32, (count, dim)) if header["has_float"] else None
+        return cls(precision, dim, codes, floats, ranges)
+
+
+_CODE_DTYPES = {"float32": np.float32, "int8": np.int8, "binary": np.uint8}
+
+
+def _code_width(precision: str, dim: int) -> int:
+    return (dim + 7) // 8 if precision == "binary" else dim
+
+
+def _is_count(value, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _check_header(header, path: Path) -> tuple[str, int, int, np.ndarray | None]:
+    """precision, dim, count and int8 ranges of an index header, every field checked before any array is read."""
+    if not isinstance(header, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(header).__name__}")
+    if header.get("format") != FORMAT or header.get("version") != VERSION:
+        raise ValueError(f"{path}: not a version-{VERSION} {FORMAT} header")
+    precision, dim, count = header.get("precision"), header.get("dim"), header.get("count")
+    if precision not in INDEX_PRECISIONS:
+        raise ValueError(f"{path}: precision {precision!r} is not one of {', '.join(INDEX_PRECISIONS)}")
+    if not (_is_count(dim, 1) and dim <= 1 << 20):
+        raise ValueError(f"{path}: dim {dim!r} is not an integer in [1, {1 << 20}]")
+    if not _is_count(count, 0):
+        raise ValueError(f"{path}: count {count!r} is not a non-negative integer")
+    if not isinstance(header.get("has_float"), bool):
+        raise ValueError(f"{path}: has_float {header.get('has_float')!r} is not true or false")
+    ranges = header.get("ranges")
+    if precision != "int8":
+        if ranges is not None:
+            raise ValueError(f"{path}: ranges are only for int8 indexes, this one is {precision}")
+        return precision, dim, count, None
+    try:
+        ranges = np.asarray(ranges, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: ranges must be [2][{dim}] finite numbers (int8 calibration), got {type(ranges).__name__}") from None
+    if ranges.shape != (2, dim) or not np.isfinite(ranges).all():
+        raise ValueError(f"{path}: ranges must be [2][{dim}] finite numbers (int8 calibration), got shape {list(ranges.shape)}")
+    return precision, dim, count, ranges
+
+
+def _load_array(path: Path, mode, dtype, shape: tuple[int, int]) -> np.ndarray:
+    """A .npy array that must have `dtype` and `shape` (what the header says), named when it does not."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing")
+    try:
+        array = np.load(path, mmap_mode=mode, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise ValueError(f"{path}: not a readable .npy array ({e})") from None
+    if array.dtype != dtype or array.shape != shape:
+        raise ValueError(f"{path}: {array.dtype} {list(array.shape)}, but header.json says {np.dtype(dtype)} {list(shape)}")
+    return array

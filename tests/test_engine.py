@@ -28,6 +28,16 @@ def test_non_string_is_named_by_index(minilm, bad, index, kind):
         minilm.encode(bad)
 
 
+def test_bytes_and_lone_surrogates_are_named(minilm):
+    with pytest.raises(TypeError, match=r"texts is bytes, expected str or a sequence of str: decode it first"):
+        minilm.encode(b"abc")  # before: "texts[0] is int"
+    with pytest.raises(TypeError, match=r"texts\[1\] is bytes, expected str: decode it first"):
+        minilm.encode(["fine", b"abc"])
+    with pytest.raises(ValueError, match=r"texts\[1\] is not valid Unicode: character 3 is a lone surrogate \(U\+D800\)"):
+        minilm.encode(["fine", "ab \ud800 x"])  # before: tokenizers' "TextEncodeInput must be Union[...]"
+    assert minilm.encode(["naïve café 中文 😀"]).shape == (1, 384)
+
+
 def test_non_iterable_is_refused(minilm):
     with pytest.raises(TypeError, match="texts must be a string or a sequence of strings"):
         minilm.encode(42)

@@ -130,3 +130,55 @@ def test_forced_isa_paths_agree(precision, corpus, monkeypatch):
     monkeypatch.setenv("FASTEMBED_RT_ISA", "sse9")
     with pytest.raises(ValueError, match="unknown isa 'sse9'"):
         Index.build(corpus, precision).search(queries, k=8)
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8", "binary"])
+def test_k_of_any_size_is_clamped_in_python(precision, corpus):
+    """Before: k=2**63 reached pybind11 and came back as an "incompatible function arguments" dump."""
+    index = Index.build(corpus[:20], precision)
+    for k in (2**63, 2**80, np.int64(2**62)):
+        scores, ids = index.search(corpus[:2], k=k)
+        assert ids.shape == (2, 20) and sorted(ids[0].tolist()) == list(range(20))
+
+
+def edit_header(path, **changes):
+    import json
+
+    header = json.loads((path / "header.json").read_text())
+    (path / "header.json").write_text(json.dumps({**header, **changes}))
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"precision": "float16"}, "precision 'float16' is not one of float32, int8, binary"),
+    ({"precision": 3}, "precision 3 is not one of"),
+    ({"dim": 10**12}, r"dim 1000000000000 is not an integer in \[1, 1048576\]"),
+    ({"dim": 0}, r"dim 0 is not an integer"),
+    ({"dim": -1}, r"dim -1 is not an integer"),
+    ({"dim": "96"}, r"dim '96' is not an integer"),
+    ({"count": -5}, "count -5 is not a non-negative integer"),
+    ({"count": 7}, r"codes.npy: int8 \[3000, 96\], but header.json says int8 \[7, 96\]"),
+    ({"dim": 95}, r"ranges must be \[2\]\[95\] finite numbers \(int8 calibration\), got shape \[2, 96\]"),
+    ({"precision": "binary", "ranges": None}, r"codes.npy: int8 \[3000, 96\], but header.json says uint8 \[3000, 12\]"),
+    ({"ranges": [[0.0, 1.0]]}, r"ranges must be \[2\]\[96\] finite numbers"),
+    ({"ranges": "wide"}, r"ranges must be \[2\]\[96\] finite numbers"),
+    ({"has_float": "yes"}, "has_float 'yes' is not true or false"),
+    ({"has_float": True}, "float.npy is missing"),
+])  # fmt: skip
+def test_a_bad_index_header_is_refused_at_load(corpus, tmp_path, changes, message):
+    """Before: precision "float16" loaded and failed at search with "expected dtype uint8, got int8"; dim 10^12,
+    0 and -1 loaded too."""
+    Index.build(corpus, "int8").save(tmp_path)
+    edit_header(tmp_path, **changes)
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        Index.load(tmp_path)
+
+
+def test_a_header_or_array_that_is_not_what_it_claims_is_named(corpus, tmp_path):
+    Index.build(corpus, "binary").save(tmp_path)
+    (tmp_path / "codes.npy").write_bytes(b"\x93NUMPY garbage")
+    with pytest.raises(ValueError, match="codes.npy: not a readable .npy array"):
+        Index.load(tmp_path)
+    for content, message in (("[]", "expected a JSON object, got list"), ("{", "header.json is not valid JSON")):
+        (tmp_path / "header.json").write_text(content)
+        with pytest.raises(ValueError, match=message):
+            Index.load(tmp_path)
