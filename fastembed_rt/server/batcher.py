@@ -4,8 +4,10 @@
         ▲                                                                                       │
         └─────────────────────────── call_soon_threadsafe(job's future) ◀──────────────────────┘
 
-As in TEI, a batch is cut by a token budget (and a cap on texts) and packed while the previous batch runs,
-so the model never waits for Python to assemble its input. A partial batch waits at most `max_wait_ms`,
+As in TEI, a batch is cut by a token budget (and a cap on texts). It takes one text of each waiting request in
+turn, and is cut only when the model is done with the previous one (packing 4,096 tokens takes about a
+millisecond), so that a request that comes in while a batch runs rides the next one, even behind a request of
+thousands of texts that holds the model for seconds. A partial batch waits at most `max_wait_ms`,
 and only while requests are still being tokenized (announced): with nothing on its way, waiting would
 only add latency. Texts of a request whose client went away are dropped before they take a batch slot.
 """
@@ -79,7 +81,8 @@ class Batcher:
         self._queued_texts = 0
         self._announced = 0  # requests being tokenized, whose texts will arrive soon
         self._closing = False
-        self._handoff: queue.Queue = queue.Queue(maxsize=1)  # one batch prepared ahead of the model
+        self._handoff: queue.Queue = queue.Queue(maxsize=1)
+        self._slot = threading.Semaphore(1)  # the next batch is cut when the model is done with the last one
         self._tokens_since_release = 0
         self._threads = [
             threading.Thread(target=self._cut_batches, name="fastembed-batcher", daemon=True),
@@ -132,7 +135,9 @@ class Batcher:
 
     # --- batcher thread --------------------------------------------------------------------------------
     def _take(self, items: list, tokens: int) -> tuple[int, bool]:
-        """Moves queued sequences into `items` while they fit; returns the tokens and whether it is full."""
+        """Moves queued sequences into `items` while they fit; returns the tokens and whether it is full.
+        One sequence per request in turn (round robin), so that a request of one sentence rides the next batch
+        even behind a request of thousands of texts, which would otherwise hold the model for seconds."""
         while self._jobs:
             job = self._jobs[0]
             if job.cancelled:
@@ -151,6 +156,8 @@ class Batcher:
             self._queued_texts -= 1
             if job.next == len(job.ids):
                 self._jobs.popleft()
+            else:
+                self._jobs.rotate(-1)
         return tokens, False
 
     def _next_batch(self) -> list | None:
@@ -172,47 +179,59 @@ class Batcher:
 
     def _cut_batches(self) -> None:
         try:
-            while (items := self._next_batch()) is not None:
+            while True:
+                self._slot.acquire()  # as late as possible: requests that come in meanwhile ride it
+                if (items := self._next_batch()) is None:
+                    break
                 if items:
                     ids = [job.ids[i] for job, i in items]
                     self._handoff.put((items, pack(ids, skip=[job.skip[i] for job, i in items])))
+                else:
+                    self._slot.release()
         finally:
             self._handoff.put(None)
 
     # --- model thread ----------------------------------------------------------------------------------
     def _run_model(self) -> None:
         while (work := self._handoff.get()) is not None:
-            items, batch = work
-            jobs = list({id(job): job for job, _ in items}.values())
-            if all(job.cancelled for job in jobs):
-                self.metrics.cancelled_texts.inc(len(items))
-                continue
-            start = time.perf_counter()
-            for job in jobs:
-                if job.queue_seconds is None:
-                    job.queue_seconds = start - job.enqueued
             try:
-                vectors = self.embed_batch(batch)
-            except Exception as error:  # one bad batch fails its requests, not the server
-                for job in jobs:
-                    job._settle(error=error)
-                continue
-            elapsed = time.perf_counter() - start
-            self.metrics.inference_seconds.observe(elapsed)
-            self.metrics.batch_texts.observe(len(items))
-            self.metrics.batch_tokens.observe(batch.num_tokens)
-            self.metrics.embedded_texts.inc(len(items))
-            for job in jobs:
-                job.inference_seconds += elapsed
-            for (job, i), vector in zip(items, vectors):
-                job.vectors[i] = vector
-                job.remaining -= 1
-                if job.remaining == 0:
-                    job._settle(job.vectors)
+                tokens = self._embed(*work)
+            finally:
+                self._slot.release()  # now cut the next batch, with the requests that came in meanwhile
+            del work  # the batch's memory is free before the allocator is asked to give it back
             # Out of work after at least a full batch's worth of tokens: give back what the burst left
             # (about 5 ms after a burst; not after every single query).
-            self._tokens_since_release += batch.num_tokens
-            del work, items, batch, vectors, jobs
-            if self._tokens_since_release >= self.max_batch_tokens and self._handoff.empty() and not self._jobs:
+            self._tokens_since_release += tokens
+            if self._tokens_since_release >= self.max_batch_tokens and not self._jobs:
                 self._tokens_since_release = 0
                 release_free_memory()
+
+    def _embed(self, items: list, batch) -> int:
+        """Runs one batch and settles the requests it completes; returns its token count."""
+        jobs = list({id(job): job for job, _ in items}.values())
+        if all(job.cancelled for job in jobs):
+            self.metrics.cancelled_texts.inc(len(items))
+            return 0
+        start = time.perf_counter()
+        for job in jobs:
+            if job.queue_seconds is None:
+                job.queue_seconds = start - job.enqueued
+        try:
+            vectors = self.embed_batch(batch)
+        except Exception as error:  # one bad batch fails its requests, not the server
+            for job in jobs:
+                job._settle(error=error)
+            return 0
+        elapsed = time.perf_counter() - start
+        self.metrics.inference_seconds.observe(elapsed)
+        self.metrics.batch_texts.observe(len(items))
+        self.metrics.batch_tokens.observe(batch.num_tokens)
+        self.metrics.embedded_texts.inc(len(items))
+        for job in jobs:
+            job.inference_seconds += elapsed
+        for (job, i), vector in zip(items, vectors):
+            job.vectors[i] = vector
+            job.remaining -= 1
+            if job.remaining == 0:
+                job._settle(job.vectors)
+        return batch.num_tokens

@@ -212,3 +212,29 @@ def test_an_empty_job_resolves_at_once():
         return result
 
     assert asyncio.run(main()).shape == (0, DIM)
+
+
+def test_a_one_text_request_rides_the_next_batch_behind_a_huge_one():
+    """Round robin between requests: a request of thousands of texts does not hold the model for all of them
+    while a one-sentence request waits behind it (before: FIFO, the sentence waited for every batch)."""
+
+    async def main():
+        gate = threading.Event()
+        model = FakeModel(gate)
+        batcher = make_batcher(model)  # 8 texts or 64 tokens a batch
+        loop = asyncio.get_running_loop()
+        huge = Job([[1000 + i, 7, 7] for i in range(200)], [0] * 200, DIM, loop)
+        small = Job([[5]], [0], DIM, loop)
+        batcher.submit(huge, announced=False)
+        batcher.start()
+        await asyncio.sleep(0.2)  # the first batch runs (held by the gate) and the next one is cut ahead
+        batcher.submit(small, announced=False)
+        gate.set()
+        np.testing.assert_array_equal(await small.future, expected([[5]], [0]))
+        assert not huge.future.done()  # the sentence did not wait for the 200 texts
+        await huge.future
+        batcher.close()
+        position = next(i for i, batch in enumerate(model.batches) if [5] in batch)
+        assert position <= 2, [len(b) for b in model.batches]
+
+    asyncio.run(main())
