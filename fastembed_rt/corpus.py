@@ -79,6 +79,10 @@ def row_digest(row_id: str, text_hash: int) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
 
 
+def record_digest(record: Record) -> int:
+    return row_digest(record.id, text_digest(record.text))
+
+
 def model_revision(path: Path) -> str:
     """sha256 over the model directory's files (names and contents): the weights a job's vectors came from."""
     digest = hashlib.sha256()
@@ -363,8 +367,7 @@ def embed_corpus(embedder, inputs: str | Path, out_dir: str | Path, options: Job
         try:
             while (item := _get(vectors_q, stop)) is not None:
                 records, vectors = item
-                digests = [row_digest(r.id, text_digest(r.text)) for r in records]
-                sink.add([r.id for r in records], records[-1].position, vectors, digests)
+                sink.add([r.id for r in records], records[-1].position, vectors, [record_digest(r) for r in records])
             if not stop.is_set():  # an interrupted run leaves its partial shard unwritten
                 sink.flush()
         except BaseException as e:
@@ -442,11 +445,7 @@ def _open_manifest(out: Path, header: dict, overwrite: bool) -> dict:
     """The manifest to continue: a fresh one, or the existing one when it describes this same job."""
     path = out / MANIFEST
     if path.is_file():
-        try:
-            existing = json.loads(path.read_text(encoding="utf-8"))
-            damage = manifest_problems(existing)
-        except (ValueError, UnicodeDecodeError) as e:
-            existing, damage = None, [f"not valid JSON ({e})"]
+        existing, damage = _read_manifest(path)
         differs = damage or sorted(k for k in header if existing.get(k) != header[k])
         if not differs:
             return existing
@@ -497,13 +496,9 @@ def verify_output(out_dir: str | Path, check_inputs: bool = True) -> list[str]:
     path = out / MANIFEST
     if not path.is_file():
         return [f"{path} is missing"]
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        return [f"{path} is not valid JSON ({e})"]
-    problems = manifest_problems(manifest)
-    if problems:
-        return [f"{path}: {p}" for p in problems]
+    manifest, damage = _read_manifest(path)
+    if damage:
+        return [f"{path}: {p}" for p in damage]
     problems = [] if manifest.get("complete") else ["the job is not complete (run the same command again to resume)"]
     listed = {f["file"] for shard in manifest["shards"] for f in shard["files"]}
     for stray in sorted(p.name for p in out.iterdir() if p.name != MANIFEST and p.name not in listed):
@@ -545,12 +540,21 @@ def _check_inputs(out: Path, manifest: dict, written_ids: list[str]) -> list[str
                 return [f"output id {got!r} (row {position}) is not in the input"]
             if record.id != got:
                 return [f"output row {position}: expected id {record.id!r} ({record.where}), found {got!r}"]
-            if row_digest(record.id, text_digest(record.text)) != next(digests):
+            if record_digest(record) != next(digests):
                 return [f"input row {position} (id {record.id!r}, {record.where}) changed since it was embedded: "
                         "its text is not the one the vector was made from"]  # fmt: skip
     except (OSError, ValueError) as e:  # a missing or unreadable input file, a bad row: named by the reader
         return [f"cannot read the input again: {e}"]
     return []
+
+
+def _read_manifest(path: Path) -> tuple[dict | None, list[str]]:
+    """A manifest and what is wrong with its shape (nothing: [])."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        return None, [f"not valid JSON ({e})"]
+    return manifest, manifest_problems(manifest)
 
 
 def _is_plain_name(name) -> bool:

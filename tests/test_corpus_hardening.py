@@ -141,7 +141,7 @@ def test_verify_never_follows_a_manifest_path_out_of_the_job_folder(finished, tm
 @pytest.mark.parametrize("content,message", [
     ("[]", "expected a JSON object, got list"),
     ("{}", "field 'shards' is missing or not a list"),
-    ('{"shards": 3', "is not valid JSON"),
+    ('{"shards": 3', "manifest.json: not valid JSON"),
     ("null", "expected a JSON object, got NoneType"),
 ])  # fmt: skip
 def test_verify_explains_a_manifest_of_the_wrong_shape(finished, content, message):
