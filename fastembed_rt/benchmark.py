@@ -198,8 +198,9 @@ def format_table(results: list[OpResult]) -> str:
     return "\n".join(lines)
 
 
-def e2e(texts: list[str], threads: int) -> dict:
-    """The bundled all-MiniLM-L6-v2, whole model, fastembed_rt at each precision against sentence-transformers."""
+def e2e(texts: list[str], threads: int, model: str = "all-MiniLM-L6-v2", revision: str | None = None) -> dict:
+    """A whole model (default: the bundled all-MiniLM-L6-v2), fastembed_rt at each precision against
+    sentence-transformers on the same files."""
     import fastembed_rt
 
     try:
@@ -207,12 +208,12 @@ def e2e(texts: list[str], threads: int) -> dict:
     except ImportError:
         raise ValueError("bench --e2e compares against sentence-transformers: pip install sentence-transformers") from None
     torch.set_num_threads(threads)
-    ours = fastembed_rt.load("all-MiniLM-L6-v2", device="cpu")
+    ours = fastembed_rt.load(model, device="cpu", revision=revision)
     theirs = SentenceTransformer(str(ours.spec.path), device="cpu")
     tokens = sum(ours.count_tokens(texts))
     systems = {"sentence-transformers float32": lambda t: theirs.encode(t, batch_size=32, normalize_embeddings=True)}
     for dtype in ("float32", "bfloat16", "int8"):
-        systems[f"fastembed_rt {dtype}"] = fastembed_rt.load("all-MiniLM-L6-v2", device="cpu", dtype=dtype).encode
+        systems[f"fastembed_rt {dtype}"] = fastembed_rt.load(ours.spec.path, device="cpu", dtype=dtype).encode
     rows = {}
     for name, encode in systems.items():
         encode(texts[:32])

@@ -50,7 +50,7 @@ def cmd_embed(args) -> int:
     corpus = read_corpus(source, text_field=args.text_field, id_field=args.id_field)
     fmt = args.format or ("parquet" if str(args.out).endswith(".parquet") else "npy")
     out = Path(args.out)
-    model = fastembed_rt.load(args.model, device=args.device, dtype=args.dtype)
+    model = fastembed_rt.load(args.model, device=args.device, dtype=args.dtype, revision=args.revision)
 
     tokens_done = 0
     bar = tqdm(total=len(corpus.texts), unit="text", disable=args.quiet, file=sys.stderr)
@@ -98,7 +98,7 @@ def embed_job(args) -> int:
     from fastembed_rt.corpus import JobOptions, embed_corpus
 
     source = args.input or sample_corpus_path()
-    model = fastembed_rt.load(args.model, device=args.device, dtype=args.dtype)
+    model = fastembed_rt.load(args.model, device=args.device, dtype=args.dtype, revision=args.revision)
     options = JobOptions(
         precision=args.precision, format=args.format or "parquet", text_field=args.text_field, id_field=args.id_field,
         prompt=model.resolve_prompt(None, args.prompt_name), normalize=args.normalize, truncate_dim=args.truncate_dim,
@@ -140,7 +140,7 @@ def cmd_search(args) -> int:
     from fastembed_rt.search import Index
 
     index = Index.load(args.index)
-    model = fastembed_rt.load(args.model)
+    model = fastembed_rt.load(args.model, revision=args.revision)
     if model.dimension != index.dim:
         raise ValueError(f"model {args.model} makes {model.dimension}-d vectors, the index holds {index.dim}-d")
     scores, ids = index.search(model.encode(args.query, normalize=True), k=args.k, rescore_multiplier=args.rescore_multiplier)
@@ -155,7 +155,7 @@ def cmd_eval(args) -> int:
     import fastembed_rt
     from fastembed_rt import evaluation
 
-    model = fastembed_rt.load(args.model, dtype=args.dtype)
+    model = fastembed_rt.load(args.model, dtype=args.dtype, revision=args.revision)
     path = Path(args.data)
     if path.is_file():
         result = evaluation.evaluate_sts(model, path)
@@ -240,7 +240,7 @@ def cmd_serve(args) -> int:
         auto_truncate=args.auto_truncate, api_key=args.api_key or os.environ.get("FASTEMBED_RT_API_KEY"),
         served_model_name=args.served_model_name, tokenizer_workers=args.tokenizer_workers,
     )  # fmt: skip
-    serve(args.model, config, device=args.device, dtype=args.dtype, log_level=args.log_level)
+    serve(args.model, config, device=args.device, dtype=args.dtype, revision=args.revision, log_level=args.log_level)
     return 0
 
 
@@ -260,7 +260,7 @@ def cmd_bench(args) -> int:
         from fastembed_rt.readers import read_corpus
 
         texts = read_corpus(Path(args.corpus) if args.corpus else sample_corpus_path()).texts[: args.limit]
-        result = benchmark.e2e(texts, torch.get_num_threads())
+        result = benchmark.e2e(texts, torch.get_num_threads(), args.model, args.revision)
         print(f"end to end: {result['texts']:,} texts, {result['tokens']:,} tokens, {result['threads']} threads")
         print(f"  {'':32}{'tokens/s':>10}{'texts/s':>9}{'ratio':>7}{'query ms':>10}")
         for system, row in result["rows"].items():
@@ -287,13 +287,28 @@ BENCH_COLUMNS = ["op", "implementation", "dtype", "shape", "ms", "rate", "unit",
 DTYPE_HELP = "model weights: float32 (default), bfloat16, float16, or int8 (int8 linear layers)"
 
 
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="all-MiniLM-L6-v2",
+                        help="a model directory, a bundled name, or a Hugging Face Hub id (owner/name: downloaded once "
+                             "into the Hub cache; HF_HUB_OFFLINE=1 reads the cache only)")  # fmt: skip
+    parser.add_argument("--revision", help="with a Hub id: a branch, tag or commit (default: main)")
+
+
+def cmd_download(args) -> int:
+    from fastembed_rt.hub import fetch
+
+    model = fetch(args.model, args.revision, args.local_dir)
+    print(f"{model.repo_id} at commit {model.commit}: {model.path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastembed-rt", description="A high-performance text-embedding runtime.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     embed = sub.add_parser("embed", help="embed a corpus file (txt, jsonl, parquet) into npy or parquet")
     embed.add_argument("input", nargs="?", help="input file, directory or glob; default: the bundled sample corpus")
-    embed.add_argument("--model", default="all-MiniLM-L6-v2", help="model directory or bundled name")
+    add_model_arguments(embed)
     embed.add_argument("--out", default="out/embeddings.npy",
                        help="a .npy/.parquet file, or a directory for a resumable sharded job (default: out/embeddings.npy)")  # fmt: skip
     embed.add_argument("--format", choices=("npy", "parquet"), help="default: from --out's suffix, else npy")
@@ -328,12 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--query", required=True)
     search.add_argument("-k", type=int, default=10)
     search.add_argument("--rescore-multiplier", type=int, default=4, help="0: rank by the quantized scores alone")
-    search.add_argument("--model", default="all-MiniLM-L6-v2")
+    add_model_arguments(search)
     search.set_defaults(run=cmd_search)
 
     evaluate = sub.add_parser("eval", help="STS (a TSV file) or BEIR retrieval (a directory) quality")
     evaluate.add_argument("data", help="STS TSV (score, s1, s2) or BEIR directory (corpus.jsonl, queries.jsonl, qrels/test.tsv)")
-    evaluate.add_argument("--model", default="all-MiniLM-L6-v2")
+    add_model_arguments(evaluate)
     evaluate.add_argument("--dtype", help=DTYPE_HELP)
     evaluate.add_argument("--precision", default="float32,int8,binary", help="index precisions to compare")
     evaluate.add_argument("--drop-self", action="store_true", help="ignore a hit whose id equals the query id (ArguAna)")
@@ -342,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="time every op implementation against the reference and this machine's ceilings")
     bench.add_argument("--ops", help="comma-separated ops (default: all)")
+    add_model_arguments(bench)  # --e2e's model
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     bench.add_argument("--repeats", type=int, default=10, help="timed calls per implementation (median)")
@@ -352,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(run=cmd_bench)
 
     serve = sub.add_parser("serve", help="an HTTP API (OpenAI /v1/embeddings and TEI routes) with dynamic batching")
-    serve.add_argument("--model", default="all-MiniLM-L6-v2", help="model directory or bundled name")
+    add_model_arguments(serve)
     serve.add_argument("--served-model-name", help="the name responses and /info report (default: the model's)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     serve.add_argument("--port", type=int, default=8080, help="0: any free port (printed when ready)")
@@ -376,6 +392,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tokenizer-workers", type=int, default=1, help="threads tokenizing requests")
     serve.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
     serve.set_defaults(run=cmd_serve)
+
+    download = sub.add_parser("download", help="fetch a model from the Hugging Face Hub ahead of time (what we read only)")
+    download.add_argument("model", help="Hub id, owner/name")
+    download.add_argument("--revision", help="a branch, tag or commit (default: main)")
+    download.add_argument("--local-dir", help="copy the files into this folder (to carry to an air-gapped machine) instead of the cache")
+    download.set_defaults(run=cmd_download)
 
     info = sub.add_parser("info", help="versions, CPU features and the implementation each op uses")
     info.add_argument("--models", action="store_true", help="every supported architecture: attention, positions, pooling")

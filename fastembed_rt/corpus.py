@@ -308,6 +308,8 @@ def open_job(embedder, inputs: str | Path, out_dir: str | Path, options: JobOpti
         "format_version": FORMAT_VERSION,
         "model": str(embedder.spec.path),
         "model_revision": model_revision(embedder.spec.path),
+        "hub_id": embedder.spec.hub.repo_id if embedder.spec.hub else None,  # named by its Hub id: which one,
+        "hub_commit": embedder.spec.hub.commit if embedder.spec.hub else None,  # at which commit
         "dimension": embedder.resolve_truncate_dim(options.truncate_dim) or embedder.full_dimension,
         "inputs": [{"file": str(f), "bytes": f.stat().st_size} for f in files],
         **asdict(options),

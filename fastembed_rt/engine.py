@@ -242,6 +242,8 @@ def _check_texts(texts) -> list[str]:
     return list(texts)
 
 
-def load(name_or_path: str | Path = "all-MiniLM-L6-v2", device: str | torch.device | None = None, dtype=None) -> Embedder:
-    """Loads a local model directory (sentence-transformers or Hugging Face layout), or a bundled model by name."""
-    return Embedder(load_model_spec(name_or_path), device=device, dtype=dtype)
+def load(name_or_path: str | Path = "all-MiniLM-L6-v2", device: str | torch.device | None = None, dtype=None, *,
+         revision: str | None = None) -> Embedder:  # fmt: skip
+    """Loads a local model directory (sentence-transformers or Hugging Face layout), a bundled model by name, or a
+    model by its Hugging Face Hub id (`revision`: a branch, tag or commit), downloaded once into the Hub cache."""
+    return Embedder(load_model_spec(name_or_path, revision), device=device, dtype=dtype)

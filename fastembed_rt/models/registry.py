@@ -47,7 +47,10 @@ def architecture(config: dict) -> Architecture:
     model_type = config.get("model_type")
     arch = ARCHITECTURES.get(model_type)
     if arch is None:
-        raise ValueError(f"unsupported architecture model_type={model_type!r}; supported: {', '.join(ARCHITECTURES)}")
+        remote = config.get("auto_map")
+        hint = (f"; its config points at remote code ({', '.join(sorted(set(map(str, remote.values()))))}), which "
+                "fastembed_rt never runs: it needs its own forward for that architecture") if isinstance(remote, dict) else ""  # fmt: skip
+        raise ValueError(f"unsupported architecture model_type={model_type!r}{hint}; supported: {', '.join(ARCHITECTURES)}")
     return arch
 
 

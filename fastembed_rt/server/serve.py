@@ -37,7 +37,8 @@ def warm_up(embedder, max_batch_tokens: int) -> None:
     embedder.encode(["warm up " * 60] * max(1, max_batch_tokens // 128), batch_tokens=max_batch_tokens)
 
 
-def serve(model: str, config: ServerConfig, *, device: str | None = None, dtype: str | None = None, log_level: str = "warning") -> None:
+def serve(model: str, config: ServerConfig, *, device: str | None = None, dtype: str | None = None,
+          revision: str | None = None, log_level: str = "warning") -> None:  # fmt: skip
     import uvicorn
 
     from ..engine import load
@@ -45,9 +46,9 @@ def serve(model: str, config: ServerConfig, *, device: str | None = None, dtype:
 
     sock = bind(config.host, config.port)
     host, port = sock.getsockname()[:2]
-    embedder = load(model, device=device, dtype=dtype)
+    embedder = load(model, device=device, dtype=dtype, revision=revision)
     warm_up(embedder, config.max_batch_tokens)
-    name = config.served_model_name or Path(str(model)).name
+    name = config.served_model_name or (embedder.spec.hub.repo_id if embedder.spec.hub else Path(str(model)).name)
 
     def ready():
         print(f"fastembed-rt: serving {name} on http://{host}:{port}", flush=True)

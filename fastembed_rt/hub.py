@@ -1,0 +1,95 @@
+"""Models by their Hugging Face Hub id, through huggingface_hub's own client and cache.
+
+Only what fastembed_rt reads is downloaded: JSON configs (the model's, the tokenizer's, sentence-transformers'
+and its module folders'), and safetensors weights; PyTorch .bin weights only where a folder has no
+safetensors. Never code: a repository's .py files are not fetched, and fastembed_rt runs its own forward for
+every architecture. The cache is huggingface_hub's (HF_HOME / HF_HUB_CACHE), shared with sentence-transformers
+and transformers; HF_TOKEN opens gated models; HF_HUB_OFFLINE=1, or no network, resolves from the cache."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+# What loading reads (loading.py, weights.py, pooling.py), at the top and one folder down (sentence-transformers
+# modules such as 1_Pooling/ or 2_Dense/).
+READ_PATTERNS = ["*.json", "*/*.json", "*.safetensors", "*/*.safetensors"]
+PICKLE_WEIGHTS = ["pytorch_model.bin", "*/pytorch_model.bin"]
+
+# owner/name as the Hub spells repository ids.
+_REPO_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*$")
+
+
+@dataclass(frozen=True)
+class HubModel:
+    repo_id: str
+    commit: str  # the revision resolved to a commit
+    path: Path  # the snapshot folder (or the local_dir)
+
+
+def looks_like_repo_id(name: str) -> bool:
+    return bool(_REPO_ID.match(name)) and ".." not in name and not name.endswith((".json", ".safetensors"))
+
+
+def fetch(repo_id: str, revision: str | None = None, local_dir: str | Path | None = None) -> HubModel:
+    """The model's files, downloaded once (or found in the cache), and the commit they are from."""
+    import huggingface_hub
+    from huggingface_hub import errors
+
+    def download(patterns: list[str]) -> Path:
+        return Path(huggingface_hub.snapshot_download(repo_id, revision=revision, allow_patterns=patterns,
+                                                      local_dir=local_dir, library_name="fastembed_rt"))  # fmt: skip
+
+    try:
+        path = download(READ_PATTERNS)
+        missing_weights = [d for d in _weight_folders(path) if not any(d.glob("*.safetensors"))]
+        if missing_weights:  # an older repository with pickled weights only (read with weights_only=True)
+            path = download(READ_PATTERNS + PICKLE_WEIGHTS)
+    except errors.GatedRepoError:
+        raise PermissionError(
+            f"{repo_id} is a gated model: accept its terms on https://huggingface.co/{repo_id} and set HF_TOKEN "
+            "(or run `huggingface-cli login`)"
+        ) from None
+    except errors.RevisionNotFoundError:
+        raise FileNotFoundError(f"{repo_id} has no revision {revision!r} (a branch, tag or commit)") from None
+    except errors.RepositoryNotFoundError:
+        raise FileNotFoundError(
+            f"no model {repo_id!r} on the Hugging Face Hub (or it is private: set HF_TOKEN), and no such local directory"
+        ) from None
+    except errors.LocalEntryNotFoundError:
+        raise FileNotFoundError(
+            f"model {repo_id!r}{'' if revision is None else f' at revision {revision!r}'} is not in the Hugging Face "
+            f"cache ({huggingface_hub.constants.HF_HUB_CACHE}) and cannot be downloaded here (HF_HUB_OFFLINE=1 or no "
+            f"network). On a machine with network run `fastembed-rt download {repo_id}` (add --local-dir DIR to copy "
+            "it elsewhere), then bring the cache (or DIR) here"
+        ) from None
+    return HubModel(repo_id, _commit(path, revision), path)
+
+
+def _weight_folders(path: Path) -> list[Path]:
+    """Folders whose config says they hold weights: the model's, and sentence-transformers Dense modules'."""
+    folders = [path] if (path / "config.json").is_file() else []
+    modules = path / "modules.json"
+    if modules.is_file():
+        import json
+
+        for module in json.loads(modules.read_text()):
+            kind, folder = str(module.get("type", "")), path / str(module.get("path", ""))
+            if kind.endswith("Transformer") and (folder / "config.json").is_file():
+                folders = [folder]
+            elif kind.endswith("Dense"):
+                folders.append(folder)
+    return [f for f in folders if not (f / "model.safetensors.index.json").is_file()]
+
+
+def _commit(path: Path, revision: str | None) -> str:
+    """The commit a snapshot folder holds: its name in the cache; for a local_dir, what huggingface_hub noted
+    of each file it downloaded there (.cache/huggingface/download/*.metadata: the commit on the first line)."""
+    if re.fullmatch(r"[0-9a-f]{40}", path.name) and path.parent.name == "snapshots":
+        return path.name
+    for metadata in sorted((path / ".cache" / "huggingface" / "download").rglob("*.metadata")):
+        first = metadata.read_text().split("\n", 1)[0].strip()
+        if re.fullmatch(r"[0-9a-f]{40}", first):
+            return first
+    return revision or "unknown"

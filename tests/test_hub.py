@@ -1,0 +1,144 @@
+"""Models by their Hugging Face Hub id, with no network: a Hub cache in a temporary HF_HUB_CACHE, in the layout
+huggingface_hub writes (models--owner--name/{blobs,refs,snapshots}), made from the bundled MiniLM, read by the
+real huggingface_hub client in a subprocess: by id, by tag and by commit, offline, with the network
+unreachable, with a file missing, and for a model that is not there."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from fastembed_rt.hub import PICKLE_WEIGHTS, READ_PATTERNS
+
+REPO_ID = "fastembed-test/minilm"
+MAIN = "a" * 40
+TAGGED = "b" * 40
+
+
+def write_snapshot(cache, repo_id: str, commit: str, source, refs: tuple[str, ...], skip: tuple[str, ...] = ()) -> None:
+    """The files of `source` as huggingface_hub caches them: content-addressed blobs, a snapshot folder of
+    relative symlinks to them, and refs naming the commit."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "blobs").mkdir(parents=True, exist_ok=True)
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        relative = path.relative_to(source)
+        if str(relative) in skip or relative.parts[0].startswith((".", "__")):
+            continue
+        blob = repo / "blobs" / hashlib.sha256(path.read_bytes()).hexdigest()
+        blob.write_bytes(path.read_bytes())
+        link = repo / "snapshots" / commit / relative
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    for ref in refs:
+        (repo / "refs").mkdir(exist_ok=True)
+        (repo / "refs" / ref).write_text(commit)
+
+
+@pytest.fixture(scope="module")
+def hub_cache(tmp_path_factory, minilm_path):
+    cache = tmp_path_factory.mktemp("hub_cache")
+    write_snapshot(cache, REPO_ID, MAIN, minilm_path, ("main",))
+    write_snapshot(cache, REPO_ID, TAGGED, minilm_path, ("v1.0",))
+    write_snapshot(cache, "fastembed-test/broken", MAIN, minilm_path, ("main",), skip=("model.safetensors",))
+    return cache
+
+
+def run(cache, code: str, offline: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_DISABLE_TELEMETRY": "1"}
+    env.pop("HF_HUB_OFFLINE", None)
+    if offline:
+        env["HF_HUB_OFFLINE"] = "1"
+    else:  # a network that refuses every connection
+        env["HF_ENDPOINT"] = "http://127.0.0.1:9"
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=300)
+
+
+LOAD = """
+    import json, sys
+    import numpy as np
+    import fastembed_rt
+    model = fastembed_rt.load({name!r}, revision={revision!r})
+    vector = model.encode(["a Hub model, read from the cache"])[0]
+    print(json.dumps({{"repo": model.spec.hub.repo_id, "commit": model.spec.hub.commit, "path": str(model.spec.path),
+                       "vector": vector.tolist()}}))
+"""
+
+
+@pytest.mark.parametrize("offline", [True, False], ids=["HF_HUB_OFFLINE", "network-unreachable"])
+@pytest.mark.parametrize("revision,commit", [(None, MAIN), ("v1.0", TAGGED), (TAGGED, TAGGED)], ids=["main", "tag", "commit"])
+def test_a_model_loads_by_its_hub_id_from_the_cache(hub_cache, minilm, offline, revision, commit):
+    result = run(hub_cache, LOAD.format(name=REPO_ID, revision=revision), offline)
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (loaded["repo"], loaded["commit"]) == (REPO_ID, commit)
+    assert loaded["path"] == str(hub_cache / "models--fastembed-test--minilm" / "snapshots" / commit)
+    np.testing.assert_allclose(loaded["vector"], minilm.encode(["a Hub model, read from the cache"])[0], atol=1e-6)
+
+
+def test_a_model_not_in_the_cache_says_how_to_get_it(hub_cache):
+    result = run(hub_cache, LOAD.format(name="fastembed-test/absent", revision=None))
+    assert result.returncode != 0
+    assert "model 'fastembed-test/absent' is not in the Hugging Face cache" in result.stderr
+    assert "fastembed-rt download fastembed-test/absent" in result.stderr
+    result = run(hub_cache, LOAD.format(name=REPO_ID, revision="v9"))
+    assert "model 'fastembed-test/minilm' at revision 'v9' is not in the Hugging Face cache" in result.stderr
+
+
+def test_a_snapshot_missing_its_weights_is_named(hub_cache):
+    result = run(hub_cache, LOAD.format(name="fastembed-test/broken", revision=None))
+    assert result.returncode != 0
+    assert "no weights in" in result.stderr and f"models--fastembed-test--broken/snapshots/{MAIN}" in result.stderr
+
+
+def test_the_cli_takes_hub_ids_and_the_manifest_records_id_and_commit(hub_cache, tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("one line\nanother line\n")
+    env = {**os.environ, "HF_HUB_CACHE": str(hub_cache), "HF_HUB_OFFLINE": "1"}
+    cli = [sys.executable, "-m", "fastembed_rt.cli"]
+    result = subprocess.run([*cli, "embed", str(source), "--model", REPO_ID, "--revision", "v1.0", "--out", str(tmp_path / "job"),
+                             "--quiet"], capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "job" / "manifest.json").read_text())
+    assert (manifest["hub_id"], manifest["hub_commit"]) == (REPO_ID, TAGGED)
+    result = subprocess.run([*cli, "download", REPO_ID], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{REPO_ID} at commit {MAIN}: {hub_cache / 'models--fastembed-test--minilm' / 'snapshots' / MAIN}"
+    result = subprocess.run([*cli, "download", "fastembed-test/absent"], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode != 0 and "is not in the Hugging Face cache" in result.stderr
+
+
+def test_only_what_is_read_is_downloaded_and_never_code():
+    from huggingface_hub.utils import filter_repo_objects
+
+    files = ["config.json", "tokenizer.json", "tokenizer_config.json", "modules.json", "1_Pooling/config.json",
+             "2_Dense/config.json", "2_Dense/model.safetensors", "model.safetensors", "model.safetensors.index.json",
+             "model-00001-of-00002.safetensors", "pytorch_model.bin", "modeling_custom.py", "configuration_custom.py",
+             "onnx/model.onnx", "openvino/openvino_model.bin", "vocab.txt", "README.md", "tf_model.h5"]  # fmt: skip
+    read = set(filter_repo_objects(files, allow_patterns=READ_PATTERNS))
+    assert read == {"config.json", "tokenizer.json", "tokenizer_config.json", "modules.json", "1_Pooling/config.json",
+                    "2_Dense/config.json", "2_Dense/model.safetensors", "model.safetensors", "model.safetensors.index.json",
+                    "model-00001-of-00002.safetensors"}  # fmt: skip
+    fallback = set(filter_repo_objects(files, allow_patterns=READ_PATTERNS + PICKLE_WEIGHTS)) - read
+    assert fallback == {"pytorch_model.bin"}  # only where a folder has no safetensors
+
+
+def test_remote_code_is_never_run_and_named_when_needed(tmp_path, minilm_path):
+    import shutil
+
+    import fastembed_rt
+
+    model = shutil.copytree(minilm_path, tmp_path / "m")
+    config = json.loads((model / "config.json").read_text())
+    auto_map = {"AutoModel": "modeling_custom.CustomModel"}
+    (model / "modeling_custom.py").write_text("raise SystemExit('remote code ran')\n")
+    (model / "config.json").write_text(json.dumps({**config, "auto_map": auto_map}))
+    assert fastembed_rt.load(model).encode(["still our own BERT"]).shape == (1, 384)  # model_type bert: ours
+    (model / "config.json").write_text(json.dumps({**config, "model_type": "custom_bert", "auto_map": auto_map}))
+    with pytest.raises(ValueError, match=r"model_type='custom_bert'; its config points at remote code \(modeling_custom.CustomModel\), "
+                                         "which fastembed_rt never runs"):  # fmt: skip
+        fastembed_rt.load(model)
