@@ -142,3 +142,151 @@ def test_remote_code_is_never_run_and_named_when_needed(tmp_path, minilm_path):
     with pytest.raises(ValueError, match=r"model_type='custom_bert'; its config points at remote code \(modeling_custom.CustomModel\), "
                                          "which fastembed_rt never runs"):  # fmt: skip
         fastembed_rt.load(model)
+
+
+class FakeHub:
+    """A Hugging Face Hub on loopback, as much of its HTTP API as huggingface_hub's snapshot_download uses: repo
+    info by revision, the recursive file tree, and files by commit (HEAD for metadata, GET for bytes). Repositories
+    are {repo_id: (commit, {path: bytes})}; `gated` ones answer 403 GatedRepo. Every file request is logged."""
+
+    def __init__(self, repos: dict, gated: tuple[str, ...] = ()):
+        import http.server
+        import threading
+
+        self.repos, self.gated, self.requested = repos, gated, []
+        hub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_HEAD(self):
+                self.answer(head=True)
+
+            def do_GET(self):
+                self.answer(head=False)
+
+            def send(self, status, body=b"", headers=None, head=False):
+                self.send_response(status)
+                for k, v in {"Content-Length": str(len(body)), **(headers or {})}.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                if not head:
+                    self.wfile.write(body)
+
+            def error(self, status, code):
+                self.send(status, json.dumps({"error": code}).encode(), {"X-Error-Code": code, "Content-Type": "application/json"})
+
+            def answer(self, head):
+                from urllib.parse import unquote, urlsplit
+
+                parts = [unquote(p) for p in urlsplit(self.path).path.strip("/").split("/")]
+                api = parts[0] == "api"
+                repo_id = "/".join(parts[2:4] if api else parts[0:2])
+                if repo_id in hub.gated:
+                    return self.error(403, "GatedRepo")
+                if repo_id not in hub.repos:
+                    return self.error(401, "RepoNotFound")
+                commit, files = hub.repos[repo_id]
+                if api and parts[4] == "revision":
+                    if parts[5] not in ("main", commit):
+                        return self.error(404, "RevisionNotFound")
+                    body = {"id": repo_id, "sha": commit, "siblings": [{"rfilename": f} for f in files]}
+                    return self.send(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
+                if api and parts[4] == "tree":
+                    tree = [{"type": "file", "path": f, "size": len(b), "oid": hashlib.sha1(b).hexdigest()} for f, b in files.items()]
+                    return self.send(200, json.dumps(tree).encode(), {"Content-Type": "application/json"})
+                path = "/".join(parts[4:])  # owner/name/resolve/commit/path
+                if path not in files:
+                    return self.error(404, "EntryNotFound")
+                hub.requested.append(path)
+                data = files[path]
+                self.send(200, data, {"ETag": f'"{hashlib.sha1(data).hexdigest()}"', "X-Repo-Commit": commit}, head=head)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+def repo_files(source, skip=()) -> dict:
+    return {str(p.relative_to(source)): p.read_bytes() for p in sorted(source.rglob("*"))
+            if p.is_file() and str(p.relative_to(source)) not in skip and not p.relative_to(source).parts[0].startswith((".", "__"))}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def fake_hub(minilm_path):
+    import torch
+
+    files = repo_files(minilm_path)
+    files["modeling_custom.py"] = b"raise SystemExit('remote code ran')\n"
+    pickled = repo_files(minilm_path, skip=("model.safetensors",))
+    from safetensors.torch import load_file
+
+    buffer = __import__("io").BytesIO()
+    torch.save(load_file(minilm_path / "model.safetensors"), buffer)
+    pickled["pytorch_model.bin"] = buffer.getvalue()
+    hub = FakeHub({REPO_ID: (MAIN, files), "fastembed-test/pickled": (TAGGED, pickled), "fastembed-test/gated": (MAIN, files)},
+                  gated=("fastembed-test/gated",))  # fmt: skip
+    yield hub
+    hub.close()
+
+
+def run_online(hub, cache, code: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_TELEMETRY": "1"}
+    env.pop("HF_HUB_OFFLINE", None)
+    env.pop("HF_TOKEN", None)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_a_hub_model_is_downloaded_once_what_is_read_only_then_works_offline(fake_hub, tmp_path, minilm):
+    cache = tmp_path / "cache"
+    result = run_online(fake_hub, cache, LOAD.format(name=REPO_ID, revision=None))
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded["commit"] == MAIN and loaded["path"] == str(cache / "models--fastembed-test--minilm" / "snapshots" / MAIN)
+    np.testing.assert_allclose(loaded["vector"], minilm.encode(["a Hub model, read from the cache"])[0], atol=1e-6)
+    fetched = set(fake_hub.requested)
+    assert "model.safetensors" in fetched and "1_Pooling/config.json" in fetched and "tokenizer.json" in fetched
+    assert not any(f.endswith((".py", ".txt", ".bin", ".md")) for f in fetched), fetched  # never code, nothing unread
+    fake_hub.requested.clear()
+    assert run(cache, LOAD.format(name=REPO_ID, revision=None)).returncode == 0  # offline now: from the cache
+    assert fake_hub.requested == []
+
+
+def test_pickled_weights_are_fetched_only_where_no_safetensors_exist(fake_hub, tmp_path, minilm):
+    fake_hub.requested.clear()
+    result = run_online(fake_hub, tmp_path / "cache", LOAD.format(name="fastembed-test/pickled", revision=None))
+    assert result.returncode == 0, result.stderr
+    assert "pytorch_model.bin" in fake_hub.requested  # read with torch.load(weights_only=True)
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(loaded["vector"], minilm.encode(["a Hub model, read from the cache"])[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("name,revision,message", [
+    ("fastembed-test/gated", None, "fastembed-test/gated is a gated model: accept its terms on "
+                                   "https://huggingface.co/fastembed-test/gated and set HF_TOKEN"),
+    ("fastembed-test/nothing-here", None, "no model 'fastembed-test/nothing-here' on the Hugging Face Hub (or it is "
+                                          "private: set HF_TOKEN), and no such local directory"),
+    (REPO_ID, "no-such-branch", "fastembed-test/minilm has no revision 'no-such-branch' (a branch, tag or commit)"),
+])  # fmt: skip
+def test_hub_refusals_give_one_clear_message(fake_hub, tmp_path, name, revision, message):
+    result = run_online(fake_hub, tmp_path / "cache", LOAD.format(name=name, revision=revision))
+    assert result.returncode != 0
+    assert message in result.stderr.strip().splitlines()[-1]
+
+
+def test_download_to_a_local_dir_for_an_air_gapped_machine(fake_hub, tmp_path, minilm):
+    target = tmp_path / "carry"
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "cache"), "HF_ENDPOINT": fake_hub.url}
+    env.pop("HF_HUB_OFFLINE", None)
+    result = subprocess.run([sys.executable, "-m", "fastembed_rt.cli", "download", REPO_ID, "--local-dir", str(target)],
+                            capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{REPO_ID} at commit {MAIN}: {target}"
+    assert not list(target.glob("*.py"))
+    import fastembed_rt
+
+    np.testing.assert_allclose(fastembed_rt.load(target).encode(["carried"]), minilm.encode(["carried"]), atol=1e-6)
