@@ -1,0 +1,68 @@
+"""What both framework adapters embed through: a model loaded in this process, or a `fastembed-rt serve` server
+reached over HTTP (its TEI route /embed, which takes prompt names). Both give the same vectors: the server's
+normalization is asked for as the model's own (its /info says which)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+
+class EmbeddingBackend:
+    def __init__(self, model: str, *, revision: str | None = None, dtype: str | None = None, device: str | None = None,
+                 base_url: str | None = None, api_key: str | None = None, timeout: float = 60.0,
+                 batch_tokens: int | None = None):  # fmt: skip
+        self.model, self.revision, self.dtype, self.device = model, revision, dtype, device
+        self.base_url = None if base_url is None else base_url.rstrip("/")
+        self.api_key, self.timeout, self.batch_tokens = api_key, timeout, batch_tokens
+        self._embedder = None
+        self._info: dict | None = None
+
+    def embed(self, texts: list[str], prompt_name: str | None = None) -> list[list[float]]:
+        if not texts:
+            return []
+        if self.base_url is None:
+            return self._local(texts, prompt_name)
+        return self._remote(texts, prompt_name)
+
+    # --- in this process --------------------------------------------------------------------------------
+    def _local(self, texts: list[str], prompt_name: str | None) -> list[list[float]]:
+        if self._embedder is None:
+            from .. import load
+
+            self._embedder = load(self.model, device=self.device, dtype=self.dtype, revision=self.revision)
+        options = {} if self.batch_tokens is None else {"batch_tokens": self.batch_tokens}
+        return self._embedder.encode(texts, prompt_name=prompt_name, **options).tolist()
+
+    # --- over HTTP ----------------------------------------------------------------------------------------
+    def _request(self, method: str, path: str, body: dict | None = None):
+        headers = {"content-type": "application/json"}
+        if self.api_key:
+            headers["authorization"] = f"Bearer {self.api_key}"
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base_url + path, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as e:
+            try:
+                detail = json.loads(e.read()).get("error", "")
+            except ValueError:
+                detail = ""
+            raise RuntimeError(f"{self.base_url}{path}: HTTP {e.code}: {detail or e.reason}") from None
+        except urllib.error.URLError as e:
+            raise ConnectionError(f"cannot reach the fastembed-rt server at {self.base_url}: {e.reason}") from None
+
+    def _remote(self, texts: list[str], prompt_name: str | None) -> list[list[float]]:
+        if self._info is None:
+            self._info = self._request("GET", "/info")
+        per_request = int(self._info["limits"]["max_client_batch_size"])
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), per_request):  # within the server's --max-client-batch-size
+            # Over-long texts are truncated, as Embedder.encode truncates them.
+            body = {"inputs": texts[start : start + per_request], "normalize": bool(self._info["normalize"]), "truncate": True}
+            if prompt_name is not None:
+                body["prompt_name"] = prompt_name
+            vectors += self._request("POST", "/embed", body)
+        return vectors
