@@ -250,6 +250,12 @@ def cmd_bench(args) -> int:
     import fastembed_rt
     from fastembed_rt import benchmark
 
+    if args.plot:  # before minutes of measuring
+        if args.e2e:
+            raise ValueError("--plot draws the op benchmarks; run it without --e2e")
+        from fastembed_rt.plots import pyplot
+
+        pyplot()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -273,6 +279,11 @@ def cmd_bench(args) -> int:
         only = set(args.ops.split(",")) if args.ops else None
         results = benchmark.run_op_benchmarks(device, ceilings, args.repeats, only)
         print(benchmark.format_table(results))
+        if args.plot:
+            from fastembed_rt.plots import ops_chart
+
+            title = f"fastembed-rt bench: {name}, {versions}, ISA {fastembed_rt.isa.active()}"
+            print(f"chart: {ops_chart(results, ceilings, title, args.plot)}")
         rows = [[r.op, r.implementation, r.dtype, r.shape, round(r.ms, 4), round(r.throughput, 2), r.unit,
                  round(r.ceiling_percent, 2), r.max_abs_error] for r in results]  # fmt: skip
     benchmark.append_csv(Path(args.csv), ["device", "versions", *BENCH_COLUMNS], [[name, versions, *row] for row in rows])
@@ -362,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     bench.add_argument("--repeats", type=int, default=10, help="timed calls per implementation (median)")
     bench.add_argument("--csv", default="fastembed_rt_bench.csv", help="results are appended here")
+    bench.add_argument("--plot", metavar="FILE.png", help="also draw each op's rate against this run's ceilings")
     bench.add_argument("--e2e", action="store_true", help="the whole model at each precision against sentence-transformers")
     bench.add_argument("--corpus", help="--e2e texts (txt, jsonl, csv, parquet); default: the bundled sample corpus")
     bench.add_argument("--limit", type=int, help="--e2e: first N texts only")
