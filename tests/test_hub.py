@@ -147,13 +147,14 @@ def test_remote_code_is_never_run_and_named_when_needed(tmp_path, minilm_path):
 class FakeHub:
     """A Hugging Face Hub on loopback, as much of its HTTP API as huggingface_hub's snapshot_download uses: repo
     info by revision, the recursive file tree, and files by commit (HEAD for metadata, GET for bytes). Repositories
-    are {repo_id: (commit, {path: bytes})}; `gated` ones answer 403 GatedRepo. Every file request is logged."""
+    are {repo_id: (commit, {path: bytes})}; `gated` ones answer 403 GatedRepo. Every file request is logged. A
+    file in `interrupt` breaks off halfway the first time it is sent; byte ranges are served, as the Hub does."""
 
     def __init__(self, repos: dict, gated: tuple[str, ...] = ()):
         import http.server
         import threading
 
-        self.repos, self.gated, self.requested = repos, gated, []
+        self.repos, self.gated, self.requested, self.interrupt = repos, gated, [], set()
         hub = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -201,7 +202,23 @@ class FakeHub:
                     return self.error(404, "EntryNotFound")
                 hub.requested.append(path)
                 data = files[path]
-                self.send(200, data, {"ETag": f'"{hashlib.sha1(data).hexdigest()}"', "X-Repo-Commit": commit}, head=head)
+                headers = {"ETag": f'"{hashlib.sha1(data).hexdigest()}"', "X-Repo-Commit": commit, "Accept-Ranges": "bytes"}
+                first = int(self.headers.get("Range", "bytes=0-").removeprefix("bytes=").split("-")[0] or 0)
+                if not head and path in hub.interrupt:  # half the file, then the connection drops
+                    hub.interrupt.discard(path)
+                    self.send_response(200)
+                    for k, v in {**headers, "Content-Length": str(len(data))}.items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    self.connection.shutdown(2)
+                    self.close_connection = True
+                    return
+                if first:
+                    headers["Content-Range"] = f"bytes {first}-{len(data) - 1}/{len(data)}"
+                    return self.send(206, data[first:], headers, head=head)
+                self.send(200, data, headers, head=head)
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -254,6 +271,18 @@ def test_a_hub_model_is_downloaded_once_what_is_read_only_then_works_offline(fak
     fake_hub.requested.clear()
     assert run(cache, LOAD.format(name=REPO_ID, revision=None)).returncode == 0  # offline now: from the cache
     assert fake_hub.requested == []
+
+
+def test_an_interrupted_download_is_resumed_and_the_cache_stays_consistent(fake_hub, tmp_path, minilm):
+    cache = tmp_path / "cache"
+    fake_hub.interrupt.add("model.safetensors")
+    fake_hub.requested.clear()
+    result = run_online(fake_hub, cache, LOAD.format(name=REPO_ID, revision=None))
+    assert result.returncode == 0, result.stderr
+    assert fake_hub.requested.count("model.safetensors") >= 2 and not fake_hub.interrupt  # broken off, then resumed
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(loaded["vector"], minilm.encode(["a Hub model, read from the cache"])[0], atol=1e-6)
+    assert not list(cache.rglob("*.incomplete"))
 
 
 def test_pickled_weights_are_fetched_only_where_no_safetensors_exist(fake_hub, tmp_path, minilm):
