@@ -8,6 +8,7 @@ and transformers; HF_TOKEN opens gated models; HF_HUB_OFFLINE=1, or no network, 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,8 +73,6 @@ def _weight_folders(path: Path) -> list[Path]:
     folders = [path] if (path / "config.json").is_file() else []
     modules = path / "modules.json"
     if modules.is_file():
-        import json
-
         for module in json.loads(modules.read_text()):
             kind, folder = str(module.get("type", "")), path / str(module.get("path", ""))
             if kind.endswith("Transformer") and (folder / "config.json").is_file():

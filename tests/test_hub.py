@@ -319,3 +319,10 @@ def test_download_to_a_local_dir_for_an_air_gapped_machine(fake_hub, tmp_path, m
     import fastembed_rt
 
     np.testing.assert_allclose(fastembed_rt.load(target).encode(["carried"]), minilm.encode(["carried"]), atol=1e-6)
+
+
+def test_a_revision_for_a_local_directory_is_refused(minilm_path):
+    import fastembed_rt
+
+    with pytest.raises(ValueError, match="revision 'v1.0' applies to Hugging Face Hub ids; .* is a local directory"):
+        fastembed_rt.load(minilm_path, revision="v1.0")
