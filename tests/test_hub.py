@@ -83,10 +83,10 @@ def test_a_model_loads_by_its_hub_id_from_the_cache(hub_cache, minilm, offline, 
 def test_a_model_not_in_the_cache_says_how_to_get_it(hub_cache):
     result = run(hub_cache, LOAD.format(name="fastembed-test/absent", revision=None))
     assert result.returncode != 0
-    assert "model 'fastembed-test/absent' is not in the Hugging Face cache" in result.stderr
+    assert "model 'fastembed-test/absent' is no local directory, is not in the Hugging Face cache" in result.stderr
     assert "fastembed-rt download fastembed-test/absent" in result.stderr
     result = run(hub_cache, LOAD.format(name=REPO_ID, revision="v9"))
-    assert "model 'fastembed-test/minilm' at revision 'v9' is not in the Hugging Face cache" in result.stderr
+    assert "model 'fastembed-test/minilm' at revision 'v9' is no local directory, is not in the Hugging Face cache" in result.stderr
 
 
 def test_a_snapshot_missing_its_weights_is_named(hub_cache):
@@ -109,7 +109,7 @@ def test_the_cli_takes_hub_ids_and_the_manifest_records_id_and_commit(hub_cache,
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"{REPO_ID} at commit {MAIN}: {hub_cache / 'models--fastembed-test--minilm' / 'snapshots' / MAIN}"
     result = subprocess.run([*cli, "download", "fastembed-test/absent"], capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode != 0 and "is not in the Hugging Face cache" in result.stderr
+    assert result.returncode != 0 and "is no local directory, is not in the Hugging Face cache" in result.stderr
 
 
 def test_only_what_is_read_is_downloaded_and_never_code():
