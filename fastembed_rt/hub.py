@@ -36,7 +36,7 @@ def looks_like_repo_id(name: str) -> bool:
 def fetch(repo_id: str, revision: str | None = None, local_dir: str | Path | None = None) -> HubModel:
     """The model's files, downloaded once (or found in the cache), and the commit they are from."""
     import huggingface_hub
-    from huggingface_hub import errors
+    from huggingface_hub import constants, errors
 
     def download(patterns: list[str]) -> Path:
         return Path(huggingface_hub.snapshot_download(repo_id, revision=revision, allow_patterns=patterns,
@@ -61,7 +61,7 @@ def fetch(repo_id: str, revision: str | None = None, local_dir: str | Path | Non
     except errors.LocalEntryNotFoundError:
         raise FileNotFoundError(
             f"model {repo_id!r}{'' if revision is None else f' at revision {revision!r}'} is no local directory, is not "
-            f"in the Hugging Face cache ({huggingface_hub.constants.HF_HUB_CACHE}) and cannot be downloaded here "
+            f"in the Hugging Face cache ({constants.HF_HUB_CACHE}) and cannot be downloaded here "
             f"(HF_HUB_OFFLINE=1 or no network). On a machine with network run `fastembed-rt download {repo_id}` (add --local-dir DIR to copy "
             "it elsewhere), then bring the cache (or DIR) here"
         ) from None

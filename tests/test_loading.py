@@ -68,9 +68,9 @@ def test_unsupported_architecture_lists_supported(tmp_path, minilm_path):
 
 
 def test_unknown_name_is_explained(monkeypatch):
-    import huggingface_hub
+    from huggingface_hub import constants
 
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no Hub to ask, network or not
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # no Hub to ask, network or not
     with pytest.raises(FileNotFoundError, match="neither a directory, a bundled model name .* nor a Hugging Face Hub id"):
         fastembed_rt.load("no such model")
     with pytest.raises(FileNotFoundError, match="'no-such-model' is no local directory, is not in the Hugging Face cache"):
