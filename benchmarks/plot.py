@@ -15,6 +15,8 @@ import csv
 from collections import defaultdict
 from pathlib import Path
 
+from fastembed_rt.plots import pyplot
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -28,15 +30,6 @@ def latest_runs(path: Path) -> dict[str, list[dict]]:
         if row["isa"] != "unrecorded":
             runs[row["isa"]][row["date"]].append(row)
     return {isa: dates[max(dates)] for isa, dates in sorted(runs.items())}
-
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def cpu_chart(path: Path, out: Path) -> Path:

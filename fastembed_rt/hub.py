@@ -61,9 +61,9 @@ def fetch(repo_id: str, revision: str | None = None, local_dir: str | Path | Non
     except errors.LocalEntryNotFoundError:
         raise FileNotFoundError(
             f"model {repo_id!r}{'' if revision is None else f' at revision {revision!r}'} is no local directory, is not "
-            f"in the Hugging Face cache ({constants.HF_HUB_CACHE}) and cannot be downloaded here "
-            f"(HF_HUB_OFFLINE=1 or no network). On a machine with network run `fastembed-rt download {repo_id}` (add --local-dir DIR to copy "
-            "it elsewhere), then bring the cache (or DIR) here"
+            f"in the Hugging Face cache ({constants.HF_HUB_CACHE}) and cannot be downloaded here (HF_HUB_OFFLINE=1 or "
+            f"no network). On a machine with network run `fastembed-rt download {repo_id}` (add --local-dir DIR to "
+            "copy it elsewhere), then bring the cache (or DIR) here"
         ) from None
     return HubModel(repo_id, _commit(path, revision), path)
 
