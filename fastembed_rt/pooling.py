@@ -69,7 +69,7 @@ class Dense:
 
     @classmethod
     def load(cls, directory: Path) -> Dense:
-        from .weights import load_weights
+        from .weights import load_weights, shape_problem
 
         config_path = directory / "config.json"
         if not config_path.is_file():
@@ -84,9 +84,8 @@ class Dense:
         weight, bias = weights["linear.weight"], weights.get("linear.bias")
         rows, cols = config.get("out_features"), config.get("in_features")
         for name, tensor, shape in (("linear.weight", weight, (rows, cols)), ("linear.bias", bias, (rows,))):
-            if tensor is not None and (tensor.dim() != len(shape) or any(e is not None and e != f for e, f in zip(shape, tensor.shape))):
-                raise ValueError(f"{directory}: tensor {name!r} has shape {list(tensor.shape)}, but config.json makes it "
-                                 f"{['any' if e is None else e for e in shape]}")  # fmt: skip
+            if tensor is not None and (problem := shape_problem(name, tensor, shape)) is not None:
+                raise ValueError(f"{directory}: {problem}")
         return cls(weight, bias, activation)
 
     def to(self, device, dtype=torch.float32) -> Dense:

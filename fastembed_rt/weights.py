@@ -24,6 +24,16 @@ _SAFETENSORS_DTYPES = {
 }
 
 
+def shape_problem(name: str, tensor: torch.Tensor, expected: tuple) -> str | None:
+    """What is wrong with a tensor whose shape is not `expected` (from config.json; None: any size), or None."""
+    found = tuple(tensor.shape)
+    if len(found) == len(expected) and all(e is None or e == f for e, f in zip(expected, found)):
+        return None
+    wanted = ", ".join("any" if e is None else str(e) for e in expected)
+    return (f"tensor {name!r} has shape [{', '.join(map(str, found))}], but config.json makes it [{wanted}]: "
+            "the config does not describe these weights")  # fmt: skip
+
+
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a .safetensors file as zero-copy views of a read-only memory map."""
     with open(path, "rb") as f:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import ops
+from ..weights import shape_problem
 
 # hidden_act → the activation name the op layer's linear layers fuse.
 GELU_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh"}
@@ -140,11 +141,8 @@ class WeightReader:
                 break
         else:
             raise ValueError(f"checkpoint is missing tensor {self.prefix + name!r}")
-        found = tuple(tensor.shape)
-        if len(found) != len(shape) or any(e is not None and e != f for e, f in zip(shape, found)):
-            expected = ", ".join("any" if e is None else str(e) for e in shape)
-            raise ValueError(f"tensor {self.prefix + candidate!r} has shape [{', '.join(map(str, found))}], but config.json "
-                             f"makes it [{expected}]: the config does not describe these weights")  # fmt: skip
+        if (problem := shape_problem(self.prefix + candidate, tensor, shape)) is not None:
+            raise ValueError(problem)
         return tensor
 
     def __call__(self, name: str, shape: tuple) -> torch.Tensor:
