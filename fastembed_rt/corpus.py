@@ -279,12 +279,13 @@ class InputCheck:
         self.row += 1
         return int(self.digests[self.row - 1])
 
-    def check(self, position: int, row_id: str, text_hash: int, where: str | None = None) -> None:
+    def check(self, position: int, row_id: str, digest: int, where: str | None = None) -> None:
+        """`digest`: the row's row_digest as read now."""
         expected = self._next_digest()
         if expected is None:
             return  # beyond the written rows
         self.checked += 1
-        if expected != row_digest(row_id, text_hash):
+        if expected != digest:
             shard = self.shards[self.shard]["files"][0]["file"]
             raise InputChanged(
                 f"the input changed since {shard} was written: row {position} (id {row_id!r}"
@@ -348,7 +349,7 @@ def embed_corpus(embedder, inputs: str | Path, out_dir: str | Path, options: Job
             check = InputCheck(out, manifest["shards"])  # a resumed job reads the rows it has done again first
             for record in iter_records(files, options.text_field, options.id_field, options.on_error, stats):
                 if record.position < sink.start_position:
-                    check.check(record.position, record.id, text_digest(record.text), record.where)
+                    check.check(record.position, record.id, record_digest(record), record.where)
                     continue
                 check.finish()
                 chunk.append(record)

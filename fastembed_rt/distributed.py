@@ -110,8 +110,8 @@ def embed_ray(embedder, inputs: str | Path, out_dir: str | Path, options: JobOpt
             ids = _ids(batch, options.id_field, first)
             digests = [row_digest(i, h) for i, h in zip(ids, batch["text_digest"].tolist())]
             if position <= sink.start_position:  # already in a complete shard of an earlier run
-                for p, i, h in zip(range(first, position), ids, batch["text_digest"].tolist()):
-                    check.check(p, i, h)
+                for p, i, d in zip(range(first, position), ids, digests):
+                    check.check(p, i, d)
                 continue
             check.finish()
             sink.add(ids, position - 1, np.asarray(batch["embedding"], dtype=np.float32), digests)
