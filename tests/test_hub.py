@@ -20,17 +20,20 @@ MAIN = "a" * 40
 TAGGED = "b" * 40
 
 
+def repo_files(source, skip=()) -> dict:
+    """{relative path: bytes} of a model folder, as a Hub repository would hold it (no hidden or cache folders)."""
+    return {str(p.relative_to(source)): p.read_bytes() for p in sorted(source.rglob("*"))
+            if p.is_file() and str(p.relative_to(source)) not in skip and not p.relative_to(source).parts[0].startswith((".", "__"))}  # fmt: skip
+
+
 def write_snapshot(cache, repo_id: str, commit: str, source, refs: tuple[str, ...], skip: tuple[str, ...] = ()) -> None:
     """The files of `source` as huggingface_hub caches them: content-addressed blobs, a snapshot folder of
     relative symlinks to them, and refs naming the commit."""
     repo = cache / f"models--{repo_id.replace('/', '--')}"
     (repo / "blobs").mkdir(parents=True, exist_ok=True)
-    for path in sorted(p for p in source.rglob("*") if p.is_file()):
-        relative = path.relative_to(source)
-        if str(relative) in skip or relative.parts[0].startswith((".", "__")):
-            continue
-        blob = repo / "blobs" / hashlib.sha256(path.read_bytes()).hexdigest()
-        blob.write_bytes(path.read_bytes())
+    for relative, data in repo_files(source, skip).items():
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.write_bytes(data)
         link = repo / "snapshots" / commit / relative
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(os.path.relpath(blob, link.parent))
@@ -226,11 +229,6 @@ class FakeHub:
 
     def close(self):
         self.server.shutdown()
-
-
-def repo_files(source, skip=()) -> dict:
-    return {str(p.relative_to(source)): p.read_bytes() for p in sorted(source.rglob("*"))
-            if p.is_file() and str(p.relative_to(source)) not in skip and not p.relative_to(source).parts[0].startswith((".", "__"))}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

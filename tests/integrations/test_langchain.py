@@ -20,7 +20,9 @@ def server(minilm_path):
         yield process
 
 
-class TestInProcessUnit(EmbeddingsUnitTests):
+class Adapter:
+    """The adapter under LangChain's standard tests; by default the bundled model, in this process."""
+
     @property
     def embeddings_class(self):
         return FastembedRTEmbeddings
@@ -29,26 +31,18 @@ class TestInProcessUnit(EmbeddingsUnitTests):
     def embedding_model_params(self) -> dict:
         return {"model": "all-MiniLM-L6-v2"}
 
+
+class TestInProcessUnit(Adapter, EmbeddingsUnitTests):
     @property
     def init_from_env_params(self):
         return {"FASTEMBED_RT_API_KEY": "from-env"}, {"base_url": "http://127.0.0.1:9"}, {"api_key": "from-env"}
 
 
-class TestInProcessIntegration(EmbeddingsIntegrationTests):
-    @property
-    def embeddings_class(self):
-        return FastembedRTEmbeddings
-
-    @property
-    def embedding_model_params(self) -> dict:
-        return {"model": "all-MiniLM-L6-v2"}
+class TestInProcessIntegration(Adapter, EmbeddingsIntegrationTests):
+    pass
 
 
-class TestOverHTTPIntegration(EmbeddingsIntegrationTests):
-    @property
-    def embeddings_class(self):
-        return FastembedRTEmbeddings
-
+class TestOverHTTPIntegration(Adapter, EmbeddingsIntegrationTests):
     @property
     def embedding_model_params(self) -> dict:
         return {"base_url": SERVER["url"], "api_key": API_KEY}
