@@ -19,8 +19,10 @@ isa.configure()
 
 from .engine import Embedder, TruncationWarning, load
 from .quantize import quantize_embeddings
+from .reranker import QueryTooLong, Reranker, load_reranker
 from .search import Index
 
 __version__ = "0.1.0"
 
-__all__ = ["Embedder", "Index", "TruncationWarning", "__version__", "load", "quantize_embeddings"]
+__all__ = ["Embedder", "Index", "QueryTooLong", "Reranker", "TruncationWarning", "__version__", "load", "load_reranker",
+           "quantize_embeddings"]

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .batching import plan_batches
-from .loading import ModelSpec, load_model_spec
+from .loading import ModelSpec, load_model_spec, resolve_model
 from .models.registry import build_model
 from .pooling import sentence_embeddings
 from .quantize import PRECISIONS, quantize_embeddings
@@ -111,7 +111,7 @@ class Embedder:
             return self.encode([texts], batch_tokens=batch_tokens, max_batch_sequences=max_batch_sequences,
                                prompt=prompt, prompt_name=prompt_name, normalize=normalize,
                                truncate_dim=truncate_dim, precision=precision, on_batch=on_batch)[0]  # fmt: skip
-        texts = _check_texts(texts)
+        texts = check_texts(texts)
         if precision not in PRECISIONS:
             raise ValueError(f"unsupported precision {precision!r}; supported: {', '.join(PRECISIONS)}")
         prompt = self.resolve_prompt(prompt, prompt_name)
@@ -195,7 +195,7 @@ class Embedder:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Token count of each text after truncation, as the model sees it."""
-        return [len(ids) for ids in self.tokenizer.encode(_check_texts(texts)).ids]
+        return [len(ids) for ids in self.tokenizer.encode(check_texts(texts)).ids]
 
     def resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str:
         if prompt is not None and prompt_name is not None:
@@ -221,29 +221,42 @@ class Embedder:
         return None if truncate_dim == self.full_dimension else truncate_dim
 
 
-def _check_texts(texts) -> list[str]:
+def check_text(text, where: str) -> str:
+    """`text` if it is a str the tokenizer can read, else an error naming it by `where` (e.g. texts[3])."""
+    if not isinstance(text, str):
+        hint = ": decode it first (e.g. .decode('utf-8'))" if isinstance(text, (bytes, bytearray)) else ""
+        raise TypeError(f"{where} is {type(text).__name__}, expected str{hint}")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:  # a lone surrogate: the tokenizer would refuse it without saying which text
+            raise ValueError(f"{where} is not valid Unicode: character {e.start} is a lone surrogate "
+                             f"(U+{ord(text[e.start]):04X}), which no encoding can represent") from None  # fmt: skip
+    return text
+
+
+def check_texts(texts, name: str = "texts") -> list[str]:
     if isinstance(texts, (bytes, bytearray, memoryview)):
-        raise TypeError(f"texts is {type(texts).__name__}, expected str or a sequence of str: decode it first (e.g. .decode('utf-8'))")
+        raise TypeError(f"{name} is {type(texts).__name__}, expected str or a sequence of str: decode it first (e.g. .decode('utf-8'))")
     if not isinstance(texts, (list, tuple)):
         try:
             texts = list(texts)
         except TypeError:
-            raise TypeError(f"texts must be a string or a sequence of strings, got {type(texts).__name__}") from None
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            hint = ": decode it first (e.g. .decode('utf-8'))" if isinstance(text, (bytes, bytearray)) else ""
-            raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str{hint}")
-        if not text.isascii():
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError as e:  # a lone surrogate: the tokenizer would refuse it without saying which text
-                raise ValueError(f"texts[{i}] is not valid Unicode: character {e.start} is a lone surrogate "
-                                 f"(U+{ord(text[e.start]):04X}), which no encoding can represent") from None  # fmt: skip
-    return list(texts)
+            raise TypeError(f"{name} must be a string or a sequence of strings, got {type(texts).__name__}") from None
+    return [check_text(text, f"{name}[{i}]") for i, text in enumerate(texts)]
 
 
 def load(name_or_path: str | Path = "all-MiniLM-L6-v2", device: str | torch.device | None = None, dtype=None, *,
-         revision: str | None = None) -> Embedder:  # fmt: skip
+         revision: str | None = None):  # fmt: skip
     """Loads a local model directory (sentence-transformers or Hugging Face layout), a bundled model by name, or a
-    model by its Hugging Face Hub id (`revision`: a branch, tag or commit), downloaded once into the Hub cache."""
-    return Embedder(load_model_spec(name_or_path, revision), device=device, dtype=dtype)
+    model by its Hugging Face Hub id (`revision`: a branch, tag or commit), downloaded once into the Hub cache.
+    An embedding model gives an Embedder; a cross-encoder checkpoint (*ForSequenceClassification, or a
+    sentence-transformers CrossEncoder) gives a Reranker (fastembed_rt.load_reranker also takes LLM rerankers)."""
+    from .reranker import Reranker, is_cross_encoder, load_reranker_spec
+
+    root, hub = resolve_model(name_or_path, revision)
+    if is_cross_encoder(root):
+        return Reranker(load_reranker_spec(root, hub=hub), device=device, dtype=dtype)
+    spec = load_model_spec(root)
+    spec.hub = hub
+    return Embedder(spec, device=device, dtype=dtype)

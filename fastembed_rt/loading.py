@@ -115,15 +115,8 @@ def load_model_spec(name_or_path: str | Path, revision: str | None = None) -> Mo
     st_model_config = read_json(root / "config_sentence_transformers.json", required=False) or {}
     tokenizer_config = read_json(transformer_dir / "tokenizer_config.json", required=False) or {}
 
-    tokenizer_file = transformer_dir / "tokenizer.json"
-    if not tokenizer_file.is_file():
-        raise FileNotFoundError(f"{tokenizer_file} is missing (fastembed_rt reads the fast-tokenizer file)")
-    try:
-        tokenizer = Tokenizer.from_file(str(tokenizer_file))
-    except Exception as e:  # tokenizers raises a bare Exception, without the file's name
-        raise ValueError(f"{tokenizer_file}: not a tokenizer the tokenizers library can read ({e})") from None
-
-    max_seq_length = _max_seq_length(config, st_config, tokenizer_config)
+    tokenizer = read_tokenizer(transformer_dir)
+    max_seq_length = max_sequence_length(config, st_config, tokenizer_config)
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length=max_seq_length)
 
@@ -145,7 +138,18 @@ def load_model_spec(name_or_path: str | Path, revision: str | None = None) -> Mo
     )
 
 
-def _max_seq_length(config: dict, st_config: dict, tokenizer_config: dict) -> int:
+def read_tokenizer(directory: Path) -> Tokenizer:
+    """The directory's tokenizer.json, through the tokenizers library."""
+    tokenizer_file = directory / "tokenizer.json"
+    if not tokenizer_file.is_file():
+        raise FileNotFoundError(f"{tokenizer_file} is missing (fastembed_rt reads the fast-tokenizer file)")
+    try:
+        return Tokenizer.from_file(str(tokenizer_file))
+    except Exception as e:  # tokenizers raises a bare Exception, without the file's name
+        raise ValueError(f"{tokenizer_file}: not a tokenizer the tokenizers library can read ({e})") from None
+
+
+def max_sequence_length(config: dict, st_config: dict, tokenizer_config: dict) -> int:
     """sentence_bert_config's max_seq_length, else the tokenizer's limit, never past the position table."""
     positions = config.get("max_position_embeddings")
     if positions is not None and config.get("model_type") in ("roberta", "xlm-roberta", "camembert"):

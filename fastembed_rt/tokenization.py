@@ -19,6 +19,7 @@ class PackedBatch:
     cu_seqlens: torch.Tensor  # int32 [num_seqs + 1]: sequence i is tokens cu_seqlens[i]:cu_seqlens[i+1]
     max_seqlen: int
     skip: torch.Tensor | None = None  # int32 [num_seqs]: leading prompt tokens that pooling may leave out
+    token_types: torch.Tensor | None = None  # int64 [total_tokens]: segment of each token (pairs); None: all 0
 
     @property
     def num_tokens(self) -> int:
@@ -26,7 +27,8 @@ class PackedBatch:
 
     def to(self, device) -> PackedBatch:
         skip = None if self.skip is None else self.skip.to(device)
-        return PackedBatch(self.input_ids.to(device), self.cu_seqlens.to(device), self.max_seqlen, skip)
+        types = None if self.token_types is None else self.token_types.to(device)
+        return PackedBatch(self.input_ids.to(device), self.cu_seqlens.to(device), self.max_seqlen, skip, types)
 
 
 @dataclass
@@ -102,9 +104,11 @@ class TextTokenizer:
         return len(ids) - 1 if ids and ids[-1] in self.special_ids else len(ids)
 
 
-def pack(ids: Sequence[Sequence[int]], skip: int | Sequence[int] = 0) -> PackedBatch:
+def pack(ids: Sequence[Sequence[int]], skip: int | Sequence[int] = 0,
+         token_types: Sequence[Sequence[int]] | None = None) -> PackedBatch:  # fmt: skip
     """Concatenates token id lists into one PackedBatch. `skip` leading prompt tokens are marked for pooling
-    to leave out: one count for every sequence, or one count per sequence."""
+    to leave out: one count for every sequence, or one count per sequence. `token_types`: the segment of each
+    token (text pairs), as long as `ids`; dropped when all are 0."""
     lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
     cu = np.zeros(len(ids) + 1, dtype=np.int32)
     np.cumsum(lengths, out=cu[1:])
@@ -113,4 +117,8 @@ def pack(ids: Sequence[Sequence[int]], skip: int | Sequence[int] = 0) -> PackedB
         skip_tensor = torch.full((len(ids),), skip, dtype=torch.int32) if skip else None
     else:
         skip_tensor = torch.tensor(skip, dtype=torch.int32) if any(skip) else None
-    return PackedBatch(torch.from_numpy(flat), torch.from_numpy(cu), int(lengths.max(initial=0)), skip_tensor)
+    types = None
+    if token_types is not None:
+        types = np.fromiter((t for seq in token_types for t in seq), dtype=np.int64, count=int(cu[-1]))
+        types = torch.from_numpy(types) if types.any() else None
+    return PackedBatch(torch.from_numpy(flat), torch.from_numpy(cu), int(lengths.max(initial=0)), skip_tensor, types)

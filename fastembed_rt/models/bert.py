@@ -66,11 +66,13 @@ FUSED_MAX_TOKENS = 48
 class Encoder:
     """Embeddings + post-LN encoder layers; forward(input_ids [T], cu_seqlens [B+1]) -> [T, H]."""
 
-    def __init__(self, config: EncoderConfig, word, position, token_type, norm_weight, norm_bias, layers):
+    def __init__(self, config: EncoderConfig, word, position, token_type, norm_weight, norm_bias, layers,
+                 token_type_delta=None):  # fmt: skip
         self.config = config
         self.word_embeddings = word
         self.position_embeddings = position
         self.token_type_embedding = token_type  # row 0 of the token-type table, or None (DistilBERT)
+        self.token_type_delta = token_type_delta  # row 1 - row 0, for the second text of a pair; None: one type
         self.norm_weight, self.norm_bias = norm_weight, norm_bias
         self.layers: list[EncoderLayer] = layers
         self._fused = None  # built at the first small batch; False where this CPU or model cannot use it
@@ -110,15 +112,36 @@ class Encoder:
     def max_positions(self) -> int:
         return self.position_embeddings.shape[0] - self.config.position_offset
 
-    def forward(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int) -> torch.Tensor:
-        if input_ids.numel() <= FUSED_MAX_TOKENS and not (ops.reference_only() or ops.forcing()) and self.fused() is not None:
+    def forward(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
+                token_types: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """token_types [T] (0 or 1): the segment of each token of text pairs; None: all 0."""
+        fusable = token_types is None and not (ops.reference_only() or ops.forcing())
+        if input_ids.numel() <= FUSED_MAX_TOKENS and fusable and self.fused() is not None:
             return torch.from_numpy(self._fused.forward(input_ids.numpy(), cu_seqlens.to(torch.int32).numpy(), torch.get_num_threads()))
         x = ops.embed(self.word_embeddings, self.position_embeddings, self.token_type_embedding, input_ids, cu_seqlens,
                       self.config.position_offset)  # fmt: skip
+        x = add_token_types(x, token_types, self.token_type_delta)
         x = ops.layer_norm(x, self.norm_weight, self.norm_bias, self.config.layer_norm_eps)
         for layer in self.layers:
             x = layer.forward(x, cu_seqlens, max_seqlen, self.config)
         return x
+
+
+def add_token_types(x: torch.Tensor, token_types: torch.Tensor | None, delta: torch.Tensor | None) -> torch.Tensor:
+    """x (embedded with token type 0) plus, for the tokens of type 1, the difference of the two types' rows."""
+    if token_types is None:
+        return x
+    if delta is None:
+        raise ValueError("this model has one token type; it cannot take the second text of a pair as type 1")
+    if int(token_types.max()) > 1 or int(token_types.min()) < 0:
+        raise ValueError(f"token type ids must be 0 or 1, got {int(token_types.min())}..{int(token_types.max())}")
+    return x + token_types.to(x.dtype)[:, None] * delta
+
+
+def token_type_rows(w: "WeightReader", name: str, types: int | None, hidden: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(row 0, row 1 - row 0 or None) of a token-type table: every text is type 0 unless it is a pair's second."""
+    table = w(name, (types, hidden))
+    return table[0], (table[1] - table[0]).contiguous() if table.shape[0] > 1 else None
 
 
 class WeightReader:
@@ -193,12 +216,14 @@ def build_bert(config: dict, weights, device, dtype, int8: bool = False) -> Enco
                 ffn_norm_bias=w(p + "output.LayerNorm.bias", (H,)),
             )
         )
+    token_type, token_type_delta = token_type_rows(w, "embeddings.token_type_embeddings.weight", config.get("type_vocab_size"), H)
     return Encoder(
         cfg,
         word=w("embeddings.word_embeddings.weight", (config.get("vocab_size"), H)),
         position=w("embeddings.position_embeddings.weight", (config.get("max_position_embeddings"), H)),
-        token_type=w("embeddings.token_type_embeddings.weight", (config.get("type_vocab_size"), H))[0],
+        token_type=token_type,
         norm_weight=w("embeddings.LayerNorm.weight", (H,)),
         norm_bias=w("embeddings.LayerNorm.bias", (H,)),
         layers=layers,
+        token_type_delta=token_type_delta,
     )

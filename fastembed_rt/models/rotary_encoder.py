@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import ops
-from .bert import WeightReader
+from .bert import WeightReader, add_token_types, token_type_rows
 from .decoder import ACTIVATIONS
 from .rotary import Rotary, rotary_attention
 
@@ -41,15 +41,18 @@ class RotaryEncoderLayer:
 
 
 class RotaryEncoder:
-    def __init__(self, config, embeddings, token_type, norm, layers, rotary: Rotary, max_positions: int):
+    def __init__(self, config, embeddings, token_type, norm, layers, rotary: Rotary, max_positions: int, token_type_delta=None):
         self.config, self.embeddings, self.token_type, self.norm = config, embeddings, token_type, norm
         self.layers, self.rotary, self.max_positions = layers, rotary, max_positions
+        self.token_type_delta = token_type_delta  # as bert.Encoder's
 
-    def forward(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
+                token_types: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         c = self.config
         x = self.embeddings[input_ids]
         if self.token_type is not None:
             x = x + self.token_type
+        x = add_token_types(x, token_types, self.token_type_delta)
         x = ops.layer_norm(x, *self.norm, c.eps)
         cos, sin = self.rotary.angles(cu_seqlens)["all"]
         for layer in self.layers:
@@ -114,10 +117,10 @@ def build_rotary_encoder(config: dict, weights, device, dtype, int8: bool = Fals
         ))  # fmt: skip
     token_type_name = "embeddings.token_type_embeddings.weight"
     types = _get(config, "type_vocab_size")
-    token_type = w(token_type_name, (types, H))[0] if w.prefix + token_type_name in w.weights else None
+    token_type, token_type_delta = token_type_rows(w, token_type_name, types, H) if w.prefix + token_type_name in w.weights else (None, None)
     theta = _get(config, "rope_theta", "rotary_emb_base")
     parameters = None if config.get("rope_parameters") or theta is None else {"all": {"rope_type": "default", "rope_theta": theta}}
     rotary = Rotary.from_config(config, c.hidden_size // c.num_heads, parameters)
     vocab = _get(config, "vocab_size")
     return RotaryEncoder(c, w("embeddings.word_embeddings.weight", (vocab, H)), token_type, norm(emb_norm), layers, rotary,
-                         _get(config, "max_position_embeddings", "n_positions", default=8192))  # fmt: skip
+                         _get(config, "max_position_embeddings", "n_positions", default=8192), token_type_delta)  # fmt: skip

@@ -1,0 +1,276 @@
+"""Rerankers against sentence-transformers' CrossEncoder and transformers, on tiny random checkpoints of every
+family made here, and the API's truncation, ranking and bad-input behaviour."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from tokenizers import Tokenizer, processors
+
+import fastembed_rt
+from fastembed_rt.reranker import DEFAULT_INSTRUCTION, YES_NO_PREFIX, YES_NO_SUFFIX
+from fastembed_rt.tokenization import pack
+
+from .test_backbone_parity import tiny as tiny_backbone
+from .test_hf_parity import tiny_config as tiny_bert_family
+
+FAMILIES = ["bert", "xlm-roberta", "distilbert", "mpnet", "modernbert", "modernbert-mean", "gte-token-types",
+            "nomic_bert", "jina_embeddings_v3", "qwen3", "llama"]  # fmt: skip
+
+
+def classifier_config(kind: str, labels: int = 1):
+    if kind in ("bert", "xlm-roberta", "distilbert"):
+        config = tiny_bert_family(kind)
+    elif kind == "modernbert-mean":
+        config = tiny_backbone("modernbert")
+        config.classifier_pooling = "mean"
+    else:
+        config = tiny_backbone(kind)
+    config.num_labels = labels
+    config.pad_token_id = 0  # [PAD] of the tokenizer below, which decoders' classifiers look for
+    return config
+
+
+def write_tokenizer(directory, minilm_path, roberta_template: bool = False, token_types: bool = False):
+    """MiniLM's WordPiece tokenizer (BERT's pair template with token types), or with RoBERTa's pair template;
+    token_types: transformers' tokenizer then gives them to the model, as BertTokenizer does."""
+    tokenizer = Tokenizer.from_file(str(minilm_path / "tokenizer.json"))
+    if roberta_template:
+        tokenizer.post_processor = processors.RobertaProcessing(("[SEP]", 102), ("[CLS]", 101))
+    tokenizer.save(str(directory / "tokenizer.json"))
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", "pad_token": "[PAD]", "unk_token": "[UNK]",
+              "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]", "model_max_length": 512,
+              "model_input_names": ["input_ids", "attention_mask"] + (["token_type_ids"] if token_types else [])}  # fmt: skip
+    (directory / "tokenizer_config.json").write_text(json.dumps(config))
+
+
+def save_classifier(kind, directory, minilm_path, labels: int = 1):
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(classifier_config(kind, labels), attn_implementation="eager").eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():  # random norms and biases too
+            torch.nn.init.normal_(p, std=0.5 if "norm" in name.lower() else 0.1)
+    model.save_pretrained(directory, safe_serialization=True)
+    write_tokenizer(directory, minilm_path, roberta_template=kind in ("xlm-roberta", "mpnet", "jina_embeddings_v3"),
+                    token_types=kind in ("bert", "gte-token-types", "nomic_bert"))
+    return model
+
+
+@pytest.fixture(scope="module")
+def sts_pairs(data_dir):
+    rows = [line.split("\t") for line in (data_dir / "stsb" / "dev.tsv").read_text().splitlines()[1:40]]
+    return [(r[1], r[2]) for r in rows] + [("a", "b"), ("what?", "")]
+
+
+@pytest.mark.parametrize("kind", FAMILIES)
+def test_scores_and_ranks_match_sentence_transformers(kind, tmp_path, minilm_path, sts_pairs):
+    from sentence_transformers import CrossEncoder
+
+    save_classifier(kind, tmp_path, minilm_path)
+    want = CrossEncoder(str(tmp_path), device="cpu", max_length=64).predict(sts_pairs, batch_size=7)
+    reranker = fastembed_rt.load(tmp_path)
+    assert isinstance(reranker, fastembed_rt.Reranker)
+    got = reranker.predict(sts_pairs, batch_tokens=300)
+    assert got.shape == want.shape == (len(sts_pairs),)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    documents = [d for _, d in sts_pairs[:12]]
+    ranked = reranker.rank(sts_pairs[0][0], documents)
+    want_ranked = CrossEncoder(str(tmp_path), device="cpu", max_length=64).rank(sts_pairs[0][0], documents)
+    want_scores = {r["corpus_id"]: r["score"] for r in want_ranked}
+    for ours, theirs in zip(ranked, want_ranked):  # the same order, but for near-ties within float32 noise
+        assert ours["corpus_id"] == theirs["corpus_id"] or abs(want_scores[ours["corpus_id"]] - theirs["score"]) < 1e-6
+
+
+@pytest.mark.parametrize("kind", ["bert", "modernbert", "qwen3"])
+def test_logits_match_transformers_with_several_labels(kind, tmp_path, minilm_path, sts_pairs):
+    from transformers import AutoTokenizer
+
+    model = save_classifier(kind, tmp_path, minilm_path, labels=3)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    reranker = fastembed_rt.load(tmp_path)
+    assert reranker.num_labels == 3 and reranker.labels == ["LABEL_0", "LABEL_1", "LABEL_2"]
+    pairs = sts_pairs[:9]
+    with torch.no_grad():
+        for query, document in pairs:  # one at a time: no padding in the reference
+            inputs = tokenizer(query, document, return_tensors="pt")
+            want = model(**inputs).logits[0].numpy()
+            np.testing.assert_allclose(reranker.predict((query, document), raw_scores=True), want, rtol=1e-5, atol=1e-5)
+    scores = reranker.predict(pairs)  # identity for several labels, as sentence-transformers
+    np.testing.assert_allclose(scores, reranker.predict(pairs, raw_scores=True))
+    probabilities = reranker.predict(pairs, apply_softmax=True)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
+    with pytest.raises(ValueError, match="3 labels"):
+        reranker.rank("q", ["d"])
+
+
+def test_activation_named_by_the_checkpoint(tmp_path, minilm_path, sts_pairs):
+    from sentence_transformers import CrossEncoder
+
+    save_classifier("bert", tmp_path, minilm_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    for key, value in [("sentence_transformers", {"activation_fn": "torch.nn.modules.linear.Identity"}),
+                       ("sbert_ce_default_activation_function", "torch.nn.modules.activation.Tanh")]:  # fmt: skip
+        (tmp_path / "config.json").write_text(json.dumps({**config, key: value}))
+        want = CrossEncoder(str(tmp_path), device="cpu").predict(sts_pairs[:5])
+        np.testing.assert_allclose(fastembed_rt.load(tmp_path).predict(sts_pairs[:5]), want, rtol=1e-5, atol=1e-6)
+    (tmp_path / "config.json").write_text(json.dumps({**config, "sentence_transformers": {"activation_fn": "torch.nn.Mish"}}))
+    with pytest.raises(ValueError, match="unsupported activation_fn 'torch.nn.Mish'"):
+        fastembed_rt.load(tmp_path)
+
+
+def yes_no_tokenizer(directory):
+    """A word-level tokenizer that knows the chat template's words and special tokens, and "yes" and "no"."""
+    from tokenizers import AddedToken, models, pre_tokenizers
+
+    words = set((YES_NO_PREFIX + YES_NO_SUFFIX + DEFAULT_INSTRUCTION + " <Instruct>: <Query>: <Document>: yes no").split())
+    words |= {f"w{i}" for i in range(200)}
+    vocab = {w: i for i, w in enumerate(["[UNK]", *sorted(words)])}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.add_special_tokens([AddedToken(t, special=True) for t in ("<|im_start|>", "<|im_end|>", "<think>", "</think>")])
+    tokenizer.save(str(directory / "tokenizer.json"))
+    (directory / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast", "unk_token": "[UNK]",
+                                                                   "pad_token": "[UNK]", "model_max_length": 131072}))  # fmt: skip
+    return tokenizer.get_vocab_size()
+
+
+def save_yes_no_llm(directory, tied: bool):
+    import transformers as tf
+
+    vocab = yes_no_tokenizer(directory)
+    config = tf.Qwen3Config(vocab_size=vocab, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                            num_key_value_heads=2, head_dim=24, max_position_embeddings=512, tie_word_embeddings=tied)  # fmt: skip
+    torch.manual_seed(0)
+    model = tf.Qwen3ForCausalLM(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            torch.nn.init.normal_(p, std=0.5 if "norm" in name else 0.1)
+    model.save_pretrained(directory, safe_serialization=True)
+    return model
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_yes_no_reranker_matches_the_model_cards_computation(tmp_path, tied):
+    """Qwen3-Reranker's model card: prompt template around each pair, P(yes) = softmax([no, yes]) at the last token."""
+    from transformers import AutoTokenizer
+
+    model = save_yes_no_llm(tmp_path, tied)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    yes, no = tokenizer.convert_tokens_to_ids("yes"), tokenizer.convert_tokens_to_ids("no")
+    rng = np.random.default_rng(0)
+    pairs = [(" ".join(f"w{i}" for i in rng.integers(0, 200, rng.integers(1, 6))),
+              " ".join(f"w{i}" for i in rng.integers(0, 200, rng.integers(0, 40)))) for _ in range(6)]  # fmt: skip
+    prefix = tokenizer.encode(YES_NO_PREFIX, add_special_tokens=False)
+    suffix = tokenizer.encode(YES_NO_SUFFIX, add_special_tokens=False)
+    want = []
+    with torch.no_grad():
+        for query, document in pairs:
+            middle = tokenizer(f"<Instruct>: {DEFAULT_INSTRUCTION}\n<Query>: {query}\n<Document>: {document}")["input_ids"]
+            logits = model(input_ids=torch.tensor([prefix + middle + suffix])).logits[0, -1]
+            want.append(torch.log_softmax(torch.stack([logits[no], logits[yes]]), 0)[1].exp().item())
+    reranker = fastembed_rt.load_reranker(tmp_path)
+    assert reranker.yes_no and reranker.max_length == 512
+    np.testing.assert_allclose(reranker.predict(pairs), want, rtol=1e-5, atol=1e-6)
+    raw = reranker.predict(pairs, raw_scores=True)  # the log-odds, as sentence-transformers' LogitScore
+    np.testing.assert_allclose(1 / (1 + np.exp(-raw)), want, rtol=1e-5, atol=1e-6)
+    other = reranker.predict(pairs, instruction="w1 w2")
+    assert not np.allclose(other, want)
+
+
+def test_documents_are_truncated_first_and_a_long_query_is_refused(tmp_path, minilm_path):
+    save_classifier("bert", tmp_path, minilm_path)
+    reranker = fastembed_rt.load(tmp_path)  # 80 positions
+    query, document = "what is the answer", "the answer is " + "very " * 500 + "long"
+    encoded = reranker.encode_pairs([query], [document])
+    tokens = reranker.spec.tokenizer.encode(query, document).ids
+    assert encoded.ids[0] == tokens[: reranker.max_length - 1] + [102] and encoded.overflowed == [True]
+    assert encoded.token_types[0][:6] == [0] * 6 and encoded.token_types[0][-1] == 1
+    long_query = "word " * 200
+    with pytest.raises(fastembed_rt.QueryTooLong, match="pair 1: the query leaves no room"):
+        reranker.predict([(query, document), (long_query, "short")])
+    scores = reranker.predict([(query, document), (long_query, "short")], truncate=True)
+    assert scores.shape == (2,) and np.isfinite(scores).all()
+    # a document cut between words before tokenizing keeps the same kept tokens as the whole text
+    huge = "answer " * 20000
+    assert reranker.encode_pairs([query], [huge]).ids == [reranker.spec.tokenizer.encode(query, huge).ids[:79] + [102]]
+
+
+def test_rank_orders_ties_and_bad_input(tmp_path, minilm_path):
+    save_classifier("bert", tmp_path, minilm_path)
+    reranker = fastembed_rt.load(tmp_path)
+    documents = ["the cat", "a dog", "the cat", "fish"]
+    ranked = reranker.rank("pets", documents, return_documents=True)
+    scores = reranker.predict([("pets", d) for d in documents])
+    assert [r["corpus_id"] for r in ranked] == sorted(range(4), key=lambda i: (-scores[i], i))
+    assert ranked[[r["corpus_id"] for r in ranked].index(0)]["score"] == pytest.approx(float(scores[0]))
+    assert all(r["text"] == documents[r["corpus_id"]] for r in ranked)
+    assert [r["corpus_id"] for r in reranker.rank("pets", documents, top_k=2)] == [r["corpus_id"] for r in ranked[:2]]
+    assert reranker.rank("pets", []) == []
+    assert set(reranker.rank("pets", ["x"])[0]) == {"corpus_id", "score"}
+    with pytest.raises(ValueError, match="top_k must be a positive int"):
+        reranker.rank("pets", documents, top_k=0)
+    with pytest.raises(TypeError, match=r"documents\[1\] is int"):
+        reranker.rank("pets", ["a", 3])
+    with pytest.raises(TypeError, match=r"pairs\[0\]\[1\] is NoneType"):
+        reranker.predict([("a", None)])
+    with pytest.raises(TypeError, match=r"pairs\[1\] must be a \(query, document\) pair, got tuple of length 3"):
+        reranker.predict([("a", "b"), ("a", "b", "c")])
+    with pytest.raises(ValueError, match=r"pairs\[0\]\[0\] is not valid Unicode"):
+        reranker.predict([("\ud800", "b")])
+
+
+def test_an_embedding_model_is_not_a_reranker(minilm_path, tmp_path):
+    assert isinstance(fastembed_rt.load(minilm_path), fastembed_rt.Embedder)
+    with pytest.raises(ValueError, match="not a reranker checkpoint"):
+        fastembed_rt.load_reranker(minilm_path)
+
+
+def arguana(data_dir, name: str, count: int, words: int | None = None) -> list[str]:
+    lines = (data_dir / "arguana" / name).read_text().splitlines()[:count]
+    return [" ".join(json.loads(line)["text"].split()[:words]) for line in lines]
+
+
+@pytest.fixture(scope="module")
+def minilm_cross_encoder(tmp_path_factory, minilm_path, data_dir):
+    """all-MiniLM-L6-v2's real encoder and pooler under a classifier along the first principal component of the
+    pooled pairs' spread around their query's mean (calibration queries other than the tested ones): real activations, and a score that spreads
+    documents as widely as a trained head would, where a random direction would mostly measure noise."""
+    from safetensors.torch import load_file, save_file
+
+    directory = tmp_path_factory.mktemp("minilm-ce")
+    shutil.copy(minilm_path / "tokenizer.json", directory / "tokenizer.json")
+    tensors = {"bert." + k: v for k, v in load_file(minilm_path / "model.safetensors").items()}
+    tensors["classifier.weight"], tensors["classifier.bias"] = torch.zeros(1, 384), torch.zeros(1)
+    save_file(tensors, directory / "model.safetensors")
+    config = json.loads((minilm_path / "config.json").read_text())
+    (directory / "config.json").write_text(json.dumps({**config, "architectures": ["BertForSequenceClassification"], "num_labels": 1}))
+    reranker = fastembed_rt.load(directory)
+    queries, documents = arguana(data_dir, "queries.jsonl", 16, 40)[10:], arguana(data_dir, "corpus.jsonl", 90)[60:]
+    encoded = reranker.encode_pairs(*zip(*[(q, d) for q in queries for d in documents]))
+    batch = pack(encoded.ids, token_types=encoded.token_types)
+    with torch.no_grad():
+        hidden = reranker.model.forward(batch.input_ids, batch.cu_seqlens, batch.max_seqlen, token_types=batch.token_types)
+        pooled = torch.tanh(reranker.head.steps[0](hidden[batch.cu_seqlens[:-1].long()]))
+    per_query = pooled.view(len(queries), len(documents), -1)
+    spread = (per_query - per_query.mean(1, keepdim=True)).flatten(0, 1)  # how documents differ for one query
+    tensors["classifier.weight"] = torch.linalg.svd(spread, full_matrices=False).Vh[:1].contiguous()
+    save_file(tensors, directory / "model.safetensors")
+    return directory
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "int8"])
+def test_precisions_keep_the_ranking(minilm_cross_encoder, dtype, data_dir):
+    """Per query, Spearman of bfloat16 / int8 scores against float32 on 60 real ArguAna passages."""
+    from scipy.stats import spearmanr
+
+    queries, documents = arguana(data_dir, "queries.jsonl", 3, 40), arguana(data_dir, "corpus.jsonl", 60)
+    reference = fastembed_rt.load(minilm_cross_encoder)
+    quantized = fastembed_rt.load(minilm_cross_encoder, dtype=dtype)
+    for query in queries:
+        want = reference.predict([(query, d) for d in documents], raw_scores=True)
+        got = quantized.predict([(query, d) for d in documents], raw_scores=True)
+        assert spearmanr(want, got).statistic >= 0.99, dtype
