@@ -137,17 +137,74 @@ def cmd_verify(args) -> int:
 
 def cmd_search(args) -> int:
     import fastembed_rt
+    from fastembed_rt.readers import read_corpus
     from fastembed_rt.search import Index
 
+    if (args.query is None) == (args.queries is None):
+        raise ValueError("give either --query TEXT or --queries FILE")
     index = Index.load(args.index)
     model = fastembed_rt.load(args.model, revision=args.revision)
     if model.dimension != index.dim:
         raise ValueError(f"model {args.model} makes {model.dimension}-d vectors, the index holds {index.dim}-d")
-    scores, ids = index.search(model.encode(args.query, normalize=True), k=args.k, rescore_multiplier=args.rescore_multiplier)
+    queries = read_corpus(Path(args.queries)) if args.queries else None
+    texts = queries.texts if queries else [args.query]
+    scores, ids = index.search(model.encode(texts, normalize=True), k=args.k, rescore_multiplier=args.rescore_multiplier)
     ids_path = Path(args.index) / "ids.json"
     names = json.loads(ids_path.read_text()) if ids_path.is_file() else None
-    for rank, (score, i) in enumerate(zip(scores[0], ids[0]), start=1):
-        print(f"{rank:>3}  {score:.4f}  {names[i] if names else i}")
+    if queries is None:
+        for rank, (score, i) in enumerate(zip(scores[0], ids[0]), start=1):
+            print(f"{rank:>3}  {score:.4f}  {names[i] if names else i}")
+        return 0
+    # one jsonl row per query, the input of `fastembed-rt rerank --input` (with --corpus for the texts)
+    for q, text in enumerate(texts):
+        candidates = [{"id": names[i] if names else int(i), "score": round(float(s), 6)} for s, i in zip(scores[q], ids[q]) if i >= 0]
+        row = {"id": queries.ids[q]} if queries.ids else {}
+        print(json.dumps({**row, "query": text, "candidates": candidates}, ensure_ascii=False))
+    return 0
+
+
+def cmd_rerank(args) -> int:
+    import fastembed_rt
+    from fastembed_rt.readers import read_corpus
+
+    if (args.query is None) == (args.input is None):
+        raise ValueError("give either --query TEXT with --documents FILE, or --input FILE (jsonl of {query, candidates})")
+    reranker = fastembed_rt.load_reranker(args.model, device=args.device, dtype=args.dtype, revision=args.revision,
+                                          instruction=args.instruction)  # fmt: skip
+    if args.query is not None:
+        if args.documents is None:
+            raise ValueError("--query needs --documents FILE (txt: one document per line; jsonl: a \"text\" field)")
+        documents = read_corpus(Path(args.documents), text_field=args.text_field, id_field=args.id_field)
+        ranked = reranker.rank(args.query, documents.texts, top_k=args.k, raw_scores=args.raw_scores, truncate=args.truncate,
+                               batch_tokens=args.batch_tokens)  # fmt: skip
+        for rank, r in enumerate(ranked, start=1):
+            name = documents.ids[r["corpus_id"]] if documents.ids else r["corpus_id"]
+            text = documents.texts[r["corpus_id"]].replace("\n", " ")
+            print(f"{rank:>3}  {r['score']:.4f}  {name}  {text[:80]}")
+        return 0
+    from tqdm import tqdm
+
+    from fastembed_rt.rerank_jobs import rerank_file
+
+    if args.out is None:
+        raise ValueError("--input needs --out FILE.jsonl")
+    source = Path(args.input)
+    corpus = None
+    if args.corpus:
+        read = read_corpus(Path(args.corpus), text_field=args.text_field, id_field=args.id_field)
+        corpus = dict(zip(read.ids or map(str, range(len(read.texts))), read.texts))
+    with open(source, "rb") as f:
+        rows = sum(1 for line in f if line.strip())
+    bar = tqdm(total=rows, unit="query", disable=args.quiet, file=sys.stderr)
+    start = time.perf_counter()
+    totals = rerank_file(reranker, source, Path(args.out), corpus=corpus, top_k=args.k, return_documents=args.return_documents,
+                         raw_scores=args.raw_scores, truncate=args.truncate, batch_tokens=args.batch_tokens,
+                         on_rows=lambda queries, pairs: bar.update(queries))  # fmt: skip
+    bar.close()
+    elapsed = time.perf_counter() - start
+    print(f"reranked   {totals.rows:,} queries, {totals.pairs:,} pairs, {totals.tokens:,} tokens in {elapsed:.2f} s "
+          f"({totals.pairs / max(elapsed, 1e-9):,.0f} pairs/s)")  # fmt: skip
+    print(f"output     {args.out}")
     return 0
 
 
@@ -351,11 +408,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = sub.add_parser("search", help="search an index built by embed --index")
     search.add_argument("index", help="index directory")
-    search.add_argument("--query", required=True)
+    search.add_argument("--query", help="one query: a ranked table")
+    search.add_argument("--queries", help="a file of queries (txt, jsonl): one jsonl row {id, query, candidates} each, "
+                        "the input of rerank --input")
     search.add_argument("-k", type=int, default=10)
     search.add_argument("--rescore-multiplier", type=int, default=4, help="0: rank by the quantized scores alone")
     add_model_arguments(search)
     search.set_defaults(run=cmd_search)
+
+    rerank = sub.add_parser("rerank", help="rerank documents for a query, or a jsonl of {query, candidates} rows")
+    rerank.add_argument("model", help="a cross-encoder or LLM reranker: a directory or a Hugging Face Hub id")
+    rerank.add_argument("--revision", help="with a Hub id: a branch, tag or commit (default: main)")
+    rerank.add_argument("--query", help="one query, with --documents: a ranked table")
+    rerank.add_argument("--documents", help="the query's documents: txt (one per line), jsonl, csv or parquet")
+    rerank.add_argument("--input", help="jsonl rows {query, candidates: [text | {id, text?}]} (e.g. search --queries)")
+    rerank.add_argument("--out", help="with --input: the reranked rows, jsonl {..., results: [{index, id, score}]}")
+    rerank.add_argument("--corpus", help="with --input: the texts of candidates given by id (txt, jsonl, csv, parquet)")
+    rerank.add_argument("--text-field", default="text", help="jsonl field / parquet column of --documents / --corpus texts")
+    rerank.add_argument("--id-field", default="id", help="jsonl field / parquet column of their ids")
+    rerank.add_argument("-k", type=int, help="keep the best K per query (default: all)")
+    rerank.add_argument("--return-documents", action="store_true", help="with --input: each result carries its text")
+    rerank.add_argument("--raw-scores", action="store_true", help="logits instead of the model's activation")
+    rerank.add_argument("--truncate", action="store_true", help="cut a query too long to leave room for its document")
+    rerank.add_argument("--instruction", help="LLM rerankers' task instruction (default: the model card's)")
+    rerank.add_argument("--batch-tokens", type=int, help="token budget per batch")
+    rerank.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    rerank.add_argument("--dtype", help=DTYPE_HELP)
+    rerank.add_argument("--quiet", action="store_true", help="no progress bar")
+    rerank.set_defaults(run=cmd_rerank)
 
     evaluate = sub.add_parser("eval", help="STS (a TSV file) or BEIR retrieval (a directory) quality")
     evaluate.add_argument("data", help="STS TSV (score, s1, s2) or BEIR directory (corpus.jsonl, queries.jsonl, qrels/test.tsv)")

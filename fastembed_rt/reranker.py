@@ -127,7 +127,11 @@ class EncodedPairs:
 
 
 class QueryTooLong(ValueError):
-    """A pair's query alone leaves no room for its document within the model's limit."""
+    """A pair's query alone leaves no room for its document within the model's limit; `index`: the pair's."""
+
+    def __init__(self, message: str, index: int):
+        super().__init__(message)
+        self.index = index
 
 
 class Reranker:
@@ -226,7 +230,7 @@ class Reranker:
 
     def _too_long(self, index: int) -> QueryTooLong:
         return QueryTooLong(f"pair {index}: the query leaves no room for the document within the model's "
-                            f"{self.max_length} tokens; shorten it or pass truncate=True")  # fmt: skip
+                            f"{self.max_length} tokens; shorten it or pass truncate=True", index)  # fmt: skip
 
     # --- scores out ---
 

@@ -71,3 +71,28 @@ def random_bert(directory: str | Path, *, hidden: int = 768, layers: int = 12, h
     (directory / "config.json").write_text(json.dumps(config, indent=1))
     synthetic_tokenizer(vocab_size).save(str(directory / "tokenizer.json"))
     return directory
+
+
+def cross_encoder_from(encoder_dir: str | Path, directory: str | Path, seed: int = 0) -> Path:
+    """A BertForSequenceClassification checkpoint (one label) made of a BERT encoder checkpoint (e.g. the bundled
+    all-MiniLM-L6-v2, or random_bert's) and a random classifier (and pooler, where the encoder has none)."""
+    from safetensors.torch import load_file
+
+    encoder_dir, directory = Path(encoder_dir), Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = json.loads((encoder_dir / "config.json").read_text())
+    hidden = config["hidden_size"]
+    g = torch.Generator().manual_seed(seed)
+    tensors = {"bert." + name: tensor for name, tensor in load_file(str(encoder_dir / "model.safetensors")).items()}
+    if "bert.pooler.dense.weight" not in tensors:
+        tensors["bert.pooler.dense.weight"] = torch.randn(hidden, hidden, generator=g) * 0.02
+        tensors["bert.pooler.dense.bias"] = torch.zeros(hidden)
+    tensors["classifier.weight"] = torch.randn(1, hidden, generator=g) / hidden**0.5
+    tensors["classifier.bias"] = torch.zeros(1)
+    save_file(tensors, str(directory / "model.safetensors"))
+    config = {**config, "architectures": ["BertForSequenceClassification"], "num_labels": 1}
+    (directory / "config.json").write_text(json.dumps(config, indent=1))
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        if (encoder_dir / name).is_file():
+            (directory / name).write_bytes((encoder_dir / name).read_bytes())
+    return directory

@@ -11,6 +11,7 @@ from tokenizers import Tokenizer, processors
 
 import fastembed_rt
 from fastembed_rt.reranker import DEFAULT_INSTRUCTION, YES_NO_PREFIX, YES_NO_SUFFIX
+from fastembed_rt.testing import cross_encoder_from
 from fastembed_rt.tokenization import pack
 
 from .test_backbone_parity import tiny as tiny_backbone
@@ -241,13 +242,8 @@ def minilm_cross_encoder(tmp_path_factory, minilm_path, data_dir):
     documents as widely as a trained head would, where a random direction would mostly measure noise."""
     from safetensors.torch import load_file, save_file
 
-    directory = tmp_path_factory.mktemp("minilm-ce")
-    shutil.copy(minilm_path / "tokenizer.json", directory / "tokenizer.json")
-    tensors = {"bert." + k: v for k, v in load_file(minilm_path / "model.safetensors").items()}
-    tensors["classifier.weight"], tensors["classifier.bias"] = torch.zeros(1, 384), torch.zeros(1)
-    save_file(tensors, directory / "model.safetensors")
-    config = json.loads((minilm_path / "config.json").read_text())
-    (directory / "config.json").write_text(json.dumps({**config, "architectures": ["BertForSequenceClassification"], "num_labels": 1}))
+    directory = cross_encoder_from(minilm_path, tmp_path_factory.mktemp("minilm-ce"))
+    tensors = load_file(directory / "model.safetensors")
     reranker = fastembed_rt.load(directory)
     queries, documents = arguana(data_dir, "queries.jsonl", 16, 40)[10:], arguana(data_dir, "corpus.jsonl", 90)[60:]
     encoded = reranker.encode_pairs(*zip(*[(q, d) for q in queries for d in documents]))
