@@ -297,7 +297,9 @@ def cmd_serve(args) -> int:
         auto_truncate=args.auto_truncate, api_key=args.api_key or os.environ.get("FASTEMBED_RT_API_KEY"),
         served_model_name=args.served_model_name, tokenizer_workers=args.tokenizer_workers,
     )  # fmt: skip
-    serve(args.model, config, device=args.device, dtype=args.dtype, revision=args.revision, log_level=args.log_level)
+    models = args.model or ([] if args.reranker else ["all-MiniLM-L6-v2"])
+    serve(models, config, rerankers=args.reranker, device=args.device, dtype=args.dtype, revision=args.revision,
+          log_level=args.log_level)  # fmt: skip
     return 0
 
 
@@ -459,9 +461,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--limit", type=int, help="--e2e: first N texts only")
     bench.set_defaults(run=cmd_bench)
 
-    serve = sub.add_parser("serve", help="an HTTP API (OpenAI /v1/embeddings and TEI routes) with dynamic batching")
-    add_model_arguments(serve)
-    serve.add_argument("--served-model-name", help="the name responses and /info report (default: the model's)")
+    serve = sub.add_parser("serve", help="an HTTP API (OpenAI, TEI, Cohere and vLLM routes) with dynamic batching")
+    serve.add_argument("--model", action="append",
+                       help="a model to serve (repeat for several): an embedding model or a cross-encoder; a directory, a "
+                            "bundled name or a Hugging Face Hub id (default: all-MiniLM-L6-v2 when no --reranker is given)")
+    serve.add_argument("--reranker", action="append", default=[],
+                       help="a reranker to serve (repeat for several), LLM rerankers (yes/no logits) included")
+    serve.add_argument("--revision", help="with Hub ids: a branch, tag or commit (default: main)")
+    serve.add_argument("--served-model-name", help="with one model: the name responses and /info report (default: its Hub id or folder name)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     serve.add_argument("--port", type=int, default=8080, help="0: any free port (printed when ready)")
     serve.add_argument("--device", help="cpu or cuda (default: cuda when available)")

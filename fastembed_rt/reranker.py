@@ -207,6 +207,27 @@ class Reranker:
             ids, types = [e.ids for e in encodings], [e.type_ids for e in encodings]
         return EncodedPairs(ids, types, [bool(e.overflowing) for e in encodings])
 
+    def encode_inputs(self, items: Sequence[tuple[str, ...]], *, truncate: bool = False) -> EncodedPairs:
+        """TEI /predict's inputs in order: (text,) through the tokenizer's single-text template, (a, b) as pairs. An
+        over-long single text raises QueryTooLong with its index, unless truncate."""
+        ids: list = [None] * len(items)
+        types: list = [None] * len(items)
+        overflowed = [False] * len(items)
+        pairs = [i for i, item in enumerate(items) if len(item) == 2]
+        singles = [i for i, item in enumerate(items) if len(item) == 1]
+        if pairs:
+            try:
+                encoded = self.encode_pairs([items[i][0] for i in pairs], [items[i][1] for i in pairs], truncate=truncate)
+            except QueryTooLong as e:
+                raise QueryTooLong(str(e).replace(f"pair {e.index}", f"input {pairs[e.index]}"), pairs[e.index]) from None
+            for k, i in enumerate(pairs):
+                ids[i], types[i], overflowed[i] = encoded.ids[k], encoded.token_types[k], encoded.overflowed[k]
+        for i, encoding in zip(singles, self._fallback.encode_batch([items[i][0] for i in singles])):
+            if encoding.overflowing and not truncate:
+                raise QueryTooLong(f"input {i} is longer than the model's {self.max_length} tokens; shorten it or pass truncate=True", i)
+            ids[i], types[i], overflowed[i] = encoding.ids, encoding.type_ids, bool(encoding.overflowing)
+        return EncodedPairs(ids, types, overflowed)
+
     def _encode(self, texts, queries, truncate, instruction):
         if self.yes_no:  # one text per pair, cut at its end (the document); the query must fit before it
             if not truncate:

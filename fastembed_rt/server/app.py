@@ -1,4 +1,7 @@
-"""The HTTP API as a plain ASGI application: OpenAI's /v1/embeddings and TEI's routes over one Batcher.
+"""The HTTP API as a plain ASGI application over one or more models, each with its own Batcher: OpenAI's
+/v1/embeddings and TEI's routes for embedding models; TEI's /rerank and /predict, Cohere's and Jina's /v1/rerank
+and vLLM's /score for rerankers. A request's `model` field picks a loaded model by name (404 for another name);
+without one, the first loaded model of the kind the route needs serves it.
 
 Plain ASGI rather than a web framework, because the server must see what frameworks hide: the body as it
 streams in (a size limit before it is all read), and the client's disconnect while its texts wait for a
@@ -12,6 +15,7 @@ import hmac
 import logging
 import platform
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -21,12 +25,14 @@ import torch
 
 from .. import __version__
 from ..engine import Embedder
+from ..reranker import QueryTooLong, Reranker, softmax
 from .batcher import Batcher, BatcherClosed, Job
 from .config import ServerConfig
 from .errors import RequestError
 from .inputs import RequestTokenizer
 from .metrics import Metrics
-from .schemas import EmbedRequest, Inputs, json_type, parse_openai, parse_similarity, parse_tei_embed, parse_tokenize
+from .schemas import (EmbedRequest, Inputs, RerankRequest, json_type, parse_cohere_rerank, parse_openai, parse_predict,
+                      parse_score, parse_similarity, parse_tei_embed, parse_tei_rerank, parse_tokenize)  # fmt: skip
 
 log = logging.getLogger("fastembed_rt.server")
 
@@ -38,30 +44,65 @@ class ClientGone(Exception):
     """The client disconnected before its answer was ready: there is nobody to answer."""
 
 
-class EmbeddingServer:
-    def __init__(self, embedder: Embedder, config: ServerConfig, model_name: str, on_ready=None):
-        self.embedder, self.config = embedder, config
-        self.model_name = config.served_model_name or model_name
-        self.on_ready = on_ready
-        self.metrics = Metrics()
-        self.tokenizer = RequestTokenizer(embedder)
+class ServedModel:
+    """One loaded model behind the API: an Embedder or a Reranker, with its own batcher (one model thread each)."""
+
+    def __init__(self, name: str, model: Embedder | Reranker, config: ServerConfig, metrics: Metrics):
+        self.name, self.model = name, model
+        self.is_reranker = isinstance(model, Reranker)
+        self.width = model.num_labels if self.is_reranker else model.full_dimension  # of its batches' rows
+        self.tokenizer = None if self.is_reranker else RequestTokenizer(model)
         self.batcher = Batcher(
-            embedder.embed_batch, self.metrics, max_batch_tokens=config.max_batch_tokens,
-            max_batch_texts=config.max_batch_texts, max_wait_ms=config.max_wait_ms,
+            model.logits_batch if self.is_reranker else model.embed_batch, metrics,
+            max_batch_tokens=config.max_batch_tokens, max_batch_texts=config.max_batch_texts, max_wait_ms=config.max_wait_ms,
         )  # fmt: skip
+
+    @property
+    def kind(self) -> str:
+        return "reranker" if self.is_reranker else "embedding model"
+
+
+class ModelServer:
+    def __init__(self, models: dict[str, Embedder | Reranker], config: ServerConfig, on_ready=None):
+        if not models:
+            raise ValueError("the server needs at least one model")
+        self.config, self.on_ready = config, on_ready
+        self.metrics = Metrics()
+        self.models = {name: ServedModel(name, model, config, self.metrics) for name, model in models.items()}
         self.executor = ThreadPoolExecutor(config.tokenizer_workers, thread_name_prefix="fastembed-tokenize")
         self.in_flight = 0
-        self.metrics.add_gauge("queue_depth", "Texts waiting for a batch.", lambda: self.batcher.queued_texts)
+        batchers = [m.batcher for m in self.models.values()]
+        self.metrics.add_gauge("queue_depth", "Texts waiting for a batch.", lambda: sum(b.queued_texts for b in batchers))
         self.metrics.add_gauge("requests_in_flight", "POST requests being served.", lambda: self.in_flight)
         self.routes = {
             "/v1/embeddings": ("POST", self.openai_embeddings),
             "/embed": ("POST", self.tei_embed),
             "/similarity": ("POST", self.similarity),
             "/tokenize": ("POST", self.tokenize),
+            "/rerank": ("POST", self.tei_rerank),
+            "/v1/rerank": ("POST", self.cohere_rerank),
+            "/predict": ("POST", self.predict),
+            "/score": ("POST", self.score),
+            "/v1/score": ("POST", self.score),
             "/health": ("GET", self.health),
             "/info": ("GET", self.info),
             "/metrics": ("GET", self.metrics_text),
         }
+
+    def served(self, name: str | None, reranker: bool) -> ServedModel:
+        """The model a request names (404 if it is not loaded), or the first loaded one of the kind it needs."""
+        kind = "reranker" if reranker else "embedding model"
+        loaded = ", ".join(f"{n} ({m.kind})" for n, m in self.models.items())
+        if name is not None:
+            if name not in self.models:
+                raise RequestError(404, f"model {name!r} is not loaded; loaded: {loaded}", "model")
+            if self.models[name].is_reranker != reranker:
+                raise RequestError(422, f"model {name!r} is {'a' if reranker else 'an'} {self.models[name].kind}; this route needs {'a' if reranker else 'an'} {kind}", "model")
+            return self.models[name]
+        model = next((m for m in self.models.values() if m.is_reranker == reranker), None)
+        if model is None:
+            raise RequestError(404, f"no {kind} is loaded; loaded: {loaded}", "model")
+        return model
 
     # --- ASGI entry ------------------------------------------------------------------------------------
     async def __call__(self, scope, receive, send):
@@ -159,77 +200,107 @@ class EmbeddingServer:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self.batcher.start()
+                for model in self.models.values():
+                    model.batcher.start()
                 await send({"type": "lifespan.startup.complete"})
                 if self.on_ready is not None:
                     self.on_ready()
             elif message["type"] == "lifespan.shutdown":
                 # Connections are drained by now: embed whatever is still queued, then stop the threads.
-                await asyncio.get_running_loop().run_in_executor(None, self.batcher.close)
+                for model in self.models.values():
+                    await asyncio.get_running_loop().run_in_executor(None, model.batcher.close)
                 self.executor.shutdown(wait=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    # --- embedding through the batcher -----------------------------------------------------------------
-    async def _embed(self, inputs: Inputs, prompt_name: str | None, truncate: bool | None, direction: str, receive):
-        """Vectors [n, full dimension] before normalization or truncation, in input order, and their token count."""
-        self._check_batch_size(len(inputs), inputs.field)
-        prompt = self._prompt(prompt_name)
-        truncate = self.config.auto_truncate if truncate is None else truncate
+    # --- running requests through a model's batcher ---------------------------------------------------
+    async def _run(self, served: ServedModel, tokenize, receive):
+        """Rows [n, width] of a request (vectors before normalization or truncation, or a reranker's logits), in
+        input order, and their token count. tokenize() -> (ids, skip, token types or None) runs on the tokenizer
+        pool; meanwhile a partial batch may wait for it (announce)."""
         loop = asyncio.get_running_loop()
         disconnected = asyncio.ensure_future(receive())  # completes only when the client goes away
         try:
-            self.batcher.announce()
+            served.batcher.announce()
             job = None
             try:
                 start = time.perf_counter()
-                if inputs.texts is not None:
-                    work = (self.tokenizer.texts, inputs.texts, prompt, truncate, direction, inputs.field)
-                else:
-                    work = (self.tokenizer.token_ids, inputs.ids, truncate, direction, inputs.field)
-                ids, skip = await loop.run_in_executor(self.executor, *work)
+                ids, skip, types = await loop.run_in_executor(self.executor, tokenize)
                 self.metrics.tokenize_seconds.observe(time.perf_counter() - start)
                 if disconnected.done():  # gone while its texts were tokenized: they never reach the queue
                     self.metrics.cancelled_texts.inc(len(ids))
                     raise ClientGone
-                submitted = Job(ids, skip, self.embedder.full_dimension, loop)
-                self.batcher.submit(submitted)
+                submitted = Job(ids, skip, served.width, loop, token_types=types)
+                served.batcher.submit(submitted)
                 job = submitted  # only now is the announcement consumed
             except BatcherClosed:
                 raise RequestError(503, "the server is shutting down") from None
             finally:
                 if job is None:
-                    self.batcher.withdraw()
+                    served.batcher.withdraw()
             await asyncio.wait((job.future, disconnected), return_when=asyncio.FIRST_COMPLETED)
             if not job.future.done():
                 job.cancel()
                 job.future.cancel()
                 raise ClientGone
-            vectors = job.future.result()
+            rows = job.future.result()
             if job.queue_seconds is not None:
                 self.metrics.queue_seconds.observe(job.queue_seconds)
-            return vectors, job.num_tokens
+            return rows, job.num_tokens
         finally:
             disconnected.cancel()
+
+    async def _embed(self, served: ServedModel, inputs: Inputs, prompt_name: str | None, truncate: bool | None,
+                     direction: str, receive):  # fmt: skip
+        self._check_batch_size(len(inputs), inputs.field)
+        prompt = self._prompt(served, prompt_name)
+        truncate = self.config.auto_truncate if truncate is None else truncate
+
+        def tokenize():
+            if inputs.texts is not None:
+                ids, skip = served.tokenizer.texts(inputs.texts, prompt, truncate, direction, inputs.field)
+            else:
+                ids, skip = served.tokenizer.token_ids(inputs.ids, truncate, direction, inputs.field)
+            return ids, skip, None
+
+        return await self._run(served, tokenize, receive)
+
+    async def _score_pairs(self, served: ServedModel, request: RerankRequest, receive):
+        """A reranker's logits [n, labels] for the request's pairs, and their token count."""
+        self._check_batch_size(len(request.documents), request.field)
+        truncate = self.config.auto_truncate if request.truncate is None else request.truncate
+
+        def tokenize():
+            try:
+                encoded = served.model.encode_pairs(request.queries, request.documents, truncate=truncate)
+            except QueryTooLong as e:
+                raise RequestError(413, f"{request.field}[{e.index}]: the query leaves no room for the document within the "
+                                        f"model's {served.model.max_length} tokens; shorten it, or send truncate=true "
+                                        "(or start the server with --auto-truncate)", "query") from None  # fmt: skip
+            return encoded.ids, [0] * len(encoded.ids), encoded.token_types
+
+        return await self._run(served, tokenize, receive)
 
     def _check_batch_size(self, count: int, field: str) -> None:
         limit = self.config.max_client_batch_size
         if count > limit:
             raise RequestError(413, f"{field} holds {count} inputs, more than the limit of {limit} (--max-client-batch-size)", field)
 
-    def _prompt(self, prompt_name: str | None) -> str:
+    @staticmethod
+    def _prompt(served: ServedModel, prompt_name: str | None) -> str:
         """The prompt text a request asks for by name (None: the model's default prompt, if any)."""
         try:
-            return self.embedder.resolve_prompt(None, prompt_name)
+            return served.model.resolve_prompt(None, prompt_name)
         except KeyError as e:
             raise RequestError(422, e.args[0], "prompt_name") from None
 
-    def _dimensions(self, dimensions: int | None) -> int | None:
+    @staticmethod
+    def _dimensions(served: ServedModel, dimensions: int | None) -> int | None:
         """The Matryoshka truncation a request asks for (None: the model's own), checked before any work."""
         try:
-            return self.embedder.resolve_truncate_dim(dimensions)
+            return served.model.resolve_truncate_dim(dimensions)
         except ValueError:
-            raise RequestError(422, f"dimensions must be in [1, {self.embedder.full_dimension}], got {dimensions}", "dimensions") from None
+            raise RequestError(422, f"dimensions must be in [1, {served.model.full_dimension}], got {dimensions}", "dimensions") from None
 
     @staticmethod
     def _finish(vectors: np.ndarray, normalize: bool, dimensions: int | None) -> np.ndarray:
@@ -240,67 +311,146 @@ class EmbeddingServer:
             vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
-    # --- routes ----------------------------------------------------------------------------------------
+    # --- embedding routes ------------------------------------------------------------------------------
     async def openai_embeddings(self, body: dict, receive):
         request = parse_openai(body)
-        dimensions = self._dimensions(request.dimensions)
-        vectors, tokens = await self._embed(request.inputs, None, None, "right", receive)
-        vectors = self._finish(vectors, self.embedder.spec.normalize, dimensions)
+        served = self.served(request.model, reranker=False)
+        dimensions = self._dimensions(served, request.dimensions)
+        vectors, tokens = await self._embed(served, request.inputs, None, None, "right", receive)
+        vectors = self._finish(vectors, served.model.spec.normalize, dimensions)
         if request.encoding_format == "base64":
             rows = [base64.b64encode(v.astype("<f4").tobytes()).decode("ascii") for v in vectors]
         else:
             rows = list(vectors)
         data = [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(rows)]
-        payload = {"object": "list", "data": data, "model": self.model_name,
+        payload = {"object": "list", "data": data, "model": served.name,
                    "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}  # fmt: skip
         return 200, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), JSON
 
     async def tei_embed(self, body: dict, receive):
         request: EmbedRequest = parse_tei_embed(body)
-        dimensions = self._dimensions(request.dimensions)
-        vectors, _ = await self._embed(request.inputs, request.prompt_name, request.truncate, request.direction, receive)
+        served = self.served(request.model, reranker=False)
+        dimensions = self._dimensions(served, request.dimensions)
+        vectors, _ = await self._embed(served, request.inputs, request.prompt_name, request.truncate, request.direction, receive)
         vectors = self._finish(vectors, request.normalize, dimensions)
         return 200, orjson.dumps(vectors, option=orjson.OPT_SERIALIZE_NUMPY), JSON
 
     async def similarity(self, body: dict, receive):
         request = parse_similarity(body)
+        served = self.served(request.model, reranker=False)
         inputs = Inputs("inputs.sentences", texts=[request.source, *request.sentences])
-        vectors, _ = await self._embed(inputs, request.prompt_name, request.truncate, request.direction, receive)
-        vectors = self._finish(vectors, self.embedder.spec.normalize, self._dimensions(None))
-        scores = self.embedder.similarity(vectors[:1], vectors[1:])[0]
+        vectors, _ = await self._embed(served, inputs, request.prompt_name, request.truncate, request.direction, receive)
+        vectors = self._finish(vectors, served.model.spec.normalize, self._dimensions(served, None))
+        scores = served.model.similarity(vectors[:1], vectors[1:])[0]
         return 200, orjson.dumps(scores.astype(np.float32), option=orjson.OPT_SERIALIZE_NUMPY), JSON
 
     async def tokenize(self, body: dict, receive):
         request = parse_tokenize(body)
+        served = self.served(request.model, reranker=False)
         self._check_batch_size(len(request.texts), "inputs")
-        prompt = self._prompt(request.prompt_name)
+        prompt = self._prompt(served, request.prompt_name)
         truncate = self.config.auto_truncate if request.truncate is None else request.truncate
         tokens = await asyncio.get_running_loop().run_in_executor(
-            self.executor, self.tokenizer.tokenize, request.texts, prompt, request.add_special_tokens, truncate,
+            self.executor, served.tokenizer.tokenize, request.texts, prompt, request.add_special_tokens, truncate,
             request.direction,
         )  # fmt: skip
         return 200, orjson.dumps(tokens), JSON
 
+    # --- reranking routes ------------------------------------------------------------------------------
+    async def _rerank(self, request: RerankRequest, receive):
+        """(served model, scores [n] with the model's activation unless raw, order best first, token count)."""
+        served = self.served(request.model, reranker=True)
+        if served.model.num_labels != 1:
+            raise RequestError(422, f"model {served.name!r} has {served.model.num_labels} labels; reranking needs one score per pair: use /predict", "model")
+        logits, tokens = await self._score_pairs(served, request, receive)
+        scores = served.model.scores(logits, raw_scores=request.raw_scores)
+        order = np.argsort(-scores, kind="stable")[: request.top_n]
+        return served, scores, order, tokens
+
+    async def tei_rerank(self, body: dict, receive):
+        if "documents" in body and "texts" not in body:  # Cohere's and Jina's body on TEI's path
+            return await self.cohere_rerank(body, receive)
+        request = parse_tei_rerank(body)
+        _, scores, order, _ = await self._rerank(request, receive)
+        rows = [{"index": int(i), "score": float(scores[i]), **({"text": request.documents[i]} if request.return_documents else {})}
+                for i in order]  # fmt: skip
+        return 200, orjson.dumps(rows), JSON
+
+    async def cohere_rerank(self, body: dict, receive):
+        request = parse_cohere_rerank(body)
+        served, scores, order, tokens = await self._rerank(request, receive)
+        results = [{"index": int(i), "relevance_score": float(scores[i]),
+                    **({"document": {"text": request.documents[i]}} if request.return_documents else {})} for i in order]  # fmt: skip
+        payload = {"id": _request_id("rerank"), "model": served.name, "results": results,
+                   "usage": {"total_tokens": tokens}, "meta": {"billed_units": {"search_units": 1}}}  # fmt: skip
+        return 200, orjson.dumps(payload), JSON
+
+    async def score(self, body: dict, receive):
+        request = parse_score(body)
+        served, scores, _, tokens = await self._rerank(request, receive)
+        data = [{"index": i, "object": "score", "score": float(s)} for i, s in enumerate(scores)]
+        payload = {"id": _request_id("score"), "object": "list", "created": int(time.time()), "model": served.name,
+                   "data": data, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}  # fmt: skip
+        return 200, orjson.dumps(payload), JSON
+
+    async def predict(self, body: dict, receive):
+        """TEI's /predict: every label with its score, best first (softmax over several labels, the model's activation
+        for one, logits with raw_scores)."""
+        request = parse_predict(body)
+        served = self.served(request.model, reranker=True)
+        reranker: Reranker = served.model
+        if reranker.yes_no and any(len(item) == 1 for item in request.items):
+            raise RequestError(422, f"model {served.name!r} scores (query, document) pairs: send [text, text] pairs", "inputs")
+        self._check_batch_size(len(request.items), "inputs")
+        truncate = self.config.auto_truncate if request.truncate is None else request.truncate
+
+        def tokenize():
+            try:
+                encoded = reranker.encode_inputs(request.items, truncate=truncate)
+            except QueryTooLong as e:
+                raise RequestError(413, f"inputs[{e.index}] is longer than the model's {reranker.max_length} tokens; "
+                                        "shorten it, or send truncate=true (or start the server with --auto-truncate)", "inputs") from None  # fmt: skip
+            return encoded.ids, [0] * len(encoded.ids), encoded.token_types
+
+        logits, _ = await self._run(served, tokenize, receive)
+        if request.raw_scores:
+            scores = logits
+        else:
+            scores = softmax(logits) if reranker.num_labels > 1 else reranker.scores(logits)[:, None]
+        rows = [sorted(({"score": float(v), "label": label} for v, label in zip(row, reranker.labels)), key=lambda r: -r["score"])
+                for row in scores]  # fmt: skip
+        return 200, orjson.dumps(rows[0] if request.single else rows), JSON
+
+    # --- service routes --------------------------------------------------------------------------------
     async def health(self):
-        if not self.batcher.alive():
-            raise RequestError(503, "the model worker is not running")
+        if not all(m.batcher.alive() for m in self.models.values()):
+            raise RequestError(503, "a model worker is not running")
         return 200, b'{"status":"ok"}', JSON
 
+    def _model_info(self, served: ServedModel) -> dict:
+        m = served.model
+        info = {
+            "model_id": served.name,
+            "model_path": str(m.spec.path),
+            "model_type": m.spec.config.get("model_type"),
+            "kind": "reranker" if served.is_reranker else "embedding",
+            "model_dtype": "int8" if m.int8 else str(m.dtype).removeprefix("torch."),
+            "device": str(m.device),
+        }
+        if served.is_reranker:
+            return {**info, "max_input_length": m.max_length, "labels": m.labels, "activation": m.activation,
+                    "scoring": "yes/no logits" if m.yes_no else "classifier"}  # fmt: skip
+        return {**info, "dimension": m.dimension, "full_dimension": m.full_dimension, "max_input_length": m.max_seq_length,
+                "pooling": list(m.spec.pooling.modes), "normalize": m.spec.normalize,
+                "similarity_fn_name": m.similarity_fn_name, "prompts": m.spec.prompts}  # fmt: skip
+
     async def info(self):
-        e, c = self.embedder, self.config
+        """TEI's fields for the first model, then every loaded model under "models"."""
+        c = self.config
+        models = [self._model_info(m) for m in self.models.values()]
         payload = {
-            "model_id": self.model_name,
-            "model_path": str(e.spec.path),
-            "model_type": e.spec.config.get("model_type"),
-            "model_dtype": "int8" if e.int8 else str(e.dtype).removeprefix("torch."),
-            "device": str(e.device),
-            "dimension": e.dimension,
-            "full_dimension": e.full_dimension,
-            "max_input_length": e.max_seq_length,
-            "pooling": list(e.spec.pooling.modes),
-            "normalize": e.spec.normalize,
-            "similarity_fn_name": e.similarity_fn_name,
-            "prompts": e.spec.prompts,
+            **models[0],
+            "models": models,
             "limits": {
                 "max_batch_tokens": c.max_batch_tokens, "max_batch_texts": c.max_batch_texts,
                 "max_wait_ms": c.max_wait_ms, "max_concurrent_requests": c.max_concurrent_requests,
@@ -316,3 +466,7 @@ class EmbeddingServer:
 
     async def metrics_text(self):
         return 200, self.metrics.render().encode(), PROMETHEUS
+
+
+def _request_id(kind: str) -> str:
+    return f"{kind}-{uuid.uuid4().hex}"

@@ -32,10 +32,12 @@ class BatcherClosed(RuntimeError):
 
 
 class Job:
-    """One request's token sequences on their way through the model; `future` gets float32 [n, d]."""
+    """One request's token sequences on their way through the model; `future` gets float32 [n, width] (vectors,
+    or a reranker's logits). token_types: the segment of each token of text pairs, or None."""
 
-    def __init__(self, ids: list[list[int]], skip: list[int], dimension: int, loop: asyncio.AbstractEventLoop):
-        self.ids, self.skip = ids, skip
+    def __init__(self, ids: list[list[int]], skip: list[int], dimension: int, loop: asyncio.AbstractEventLoop,
+                 token_types: list[list[int]] | None = None):  # fmt: skip
+        self.ids, self.skip, self.token_types = ids, skip, token_types
         self.loop = loop
         self.future: asyncio.Future = loop.create_future()
         self.vectors = np.empty((len(ids), dimension), dtype=np.float32)
@@ -71,7 +73,8 @@ class Job:
 
 class Batcher:
     def __init__(self, embed_batch, metrics: Metrics, *, max_batch_tokens: int, max_batch_texts: int, max_wait_ms: float):
-        """embed_batch(PackedBatch) -> float32 [num_seqs, d] runs on the model thread."""
+        """embed_batch(PackedBatch) -> float32 [num_seqs, width] runs on the model thread (an embedder's vectors or a
+        reranker's logits)."""
         self.embed_batch = embed_batch
         self.metrics = metrics
         self.max_batch_tokens, self.max_batch_texts = max_batch_tokens, max_batch_texts
@@ -185,7 +188,10 @@ class Batcher:
                     break
                 if items:
                     ids = [job.ids[i] for job, i in items]
-                    self._handoff.put((items, pack(ids, skip=[job.skip[i] for job, i in items])))
+                    types = None
+                    if any(job.token_types is not None for job, _ in items):
+                        types = [job.token_types[i] if job.token_types else [0] * len(job.ids[i]) for job, i in items]
+                    self._handoff.put((items, pack(ids, skip=[job.skip[i] for job, i in items], token_types=types)))
                 else:
                     self._slot.release()
         finally:

@@ -2,7 +2,7 @@
 
 uvicorn times out idle keep-alive connections, but not a request whose headers trickle in (or never come):
 such a connection would hold a socket, and a slot of --max-connections, for as long as the client likes. The
-body has its own deadline, in the application (EmbeddingServer._read_json), where a 408 can be answered."""
+body has its own deadline, in the application (ModelServer._read_json), where a 408 can be answered."""
 
 from __future__ import annotations
 

@@ -34,6 +34,7 @@ class Inputs:
 @dataclass
 class EmbedRequest:
     inputs: Inputs
+    model: str | None = None  # a loaded model's name; None: the first embedding model
     normalize: bool | None = None  # None: as the model does
     truncate: bool | None = None  # None: the server's --auto-truncate
     direction: str = "right"
@@ -49,6 +50,7 @@ class SimilarityRequest:
     truncate: bool | None = None
     direction: str = "right"
     prompt_name: str | None = None
+    model: str | None = None
 
 
 @dataclass
@@ -59,6 +61,7 @@ class TokenizeRequest:
     prompt_name: str | None = None
     truncate: bool | None = None  # None: the server's --auto-truncate
     direction: str = "right"
+    model: str | None = None
 
 
 def parse_inputs(value, field: str) -> Inputs:
@@ -116,22 +119,27 @@ def _required(body: dict, field: str):
     return body[field]
 
 
+def _model(body: dict) -> str | None:
+    return _optional(body, "model", (str,), None, "a string")
+
+
 def parse_openai(body: dict) -> EmbedRequest:
-    """POST /v1/embeddings (OpenAI). `model` is checked for type only: the server serves one model."""
+    """POST /v1/embeddings (OpenAI)."""
     inputs = parse_inputs(_required(body, "input"), "input")
-    _optional(body, "model", (str,), what="a string")
+    model = _model(body)
     _optional(body, "user", (str,), what="a string")
     encoding = _optional(body, "encoding_format", (str,), "float", 'a string ("float" or "base64")')
     if encoding not in ("float", "base64"):
         raise RequestError(422, f'encoding_format must be "float" or "base64", got {encoding!r}', "encoding_format")
     dimensions = _optional(body, "dimensions", (int,), what="an integer")
-    return EmbedRequest(inputs, dimensions=dimensions, encoding_format=encoding)
+    return EmbedRequest(inputs, model, dimensions=dimensions, encoding_format=encoding)
 
 
 def parse_tei_embed(body: dict) -> EmbedRequest:
     """POST /embed (TEI)."""
     return EmbedRequest(
         parse_inputs(_required(body, "inputs"), "inputs"),
+        _model(body),
         normalize=_optional(body, "normalize", (bool,), True, "a boolean"),
         truncate=_optional(body, "truncate", (bool,), None, "a boolean"),
         direction=_direction(body),
@@ -156,6 +164,7 @@ def parse_similarity(body: dict) -> SimilarityRequest:
         truncate=_optional(body, "truncate", (bool,), None, "a boolean"),
         direction=_direction(body),
         prompt_name=_optional(body, "prompt_name", (str,), None, "a string"),
+        model=_model(body),
     )  # fmt: skip
 
 
@@ -171,4 +180,122 @@ def parse_tokenize(body: dict) -> TokenizeRequest:
         prompt_name=_optional(body, "prompt_name", (str,), None, "a string"),
         truncate=_optional(body, "truncate", (bool,), None, "a boolean"),
         direction=_direction(body),
+        model=_model(body),
+    )  # fmt: skip
+
+
+@dataclass
+class RerankRequest:
+    """TEI's /rerank, Cohere's and Jina's /v1/rerank, vLLM's /score: a query against documents, or pairs."""
+
+    queries: list[str]  # one per document (the same query repeated for a rerank)
+    documents: list[str]
+    field: str  # where the documents came from, for error messages
+    model: str | None = None
+    top_n: int | None = None
+    return_documents: bool = False
+    raw_scores: bool = False
+    truncate: bool | None = None  # None: the server's --auto-truncate
+
+
+def _texts(value, field: str, objects: bool = False) -> list[str]:
+    """A non-empty list of strings (or, with objects, of {"text": str} objects, as Cohere and Jina accept)."""
+    if not isinstance(value, list):
+        raise RequestError(422, f"{field} must be a list of strings, got {json_type(value)}", field)
+    if not value:
+        raise RequestError(422, f"{field} must not be empty", field)
+    texts = []
+    for i, item in enumerate(value):
+        if objects and isinstance(item, dict):
+            item = item.get("text")
+            if not isinstance(item, str):
+                raise RequestError(422, f"{field}[{i}].text must be a string, got {json_type(item)}", field)
+        if not isinstance(item, str):
+            raise RequestError(422, f"{field}[{i}] is {json_type(item)}; {field} must hold only strings", field)
+        texts.append(item)
+    return texts
+
+
+def _right_only(body: dict) -> None:
+    if _direction(body) != "right":
+        raise RequestError(422, 'rerankers cut the end of the document: truncation_direction must be "right"', "truncation_direction")
+
+
+def _query(body: dict) -> str:
+    query = _required(body, "query")
+    if not isinstance(query, str):
+        raise RequestError(422, f"query must be a string, got {json_type(query)}", "query")
+    return query
+
+
+def parse_tei_rerank(body: dict) -> RerankRequest:
+    """POST /rerank (TEI): {query, texts, truncate, truncation_direction, raw_scores, return_text}."""
+    _right_only(body)
+    query, texts = _query(body), _texts(_required(body, "texts"), "texts")
+    return RerankRequest(
+        [query] * len(texts), texts, "texts", _model(body),
+        return_documents=_optional(body, "return_text", (bool,), False, "a boolean"),
+        raw_scores=_optional(body, "raw_scores", (bool,), False, "a boolean"),
+        truncate=_optional(body, "truncate", (bool,), None, "a boolean"),
+    )  # fmt: skip
+
+
+def parse_cohere_rerank(body: dict) -> RerankRequest:
+    """POST /v1/rerank (Cohere, Jina; /rerank with "documents"): {model, query, documents, top_n, return_documents}."""
+    query, documents = _query(body), _texts(_required(body, "documents"), "documents", objects=True)
+    top_n = _optional(body, "top_n", (int,), None, "an integer")
+    if top_n is not None and not 1 <= top_n <= len(documents):
+        raise RequestError(422, f"top_n must be in [1, {len(documents)}] (the number of documents), got {top_n}", "top_n")
+    return RerankRequest(
+        [query] * len(documents), documents, "documents", _model(body), top_n=top_n,
+        return_documents=_optional(body, "return_documents", (bool,), False, "a boolean"),
+        truncate=_optional(body, "truncate", (bool,), None, "a boolean"),
+    )  # fmt: skip
+
+
+def parse_score(body: dict) -> RerankRequest:
+    """POST /score (vLLM): {model, text_1 | queries, text_2 | documents}: one query against every document, or
+    lists of equal length scored pair by pair."""
+    names = ("text_1", "text_2") if "text_1" in body or "text_2" in body else ("queries", "documents")
+    first, second = (_required(body, name) for name in names)
+    queries = [first] if isinstance(first, str) else _texts(first, names[0])
+    documents = [second] if isinstance(second, str) else _texts(second, names[1])
+    if len(queries) == 1:
+        queries = queries * len(documents)
+    elif len(queries) != len(documents):
+        raise RequestError(422, f"{names[0]} holds {len(queries)} texts and {names[1]} {len(documents)}: give one "
+                                f"{names[0]} or as many as {names[1]}", names[0])  # fmt: skip
+    return RerankRequest(queries, documents, names[1], _model(body), truncate=_optional(body, "truncate", (bool,), None, "a boolean"))
+
+
+@dataclass
+class PredictRequest:
+    """POST /predict (TEI): single texts or pairs through a classifier."""
+
+    items: list[tuple[str, ...]]  # (text,) or (text_a, text_b)
+    single: bool  # inputs was one item, not a batch
+    model: str | None = None
+    raw_scores: bool = False
+    truncate: bool | None = None
+
+
+def _predict_item(value, where: str) -> tuple[str, ...]:
+    item = (value,) if isinstance(value, str) else value
+    if not isinstance(item, (list, tuple)) or not 1 <= len(item) <= 2 or not all(isinstance(t, str) for t in item):
+        raise RequestError(422, f"{where} must be a text or a [text, text] pair, got {json_type(value)}", "inputs")
+    return tuple(item)
+
+
+def parse_predict(body: dict) -> PredictRequest:
+    """{inputs: "text" | ["a", "b"] (one pair) | [item, ...] (a batch; item: "text", ["text"] or ["a", "b"])}."""
+    _right_only(body)
+    value = _required(body, "inputs")
+    single = isinstance(value, str) or (isinstance(value, list) and 1 <= len(value) <= 2 and all(isinstance(t, str) for t in value))
+    if not single and (not isinstance(value, list) or not value):
+        raise RequestError(422, f"inputs must be a text, a [text, text] pair or a non-empty list of them, got {json_type(value)}", "inputs")
+    items = [_predict_item(value, "inputs")] if single else [_predict_item(v, f"inputs[{i}]") for i, v in enumerate(value)]
+    return PredictRequest(
+        items, single, _model(body),
+        raw_scores=_optional(body, "raw_scores", (bool,), False, "a boolean"),
+        truncate=_optional(body, "truncate", (bool,), None, "a boolean"),
     )  # fmt: skip

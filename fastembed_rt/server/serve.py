@@ -1,7 +1,7 @@
 """`fastembed-rt serve`: load the model, warm it up, and run the API under uvicorn until SIGTERM/SIGINT.
 
 On SIGTERM uvicorn stops accepting connections and waits for the requests in flight to be answered; the
-batcher then embeds what is still queued and stops (EmbeddingServer's lifespan shutdown)."""
+batcher then embeds what is still queued and stops (ModelServer's lifespan shutdown)."""
 
 from __future__ import annotations
 
@@ -30,30 +30,53 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def warm_up(embedder, max_batch_tokens: int) -> None:
-    """One short query (the fused small-batch path) and one full batch, so that the first requests do not
-    pay for oneDNN's kernel generation and buffer allocation."""
-    embedder.encode(["warm up"])
-    embedder.encode(["warm up " * 60] * max(1, max_batch_tokens // 128), batch_tokens=max_batch_tokens)
+def warm_up(model, max_batch_tokens: int) -> None:
+    """One short input (the fused small-batch path) and one full batch, so that the first requests do not pay for
+    oneDNN's kernel generation and buffer allocation."""
+    from ..reranker import Reranker
+
+    if isinstance(model, Reranker):
+        model.predict([("warm", "up")])
+        model.predict([("warm up", "warm up " * 60)] * max(1, max_batch_tokens // 128), batch_tokens=max_batch_tokens)
+    else:
+        model.encode(["warm up"])
+        model.encode(["warm up " * 60] * max(1, max_batch_tokens // 128), batch_tokens=max_batch_tokens)
 
 
-def serve(model: str, config: ServerConfig, *, device: str | None = None, dtype: str | None = None,
-          revision: str | None = None, log_level: str = "warning") -> None:  # fmt: skip
+def load_models(models: list[str], rerankers: list[str], config: ServerConfig, *, device: str | None = None,
+                dtype: str | None = None, revision: str | None = None) -> dict:  # fmt: skip
+    """name → loaded model, in the order given: `models` through load() (an embedding model, or a cross-encoder
+    checkpoint), `rerankers` through load_reranker() (LLM rerankers too). Names are Hub ids or folder names."""
+    from ..engine import load
+    from ..reranker import load_reranker
+
+    if config.served_model_name is not None and len(models) + len(rerankers) != 1:
+        raise ValueError("--served-model-name names a single model; with several, each is named by its Hub id or folder")
+    loaded = {}
+    for source, loader in [(m, load) for m in models] + [(r, load_reranker) for r in rerankers]:
+        model = loader(source, device=device, dtype=dtype, revision=revision)
+        name = config.served_model_name or (model.spec.hub.repo_id if model.spec.hub else Path(str(source)).name)
+        if name in loaded:
+            raise ValueError(f"two models are named {name!r}: serve them from folders of different names")
+        warm_up(model, config.max_batch_tokens)
+        loaded[name] = model
+    return loaded
+
+
+def serve(models: list[str], config: ServerConfig, *, rerankers: list[str] = (), device: str | None = None,
+          dtype: str | None = None, revision: str | None = None, log_level: str = "warning") -> None:  # fmt: skip
     import uvicorn
 
-    from ..engine import load
-    from .app import EmbeddingServer
+    from .app import ModelServer
 
     sock = bind(config.host, config.port)
     host, port = sock.getsockname()[:2]
-    embedder = load(model, device=device, dtype=dtype, revision=revision)
-    warm_up(embedder, config.max_batch_tokens)
-    name = config.served_model_name or (embedder.spec.hub.repo_id if embedder.spec.hub else Path(str(model)).name)
+    loaded = load_models(list(models), list(rerankers), config, device=device, dtype=dtype, revision=revision)
 
     def ready():
-        print(f"fastembed-rt: serving {name} on http://{host}:{port}", flush=True)
+        print(f"fastembed-rt: serving {', '.join(loaded)} on http://{host}:{port}", flush=True)
 
-    app = EmbeddingServer(embedder, config, name, on_ready=ready)
+    app = ModelServer(loaded, config, on_ready=ready)
     uvicorn_config = uvicorn.Config(
         app,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",

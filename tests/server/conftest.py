@@ -9,6 +9,7 @@ import pytest
 from fastembed_rt.server.process import ServerProcess
 
 API_KEY = "test-key-123"
+MODEL_NAME = "all-MiniLM-L6-v2"  # the name the fixtures' servers serve it under
 
 
 def request(url: str, method: str, path: str, body=None, headers: dict | None = None, raw: bytes | None = None):
@@ -46,14 +47,14 @@ def metric(url: str, name: str, headers: dict | None = None) -> float:
 @pytest.fixture(scope="module")
 def server(minilm_path):
     """Default limits, no API key."""
-    with ServerProcess(["--model", str(minilm_path)]) as process:
+    with ServerProcess(["--model", str(minilm_path), "--served-model-name", MODEL_NAME]) as process:
         yield process
 
 
 @pytest.fixture(scope="module")
 def limited_server(minilm_path):
     """Small limits, so that each one can be hit."""
-    args = ["--model", str(minilm_path), "--max-concurrent-requests", "2", "--max-client-batch-size", "8",
+    args = ["--model", str(minilm_path), "--served-model-name", MODEL_NAME, "--max-concurrent-requests", "2", "--max-client-batch-size", "8",
             "--max-request-bytes", "20000"]  # fmt: skip
     with ServerProcess(args) as process:
         yield process
@@ -61,5 +62,5 @@ def limited_server(minilm_path):
 
 @pytest.fixture(scope="module")
 def auth_server(minilm_path):
-    with ServerProcess(["--model", str(minilm_path), "--api-key", API_KEY, "--auto-truncate"]) as process:
+    with ServerProcess(["--model", str(minilm_path), "--served-model-name", MODEL_NAME, "--api-key", API_KEY, "--auto-truncate"]) as process:
         yield process

@@ -6,7 +6,7 @@ import numpy as np
 import openai
 import pytest
 
-from .conftest import get, metric, post
+from .conftest import MODEL_NAME, get, metric, post
 
 
 def cosines(a, b) -> np.ndarray:
@@ -29,7 +29,7 @@ def client(server):
 @pytest.mark.parametrize("encoding_format", ["float", "base64", None])
 def test_openai_client_gets_the_vectors_of_encode(client, server, minilm, texts, encoding_format):
     options = {"encoding_format": encoding_format} if encoding_format else {}
-    response = client.embeddings.create(input=texts, model="all-MiniLM-L6-v2", **options)
+    response = client.embeddings.create(input=texts, model=MODEL_NAME, **options)
     assert [d.index for d in response.data] == list(range(len(texts)))
     if encoding_format == "base64":  # asked for explicitly, the client hands the strings over as they came
         vectors = np.array([np.frombuffer(base64.b64decode(d.embedding), dtype="<f4") for d in response.data])
@@ -51,7 +51,7 @@ def test_base64_is_little_endian_float32(server, minilm):
 
 @pytest.mark.parametrize("dimensions", [1, 64, 383])
 def test_openai_dimensions_truncate_and_renormalize(client, minilm, texts, dimensions):
-    response = client.embeddings.create(input=texts[:5], model="m", dimensions=dimensions, encoding_format="float")
+    response = client.embeddings.create(input=texts[:5], model=MODEL_NAME, dimensions=dimensions, encoding_format="float")
     vectors = np.array([d.embedding for d in response.data])
     assert vectors.shape == (5, dimensions)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
@@ -61,8 +61,8 @@ def test_openai_dimensions_truncate_and_renormalize(client, minilm, texts, dimen
 
 def test_openai_token_id_inputs(client, minilm, texts):
     ids = minilm.tokenizer.encode(texts[:3]).ids
-    by_ids = client.embeddings.create(input=ids, model="m", encoding_format="float")
-    one = client.embeddings.create(input=ids[0], model="m", encoding_format="float")  # a flat list: one input
+    by_ids = client.embeddings.create(input=ids, model=MODEL_NAME, encoding_format="float")
+    one = client.embeddings.create(input=ids[0], model=MODEL_NAME, encoding_format="float")  # a flat list: one input
     expected = minilm.encode(texts[:3])
     assert cosines([d.embedding for d in by_ids.data], expected).min() >= 0.99999
     assert len(one.data) == 1 and cosines([one.data[0].embedding], expected[:1]).min() >= 0.99999
@@ -71,9 +71,9 @@ def test_openai_token_id_inputs(client, minilm, texts):
 
 def test_openai_client_sees_errors_naming_the_field(client):
     with pytest.raises(openai.UnprocessableEntityError, match="dimensions must be in \\[1, 384\\], got 0"):
-        client.embeddings.create(input="x", model="m", dimensions=0)
+        client.embeddings.create(input="x", model=MODEL_NAME, dimensions=0)
     with pytest.raises(openai.UnprocessableEntityError, match=r"input\[1\] holds token id 999999, outside the vocabulary"):
-        client.embeddings.create(input=[[101, 102], [101, 999999, 102]], model="m")
+        client.embeddings.create(input=[[101, 102], [101, 999999, 102]], model=MODEL_NAME)
 
 
 def test_tei_embed_options(server, minilm, texts):

@@ -5,7 +5,7 @@ import random
 
 import aiohttp
 
-from .conftest import metric
+from .conftest import MODEL_NAME, metric
 from .test_api import cosines
 
 
@@ -25,7 +25,7 @@ def test_200_concurrent_requests_each_get_their_own_vectors_in_order(server, min
                 texts = [pool[j] for j in picks]
                 async with limit:
                     if i % 2:  # half OpenAI, half TEI
-                        async with session.post(server.url + "/v1/embeddings", json={"input": texts, "model": "m"}) as r:
+                        async with session.post(server.url + "/v1/embeddings", json={"input": texts, "model": MODEL_NAME}) as r:
                             body = await r.json()
                             return r.status, [d["embedding"] for d in sorted(body["data"], key=lambda d: d["index"])], body
                     async with session.post(server.url + "/embed", json={"inputs": texts}) as r:

@@ -13,7 +13,7 @@ import pytest
 from fastembed_rt import TruncationWarning
 from fastembed_rt.server.process import ServerProcess
 
-from .conftest import API_KEY, get, metric, post
+from .conftest import API_KEY, MODEL_NAME, get, metric, post
 from .test_api import cosines
 
 LONG = "word " * 300  # 302 tokens: over the model's 256
@@ -115,13 +115,13 @@ def test_api_key_guards_every_route_but_health(auth_server, minilm):
             assert response_headers["www-authenticate"] == "Bearer"
     assert get(url, "/info", headers=good)[0] == 200
     client = openai.OpenAI(base_url=url + "/v1", api_key=API_KEY, max_retries=0)
-    vectors = [d.embedding for d in client.embeddings.create(input=["auth ok", LONG], model="m").data]
+    vectors = [d.embedding for d in client.embeddings.create(input=["auth ok", LONG], model=MODEL_NAME).data]
     # This server runs with --auto-truncate: the over-long input is truncated, as encode() does.
     with pytest.warns(TruncationWarning):
         expected = minilm.encode(["auth ok", LONG])
     assert cosines(vectors, expected).min() >= 0.99999
     with pytest.raises(openai.AuthenticationError, match="missing or wrong API key"):
-        openai.OpenAI(base_url=url + "/v1", api_key="wrong", max_retries=0).embeddings.create(input="x", model="m")
+        openai.OpenAI(base_url=url + "/v1", api_key="wrong", max_retries=0).embeddings.create(input="x", model=MODEL_NAME)
     still_serves(url, headers=good)
 
 
