@@ -91,17 +91,18 @@ class ModelServer:
 
     def served(self, name: str | None, reranker: bool) -> ServedModel:
         """The model a request names (404 if it is not loaded), or the first loaded one of the kind it needs."""
-        kind = "reranker" if reranker else "embedding model"
+        kind = "a reranker" if reranker else "an embedding model"
         loaded = ", ".join(f"{n} ({m.kind})" for n, m in self.models.items())
         if name is not None:
             if name not in self.models:
                 raise RequestError(404, f"model {name!r} is not loaded; loaded: {loaded}", "model")
             if self.models[name].is_reranker != reranker:
-                raise RequestError(422, f"model {name!r} is {'a' if reranker else 'an'} {self.models[name].kind}; this route needs {'a' if reranker else 'an'} {kind}", "model")
+                other = "an embedding model" if reranker else "a reranker"
+                raise RequestError(422, f"model {name!r} is {other}; this route needs {kind}", "model")
             return self.models[name]
         model = next((m for m in self.models.values() if m.is_reranker == reranker), None)
         if model is None:
-            raise RequestError(404, f"no {kind} is loaded; loaded: {loaded}", "model")
+            raise RequestError(404, f"no {kind.split(' ', 1)[1]} is loaded; loaded: {loaded}", "model")
         return model
 
     # --- ASGI entry ------------------------------------------------------------------------------------
