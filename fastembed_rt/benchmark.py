@@ -202,13 +202,14 @@ def e2e(texts: list[str], threads: int, model: str = "all-MiniLM-L6-v2", revisio
     """A whole model (default: the bundled all-MiniLM-L6-v2), fastembed_rt at each precision against
     sentence-transformers on the same files."""
     import fastembed_rt
+    from fastembed_rt.engine import load_embedder
 
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:
         raise ValueError("bench --e2e compares against sentence-transformers: pip install sentence-transformers") from None
     torch.set_num_threads(threads)
-    ours = fastembed_rt.load(model, device="cpu", revision=revision)
+    ours = load_embedder(model, device="cpu", revision=revision)
     theirs = SentenceTransformer(str(ours.spec.path), device="cpu")
     tokens = sum(ours.count_tokens(texts))
     systems = {"sentence-transformers float32": lambda t: theirs.encode(t, batch_size=32, normalize_embeddings=True)}

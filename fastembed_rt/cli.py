@@ -44,13 +44,14 @@ def cmd_embed(args) -> int:
     from tqdm import tqdm
 
     import fastembed_rt
+    from fastembed_rt.engine import load_embedder
     from fastembed_rt.readers import read_corpus
 
     source = Path(args.input) if args.input else sample_corpus_path()
     corpus = read_corpus(source, text_field=args.text_field, id_field=args.id_field)
     fmt = args.format or ("parquet" if str(args.out).endswith(".parquet") else "npy")
     out = Path(args.out)
-    model = fastembed_rt.load(args.model, device=args.device, dtype=args.dtype, revision=args.revision)
+    model = load_embedder(args.model, device=args.device, dtype=args.dtype, revision=args.revision)
 
     tokens_done = 0
     bar = tqdm(total=len(corpus.texts), unit="text", disable=args.quiet, file=sys.stderr)
@@ -94,11 +95,11 @@ def cmd_embed(args) -> int:
 
 def embed_job(args) -> int:
     """--out is a directory: a resumable sharded job (local pipeline or Ray Data)."""
-    import fastembed_rt
+    from fastembed_rt.engine import load_embedder
     from fastembed_rt.corpus import JobOptions, embed_corpus
 
     source = args.input or sample_corpus_path()
-    model = fastembed_rt.load(args.model, device=args.device, dtype=args.dtype, revision=args.revision)
+    model = load_embedder(args.model, device=args.device, dtype=args.dtype, revision=args.revision)
     options = JobOptions(
         precision=args.precision, format=args.format or "parquet", text_field=args.text_field, id_field=args.id_field,
         prompt=model.resolve_prompt(None, args.prompt_name), normalize=args.normalize, truncate_dim=args.truncate_dim,
@@ -136,14 +137,14 @@ def cmd_verify(args) -> int:
 
 
 def cmd_search(args) -> int:
-    import fastembed_rt
+    from fastembed_rt.engine import load_embedder
     from fastembed_rt.readers import read_corpus
     from fastembed_rt.search import Index
 
     if (args.query is None) == (args.queries is None):
         raise ValueError("give either --query TEXT or --queries FILE")
     index = Index.load(args.index)
-    model = fastembed_rt.load(args.model, revision=args.revision)
+    model = load_embedder(args.model, revision=args.revision)
     if model.dimension != index.dim:
         raise ValueError(f"model {args.model} makes {model.dimension}-d vectors, the index holds {index.dim}-d")
     queries = read_corpus(Path(args.queries)) if args.queries else None
@@ -209,10 +210,10 @@ def cmd_rerank(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    import fastembed_rt
+    from fastembed_rt.engine import load_embedder
     from fastembed_rt import evaluation
 
-    model = fastembed_rt.load(args.model, dtype=args.dtype, revision=args.revision)
+    model = load_embedder(args.model, dtype=args.dtype, revision=args.revision)
     path = Path(args.data)
     if path.is_file():
         result = evaluation.evaluate_sts(model, path)
@@ -229,13 +230,14 @@ def cmd_eval(args) -> int:
 
 
 def print_models() -> None:
+    from fastembed_rt.models.heads import HEADS
     from fastembed_rt.models.registry import ARCHITECTURES
 
-    rows = [("model_type", "attention", "positions", "default pooling")]
-    rows += [(name, arch.attention, arch.positions, arch.pooling) for name, arch in ARCHITECTURES.items()]
-    widths = [max(len(row[i]) for row in rows) + 2 for i in range(3)]
+    rows = [("model_type", "attention", "positions", "default pooling", "reranker head")]
+    rows += [(name, arch.attention, arch.positions, arch.pooling, HEADS.get(name, "none")) for name, arch in ARCHITECTURES.items()]
+    widths = [max(len(row[i]) for row in rows) + 2 for i in range(4)]
     for row in rows:
-        print("".join(cell.ljust(width) for cell, width in zip(row, widths)) + row[3])
+        print("".join(cell.ljust(width) for cell, width in zip(row, widths)) + row[4])
 
 
 def cmd_info(args) -> int:

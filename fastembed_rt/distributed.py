@@ -25,10 +25,10 @@ class EmbedActor:
     def __init__(self, model: str, text_field: str, prompt: str, normalize: bool, truncate_dim: int | None, threads: int):
         import torch
 
-        from . import load
+        from .engine import load_embedder
 
         torch.set_num_threads(threads)
-        self.embedder = load(model)
+        self.embedder = load_embedder(model)
         self.text_field, self.prompt = text_field, prompt
         self.normalize, self.truncate_dim = normalize, truncate_dim
         self.skip = self.embedder.prompt_skip(prompt)

@@ -260,3 +260,13 @@ def load(name_or_path: str | Path = "all-MiniLM-L6-v2", device: str | torch.devi
     spec = load_model_spec(root)
     spec.hub = hub
     return Embedder(spec, device=device, dtype=dtype)
+
+
+def load_embedder(name_or_path: str | Path = "all-MiniLM-L6-v2", device: str | torch.device | None = None, dtype=None, *,
+                  revision: str | None = None) -> Embedder:  # fmt: skip
+    """load(), where only an embedding model will do: a reranker is refused, saying where it goes instead."""
+    model = load(name_or_path, device, dtype, revision=revision)
+    if not isinstance(model, Embedder):
+        raise ValueError(f"{name_or_path} is a reranker (a cross-encoder): it scores (query, document) pairs rather than "
+                         "embedding texts; use fastembed_rt.load_reranker, fastembed-rt rerank, or serve it")  # fmt: skip
+    return model

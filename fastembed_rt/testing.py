@@ -96,3 +96,28 @@ def cross_encoder_from(encoder_dir: str | Path, directory: str | Path, seed: int
         if (encoder_dir / name).is_file():
             (directory / name).write_bytes((encoder_dir / name).read_bytes())
     return directory
+
+
+def principal_head(directory: str | Path, queries: list[str], documents: list[str]) -> Path:
+    """Rewrites a one-label BERT cross-encoder's classifier (cross_encoder_from's) to the first principal component of
+    how its pooled pairs spread around their query's mean, over calibration pairs (every query with every document).
+    Such a head ranks documents along the direction in which they differ most, as a trained head does; a random one
+    would mostly measure noise. For precision gates and benchmarks of real encoders that have no trained head."""
+    from safetensors.torch import load_file
+
+    from .engine import load
+    from .tokenization import pack
+
+    directory = Path(directory)
+    reranker = load(directory)
+    encoded = reranker.encode_pairs([q for q in queries for _ in documents], documents * len(queries))
+    batch = pack(encoded.ids, token_types=encoded.token_types)
+    with torch.inference_mode():
+        hidden = reranker.model.forward(batch.input_ids, batch.cu_seqlens, batch.max_seqlen, token_types=batch.token_types)
+        pooled = torch.tanh(reranker.head.steps[0](hidden[batch.cu_seqlens[:-1].long()].float()))
+    per_query = pooled.view(len(queries), len(documents), -1)
+    spread = (per_query - per_query.mean(1, keepdim=True)).flatten(0, 1)
+    tensors = load_file(str(directory / "model.safetensors"))
+    tensors["classifier.weight"] = torch.linalg.svd(spread, full_matrices=False).Vh[:1].contiguous()
+    save_file(tensors, str(directory / "model.safetensors"))
+    return directory

@@ -93,3 +93,9 @@ def test_rerank_argument_errors(cross_encoder, tmp_path):
     (tmp_path / "c.jsonl").write_text('{"query": "q", "candidates": ["a"]}\n')
     result = run_cli("rerank", cross_encoder, "--input", tmp_path / "c.jsonl", "--out", tmp_path / "o.jsonl", "-k", "0", check=False)
     assert "-k) must be a positive int" in result.stderr
+
+
+def test_embedding_commands_refuse_a_reranker(cross_encoder, tmp_path):
+    (tmp_path / "t.txt").write_text("a text\n")
+    result = run_cli("embed", tmp_path / "t.txt", "--out", tmp_path / "v.npy", "--model", cross_encoder, "--quiet", check=False)
+    assert result.returncode == 2 and "is a reranker (a cross-encoder)" in result.stderr

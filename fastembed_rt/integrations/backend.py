@@ -29,9 +29,9 @@ class EmbeddingBackend:
     # --- in this process --------------------------------------------------------------------------------
     def _local(self, texts: list[str], prompt_name: str | None) -> list[list[float]]:
         if self._embedder is None:
-            from .. import load
+            from ..engine import load_embedder
 
-            self._embedder = load(self.model, device=self.device, dtype=self.dtype, revision=self.revision)
+            self._embedder = load_embedder(self.model, device=self.device, dtype=self.dtype, revision=self.revision)
         options = {} if self.batch_tokens is None else {"batch_tokens": self.batch_tokens}
         return self._embedder.encode(texts, prompt_name=prompt_name, **options).tolist()
 

@@ -24,6 +24,16 @@ _ACTIVATIONS: dict[str, Callable] = {
     "gelu_new": lambda x: F.gelu(x, approximate="tanh"), "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
 }  # fmt: skip
 _DECODERS = ("llama", "mistral", "qwen2", "qwen3", "gemma3_text")
+# model_type → the *ForSequenceClassification head transformers puts on it
+_POOLER = ("bert", "gte", "nomic_bert")
+_CLASSIFICATION_HEAD = ("roberta", "xlm-roberta", "camembert", "mpnet", "jina_embeddings_v3")
+HEADS = {
+    **dict.fromkeys(_POOLER, "pooler (dense + tanh) on [CLS], classifier"),
+    **dict.fromkeys(_CLASSIFICATION_HEAD, "dense + tanh on <s>, out_proj"),
+    "distilbert": "pre_classifier + ReLU on [CLS], classifier",
+    "modernbert": "cls or mean, dense + activation + norm, classifier",
+    **dict.fromkeys(_DECODERS, "score on the last token; or yes/no logits (load_reranker)"),
+}
 
 
 @dataclass
@@ -85,10 +95,10 @@ def num_labels(config: dict) -> int:
 def classifier_head(config: dict, weights: dict[str, torch.Tensor], hidden: int, device) -> Head:
     """The sequence-classification head of config's model_type, read from the checkpoint's tensors."""
     model_type, labels, t = config.get("model_type"), num_labels(config), _Tensors(weights, device)
-    if model_type in ("bert", "gte", "nomic_bert"):  # pooler: dense + tanh on [CLS]
+    if model_type in _POOLER:
         steps = [t.linear("pooler.dense", hidden, hidden), torch.tanh, t.linear("classifier", labels, hidden)]
         return Head("first", steps, labels)
-    if model_type in ("roberta", "xlm-roberta", "camembert", "mpnet", "jina_embeddings_v3"):
+    if model_type in _CLASSIFICATION_HEAD:
         steps = [t.linear("classifier.dense", hidden, hidden), torch.tanh, t.linear("classifier.out_proj", labels, hidden)]
         return Head("first", steps, labels)
     if model_type == "distilbert":

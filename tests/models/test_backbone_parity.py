@@ -120,3 +120,17 @@ def test_sentence_transformers_directory_with_prompts(kind, tmp_path, minilm_pat
     got = fastembed_rt.load(tmp_path).encode(texts, prompt_name="query")
     cos = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
     assert cos.min() >= 0.99999
+
+
+@pytest.mark.parametrize("kind", ["modernbert", "gte", "qwen3", "gemma3", "llama"])
+@pytest.mark.parametrize("dtype", ["bfloat16", "int8"])
+def test_every_precision_runs_close_to_float32(kind, dtype, tmp_path, minilm_path):
+    """bfloat16 and int8 on the rotary encoders and decoders (int8 keeps the QKV GEMM in bfloat16 where that is
+    fast, so the q/k norms meet bfloat16 there)."""
+    import fastembed_rt
+
+    save_random(tiny(kind), tmp_path, minilm_path)
+    texts = ["a short text", "another one, a little longer than the first", "x"]
+    want = fastembed_rt.load(tmp_path).encode(texts, normalize=True)
+    got = fastembed_rt.load(tmp_path, dtype=dtype).encode(texts, normalize=True)
+    assert (got * want).sum(1).min() >= 0.98, kind

@@ -11,8 +11,7 @@ from tokenizers import Tokenizer, processors
 
 import fastembed_rt
 from fastembed_rt.reranker import DEFAULT_INSTRUCTION, YES_NO_PREFIX, YES_NO_SUFFIX
-from fastembed_rt.testing import cross_encoder_from
-from fastembed_rt.tokenization import pack
+from fastembed_rt.testing import cross_encoder_from, principal_head
 
 from .test_backbone_parity import tiny as tiny_backbone
 from .test_hf_parity import tiny_config as tiny_bert_family
@@ -237,25 +236,10 @@ def arguana(data_dir, name: str, count: int, words: int | None = None) -> list[s
 
 @pytest.fixture(scope="module")
 def minilm_cross_encoder(tmp_path_factory, minilm_path, data_dir):
-    """all-MiniLM-L6-v2's real encoder and pooler under a classifier along the first principal component of the
-    pooled pairs' spread around their query's mean (calibration queries other than the tested ones): real activations, and a score that spreads
-    documents as widely as a trained head would, where a random direction would mostly measure noise."""
-    from safetensors.torch import load_file, save_file
-
+    """all-MiniLM-L6-v2's real encoder and pooler under a principal-component head (testing.principal_head), fitted
+    on calibration queries other than the tested ones: real activations, and documents spread as a trained head would."""
     directory = cross_encoder_from(minilm_path, tmp_path_factory.mktemp("minilm-ce"))
-    tensors = load_file(directory / "model.safetensors")
-    reranker = fastembed_rt.load(directory)
-    queries, documents = arguana(data_dir, "queries.jsonl", 16, 40)[10:], arguana(data_dir, "corpus.jsonl", 90)[60:]
-    encoded = reranker.encode_pairs(*zip(*[(q, d) for q in queries for d in documents]))
-    batch = pack(encoded.ids, token_types=encoded.token_types)
-    with torch.no_grad():
-        hidden = reranker.model.forward(batch.input_ids, batch.cu_seqlens, batch.max_seqlen, token_types=batch.token_types)
-        pooled = torch.tanh(reranker.head.steps[0](hidden[batch.cu_seqlens[:-1].long()]))
-    per_query = pooled.view(len(queries), len(documents), -1)
-    spread = (per_query - per_query.mean(1, keepdim=True)).flatten(0, 1)  # how documents differ for one query
-    tensors["classifier.weight"] = torch.linalg.svd(spread, full_matrices=False).Vh[:1].contiguous()
-    save_file(tensors, directory / "model.safetensors")
-    return directory
+    return principal_head(directory, arguana(data_dir, "queries.jsonl", 16, 40)[10:], arguana(data_dir, "corpus.jsonl", 90)[60:])
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "int8"])
@@ -270,3 +254,19 @@ def test_precisions_keep_the_ranking(minilm_cross_encoder, dtype, data_dir):
         want = reference.predict([(query, d) for d in documents], raw_scores=True)
         got = quantized.predict([(query, d) for d in documents], raw_scores=True)
         assert spearmanr(want, got).statistic >= 0.99, dtype
+
+
+def test_every_backbone_has_a_reranker_head():
+    from fastembed_rt.models.heads import HEADS
+    from fastembed_rt.models.registry import ARCHITECTURES
+
+    assert set(HEADS) == set(ARCHITECTURES)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "int8"])
+def test_yes_no_reranker_at_every_precision(tmp_path, dtype):
+    save_yes_no_llm(tmp_path, tied=False)
+    pairs = [("w1 w2", "w3 w4 w5"), ("w7", "w9 w9 w1"), ("w1 w2 w3", "w1")]
+    want = fastembed_rt.load_reranker(tmp_path).predict(pairs, raw_scores=True)
+    got = fastembed_rt.load_reranker(tmp_path, dtype=dtype).predict(pairs, raw_scores=True)
+    np.testing.assert_allclose(got, want, atol=0.05 * np.abs(want).max() + 1e-3)

@@ -182,9 +182,13 @@ def test_info_and_metrics_list_every_model(server):
     assert metric(server.url, 'fastembed_rt_requests_total{route="/rerank",status="200"}') >= 1
 
 
-def test_a_reranker_only_server(folders):
-    with ServerProcess(["--reranker", str(folders["ce"])]) as process:
-        status, body, _ = post(process.url, "/embed", {"inputs": "x"})
+def test_a_reranker_only_server_with_an_api_key(folders):
+    with ServerProcess(["--reranker", str(folders["ce"]), "--api-key", "k3y"]) as process:
+        for path in ("/rerank", "/v1/rerank", "/score", "/predict"):
+            status, _, headers = post(process.url, path, {"query": "q", "texts": ["a"]})
+            assert status == 401 and headers["www-authenticate"] == "Bearer", path
+        auth = {"headers": {"Authorization": "Bearer k3y"}}
+        status, body, _ = post(process.url, "/embed", {"inputs": "x"}, **auth)
         assert status == 404 and "no embedding model is loaded; loaded: ce (reranker)" in body["error"]
-        status, body, _ = post(process.url, "/rerank", {"query": "q", "texts": ["a", "b"]})
+        status, body, _ = post(process.url, "/rerank", {"query": "q", "texts": ["a", "b"]}, **auth)
         assert status == 200 and len(body) == 2
