@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .engine import check_text
 from .readers import InputError, iter_jsonl
 from .reranker import QueryTooLong
 
@@ -33,7 +34,7 @@ class RerankTotals:
 def _candidate_text(candidate, where: str, i: int, corpus: dict[str, str] | None) -> tuple[object, str]:
     """(id or None, text) of one candidate."""
     if isinstance(candidate, str):
-        return None, candidate
+        return None, check_text(candidate, f"{where}: candidates[{i}]")
     if not isinstance(candidate, dict):
         raise InputError(f"{where}: candidates[{i}] must be a string or an object, got {type(candidate).__name__}")
     text, cid = candidate.get("text"), candidate.get("id")
@@ -45,7 +46,7 @@ def _candidate_text(candidate, where: str, i: int, corpus: dict[str, str] | None
         text = corpus[str(cid)]
     if not isinstance(text, str):
         raise InputError(f"{where}: candidates[{i}].text must be a string, got {type(text).__name__}")
-    return cid, text
+    return cid, check_text(text, f"{where}: candidates[{i}]")
 
 
 @dataclass
@@ -63,6 +64,7 @@ def read_rows(path: Path, corpus: dict[str, str] | None) -> Iterator[Row]:
         candidates = row.get("candidates")
         if not isinstance(candidates, list):
             raise InputError(f"{where}: \"candidates\" must be a list, got {type(candidates).__name__}")
+        check_text(row["query"], f"{where}: query")
         pairs = [_candidate_text(c, where, i, corpus) for i, c in enumerate(candidates)]
         yield Row(where, row, [p[0] for p in pairs], [p[1] for p in pairs])
 

@@ -189,6 +189,9 @@ class Reranker:
                      instruction: str | None = None) -> EncodedPairs:  # fmt: skip
         """Token ids and types of each pair within max_length, the document cut first. A query that leaves no room
         for its document raises QueryTooLong naming the pair, unless truncate (then the query is cut too)."""
+        for name, texts in (("queries", queries), ("documents", documents)):
+            for i, text in enumerate(texts):
+                check_text(text, f"{name}[{i}]")
         budget = self._budget()
         limit = budget * CHARS_PER_KEPT_TOKEN  # long documents are first cut between words (see tokenization)
         cut = [d if len(d) <= limit else (cut_at_word(d, limit, "right") or d) for d in documents]
@@ -243,7 +246,9 @@ class Reranker:
             for i, pair in enumerate(texts):
                 try:
                     encodings.append(self._tokenizer.encode(*pair))
-                except Exception:
+                except Exception as e:
+                    if "runcation" not in str(e):  # not tokenizers' "Truncation error: ... too short ..."
+                        raise
                     if not truncate:
                         raise self._too_long(i) from None
                     encodings.append(self._fallback.encode(*pair))

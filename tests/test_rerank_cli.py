@@ -61,6 +61,7 @@ def test_rerank_a_candidates_file_by_id_and_by_text(cross_encoder, passages, tmp
     ({"query": "q", "candidates": [3]}, "row 2: candidates[0] must be a string or an object, got int"),
     ({"query": 5, "candidates": []}, ":2"),
     ({"query": "word " * 600, "candidates": ["d"]}, "row 2: the query leaves no room"),
+    ({"query": "q", "candidates": ["fine", "\ud800"]}, "row 2: candidates[1] is not valid Unicode"),
 ])  # fmt: skip
 def test_a_bad_row_is_named_and_leaves_no_output(cross_encoder, passages, tmp_path, row, message):
     source, out, corpus = tmp_path / "cands.jsonl", tmp_path / "reranked.jsonl", tmp_path / "corpus.jsonl"

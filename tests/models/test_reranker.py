@@ -221,6 +221,8 @@ def test_rank_orders_ties_and_bad_input(tmp_path, minilm_path):
         reranker.predict([("a", "b"), ("a", "b", "c")])
     with pytest.raises(ValueError, match=r"pairs\[0\]\[0\] is not valid Unicode"):
         reranker.predict([("\ud800", "b")])
+    with pytest.raises(ValueError, match=r"documents\[1\] is not valid Unicode"):
+        reranker.encode_pairs(["q", "q"], ["fine", "\ud800"])
 
 
 def test_an_embedding_model_is_not_a_reranker(minilm_path, tmp_path):
