@@ -587,7 +587,7 @@ def manifest_problems(manifest) -> list[str]:
             problems.append(f"{where} is not an object")
             continue
         for key in ("rows", "first_position", "last_position"):
-            if not (isinstance(shard.get(key), int) and shard[key] >= 0):
+            if not (isinstance(shard.get(key), int) and not isinstance(shard[key], bool) and shard[key] >= 0):
                 problems.append(f"{where}.{key} is missing or not a non-negative integer")
         files = shard.get("files")
         if not (isinstance(files, list) and len(files) in (2, 3)):

@@ -195,3 +195,11 @@ def test_ids_that_are_not_strings_or_integers_are_refused(tiny, tmp_path):
         "field 'id' is a number with a fraction, expected a string or an integer",
         "field 'id' is a boolean, expected a string or an integer",
     ]
+
+
+def test_verify_refuses_a_boolean_row_count(finished):
+    """JSON true is a Python int subclass: it must not pass as a count."""
+    manifest = json.loads((finished / "manifest.json").read_text())
+    manifest["shards"][0]["rows"] = True
+    (finished / "manifest.json").write_text(json.dumps(manifest))
+    assert any("shards[0].rows is missing or not a non-negative integer" in p for p in verify_output(finished))
