@@ -195,6 +195,7 @@ class Reranker:
         budget = self._budget()
         limit = budget * CHARS_PER_KEPT_TOKEN  # long documents are first cut between words (see tokenization)
         cut = [d if len(d) <= limit else (cut_at_word(d, limit, "right") or d) for d in documents]
+        queries = self._capped_queries(queries, limit, budget, truncate)
         texts = self._texts(queries, cut, instruction)
         encodings = self._encode(texts, queries, truncate, instruction)
         whole = [i for i, e in enumerate(encodings) if cut[i] is not documents[i] and not e.overflowing]
@@ -209,6 +210,21 @@ class Reranker:
         else:
             ids, types = [e.ids for e in encodings], [e.type_ids for e in encodings]
         return EncodedPairs(ids, types, [bool(e.overflowing) for e in encodings])
+
+    def _capped_queries(self, queries: Sequence[str], limit: int, budget: int, truncate: bool) -> list[str]:
+        """Queries of more than `limit` characters cut between words to `limit`, where the cut alone already takes
+        the whole budget (then the query is too long either way, and a truncated pair keeps the same first tokens):
+        a 4 MB query is then not tokenized once per document. Otherwise the whole query."""
+        capped = {}
+        for i, query in enumerate(queries):
+            if len(query) <= limit or query in capped:
+                continue
+            part = cut_at_word(query, limit, "right")
+            if part is not None and len(self._fallback.encode(part, add_special_tokens=False).ids) >= budget:
+                if not truncate:
+                    raise self._too_long(i)
+                capped[query] = part
+        return [capped.get(q, q) for q in queries] if capped else list(queries)
 
     def encode_inputs(self, items: Sequence[tuple[str, ...]], *, truncate: bool = False) -> EncodedPairs:
         """TEI /predict's inputs in order: (text,) through the tokenizer's single-text template, (a, b) as pairs. An

@@ -272,3 +272,37 @@ def test_yes_no_reranker_at_every_precision(tmp_path, dtype):
     want = fastembed_rt.load_reranker(tmp_path).predict(pairs, raw_scores=True)
     got = fastembed_rt.load_reranker(tmp_path, dtype=dtype).predict(pairs, raw_scores=True)
     np.testing.assert_allclose(got, want, atol=0.05 * np.abs(want).max() + 1e-3)
+
+
+def test_a_huge_query_is_not_tokenized_per_document(tmp_path, minilm_path):
+    """A 2 MB query against 16 documents: refused (or cut, with truncate) after the tokenizer read about
+    max_length x 8 characters of it, with the same first tokens as the whole query."""
+
+    class Recording:  # the tokenizer, noting the longest text it is given
+        def __init__(self, tokenizer):
+            self.tokenizer, self.longest = tokenizer, 0
+
+        def _note(self, items):
+            for item in items:
+                self.longest = max(self.longest, *(len(t) for t in (item if isinstance(item, tuple) else (item,))))
+
+        def encode(self, *texts, **kwargs):
+            self._note([texts])
+            return self.tokenizer.encode(*texts, **kwargs)
+
+        def encode_batch(self, items, **kwargs):
+            self._note(items)
+            return self.tokenizer.encode_batch(items, **kwargs)
+
+    save_classifier("bert", tmp_path, minilm_path)
+    reranker = fastembed_rt.load(tmp_path)
+    whole = reranker._fallback.encode("animal rights " * 2000, "a document")
+    reranker._tokenizer, reranker._fallback = Recording(reranker._tokenizer), Recording(reranker._fallback)
+    huge = "animal rights " * 150_000
+    with pytest.raises(fastembed_rt.QueryTooLong, match="pair 0"):
+        reranker.encode_pairs([huge] * 16, ["a document"] * 16)
+    encoded = reranker.encode_pairs([huge] * 16, ["a document"] * 16, truncate=True)
+    assert max(reranker._tokenizer.longest, reranker._fallback.longest) <= reranker.max_length * 8
+    assert encoded.ids[0] == whole.ids and len(encoded.ids[0]) == reranker.max_length
+    long_words = "x" * 700  # over the character cap, but one token: kept whole
+    assert reranker.encode_pairs([long_words], ["doc"]).ids[0] == reranker.spec.tokenizer.encode(long_words, "doc").ids[:80]
