@@ -28,7 +28,7 @@ from .hub import HubModel
 from .loading import max_sequence_length, read_json, read_tokenizer, resolve_model
 from .models.heads import Head, classifier_head, num_labels, yes_no_head
 from .models.registry import architecture, build_model
-from .tokenization import CHARS_PER_KEPT_TOKEN, PackedBatch, cut_at_word, pack
+from .tokenization import CHARS_PER_KEPT_TOKEN, PackedBatch, clone_tokenizer, cut_at_word, pack
 from .weights import load_weights
 
 # Qwen3-Reranker's prompt, as its model card writes it.
@@ -164,9 +164,8 @@ class Reranker:
             self.labels = [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in range(self.head.num_labels)]
         self.instruction = DEFAULT_INSTRUCTION if instruction is None else instruction
         self.activation = spec.activation
-        # Copies, so that the truncation settings are fixed per copy and threads may tokenize at once.
-        self._tokenizer = _copy_tokenizer(tokenizer, self._budget(), "only_second")
-        self._fallback = _copy_tokenizer(tokenizer, self._budget(), "longest_first")
+        self._tokenizer = clone_tokenizer(tokenizer, self._budget(), strategy="only_second")
+        self._fallback = clone_tokenizer(tokenizer, self._budget())
 
     @property
     def num_labels(self) -> int:
@@ -342,15 +341,6 @@ class Reranker:
         order = np.argsort(-scores, kind="stable")[:top_k]
         return [{"corpus_id": int(i), "score": float(scores[i]), **({"text": documents[i]} if return_documents else {})}
                 for i in order]  # fmt: skip
-
-
-def _copy_tokenizer(tokenizer, max_length: int, strategy: str):
-    from tokenizers import Tokenizer
-
-    copy = Tokenizer.from_str(tokenizer.to_str())
-    copy.no_padding()
-    copy.enable_truncation(max_length=max_length, strategy=strategy)
-    return copy
 
 
 def _check_pairs(pairs) -> tuple[list[str], list[str]]:

@@ -60,6 +60,19 @@ def cut_at_word(text: str, chars: int, direction: str) -> str | None:
     return text[first.start() :] if first else None
 
 
+def clone_tokenizer(tokenizer: Tokenizer, max_length: int | None, direction: str = "right",
+                    strategy: str = "longest_first") -> Tokenizer:  # fmt: skip
+    """A copy without padding and with its own truncation (none for max_length None). Settings stay fixed per copy,
+    so that threads may tokenize with several copies at once."""
+    copy = Tokenizer.from_str(tokenizer.to_str())
+    copy.no_padding()
+    if max_length is None:
+        copy.no_truncation()
+    else:
+        copy.enable_truncation(max_length=max_length, direction=direction, strategy=strategy)
+    return copy
+
+
 class TextTokenizer:
     def __init__(self, tokenizer: Tokenizer, max_length: int, lowercase: bool = False):
         self.tokenizer = tokenizer

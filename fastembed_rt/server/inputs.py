@@ -4,21 +4,9 @@ Runs on the tokenizer thread pool, never on the event loop."""
 
 from __future__ import annotations
 
-from tokenizers import Tokenizer
-
 from ..engine import Embedder
-from ..tokenization import CHARS_PER_KEPT_TOKEN, TextTokenizer
+from ..tokenization import CHARS_PER_KEPT_TOKEN, TextTokenizer, clone_tokenizer
 from .errors import RequestError
-
-
-def _clone(tokenizer: Tokenizer, max_length: int | None, direction: str = "right") -> Tokenizer:
-    copy = Tokenizer.from_str(tokenizer.to_str())
-    copy.no_padding()
-    if max_length is None:
-        copy.no_truncation()
-    else:
-        copy.enable_truncation(max_length=max_length, direction=direction)
-    return copy
 
 
 class RequestTokenizer:
@@ -28,9 +16,9 @@ class RequestTokenizer:
         self.vocab_size = int(embedder.spec.config.get("vocab_size") or embedder.spec.tokenizer.get_vocab_size(with_added_tokens=True))
         base, lower = embedder.spec.tokenizer, embedder.spec.do_lower_case
         self._truncating = {
-            d: TextTokenizer(_clone(base, self.max_length, d), self.max_length, lower) for d in ("right", "left")
+            d: TextTokenizer(clone_tokenizer(base, self.max_length, d), self.max_length, lower) for d in ("right", "left")
         }
-        self._whole = TextTokenizer(_clone(base, None), self.max_length, lower)  # token counts in error messages
+        self._whole = TextTokenizer(clone_tokenizer(base, None), self.max_length, lower)  # token counts in error messages
         self._prompt_skip: dict[str, int] = {}
 
     def texts(self, texts: list[str], prompt: str, truncate: bool, direction: str, field: str) -> tuple[list[list[int]], list[int]]:
