@@ -12,18 +12,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .batching import plan_batches
+from .batching import DEFAULT_MAX_BATCH_SEQUENCES, run_batches
 from .loading import ModelSpec, load_model_spec, resolve_model
 from .models.registry import build_model
 from .pooling import sentence_embeddings
 from .quantize import PRECISIONS, quantize_embeddings
-from .tokenization import PackedBatch, TextTokenizer, pack
+from .tokenization import PackedBatch, TextTokenizer
 
-# Token budget per batch: on the CPU a moderate budget keeps each layer's activations near the cache
-# (all-MiniLM-L6-v2, 1,000 bench texts: 4,096 tokens ran 3-5% faster than 2,048 at every precision, and
-# 1.2-1.3x faster than 8,192 at float32 and int8); a GPU wants large batches.
-DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 16384}
-DEFAULT_MAX_BATCH_SEQUENCES = 512
 
 _DTYPES = {
     "float32": torch.float32, "fp32": torch.float32,
@@ -39,6 +34,11 @@ class TruncationWarning(UserWarning):
 
 
 INT8 = "int8"  # int8 linear layers (per-channel weights, per-token activations); everything else float32
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The device asked for; by default a GPU when there is one."""
+    return torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def resolve_dtype(dtype) -> torch.dtype:
@@ -59,7 +59,7 @@ class Embedder:
         # Kept without its weights: the model holds what it uses, and a load()ed spec then unmaps the file (a
         # converted model keeps no float32 copy). The caller's spec is left as it was.
         self.spec = dataclasses.replace(spec, weights={})
-        self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         self.int8 = dtype == INT8
         if spec.similarity_fn_name not in SIMILARITY_FUNCTIONS:
@@ -144,15 +144,9 @@ class Embedder:
     ) -> np.ndarray:
         """The model on already tokenized texts (as self.tokenizer.encode gives them): float32 [n, d] in order.
         `skip` leading prompt tokens are left out of pooling; the other options are resolved (see encode)."""
-        out = np.empty((len(ids), truncate_dim or self.full_dimension), dtype=np.float32)
-        if batch_tokens is None:
-            batch_tokens = DEFAULT_BATCH_TOKENS.get(self.device.type, DEFAULT_BATCH_TOKENS["cuda"])
-        for indices in plan_batches([len(x) for x in ids], batch_tokens, max_batch_sequences):
-            batch = pack([ids[i] for i in indices], skip=skip)
-            out[indices] = self.embed_batch(batch, normalize=normalize, truncate_dim=truncate_dim)
-            if on_batch is not None:
-                on_batch(len(indices), batch.num_tokens)
-        return out
+        return run_batches(ids, lambda batch: self.embed_batch(batch, normalize=normalize, truncate_dim=truncate_dim),
+                           truncate_dim or self.full_dimension, self.device, skip=skip, batch_tokens=batch_tokens,
+                           max_batch_sequences=max_batch_sequences, on_batch=on_batch)  # fmt: skip
 
     def embed_batch(self, batch: PackedBatch, *, normalize: bool = False, truncate_dim: int | None = None) -> np.ndarray:
         """One packed batch through the model and the sentence-embedding head: float32 [num_seqs, d]."""

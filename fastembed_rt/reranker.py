@@ -22,13 +22,13 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .batching import plan_batches
-from .engine import DEFAULT_BATCH_TOKENS, DEFAULT_MAX_BATCH_SEQUENCES, INT8, check_text, check_texts, resolve_dtype
+from .batching import DEFAULT_MAX_BATCH_SEQUENCES, run_batches
+from .engine import INT8, check_text, check_texts, resolve_device, resolve_dtype
 from .hub import HubModel
 from .loading import max_sequence_length, read_json, read_tokenizer, resolve_model
 from .models.heads import Head, classifier_head, num_labels, yes_no_head
 from .models.registry import architecture, build_model
-from .tokenization import CHARS_PER_KEPT_TOKEN, PackedBatch, clone_tokenizer, cut_at_word, pack
+from .tokenization import CHARS_PER_KEPT_TOKEN, PackedBatch, clone_tokenizer, cut_at_word
 from .weights import load_weights
 
 # Qwen3-Reranker's prompt, as its model card writes it.
@@ -140,7 +140,7 @@ class Reranker:
     def __init__(self, spec: RerankerSpec, device: str | torch.device | None = None, dtype=None, *,
                  instruction: str | None = None, max_length: int | None = None):  # fmt: skip
         self.spec = dataclasses.replace(spec, weights={})
-        self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         self.int8 = dtype == INT8
         self.yes_no = spec.yes_no
@@ -289,15 +289,8 @@ class Reranker:
                max_batch_sequences: int = DEFAULT_MAX_BATCH_SEQUENCES,
                on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:  # fmt: skip
         """Logits [n, num_labels] of encoded pairs, in order, through token-budget batches."""
-        out = np.empty((len(pairs.ids), self.num_labels), dtype=np.float32)
-        if batch_tokens is None:
-            batch_tokens = DEFAULT_BATCH_TOKENS.get(self.device.type, DEFAULT_BATCH_TOKENS["cuda"])
-        for indices in plan_batches([len(x) for x in pairs.ids], batch_tokens, max_batch_sequences):
-            batch = pack([pairs.ids[i] for i in indices], token_types=[pairs.token_types[i] for i in indices])
-            out[indices] = self.logits_batch(batch)
-            if on_batch is not None:
-                on_batch(len(indices), batch.num_tokens)
-        return out
+        return run_batches(pairs.ids, self.logits_batch, self.num_labels, self.device, token_types=pairs.token_types,
+                           batch_tokens=batch_tokens, max_batch_sequences=max_batch_sequences, on_batch=on_batch)  # fmt: skip
 
     def scores(self, logits: np.ndarray, *, raw_scores: bool = False, apply_softmax: bool = False) -> np.ndarray:
         """Logits [n, labels] → scores as sentence-transformers' predict gives them: [n] for one label."""
