@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 
 from .engine import check_text
 from .readers import InputError, iter_jsonl
-from .reranker import QueryTooLong
+from .reranker import QueryTooLong, best_first
 
 PAIRS_PER_CHUNK = 2048  # pairs scored together: enough to fill several batches, little memory
 
@@ -83,11 +83,13 @@ def rerank_file(reranker, source: Path, out: Path, *, corpus: dict[str, str] | N
     try:
         with open(partial, "w", encoding="utf-8") as sink:
             chunk: list[Row] = []
+            pairs = 0
             for row in read_rows(source, corpus):
                 chunk.append(row)
-                if sum(len(r.texts) for r in chunk) >= PAIRS_PER_CHUNK:
+                pairs += len(row.texts)
+                if pairs >= PAIRS_PER_CHUNK:
                     _score_chunk(reranker, chunk, sink, totals, top_k, return_documents, raw_scores, truncate, batch_tokens, on_rows)
-                    chunk = []
+                    chunk, pairs = [], 0
             _score_chunk(reranker, chunk, sink, totals, top_k, return_documents, raw_scores, truncate, batch_tokens, on_rows)
         os.replace(partial, out)
     finally:
@@ -112,7 +114,7 @@ def _score_chunk(reranker, chunk: list[Row], sink, totals, top_k, return_documen
         row_scores = scores[start : start + len(row.texts)]
         start += len(row.texts)
         results = []
-        for i in sorted(range(len(row.texts)), key=lambda i: (-row_scores[i], i))[:top_k]:
+        for i in map(int, best_first(row_scores, top_k)):
             result = {"index": i, **({"id": row.ids[i]} if row.ids[i] is not None else {}), "score": float(row_scores[i])}
             results.append({**result, "text": row.texts[i]} if return_documents else result)
         kept = {k: v for k, v in row.fields.items() if k != "candidates"}

@@ -53,6 +53,11 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def best_first(scores: np.ndarray, top_k: int | None = None) -> np.ndarray:
+    """Indices of `scores`, highest first and ties to the lower index: the first top_k (all when None)."""
+    return np.argsort(-np.asarray(scores), kind="stable")[:top_k]
+
+
 @dataclass
 class RerankerSpec:
     path: Path
@@ -331,9 +336,8 @@ class Reranker:
             raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
         scores = self.predict([(query, d) for d in documents], batch_tokens=batch_tokens, raw_scores=raw_scores,
                               truncate=truncate, instruction=instruction) if documents else np.empty(0, np.float32)  # fmt: skip
-        order = np.argsort(-scores, kind="stable")[:top_k]
         return [{"corpus_id": int(i), "score": float(scores[i]), **({"text": documents[i]} if return_documents else {})}
-                for i in order]  # fmt: skip
+                for i in best_first(scores, top_k)]  # fmt: skip
 
 
 def _check_pairs(pairs) -> tuple[list[str], list[str]]:

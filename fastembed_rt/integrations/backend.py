@@ -93,11 +93,13 @@ class RerankBackend(Backend):
             ranked = self._reranker.rank(query, documents, top_k=top_n, truncate=True, **options)
             return [(r["corpus_id"], r["score"]) for r in ranked]
         per_request = int(self.info()["limits"]["max_client_batch_size"])
-        scores: list[tuple[int, float]] = []
+        from ..reranker import best_first
+
+        scores = [0.0] * len(documents)
         for start in range(0, len(documents), per_request):  # scores are per pair: requests may split the documents
             body = {"query": query, "documents": documents[start : start + per_request], "truncate": True}
             if self.model is not None:
                 body["model"] = self.model
-            results = self._request("POST", "/v1/rerank", body)["results"]
-            scores += [(start + r["index"], r["relevance_score"]) for r in results]
-        return sorted(scores, key=lambda pair: (-pair[1], pair[0]))[:top_n]
+            for r in self._request("POST", "/v1/rerank", body)["results"]:
+                scores[start + r["index"]] = r["relevance_score"]
+        return [(int(i), scores[i]) for i in best_first(scores, top_n)]

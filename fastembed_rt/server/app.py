@@ -25,7 +25,7 @@ import torch
 
 from .. import __version__
 from ..engine import Embedder
-from ..reranker import QueryTooLong, Reranker, softmax
+from ..reranker import QueryTooLong, Reranker, best_first, softmax
 from .batcher import Batcher, BatcherClosed, Job
 from .config import ServerConfig
 from .errors import RequestError
@@ -365,8 +365,7 @@ class ModelServer:
             raise RequestError(422, f"model {served.name!r} has {served.model.num_labels} labels; reranking needs one score per pair: use /predict", "model")
         logits, tokens = await self._score_pairs(served, request, receive)
         scores = served.model.scores(logits, raw_scores=request.raw_scores)
-        order = np.argsort(-scores, kind="stable")[: request.top_n]
-        return served, scores, order, tokens
+        return served, scores, best_first(scores, request.top_n), tokens
 
     async def tei_rerank(self, body: dict, receive):
         if "documents" in body and "texts" not in body:  # Cohere's and Jina's body on TEI's path
