@@ -91,18 +91,17 @@ class ModelServer:
 
     def served(self, name: str | None, reranker: bool) -> ServedModel:
         """The model a request names (404 if it is not loaded), or the first loaded one of the kind it needs."""
-        kind = "a reranker" if reranker else "an embedding model"
+        needed = "reranker" if reranker else "embedding model"
         loaded = ", ".join(f"{n} ({m.kind})" for n, m in self.models.items())
         if name is not None:
             if name not in self.models:
                 raise RequestError(404, f"model {name!r} is not loaded; loaded: {loaded}", "model")
             if self.models[name].is_reranker != reranker:
-                other = "an embedding model" if reranker else "a reranker"
-                raise RequestError(422, f"model {name!r} is {other}; this route needs {kind}", "model")
+                raise RequestError(422, f"model {name!r} is {_a(self.models[name].kind)}; this route needs {_a(needed)}", "model")
             return self.models[name]
         model = next((m for m in self.models.values() if m.is_reranker == reranker), None)
         if model is None:
-            raise RequestError(404, f"no {kind.split(' ', 1)[1]} is loaded; loaded: {loaded}", "model")
+            raise RequestError(404, f"no {needed} is loaded; loaded: {loaded}", "model")
         return model
 
     # --- ASGI entry ------------------------------------------------------------------------------------
@@ -466,6 +465,10 @@ class ModelServer:
 
     async def metrics_text(self):
         return 200, self.metrics.render().encode(), PROMETHEUS
+
+
+def _a(noun: str) -> str:
+    return ("an " if noun[0] in "aeiou" else "a ") + noun
 
 
 def _request_id(kind: str) -> str:
