@@ -6,6 +6,7 @@ in fastembed_rt.ops.reference). They run on CUDA devices, and on the CPU under T
     norms.py        residual-add + LayerNorm / RMSNorm
     activations.py  bias + GELU (erf, tanh)
     similarity.py   int8 dot and binary Hamming top-k, no score matrix in memory
+    splade.py       SPLADE vocabulary projection + activation + pooling, no [tokens, vocab] logits in memory
 """
 
 if __name__ == "kernels":
@@ -21,5 +22,7 @@ else:
     from .norms import layer_norm, rms_norm
     from .pooling import pool
     from .similarity import hamming_topk, int8_topk
+    from .splade import splade_pool
 
-    __all__ = ["attention", "gelu", "hamming_topk", "int8_topk", "interpreting", "layer_norm", "pool", "rms_norm", "varlen_attention"]
+    __all__ = ["attention", "gelu", "hamming_topk", "int8_topk", "interpreting", "layer_norm", "pool", "rms_norm",
+               "splade_pool", "varlen_attention"]

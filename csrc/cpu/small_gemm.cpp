@@ -2,6 +2,7 @@
 #include "small_gemm.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "cpu_features.h"
 #include "int8_linear.h"
@@ -162,12 +163,12 @@ constexpr int64_t kRowChunk = 120;  // a multiple of both kernels' row blocks (8
 
 }  // namespace
 
-void small_linear(const PackedLinear& w, const float* x, int64_t m, Activation act, bool round_output, float* out,
-                  std::vector<uint8_t>& scratch, int num_threads) {
-  // bf16 rows (2 bytes), float rows or int16 codes (4, 2) [m, k_padded], then m scales and the signed codes
-  // [m, k]: under m * (k_padded + 16) * 4 bytes.
-  scratch.resize(static_cast<size_t>(m) * (w.k_padded + kPanel) * 4);
-  prepare_rows(w, x, m, scratch.data(), num_threads);
+namespace {
+
+// The panels of `w` for rows [0, m) into `o`: the workers split the panels (so no two write the same
+// columns), each taking its rows a chunk at a time.
+void run_panels(const PackedLinear& w, const float* x, int64_t m, Activation act, bool round_output,
+                const PanelOutput& o, const std::vector<uint8_t>& scratch, int num_threads) {
   // A panel streams 16 columns of weights; below ~64 KiB of weights per worker, one thread is faster.
   const int64_t element_bytes = w.kind == WeightKind::kFloat32 ? 4 : w.kind == WeightKind::kBFloat16 ? 2 : 1;
   const int64_t bytes = w.panels * kPanel * w.k_padded * element_bytes * ((m + kRowChunk - 1) / kRowChunk);
@@ -175,9 +176,69 @@ void small_linear(const PackedLinear& w, const float* x, int64_t m, Activation a
   auto panels = w.isa == Isa::kAvx512 ? kernels::linear_panels_avx512 : kernels::linear_panels_avx2;
   parallel_for(w.panels, threads, [&](int64_t begin, int64_t end) {
     for (int64_t r = 0; r < m; r += kRowChunk) {
-      panels(w, x, scratch.data(), m, r, std::min(m, r + kRowChunk), act, round_output, out, begin, end);
+      panels(w, x, scratch.data(), m, r, std::min(m, r + kRowChunk), act, round_output, o, begin, end);
     }
   });
+}
+
+// bf16 rows (2 bytes), float rows or int16 codes (4, 2) [m, k_padded], then m scales and the signed codes
+// [m, k]: under m * (k_padded + 16) * 4 bytes.
+void prepare_scratch(const PackedLinear& w, const float* x, int64_t m, std::vector<uint8_t>& scratch, int num_threads) {
+  scratch.resize(static_cast<size_t>(m) * (w.k_padded + kPanel) * 4);
+  prepare_rows(w, x, m, scratch.data(), num_threads);
+}
+
+}  // namespace
+
+namespace kernels {
+
+void put_panel(const PanelOutput& o, int64_t n, int64_t r, int64_t p, float* lanes, int64_t cols) {
+  if (o.mode == PanelOutput::kStore) {
+    std::copy(lanes, lanes + cols, o.out + r * n + p * kPanel);
+    return;
+  }
+  float* row = o.out + static_cast<int64_t>(o.row_sequence[r]) * n + p * kPanel;
+  if (o.mode == PanelOutput::kMax) {
+    for (int64_t j = 0; j < cols; ++j) row[j] = std::max(row[j], lanes[j]);
+    return;
+  }
+  for (int64_t j = 0; j < cols; ++j) {
+    if (lanes[j] <= 0.0f) continue;  // relu: most logits of a vocabulary projection are negative
+    float v = lanes[j];
+    for (int t = 0; t < o.log1p_times; ++t) v = std::log1p(v);
+    row[j] += v;
+  }
+}
+
+}  // namespace kernels
+
+void small_linear(const PackedLinear& w, const float* x, int64_t m, Activation act, bool round_output, float* out,
+                  std::vector<uint8_t>& scratch, int num_threads) {
+  prepare_scratch(w, x, m, scratch, num_threads);
+  run_panels(w, x, m, act, round_output, PanelOutput{out}, scratch, num_threads);
+}
+
+void pooled_linear(const PackedLinear& w, const float* x, const int32_t* cu_seqlens, int64_t num_seqs,
+                   TermPooling pooling, TermActivation activation, float* out, std::vector<uint8_t>& scratch,
+                   int num_threads) {
+  const int64_t m = cu_seqlens[num_seqs];
+  std::fill(out, out + num_seqs * w.n, 0.0f);
+  std::vector<int32_t> row_sequence(m);
+  for (int64_t s = 0; s < num_seqs; ++s) std::fill(row_sequence.begin() + cu_seqlens[s], row_sequence.begin() + cu_seqlens[s + 1], s);
+  const int log1p_times = activation == TermActivation::kRelu ? 1 : 2;
+  PanelOutput o{out, pooling == TermPooling::kMax ? PanelOutput::kMax : PanelOutput::kSum,
+                         row_sequence.data(), log1p_times};
+  if (m > 0) {
+    prepare_scratch(w, x, m, scratch, num_threads);
+    run_panels(w, x, m, Activation::kNone, false, o, scratch, num_threads);
+  }
+  if (pooling == TermPooling::kMax) {  // log1p is increasing: the log1p of relu's max is the max of the log1ps
+    parallel_for(num_seqs, threads_for(static_cast<double>(num_seqs) * w.n, num_threads), [&](int64_t begin, int64_t end) {
+      for (float* v = out + begin * w.n; v < out + end * w.n; ++v) {
+        for (int t = 0; t < log1p_times; ++t) *v = std::log1p(*v);
+      }
+    });
+  }
 }
 
 }  // namespace fastembed_rt::cpu

@@ -68,4 +68,17 @@ int64_t packed_bytes(const PackedLinear& p);
 void small_linear(const PackedLinear& w, const float* x, int64_t m, Activation act, bool round_output, float* out,
                   std::vector<uint8_t>& scratch, int num_threads);
 
+// How pooled_linear reduces each sequence's rows, term by term: SPLADE's max or sum of
+// log1p(relu(v)) ("relu"), or of log1p(log1p(relu(v))) ("log1p_relu").
+enum class TermPooling : int32_t { kMax = 0, kSum = 1 };
+enum class TermActivation : int32_t { kRelu = 0, kLog1pRelu = 1 };
+
+// out [num_seqs, n] float32: for each sequence s (rows cu_seqlens[s] to cu_seqlens[s+1] of x [m, k]), the
+// pooling over its rows of activation(x . W^T + bias), with the reduction done in the kernels' epilogue, so
+// the [m, n] product is never written (a vocabulary projection: n ~ 30,000). An empty sequence gives zeros.
+// cu_seqlens must start at 0 and not decrease (the caller checks it); m = cu_seqlens[num_seqs].
+void pooled_linear(const PackedLinear& w, const float* x, const int32_t* cu_seqlens, int64_t num_seqs,
+                   TermPooling pooling, TermActivation activation, float* out, std::vector<uint8_t>& scratch,
+                   int num_threads);
+
 }  // namespace fastembed_rt::cpu

@@ -119,8 +119,9 @@ void panel_loop(const int8_t* base, int64_t groups, const uint8_t* x, int64_t x_
   }
 }
 
-// bias, activation and (for bfloat16 outputs) rounding of one panel of one row, then its store.
-void finish(const PackedLinear& w, int64_t p, float* lanes, Activation act, bool round_to_bf16, float* out_row) {
+// bias, activation and (for bfloat16 outputs) rounding of one panel of row r, then to where `o` wants it.
+void finish(const PackedLinear& w, int64_t r, int64_t p, float* lanes, Activation act, bool round_to_bf16,
+            const PanelOutput& o) {
   const int64_t cols = w.n - p * kPanel < kPanel ? w.n - p * kPanel : kPanel;
   if (!w.bias.empty()) {
     const float* bias = w.bias.data() + p * kPanel;
@@ -134,21 +135,29 @@ void finish(const PackedLinear& w, int64_t p, float* lanes, Activation act, bool
   if (round_to_bf16) {
     for (int64_t j = 0; j < kPanel; ++j) lanes[j] = to_float(from_float<bf16>(lanes[j]));
   }
-  float* o = out_row + p * kPanel;
-  for (int64_t j = 0; j < cols; ++j) o[j] = lanes[j];
+  if (o.mode == PanelOutput::kStore) {
+    float* row = o.out + r * w.n + p * kPanel;
+    for (int64_t j = 0; j < cols; ++j) row[j] = lanes[j];
+  } else if (o.mode == PanelOutput::kMax && cols == kPanel) {
+    float* row = o.out + o.row_sequence[r] * w.n + p * kPanel;
+    _mm256_storeu_ps(row, _mm256_max_ps(_mm256_loadu_ps(row), _mm256_load_ps(lanes)));
+    _mm256_storeu_ps(row + 8, _mm256_max_ps(_mm256_loadu_ps(row + 8), _mm256_load_ps(lanes + 8)));
+  } else {
+    put_panel(o, w.n, r, p, lanes, cols);
+  }
 }
 
 }  // namespace
 
 void linear_panels_avx2(const PackedLinear& w, const float* x, const uint8_t* scratch, int64_t m, int64_t row_begin,
-                        int64_t row_end, Activation act, bool round_output, float* out, int64_t panel_begin,
-                        int64_t panel_end) {
+                        int64_t row_end, Activation act, bool round_output, const PanelOutput& out,
+                        int64_t panel_begin, int64_t panel_end) {
   const int64_t groups = w.k_padded / group_of(w);
   auto float_epilogue = [&](int64_t r, int64_t p, __m256 lo, __m256 hi) {
     alignas(32) float lanes[kPanel];
     _mm256_store_ps(lanes, lo);
     _mm256_store_ps(lanes + 8, hi);
-    finish(w, p, lanes, act, round_output, out + r * w.n);
+    finish(w, r, p, lanes, act, round_output, out);
   };
   if (w.kind == WeightKind::kFloat32) {
     panel_loop<F32Op>(reinterpret_cast<const int8_t*>(w.f32.data()), groups, reinterpret_cast<const uint8_t*>(x),
@@ -173,7 +182,7 @@ void linear_panels_avx2(const PackedLinear& w, const float* x, const uint8_t* sc
     for (int64_t j = 0; j < kPanel; ++j) {
       lanes[j] = static_cast<float>(sums ? acc[j] - 128 * sums[j] : acc[j]) * (scales[r] * col[j]);
     }
-    finish(w, p, lanes, act, false, out + r * w.n);
+    finish(w, r, p, lanes, act, false, out);
   };
   if (w.narrow) {
     panel_loop<NarrowI8Op>(w.i8.data(), groups, scratch, w.k_padded, row_begin, row_end, panel_begin, panel_end,

@@ -98,8 +98,9 @@ __mmask16 column_mask(const PackedLinear& w, int64_t p) {
   return left >= kPanel ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
 }
 
-// bias, activation and (for bfloat16 outputs) rounding, then a masked store of one panel of one row.
-void finish(const PackedLinear& w, int64_t p, __m512 v, Activation act, bool round_to_bf16, float* out_row) {
+// bias, activation and (for bfloat16 outputs) rounding, then one panel of row r to where `o` wants it.
+void finish(const PackedLinear& w, int64_t r, int64_t p, __m512 v, Activation act, bool round_to_bf16,
+            const PanelOutput& o) {
   const __mmask16 mask = column_mask(w, p);
   if (!w.bias.empty()) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, w.bias.data() + p * kPanel));
   if (act != Activation::kNone) {
@@ -118,20 +119,29 @@ void finish(const PackedLinear& w, int64_t p, __m512 v, Activation act, bool rou
     const __m512i rounded = _mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF)));
     v = _mm512_castsi512_ps(_mm512_and_si512(rounded, _mm512_set1_epi32(static_cast<int32_t>(0xFFFF0000u))));
   }
-  _mm512_mask_storeu_ps(out_row + p * kPanel, mask, v);
+  if (o.mode == PanelOutput::kStore) {
+    _mm512_mask_storeu_ps(o.out + r * w.n + p * kPanel, mask, v);
+  } else if (o.mode == PanelOutput::kMax) {
+    float* row = o.out + o.row_sequence[r] * w.n + p * kPanel;
+    _mm512_mask_storeu_ps(row, mask, _mm512_max_ps(_mm512_maskz_loadu_ps(mask, row), v));
+  } else {
+    alignas(64) float lanes[kPanel];
+    _mm512_store_ps(lanes, v);
+    put_panel(o, w.n, r, p, lanes, w.n - p * kPanel < kPanel ? w.n - p * kPanel : kPanel);
+  }
 }
 
 }  // namespace
 
 void linear_panels_avx512(const PackedLinear& w, const float* x, const uint8_t* scratch, int64_t m, int64_t row_begin,
-                          int64_t row_end, Activation act, bool round_output, float* out, int64_t panel_begin,
-                          int64_t panel_end) {
+                          int64_t row_end, Activation act, bool round_output, const PanelOutput& out,
+                          int64_t panel_begin, int64_t panel_end) {
   if (w.kind == WeightKind::kFloat32) {
     panel_loop<F32Op>(w, reinterpret_cast<const uint8_t*>(x), w.k * 4, row_begin, row_end, panel_begin, panel_end,
-                      [&](int64_t r, int64_t p, __m512 acc) { finish(w, p, acc, act, false, out + r * w.n); });
+                      [&](int64_t r, int64_t p, __m512 acc) { finish(w, r, p, acc, act, false, out); });
   } else if (w.kind == WeightKind::kBFloat16) {
     panel_loop<BF16Op>(w, scratch, w.k_padded * 2, row_begin, row_end, panel_begin, panel_end,
-                       [&](int64_t r, int64_t p, __m512 acc) { finish(w, p, acc, act, round_output, out + r * w.n); });
+                       [&](int64_t r, int64_t p, __m512 acc) { finish(w, r, p, acc, act, round_output, out); });
   } else {
     const auto* scales = reinterpret_cast<const float*>(scratch + m * w.k_padded * code_bytes(w));
     panel_loop<I8Op>(w, scratch, w.k_padded, row_begin, row_end, panel_begin, panel_end, [&](int64_t r, int64_t p, __m512i acc) {
@@ -141,7 +151,7 @@ void linear_panels_avx512(const PackedLinear& w, const float* x, const uint8_t* 
       const __m512i exact = _mm512_sub_epi32(acc, _mm512_slli_epi32(sums, 7));
       const __m512 col = _mm512_maskz_loadu_ps(mask, w.column_scales.data() + p * kPanel);
       const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(_mm512_set1_ps(scales[r]), col));
-      finish(w, p, v, act, false, out + r * w.n);
+      finish(w, r, p, v, act, false, out);
     });
   }
 }

@@ -18,18 +18,32 @@ int64_t code_bytes(const PackedLinear& p);
 // k values per packed group: what one 32-bit lane of a dot-product instruction takes.
 int64_t group_of(const PackedLinear& p);
 
+// Where the kernels put row r's finished panel (bias, scales and activation applied): stored in row r of
+// out [m, n] (a linear layer), or reduced into row row_sequence[r] of out [sequences, n] without the [m, n]
+// product ever existing: kMax keeps the largest value (out starts at 0, so it is relu of the max), kSum adds
+// log1p applied `log1p_times` times to relu(value) (SPLADE's sum pooling).
+struct PanelOutput {
+  enum Mode : int32_t { kStore = 0, kMax = 1, kSum = 2 };
+  float* out = nullptr;
+  Mode mode = kStore;
+  const int32_t* row_sequence = nullptr;
+  int log1p_times = 1;
+};
+
 // Output panels [panel_begin, panel_end) of rows [row_begin, row_end). bfloat16 and int8 layers read x as
 // small_linear prepared it in `scratch` (AVX-512: bfloat16 rows or unsigned int8 codes; AVX2: float32 rows
 // rounded to bfloat16 or int16 codes; then, for int8, the m row scales); float32 layers read x itself.
 namespace kernels {
 void linear_panels_avx512(const PackedLinear& w, const float* x, const uint8_t* scratch, int64_t m, int64_t row_begin,
-                          int64_t row_end, Activation act, bool round_output, float* out, int64_t panel_begin,
-                          int64_t panel_end);
+                          int64_t row_end, Activation act, bool round_output, const PanelOutput& out,
+                          int64_t panel_begin, int64_t panel_end);
 void linear_panels_avx2(const PackedLinear& w, const float* x, const uint8_t* scratch, int64_t m, int64_t row_begin,
-                        int64_t row_end, Activation act, bool round_output, float* out, int64_t panel_begin,
-                        int64_t panel_end);
+                        int64_t row_end, Activation act, bool round_output, const PanelOutput& out,
+                        int64_t panel_begin, int64_t panel_end);
 // Columns of panels [panel_begin, panel_end) of an AVX2 bfloat16 layer as float32 into out [k, n].
 void widen_bfloat16_panels_avx2(const PackedLinear& w, float* out, int64_t panel_begin, int64_t panel_end);
+// One panel of one row as the PanelOutput wants it; lanes hold the 16 finished values, `cols` of them real.
+void put_panel(const PanelOutput& o, int64_t n, int64_t r, int64_t p, float* lanes, int64_t cols);
 }  // namespace kernels
 
 }  // namespace fastembed_rt::cpu

@@ -13,7 +13,7 @@ from . import cpu, gpu, reference
 from .dispatch import (REFERENCE, forcing, implementations, ops, reference_only, register, select, set_reference_only,
                        use_implementation, use_reference)
 from .linear import Linear, mkl_linear, mkl_on_cpu, onednn_available, onednn_linear, onednn_on_cpu, reference_linear
-from .reference import POOL_MODES
+from .reference import POOL_MODES, SPLADE_ACTIVATIONS, SPLADE_POOLINGS
 
 
 def _anywhere(device, dtype):
@@ -34,6 +34,8 @@ if onednn_available():
     register("linear", "onednn", onednn_linear, onednn_on_cpu)
 register("linear", "packed", cpu.packed_linear, cpu.packed_bfloat16_on_cpu)
 register("linear", "cublas", gpu.linear, gpu.float_on_cuda)
+register("splade_pool", REFERENCE, reference.splade_pool, _anywhere)
+register("splade_pool", "packed", cpu.splade_pool, cpu.panels_on_cpu)
 register("int8_topk", REFERENCE, reference.int8_topk, _anywhere)
 register("hamming_topk", REFERENCE, reference.hamming_topk, _anywhere)
 register("int8_topk", "cpp", cpu.int8_topk, cpu.int8_on_cpu)
@@ -92,6 +94,20 @@ def pool(hidden, cu_seqlens, mode, normalize=False, skip=None):
     if mode not in POOL_MODES:
         raise ValueError(f"unknown pooling mode {mode!r}; supported: {', '.join(POOL_MODES)}")
     return select("pool", hidden.device, hidden.dtype).fn(hidden, cu_seqlens, mode, normalize, skip)
+
+
+def splade_pool(hidden, cu_seqlens, layer: Linear, pooling: str = "max", activation: str = "relu"):
+    """SPLADE term weights float32 [num_seqs, vocab]: per packed sequence, the pooling ("max" or "sum") over its
+    tokens of log1p(relu(layer(hidden))) (activation "relu"; "log1p_relu" takes log1p once more). The kernels
+    reduce in their epilogue and never write the [T, vocab] logits; see reference.splade_pool."""
+    if pooling not in SPLADE_POOLINGS:
+        raise ValueError(f"unknown SPLADE pooling {pooling!r}; supported: {', '.join(SPLADE_POOLINGS)}")
+    if activation not in SPLADE_ACTIVATIONS:
+        raise ValueError(f"unknown SPLADE activation {activation!r}; supported: {', '.join(SPLADE_ACTIVATIONS)}")
+    if hidden.shape[-1] != layer.in_features:
+        raise ValueError(f"splade_pool: the projection takes {layer.in_features} features, hidden has {hidden.shape[-1]}")
+    dtype = torch.float32 if layer.int8 else layer.dtype
+    return select("splade_pool", hidden.device, dtype).fn(hidden, cu_seqlens, layer, pooling, activation)
 
 
 def int8_topk(queries, corpus, k):
@@ -167,6 +183,7 @@ __all__ = [
     "rms_norm",
     "rotary",
     "set_reference_only",
+    "splade_pool",
     "use_implementation",
     "use_reference",
 ]

@@ -152,6 +152,18 @@ def packed_int8_feed_forward(x, up, down, activation):
     return packed_int8_linear(packed_int8_linear(x, up, activation), down)
 
 
+_SPLADE_POOLINGS = {"max": 0, "sum": 1}
+_SPLADE_ACTIVATIONS = {"relu": 0, "log1p_relu": 1}
+
+
+def splade_pool(hidden, cu_seqlens, layer, pooling="max", activation="relu"):
+    """The vocabulary projection, activation and pooling in one pass of the panel kernels (float32, bfloat16 or
+    int8 weights): the [T, vocab] logits never exist, only [num_seqs, vocab]."""
+    out = layer.panels().pooled(_rows(hidden).float().numpy(), _cu(cu_seqlens), _SPLADE_POOLINGS[pooling],
+                                _SPLADE_ACTIVATIONS[activation], torch.get_num_threads())  # fmt: skip
+    return torch.from_numpy(out)
+
+
 def _topk(kernel, queries, corpus, k):
     """A C++ top-k search, with the reference's answer for an empty corpus (no columns)."""
     if corpus.shape[0] == 0:
@@ -179,6 +191,11 @@ def uint8_on_cpu(device: torch.device, dtype: torch.dtype) -> bool:
 
 def packed_bfloat16_on_cpu(device: torch.device, dtype: torch.dtype) -> bool:
     return device.type == "cpu" and dtype == torch.bfloat16 and not isa.onednn_bfloat16() and isa.active() != "scalar"
+
+
+def panels_on_cpu(device: torch.device, dtype: torch.dtype) -> bool:
+    """The panel kernels take float32, bfloat16 and int8 (float32 activations) weights from AVX2 up."""
+    return device.type == "cpu" and dtype in (torch.float32, torch.bfloat16) and isa.active() != "scalar"
 
 
 def packed_int8_on_cpu(device: torch.device, dtype: torch.dtype) -> bool:

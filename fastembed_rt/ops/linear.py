@@ -17,7 +17,7 @@ import torch
 
 from .. import _C, isa
 from . import reference
-from .dispatch import select
+from .dispatch import reference_only, select
 
 
 def mkl_on_cpu(device: torch.device, dtype: torch.dtype) -> bool:
@@ -101,9 +101,12 @@ class Linear:
     up projections, 0.9894 with a 7-bit down projection too (its input is GELU's output).
     Otherwise the weight's own dtype is the compute dtype, x is cast to it if needed, and the result is in that
     dtype.
+    panels_only=True keeps, on a CPU with the panel kernels, only their packed copy whatever the precision: for a
+    layer that runs through them alone (the vocabulary projection of ops.splade_pool).
     """
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, int8: bool = False, seven_bit: bool = False):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, int8: bool = False, seven_bit: bool = False,
+                 panels_only: bool = False):  # fmt: skip
         if weight.dim() != 2:
             raise ValueError(f"linear weight must be [out, in], got shape {tuple(weight.shape)}")
         if bias is not None and bias.shape != (weight.shape[0],):
@@ -114,7 +117,8 @@ class Linear:
         self.packed = None  # oneDNN's reordered weight, made at the first oneDNN call
         self._panels = None  # (ISA, _C.PackedLinear): see panels()
         self.dtype = torch.float32 if int8 else weight.dtype
-        on_panels = self._runs_on_panels()
+        on_panels = self._runs_on_panels() or (panels_only and not reference_only() and self.device.type == "cpu"
+                                                and isa.active() != "scalar")  # fmt: skip
         if int8:
             levels = NARROW_INT8 if on_panels and seven_bit else 127
             self._stored, self.weight_scales = reference.quantize_rows(weight.float().contiguous(), levels)

@@ -178,6 +178,30 @@ def pool(hidden, cu_seqlens, mode, normalize=False, skip=None):
     return F.normalize(out, p=2, dim=1) if normalize else out
 
 
+SPLADE_POOLINGS = ("max", "sum")
+SPLADE_ACTIVATIONS = ("relu", "log1p_relu")
+
+
+def splade_pool(hidden, cu_seqlens, layer, pooling="max", activation="relu"):
+    """SPLADE's term weights of each packed sequence: the pooling ("max" or "sum") over its tokens of
+    log1p(relu(logits)) (activation "relu") or log1p(log1p(relu(logits))) ("log1p_relu"), logits = the
+    vocabulary projection `layer` (an ops.Linear) of hidden [T, H]. Float32 [num_seqs, vocab]; an empty sequence
+    gives zeros. Computes the whole [T, vocab] logits: the kernels never do."""
+    if layer.int8:
+        logits = int8_linear(hidden.float(), layer)
+    else:
+        logits = linear(hidden.to(layer.dtype), layer.weight, None if layer.bias is None else layer.bias.to(layer.dtype))
+    weights = torch.log1p(torch.relu(logits.float()))
+    if activation == "log1p_relu":
+        weights = torch.log1p(weights)
+    bounds = cu_seqlens.tolist()
+    out = weights.new_zeros((len(bounds) - 1, layer.out_features))
+    for i, (start, end) in enumerate(zip(bounds[:-1], bounds[1:])):
+        if end > start:
+            out[i] = weights[start:end].amax(dim=0) if pooling == "max" else weights[start:end].sum(dim=0)
+    return out
+
+
 def _topk_lower_id(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row, the k highest scores, equal scores to the lower column (a stable sort)."""
     order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
