@@ -21,8 +21,10 @@ from .engine import Embedder, TruncationWarning, load
 from .quantize import quantize_embeddings
 from .reranker import QueryTooLong, Reranker, load_reranker
 from .search import Index
+from .sparse import SparseEmbeddings
+from .sparse_encoder import SparseEncoder, load_sparse
 
 __version__ = "0.1.0"
 
-__all__ = ["Embedder", "Index", "QueryTooLong", "Reranker", "TruncationWarning", "__version__", "load", "load_reranker",
-           "quantize_embeddings"]
+__all__ = ["Embedder", "Index", "QueryTooLong", "Reranker", "SparseEmbeddings", "SparseEncoder", "TruncationWarning",
+           "__version__", "load", "load_reranker", "load_sparse", "quantize_embeddings"]

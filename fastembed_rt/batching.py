@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -36,19 +36,27 @@ def plan_batches(lengths: Sequence[int], max_tokens: int, max_sequences: int) ->
     return batches
 
 
-def run_batches(ids: Sequence[Sequence[int]], run: Callable[[PackedBatch], np.ndarray], width: int, device: torch.device, *,
-                skip: int = 0, token_types: Sequence[Sequence[int]] | None = None, batch_tokens: int | None = None,
-                max_batch_sequences: int = DEFAULT_MAX_BATCH_SEQUENCES,
-                on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:  # fmt: skip
-    """run(PackedBatch) -> float32 [num_seqs, width] over token-budget batches of the sequences `ids` (with their
-    token types, and `skip` prompt tokens each), rows back in input order. batch_tokens defaults to the device's
-    budget; on_batch(sequences, tokens) after each batch."""
-    out = np.empty((len(ids), width), dtype=np.float32)
+def iter_batches(ids: Sequence[Sequence[int]], device: torch.device, *, skip: int = 0,
+                 token_types: Sequence[Sequence[int]] | None = None, batch_tokens: int | None = None,
+                 max_batch_sequences: int = DEFAULT_MAX_BATCH_SEQUENCES) -> Iterator[tuple[np.ndarray, PackedBatch]]:  # fmt: skip
+    """(indices into ids, their PackedBatch) for each token-budget batch of the sequences `ids` (with their token
+    types, and `skip` prompt tokens each); batch_tokens defaults to the device's budget."""
     if batch_tokens is None:
         batch_tokens = DEFAULT_BATCH_TOKENS.get(device.type, DEFAULT_BATCH_TOKENS["cuda"])
     for indices in plan_batches([len(x) for x in ids], batch_tokens, max_batch_sequences):
         types = None if token_types is None else [token_types[i] for i in indices]
-        batch = pack([ids[i] for i in indices], skip=skip, token_types=types)
+        yield indices, pack([ids[i] for i in indices], skip=skip, token_types=types)
+
+
+def run_batches(ids: Sequence[Sequence[int]], run: Callable[[PackedBatch], np.ndarray], width: int, device: torch.device, *,
+                skip: int = 0, token_types: Sequence[Sequence[int]] | None = None, batch_tokens: int | None = None,
+                max_batch_sequences: int = DEFAULT_MAX_BATCH_SEQUENCES,
+                on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:  # fmt: skip
+    """run(PackedBatch) -> float32 [num_seqs, width] over iter_batches' batches, rows back in input order;
+    on_batch(sequences, tokens) after each batch."""
+    out = np.empty((len(ids), width), dtype=np.float32)
+    for indices, batch in iter_batches(ids, device, skip=skip, token_types=token_types, batch_tokens=batch_tokens,
+                                       max_batch_sequences=max_batch_sequences):  # fmt: skip
         out[indices] = run(batch)
         if on_batch is not None:
             on_batch(len(indices), batch.num_tokens)

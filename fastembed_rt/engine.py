@@ -192,19 +192,7 @@ class Embedder:
         return [len(ids) for ids in self.tokenizer.encode(check_texts(texts)).ids]
 
     def resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str:
-        if prompt is not None and prompt_name is not None:
-            raise ValueError("pass either prompt or prompt_name, not both")
-        if prompt is not None:
-            if not isinstance(prompt, str):
-                raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
-            return prompt
-        name = prompt_name if prompt_name is not None else self.spec.default_prompt_name
-        if name is None:
-            return ""
-        if name not in self.spec.prompts:
-            known = ", ".join(sorted(self.spec.prompts)) or "none"
-            raise KeyError(f"prompt_name {name!r} is not among the model's prompts ({known})")
-        return self.spec.prompts[name]
+        return resolve_prompt(self.spec.prompts, self.spec.default_prompt_name, prompt, prompt_name)
 
     def resolve_truncate_dim(self, truncate_dim: int | None) -> int | None:
         truncate_dim = self.spec.truncate_dim if truncate_dim is None else truncate_dim
@@ -213,6 +201,25 @@ class Embedder:
         if not isinstance(truncate_dim, int) or not 1 <= truncate_dim <= self.full_dimension:
             raise ValueError(f"truncate_dim must be an int in [1, {self.full_dimension}], got {truncate_dim!r}")
         return None if truncate_dim == self.full_dimension else truncate_dim
+
+
+def resolve_prompt(prompts: dict[str, str], default_prompt_name: str | None, prompt: str | None,
+                   prompt_name: str | None) -> str:  # fmt: skip
+    """The prompt text to prepend: `prompt` itself, or the model's prompt named prompt_name (default: the model's
+    default_prompt_name), or none."""
+    if prompt is not None and prompt_name is not None:
+        raise ValueError("pass either prompt or prompt_name, not both")
+    if prompt is not None:
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+        return prompt
+    name = prompt_name if prompt_name is not None else default_prompt_name
+    if name is None:
+        return ""
+    if name not in prompts:
+        known = ", ".join(sorted(prompts)) or "none"
+        raise KeyError(f"prompt_name {name!r} is not among the model's prompts ({known})")
+    return prompts[name]
 
 
 def check_text(text, where: str) -> str:
@@ -245,12 +252,17 @@ def load(name_or_path: str | Path = "all-MiniLM-L6-v2", device: str | torch.devi
     """Loads a local model directory (sentence-transformers or Hugging Face layout), a bundled model by name, or a
     model by its Hugging Face Hub id (`revision`: a branch, tag or commit), downloaded once into the Hub cache.
     An embedding model gives an Embedder; a cross-encoder checkpoint (*ForSequenceClassification, or a
-    sentence-transformers CrossEncoder) gives a Reranker (fastembed_rt.load_reranker also takes LLM rerankers)."""
+    sentence-transformers CrossEncoder) gives a Reranker (fastembed_rt.load_reranker also takes LLM rerankers); a
+    SPLADE model (a SpladePooling module, or a *ForMaskedLM checkpoint) gives a SparseEncoder
+    (fastembed_rt.load_sparse also takes BGE-M3's sparse head)."""
     from .reranker import Reranker, is_cross_encoder, load_reranker_spec
+    from .sparse_encoder import SparseEncoder, is_sparse_model, load_sparse_spec
 
     root, hub = resolve_model(name_or_path, revision)
     if is_cross_encoder(root):
         return Reranker(load_reranker_spec(root, hub=hub), device=device, dtype=dtype)
+    if is_sparse_model(root):
+        return SparseEncoder(load_sparse_spec(root, hub=hub), device=device, dtype=dtype)
     spec = load_model_spec(root)
     spec.hub = hub
     return Embedder(spec, device=device, dtype=dtype)
@@ -260,6 +272,9 @@ def load_embedder(name_or_path: str | Path = "all-MiniLM-L6-v2", device: str | t
                   revision: str | None = None) -> Embedder:  # fmt: skip
     """load(), where only an embedding model will do: a reranker is refused, saying where it goes instead."""
     model = load(name_or_path, device, dtype, revision=revision)
+    if type(model).__name__ == "SparseEncoder":
+        raise ValueError(f"{name_or_path} is a sparse (SPLADE) model: it gives sparse vectors, not dense ones; use "
+                         "fastembed_rt.load_sparse (or load), fastembed-rt embed, eval or serve's /embed_sparse")  # fmt: skip
     if not isinstance(model, Embedder):
         raise ValueError(f"{name_or_path} is a reranker (a cross-encoder): it scores (query, document) pairs rather than "
                          "embedding texts; use fastembed_rt.load_reranker, fastembed-rt rerank, or serve it")  # fmt: skip
