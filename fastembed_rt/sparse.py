@@ -116,7 +116,7 @@ class SparseEmbeddings:
         """A coalesced torch.sparse_coo_tensor [n, dim]."""
         rows = np.repeat(np.arange(len(self)), np.diff(self.indptr))
         index = torch.from_numpy(np.stack([rows, self.indices.astype(np.int64)]))
-        return torch.sparse_coo_tensor(index, torch.from_numpy(self.values.copy()), self.shape).coalesce()
+        return torch.sparse_coo_tensor(index, torch.from_numpy(self.values.copy()), self.shape, check_invariants=True).coalesce()
 
     def to_dense(self) -> np.ndarray:
         out = np.zeros(self.shape, dtype=np.float32)
