@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <string>
 #include <utility>
@@ -22,6 +23,7 @@
 #include "cpu/norms.h"
 #include "cpu/pooling.h"
 #include "cpu/similarity.h"
+#include "cpu/sparse_search.h"
 
 namespace py = pybind11;
 namespace cpu = fastembed_rt::cpu;
@@ -669,6 +671,101 @@ py::dict cpu_features() {
   return d;
 }
 
+// CSR rows (indptr int64 [n + 1] rising from 0 to the entry count, terms int32 in [0, num_terms), weights
+// float32), checked; `what` names them in errors.
+void check_sparse_rows(const py::array& indptr, const py::array& terms, const py::array& weights, int64_t num_terms,
+                       const std::string& what) {
+  require_array<int64_t>(indptr, (what + " indptr").c_str(), 1);
+  require_array<int32_t>(terms, (what + " indices").c_str(), 1);
+  require_array<float>(weights, (what + " values").c_str(), 1);
+  const auto* ip = static_cast<const int64_t*>(indptr.data());
+  const py::ssize_t rows = indptr.shape(0) - 1;
+  if (rows < 0 || ip[0] != 0) throw py::value_error(what + ": indptr must start at 0");
+  for (py::ssize_t i = 0; i < rows; ++i) {
+    if (ip[i + 1] < ip[i]) throw py::value_error(what + ": indptr decreases at row " + std::to_string(i));
+  }
+  if (ip[rows] != terms.shape(0) || terms.shape(0) != weights.shape(0)) {
+    throw py::value_error(what + ": indptr ends at " + std::to_string(ip[rows]) + " but there are " +
+                          std::to_string(terms.shape(0)) + " indices and " + std::to_string(weights.shape(0)) + " values");
+  }
+  const auto* t = static_cast<const int32_t*>(terms.data());
+  for (py::ssize_t i = 0; i < terms.shape(0); ++i) {
+    if (t[i] < 0 || t[i] >= num_terms) {
+      throw py::value_error(what + ": index " + std::to_string(t[i]) + " is outside the vocabulary [0, " +
+                            std::to_string(num_terms) + ")");
+    }
+  }
+}
+
+// An inverted index (postings per term), checked once when made, then searched without copying.
+class SparsePostings {
+ public:
+  SparsePostings(py::array term_offsets, py::array doc_ids, py::array weights, int64_t num_docs)
+      : term_offsets_(std::move(term_offsets)), doc_ids_(std::move(doc_ids)), weights_(std::move(weights)) {
+    require_array<int64_t>(term_offsets_, "term_offsets", 1);
+    require_array<int32_t>(doc_ids_, "doc_ids", 1);
+    require_array<float>(weights_, "weights", 1);
+    if (num_docs < 0 || num_docs > std::numeric_limits<int32_t>::max()) throw py::value_error("num_docs out of range");
+    const auto* off = static_cast<const int64_t*>(term_offsets_.data());
+    const int64_t terms = term_offsets_.shape(0) - 1;
+    if (terms < 1 || off[0] != 0 || off[terms] != doc_ids_.shape(0) || doc_ids_.shape(0) != weights_.shape(0)) {
+      throw py::value_error("postings: term_offsets must rise from 0 to the posting count, doc_ids and weights alike long");
+    }
+    for (int64_t t = 0; t < terms; ++t) {
+      if (off[t + 1] < off[t]) throw py::value_error("postings: term_offsets decrease at term " + std::to_string(t));
+    }
+    const auto* ids = static_cast<const int32_t*>(doc_ids_.data());
+    for (py::ssize_t i = 0; i < doc_ids_.shape(0); ++i) {
+      if (ids[i] < 0 || ids[i] >= num_docs) throw py::value_error("postings: doc id " + std::to_string(ids[i]) + " out of range");
+    }
+    view_ = {off, ids, static_cast<const float*>(weights_.data()), terms, num_docs};
+  }
+
+  py::tuple search(const py::array& indptr, const py::array& terms, const py::array& weights, int64_t k, int num_threads) const {
+    check_sparse_rows(indptr, terms, weights, view_.num_terms, "queries");
+    if (k < 1 || k > view_.num_docs) throw py::value_error("k must be in [1, num_docs]");
+    const py::ssize_t nq = indptr.shape(0) - 1;
+    py::array_t<float> scores({nq, static_cast<py::ssize_t>(k)});
+    py::array_t<int64_t> ids({nq, static_cast<py::ssize_t>(k)});
+    const auto* ip = static_cast<const int64_t*>(indptr.data());
+    const auto* tp = static_cast<const int32_t*>(terms.data());
+    const auto* wp = static_cast<const float*>(weights.data());
+    float* sp = scores.mutable_data();
+    int64_t* op = ids.mutable_data();
+    const int threads = resolve_threads(num_threads);
+    {
+      py::gil_scoped_release release;
+      cpu::sparse_topk(view_, ip, tp, wp, nq, k, sp, op, threads);
+    }
+    return py::make_tuple(scores, ids);
+  }
+
+ private:
+  py::array term_offsets_, doc_ids_, weights_;
+  cpu::PostingsView view_{};
+};
+
+py::tuple sparse_postings(const py::array& indptr, const py::array& terms, const py::array& weights, int64_t num_terms) {
+  if (num_terms < 1) throw py::value_error("num_terms must be positive");
+  check_sparse_rows(indptr, terms, weights, num_terms, "documents");
+  const int64_t docs = indptr.shape(0) - 1;
+  if (docs > std::numeric_limits<int32_t>::max()) throw py::value_error("documents: more than 2^31 - 1 of them");
+  py::array_t<int64_t> offsets(num_terms + 1);
+  py::array_t<int32_t> doc_ids(terms.shape(0));
+  py::array_t<float> posting_weights(terms.shape(0));
+  const auto* ip = static_cast<const int64_t*>(indptr.data());
+  const auto* tp = static_cast<const int32_t*>(terms.data());
+  const auto* wp = static_cast<const float*>(weights.data());
+  int64_t* op = offsets.mutable_data();
+  int32_t* dp = doc_ids.mutable_data();
+  float* pw = posting_weights.mutable_data();
+  {
+    py::gil_scoped_release release;
+    cpu::build_postings(ip, tp, wp, docs, num_terms, op, dp, pw);
+  }
+  return py::make_tuple(offsets, doc_ids, posting_weights);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -676,6 +773,15 @@ PYBIND11_MODULE(_C, m) {
   m.def("pool_packed", &pool_packed, py::arg("hidden"), py::arg("cu_seqlens"), py::arg("mode"),
         py::arg("normalize") = false, py::arg("skip") = py::none(), py::arg("num_threads") = 0,
         "Pool packed float32 hidden states [total_tokens, hidden] into [num_seqs, hidden].");
+  m.def("sparse_postings", &sparse_postings, py::arg("indptr"), py::arg("indices"), py::arg("values"), py::arg("num_terms"),
+        "Documents as CSR rows -> (term_offsets int64 [num_terms + 1], doc_ids int32, weights float32): postings per "
+        "term in increasing doc id.");
+  py::class_<SparsePostings>(m, "SparsePostings", "An inverted index over sparse vectors, checked once, searched exactly.")
+      .def(py::init<py::array, py::array, py::array, int64_t>(), py::arg("term_offsets"), py::arg("doc_ids"),
+           py::arg("weights"), py::arg("num_docs"))
+      .def("search", &SparsePostings::search, py::arg("indptr"), py::arg("indices"), py::arg("values"), py::arg("k"),
+           py::arg("num_threads") = 0,
+           "Top-k dot products of CSR queries: (scores float32 [nq, k], ids int64 [nq, k]), ties to the lower id.");
   m.def(
       "topk_dot_f32",
       [](const py::array& q, const py::array& c, int64_t k, const std::string& isa, int threads) {

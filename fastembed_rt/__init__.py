@@ -20,11 +20,13 @@ isa.configure()
 from .engine import Embedder, TruncationWarning, load
 from .quantize import quantize_embeddings
 from .reranker import QueryTooLong, Reranker, load_reranker
+from .hybrid import hybrid
 from .search import Index
 from .sparse import SparseEmbeddings
 from .sparse_encoder import SparseEncoder, load_sparse
+from .sparse_index import SparseIndex
 
 __version__ = "0.1.0"
 
-__all__ = ["Embedder", "Index", "QueryTooLong", "Reranker", "SparseEmbeddings", "SparseEncoder", "TruncationWarning",
-           "__version__", "load", "load_reranker", "load_sparse", "quantize_embeddings"]
+__all__ = ["Embedder", "Index", "QueryTooLong", "Reranker", "SparseEmbeddings", "SparseEncoder", "SparseIndex",
+           "TruncationWarning", "__version__", "hybrid", "load", "load_reranker", "load_sparse", "quantize_embeddings"]

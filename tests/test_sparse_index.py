@@ -1,0 +1,106 @@
+"""SparseIndex against scipy (a CSR product, then a stable sort: scores and ids, ties to the lower id), with
+empty queries, terms absent from the corpus, k past the corpus, negative weights, every thread count, save /
+load (memory-mapped) and bad input; hybrid fusion against its formulas."""
+
+import numpy as np
+import pytest
+import scipy.sparse
+
+from fastembed_rt import SparseEmbeddings, SparseIndex, hybrid
+
+
+def random_sparse(n, dim, nnz_per_row, seed, negative=False, integer=False):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(n):
+        count = int(rng.integers(0, nnz_per_row + 1))
+        # Zipf-like terms: low ids far more frequent, as in text
+        idx = np.unique(np.minimum(rng.zipf(1.3, count) - 1, dim - 1))
+        val = rng.integers(1, 4, len(idx)).astype(np.float32) if integer else rng.random(len(idx)).astype(np.float32)
+        if negative:
+            val -= 0.5
+        rows.append((idx, val))
+    return SparseEmbeddings.from_rows(rows, dim)
+
+
+def scipy_topk(queries, corpus, k):
+    scores = (queries.to_scipy() @ corpus.to_scipy().T).toarray().astype(np.float32)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, : min(k, len(corpus))]
+    return np.take_along_axis(scores, order, 1), order
+
+
+@pytest.mark.parametrize("n, dim, k", [(1, 1, 1), (50, 7, 10), (2000, 300, 10), (500, 1000, 600), (0, 5, 3)])
+@pytest.mark.parametrize("negative", [False, True])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_matches_scipy(n, dim, k, negative, threads):
+    # integer weights: exact sums in any order, so equal scores are real ties
+    corpus = random_sparse(n, dim, 30, seed=n + dim, negative=negative, integer=True)
+    queries = random_sparse(17, dim, 8, seed=k, negative=negative, integer=True)
+    index = SparseIndex.build(corpus)
+    scores, ids = index.search(queries, k, num_threads=threads)
+    want_scores, want_ids = scipy_topk(queries, corpus, k)
+    assert scores.shape == ids.shape == (17, min(k, n)) and scores.dtype == np.float32 and ids.dtype == np.int64
+    assert np.array_equal(scores, want_scores) and np.array_equal(ids, want_ids)
+
+
+def test_float_weights_match_scipy_closely():
+    corpus, queries = random_sparse(3000, 500, 60, seed=1), random_sparse(20, 500, 20, seed=2)
+    scores, ids = SparseIndex.build(corpus).search(queries, 10)
+    want_scores, want_ids = scipy_topk(queries, corpus, 10)
+    np.testing.assert_allclose(scores, want_scores, rtol=1e-5)
+    assert (ids == want_ids).mean() > 0.99  # float sums in another order may swap near-ties
+
+
+def test_empty_queries_and_absent_terms_score_zero_in_id_order():
+    corpus = SparseEmbeddings.from_rows([([0, 1], [1.0, 2.0]), ([1], [3.0]), ([2], [1.0]), ([], [])], 10)
+    queries = SparseEmbeddings.from_rows([([], []), ([9], [5.0]), ([1], [1.0])], 10)
+    scores, ids = SparseIndex.build(corpus).search(queries, 3)
+    assert ids.tolist() == [[0, 1, 2], [0, 1, 2], [1, 0, 2]]
+    assert scores.tolist() == [[0, 0, 0], [0, 0, 0], [3, 2, 0]]
+
+
+def test_scipy_input_and_save_load(tmp_path):
+    corpus, queries = random_sparse(400, 200, 20, seed=5), random_sparse(9, 200, 6, seed=6)
+    index = SparseIndex.build(corpus.to_scipy())
+    index.save(tmp_path / "idx")
+    loaded = SparseIndex.load(tmp_path / "idx")
+    assert isinstance(loaded.doc_ids, np.memmap) and len(loaded) == 400 and loaded.dim == 200
+    for a, b in zip(index.search(queries, 7), loaded.search(queries.to_scipy(), 7)):
+        assert np.array_equal(a, b)
+
+
+def test_bad_input_is_refused(tmp_path):
+    index = SparseIndex.build(random_sparse(20, 30, 5, seed=7))
+    with pytest.raises(ValueError, match="queries have dimension 31, the index 30"):
+        index.search(random_sparse(2, 31, 3, seed=8), 3)
+    with pytest.raises(ValueError, match="k must be a positive int"):
+        index.search(random_sparse(2, 30, 3, seed=8), 0)
+    bad = SparseEmbeddings.from_rows([([1], [1.0]), ([2], [np.nan])], 30)
+    with pytest.raises(ValueError, match=r"queries\[1\] holds a value that is not finite"):
+        index.search(bad, 3)
+    with pytest.raises(TypeError, match="SparseEmbeddings or a scipy.sparse matrix"):
+        SparseIndex.build(np.ones((3, 3)))
+    index.save(tmp_path / "idx")
+    np.save(tmp_path / "idx" / "doc_ids.npy", np.full(index.nnz, 99, np.int32))
+    with pytest.raises(ValueError, match="doc id 99 out of range"):
+        SparseIndex.load(tmp_path / "idx")
+    (tmp_path / "idx" / "header.json").write_text("{}")
+    with pytest.raises(ValueError, match="not a version-1"):
+        SparseIndex.load(tmp_path / "idx")
+
+
+def test_hybrid_rrf_and_weighted():
+    dense = (np.array([[0.9, 0.8, 0.1]]), np.array([[5, 3, 7]]))
+    sparse = (np.array([[12.0, 4.0, -1]]), np.array([[3, 9, -1]]))  # -1: padding
+    scores, ids = hybrid(dense, sparse, "rrf", rrf_k=60)
+    want = {5: 1 / 61, 3: 1 / 62 + 1 / 61, 7: 1 / 63, 9: 1 / 62}
+    order = sorted(want, key=lambda d: (-want[d], d))
+    assert ids[0].tolist() == order[:3] and np.allclose(scores[0], [want[d] for d in order[:3]])
+    scores, ids = hybrid(dense, sparse, "weighted", weights=(0.3, 0.7), k=5)
+    want = {5: 0.3 * 1.0, 3: 0.3 * 0.875 + 0.7 * 1.0, 7: 0.0, 9: 0.0}
+    assert ids[0].tolist() == [3, 5, 7, 9, -1]
+    assert np.allclose(scores[0], [want[3], want[5], 0, 0, 0])
+    with pytest.raises(ValueError, match="unknown hybrid method 'max'"):
+        hybrid(dense, sparse, "max")
+    with pytest.raises(ValueError, match="dense_results has 1 queries, sparse_results 2"):
+        hybrid(dense, (np.zeros((2, 1)), np.zeros((2, 1))))
