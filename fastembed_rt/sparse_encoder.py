@@ -291,6 +291,14 @@ class SparseEncoder:
             dense = self.head(hidden, batch.cu_seqlens).float().cpu()
         return SparseEmbeddings.from_dense(dense, max_active_dims)
 
+    def dense_batch(self, batch) -> np.ndarray:
+        """One packed batch's term weights as rows float32 [num_seqs, vocab] (the server batcher's rows)."""
+        return self.embed_batch(batch).to_dense()
+
+    def prompt_skip(self, prompt: str) -> int:
+        """0: SPLADE pools over every token, a prompt's included (as sentence-transformers does)."""
+        return 0
+
     def decode(self, embeddings: SparseEmbeddings, top_k: int | None = None) -> list[list[tuple[str, float]]]:
         """Each vector as (token, weight) pairs, largest weight first (ties to the lower id), at most top_k."""
         if top_k is not None:

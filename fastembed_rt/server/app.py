@@ -1,6 +1,6 @@
 """The HTTP API as a plain ASGI application over one or more models, each with its own Batcher: OpenAI's
-/v1/embeddings and TEI's routes for embedding models; TEI's /rerank and /predict, Cohere's and Jina's /v1/rerank
-and vLLM's /score for rerankers. A request's `model` field picks a loaded model by name (404 for another name);
+/v1/embeddings and TEI's routes for embedding models; TEI's /embed_sparse for sparse (SPLADE) models; TEI's
+/rerank and /predict, Cohere's and Jina's /v1/rerank and vLLM's /score for rerankers. A request's `model` field picks a loaded model by name (404 for another name);
 without one, the first loaded model of the kind the route needs serves it.
 
 Plain ASGI rather than a web framework, because the server must see what frameworks hide: the body as it
@@ -26,6 +26,7 @@ import torch
 from .. import __version__
 from ..engine import Embedder
 from ..reranker import QueryTooLong, Reranker, best_first, softmax
+from ..sparse_encoder import SparseEncoder
 from .batcher import Batcher, BatcherClosed, Job
 from .config import ServerConfig
 from .errors import RequestError
@@ -44,22 +45,28 @@ class ClientGone(Exception):
     """The client disconnected before its answer was ready: there is nobody to answer."""
 
 
-class ServedModel:
-    """One loaded model behind the API: an Embedder or a Reranker, with its own batcher (one model thread each)."""
+EMBEDDING, SPARSE, RERANKER = "embedding model", "sparse model", "reranker"
 
-    def __init__(self, name: str, model: Embedder | Reranker, config: ServerConfig, metrics: Metrics):
+
+class ServedModel:
+    """One loaded model behind the API: an Embedder, a SparseEncoder or a Reranker, with its own batcher (one model
+    thread each)."""
+
+    def __init__(self, name: str, model: Embedder | SparseEncoder | Reranker, config: ServerConfig, metrics: Metrics):
         self.name, self.model = name, model
         self.is_reranker = isinstance(model, Reranker)
-        self.width = model.num_labels if self.is_reranker else model.full_dimension  # of its batches' rows
+        self.kind = RERANKER if self.is_reranker else SPARSE if isinstance(model, SparseEncoder) else EMBEDDING
+        if self.is_reranker:  # the width of its batches' rows, and what computes them
+            self.width, run = model.num_labels, model.logits_batch
+        elif self.kind == SPARSE:
+            self.width, run = model.dimension, model.dense_batch
+        else:
+            self.width, run = model.full_dimension, model.embed_batch
         self.tokenizer = None if self.is_reranker else RequestTokenizer(model)
         self.batcher = Batcher(
-            model.logits_batch if self.is_reranker else model.embed_batch, metrics,
-            max_batch_tokens=config.max_batch_tokens, max_batch_texts=config.max_batch_texts, max_wait_ms=config.max_wait_ms,
+            run, metrics, max_batch_tokens=config.max_batch_tokens, max_batch_texts=config.max_batch_texts,
+            max_wait_ms=config.max_wait_ms,
         )  # fmt: skip
-
-    @property
-    def kind(self) -> str:
-        return "reranker" if self.is_reranker else "embedding model"
 
 
 class ModelServer:
@@ -77,6 +84,7 @@ class ModelServer:
         self.routes = {
             "/v1/embeddings": ("POST", self.openai_embeddings),
             "/embed": ("POST", self.tei_embed),
+            "/embed_sparse": ("POST", self.tei_embed_sparse),
             "/similarity": ("POST", self.similarity),
             "/tokenize": ("POST", self.tokenize),
             "/rerank": ("POST", self.tei_rerank),
@@ -89,17 +97,16 @@ class ModelServer:
             "/metrics": ("GET", self.metrics_text),
         }
 
-    def served(self, name: str | None, reranker: bool) -> ServedModel:
+    def served(self, name: str | None, needed: str) -> ServedModel:
         """The model a request names (404 if it is not loaded), or the first loaded one of the kind it needs."""
-        needed = "reranker" if reranker else "embedding model"
         loaded = ", ".join(f"{n} ({m.kind})" for n, m in self.models.items())
         if name is not None:
             if name not in self.models:
                 raise RequestError(404, f"model {name!r} is not loaded; loaded: {loaded}", "model")
-            if self.models[name].is_reranker != reranker:
+            if self.models[name].kind != needed:
                 raise RequestError(422, f"model {name!r} is {_a(self.models[name].kind)}; this route needs {_a(needed)}", "model")
             return self.models[name]
-        model = next((m for m in self.models.values() if m.is_reranker == reranker), None)
+        model = next((m for m in self.models.values() if m.kind == needed), None)
         if model is None:
             raise RequestError(404, f"no {needed} is loaded; loaded: {loaded}", "model")
         return model
@@ -314,7 +321,7 @@ class ModelServer:
     # --- embedding routes ------------------------------------------------------------------------------
     async def openai_embeddings(self, body: dict, receive):
         request = parse_openai(body)
-        served = self.served(request.model, reranker=False)
+        served = self.served(request.model, EMBEDDING)
         dimensions = self._dimensions(served, request.dimensions)
         vectors, tokens = await self._embed(served, request.inputs, None, None, "right", receive)
         vectors = self._finish(vectors, served.model.spec.normalize, dimensions)
@@ -329,15 +336,25 @@ class ModelServer:
 
     async def tei_embed(self, body: dict, receive):
         request: EmbedRequest = parse_tei_embed(body)
-        served = self.served(request.model, reranker=False)
+        served = self.served(request.model, EMBEDDING)
         dimensions = self._dimensions(served, request.dimensions)
         vectors, _ = await self._embed(served, request.inputs, request.prompt_name, request.truncate, request.direction, receive)
         vectors = self._finish(vectors, request.normalize, dimensions)
         return 200, orjson.dumps(vectors, option=orjson.OPT_SERIALIZE_NUMPY), JSON
 
+    async def tei_embed_sparse(self, body: dict, receive):
+        """TEI's /embed_sparse: per input, its non-zero weights as [{index, value}], by increasing index."""
+        request: EmbedRequest = parse_tei_embed(body)
+        if request.dimensions is not None:
+            raise RequestError(422, "dimensions does not apply to sparse vectors (they span the vocabulary)", "dimensions")
+        served = self.served(request.model, SPARSE)
+        rows, _ = await self._embed(served, request.inputs, request.prompt_name, request.truncate, request.direction, receive)
+        payload = [[{"index": int(i), "value": float(row[i])} for i in np.flatnonzero(row)] for row in rows]
+        return 200, orjson.dumps(payload), JSON
+
     async def similarity(self, body: dict, receive):
         request = parse_similarity(body)
-        served = self.served(request.model, reranker=False)
+        served = self.served(request.model, EMBEDDING)
         inputs = Inputs("inputs.sentences", texts=[request.source, *request.sentences])
         vectors, _ = await self._embed(served, inputs, request.prompt_name, request.truncate, request.direction, receive)
         vectors = self._finish(vectors, served.model.spec.normalize, self._dimensions(served, None))
@@ -346,7 +363,7 @@ class ModelServer:
 
     async def tokenize(self, body: dict, receive):
         request = parse_tokenize(body)
-        served = self.served(request.model, reranker=False)
+        served = self.served(request.model, EMBEDDING)
         self._check_batch_size(len(request.texts), "inputs")
         prompt = self._prompt(served, request.prompt_name)
         truncate = self.config.auto_truncate if request.truncate is None else request.truncate
@@ -359,7 +376,7 @@ class ModelServer:
     # --- reranking routes ------------------------------------------------------------------------------
     async def _rerank(self, request: RerankRequest, receive):
         """(served model, scores [n] with the model's activation unless raw, order best first, token count)."""
-        served = self.served(request.model, reranker=True)
+        served = self.served(request.model, RERANKER)
         if served.model.num_labels != 1:
             raise RequestError(422, f"model {served.name!r} has {served.model.num_labels} labels; reranking needs one score per pair: use /predict", "model")
         logits, tokens = await self._score_pairs(served, request, receive)
@@ -396,7 +413,7 @@ class ModelServer:
         """TEI's /predict: every label with its score, best first (softmax over several labels, the model's activation
         for one, logits with raw_scores)."""
         request = parse_predict(body)
-        served = self.served(request.model, reranker=True)
+        served = self.served(request.model, RERANKER)
         reranker: Reranker = served.model
         if reranker.yes_no and any(len(item) == 1 for item in request.items):
             raise RequestError(422, f"model {served.name!r} scores (query, document) pairs: send [text, text] pairs", "inputs")
@@ -432,10 +449,14 @@ class ModelServer:
             "model_id": served.name,
             "model_path": str(m.spec.path),
             "model_type": m.spec.config.get("model_type"),
-            "kind": "reranker" if served.is_reranker else "embedding",
+            "kind": {RERANKER: "reranker", SPARSE: "sparse", EMBEDDING: "embedding"}[served.kind],
             "model_dtype": "int8" if m.int8 else str(m.dtype).removeprefix("torch."),
             "device": str(m.device),
         }
+        if served.kind == SPARSE:
+            return {**info, "dimension": m.dimension, "max_input_length": m.max_seq_length, "head": m.spec.head,
+                    "pooling": m.spec.pooling, "activation": m.spec.activation, "max_active_dims": m.max_active_dims,
+                    "inference_free_queries": m.query_is_inference_free, "prompts": m.spec.prompts}  # fmt: skip
         if served.is_reranker:
             return {**info, "max_input_length": m.max_length, "labels": m.labels, "activation": m.activation,
                     "scoring": "yes/no logits" if m.yes_no else "classifier"}  # fmt: skip

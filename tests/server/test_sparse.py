@@ -1,0 +1,67 @@
+"""TEI's /embed_sparse on a real server holding a SPLADE model beside a dense embedding model: the same weights
+as the Python API, truncation and prompts, the errors of the other routes, /info and metrics."""
+
+import numpy as np
+import pytest
+
+import fastembed_rt
+from fastembed_rt.server.process import ServerProcess
+from fastembed_rt.testing import synthetic_texts
+from models.test_sparse_encoder import VOCAB, masked_lm, sentence_transformers_splade
+
+from .conftest import get, metric, post
+
+TEXTS = synthetic_texts(10, 1, 50, VOCAB, seed=2)
+
+
+@pytest.fixture(scope="module")
+def splade_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("splade")
+    source, _ = masked_lm(root / "mlm", seed=3)
+    sentence_transformers_splade(source, root / "st")
+    return root / "st"
+
+
+@pytest.fixture(scope="module")
+def server(splade_dir, minilm_path):
+    with ServerProcess(["--model", str(minilm_path), "--model", str(splade_dir), "--max-client-batch-size", "8"]) as process:
+        yield process
+
+
+def test_embed_sparse_matches_the_api(server, splade_dir):
+    status, body, _ = post(server.url, "/embed_sparse", {"inputs": TEXTS[:8]})
+    assert status == 200, body
+    want = fastembed_rt.load(splade_dir).encode(TEXTS[:8])
+    for row, (idx, val) in zip(body, want):
+        assert [e["index"] for e in row] == idx.tolist()
+        np.testing.assert_allclose([e["value"] for e in row], val, rtol=1e-5)
+    status, one, _ = post(server.url, "/embed_sparse", {"inputs": TEXTS[0], "model": "st"})
+    assert status == 200 and [e["index"] for e in one[0]] == [e["index"] for e in body[0]]
+    np.testing.assert_allclose([e["value"] for e in one[0]], [e["value"] for e in body[0]], rtol=1e-5)
+
+
+def test_embed_sparse_limits_and_errors(server, minilm_path):
+    long_text = " ".join(["w5"] * 200)  # past the 64-token limit
+    status, body, _ = post(server.url, "/embed_sparse", {"inputs": [long_text], "truncate": False})
+    assert status == 413 and "inputs[0]" in body["error"]
+    status, body, _ = post(server.url, "/embed_sparse", {"inputs": [long_text], "truncate": True})
+    assert status == 200 and body[0]
+    status, body, _ = post(server.url, "/embed_sparse", {"inputs": TEXTS * 2})
+    assert status == 413 and "more than the limit of 8" in body["error"]
+    status, body, _ = post(server.url, "/embed_sparse", {"inputs": ["w1"], "dimensions": 5})
+    assert status == 422 and "dimensions does not apply" in body["error"]
+    status, body, _ = post(server.url, "/embed_sparse", {"inputs": ["w1"], "model": minilm_path.name})
+    assert status == 422 and "this route needs a sparse model" in body["error"]
+    status, body, _ = post(server.url, "/embed", {"inputs": ["w1"], "model": "st"})
+    assert status == 422 and "is a sparse model" in body["error"]
+    status, body, _ = post(server.url, "/embed_sparse", {"inputs": [[VOCAB + 5]]})  # a token id past the vocabulary
+    assert status == 422
+
+
+def test_info_and_metrics_list_the_sparse_model(server):
+    status, info, _ = get(server.url, "/info")
+    sparse = next(m for m in info["models"] if m["model_id"] == "st")
+    assert sparse["kind"] == "sparse" and sparse["dimension"] == VOCAB and sparse["pooling"] == "max"
+    before = metric(server.url, 'fastembed_rt_requests_total{route="/embed_sparse",status="200"}')
+    post(server.url, "/embed_sparse", {"inputs": ["w3 w4"]})
+    assert metric(server.url, 'fastembed_rt_requests_total{route="/embed_sparse",status="200"}') == before + 1
