@@ -99,7 +99,7 @@ def embed_job(args) -> int:
     from fastembed_rt.corpus import JobOptions, embed_corpus
 
     source = args.input or sample_corpus_path()
-    model = load_embedder(args.model, device=args.device, dtype=args.dtype, revision=args.revision)
+    model = load_embedder(args.model, device=args.device, dtype=args.dtype, revision=args.revision, sparse=args.engine != "ray")
     options = JobOptions(
         precision=args.precision, format=args.format or "parquet", text_field=args.text_field, id_field=args.id_field,
         prompt=model.resolve_prompt(None, args.prompt_name), normalize=args.normalize, truncate_dim=args.truncate_dim,
@@ -213,15 +213,26 @@ def cmd_eval(args) -> int:
     from fastembed_rt.engine import load_embedder
     from fastembed_rt import evaluation
 
-    model = load_embedder(args.model, dtype=args.dtype, revision=args.revision)
+    from fastembed_rt.sparse_encoder import SparseEncoder
+
+    model = load_embedder(args.model, dtype=args.dtype, revision=args.revision, sparse=True)
+    sparse = isinstance(model, SparseEncoder)
+    if args.hybrid_with and not sparse:
+        raise ValueError("--hybrid-with pairs a sparse --model with a dense one; --model is not sparse")
     path = Path(args.data)
     if path.is_file():
+        if sparse:
+            raise ValueError(f"{path} is an STS file, scored by cosine of dense vectors; a sparse model is evaluated on BEIR retrieval")
         result = evaluation.evaluate_sts(model, path)
         print(f"STS {path.name}: {result['pairs']} pairs, Spearman {result['spearman']:.2f}")
         return 0
     corpus, queries, qrels = evaluation.read_beir(path)
-    result = evaluation.evaluate_retrieval(model, corpus, queries, qrels, args.precision.split(","), args.drop_self,
-                                           args.rescore_multiplier)  # fmt: skip
+    if sparse:
+        dense = load_embedder(args.hybrid_with, dtype=args.dtype) if args.hybrid_with else None
+        result = evaluation.evaluate_sparse_retrieval(model, corpus, queries, qrels, args.drop_self, dense, args.hybrid_method)
+    else:
+        result = evaluation.evaluate_retrieval(model, corpus, queries, qrels, args.precision.split(","), args.drop_self,
+                                               args.rescore_multiplier)  # fmt: skip
     print(f"retrieval {path.name}: {result['queries']} queries, {result['documents']} documents")
     print(f"  {'index':<16}{'nDCG@10':>9}{'recall@100':>12}")
     for name, m in result["results"].items():
@@ -448,6 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--precision", default="float32,int8,binary", help="index precisions to compare")
     evaluate.add_argument("--drop-self", action="store_true", help="ignore a hit whose id equals the query id (ArguAna)")
     evaluate.add_argument("--rescore-multiplier", type=int, default=4)
+    evaluate.add_argument("--hybrid-with", metavar="DENSE_MODEL",
+                          help="with a sparse --model: also score this dense model and the hybrid of the two")
+    evaluate.add_argument("--hybrid-method", choices=["rrf", "weighted"], default="rrf")
     evaluate.set_defaults(run=cmd_eval)
 
     bench = sub.add_parser("bench", help="time every op implementation against the reference and this machine's ceilings")

@@ -27,6 +27,8 @@ import numpy as np
 
 from .quantize import quantization_ranges, quantize_embeddings
 from .readers import ReadStats, Record, input_files, iter_records
+from .sparse import SparseEmbeddings
+from .sparse_encoder import SparseEncoder
 
 OUTPUT_PRECISIONS = ("float32", "float16", "int8", "uint8", "binary", "ubinary")
 FORMATS = ("parquet", "npy")
@@ -114,16 +116,27 @@ def _embedding_array(vectors: np.ndarray):
     return pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
 
 
-def write_shard(directory: Path, index: int, fmt: str, ids: list[str], vectors: np.ndarray, digests: np.ndarray) -> list[dict]:
+def _sparse_columns(vectors: SparseEmbeddings) -> dict:
+    """indices list<int32> and values list<float32>, one list per row."""
+    import pyarrow as pa
+
+    offsets = pa.array(vectors.indptr.astype(np.int32))
+    return {"indices": pa.ListArray.from_arrays(offsets, pa.array(vectors.indices, type=pa.int32())),
+            "values": pa.ListArray.from_arrays(offsets, pa.array(vectors.values, type=pa.float32()))}  # fmt: skip
+
+
+def write_shard(directory: Path, index: int, fmt: str, ids: list[str], vectors: np.ndarray | SparseEmbeddings,
+                digests: np.ndarray) -> list[dict]:  # fmt: skip
     """Writes one shard atomically, then the digests of its input rows (shard-N.inputs.npy, uint64); returns its
-    files as {file, sha256}, the digests last."""
+    files as {file, sha256}, the digests last. Sparse vectors: parquet only, columns indices and values."""
     written = []
     if fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         name = f"shard-{index:05d}.parquet"
-        table = pa.table({"id": pa.array(ids, type=pa.string()), "embedding": _embedding_array(vectors)})
+        columns = _sparse_columns(vectors) if isinstance(vectors, SparseEmbeddings) else {"embedding": _embedding_array(vectors)}
+        table = pa.table({"id": pa.array(ids, type=pa.string()), **columns})
         # No dictionary for the vectors: it never pays for floats and costs a large hash table per shard.
         write_atomically(directory / name, lambda p: pq.write_table(table, p, use_dictionary=["id"]))
         del table
@@ -149,13 +162,18 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         np.save(f, array)
 
 
-def read_shard(directory: Path, shard: dict) -> tuple[list[str], np.ndarray]:
-    """(ids, vectors) of a shard as the manifest lists it."""
+def read_shard(directory: Path, shard: dict, dimension: int | None = None) -> tuple[list[str], np.ndarray | SparseEmbeddings]:
+    """(ids, vectors) of a shard as the manifest lists it; sparse shards as SparseEmbeddings of `dimension`."""
     files = [f["file"] for f in shard["files"]]
     if files[0].endswith(".parquet"):
         import pyarrow.parquet as pq
 
         table = pq.read_table(directory / files[0])
+        if "indices" in table.column_names:
+            indices, values = table.column("indices").combine_chunks(), table.column("values").combine_chunks()
+            vectors = SparseEmbeddings(indices.offsets.to_numpy(), indices.values.to_numpy(), values.values.to_numpy(),
+                                       dimension if dimension is not None else int(indices.values.to_numpy().max(initial=0)) + 1)  # fmt: skip
+            return table.column("id").to_pylist(), vectors
         embedding = table.column("embedding").combine_chunks()
         width = embedding.type.list_size
         vectors = embedding.values.to_numpy(zero_copy_only=False).reshape(-1, width)
@@ -240,7 +258,7 @@ class ShardSink:
             self.manifest["ranges"] = self.ranges.tolist()
         self.ids += ids
         self.digests += digests
-        self.vectors.append(_to_precision(vectors, self.options.precision, self.ranges))
+        self.vectors.append(vectors if isinstance(vectors, SparseEmbeddings) else _to_precision(vectors, self.options.precision, self.ranges))
         self.last = last_position
         if len(self.ids) >= self.options.shard_size:
             self.flush()
@@ -250,7 +268,9 @@ class ShardSink:
             return
         index = len(self.manifest["shards"])
         digests = np.array(self.digests, dtype=np.uint64)
-        files = write_shard(self.out, index, self.options.format, self.ids, np.concatenate(self.vectors), digests)
+        sparse = isinstance(self.vectors[0], SparseEmbeddings)
+        vectors = SparseEmbeddings.concatenate(self.vectors) if sparse else np.concatenate(self.vectors)
+        files = write_shard(self.out, index, self.options.format, self.ids, vectors, digests)
         self.manifest["shards"].append({"files": files, "rows": len(self.ids), "first_position": self.first, "last_position": self.last})
         _save_manifest(self.out, self.manifest)
         self.ids, self.digests, self.vectors, self.first = [], [], [], self.last + 1
@@ -305,6 +325,8 @@ class InputCheck:
 def open_job(embedder, inputs: str | Path, out_dir: str | Path, options: JobOptions, overwrite: bool) -> tuple[list[Path], dict]:
     """The input files and the manifest to continue (fresh, or the same job's earlier one)."""
     files = input_files(inputs)
+    if isinstance(embedder, SparseEncoder):
+        return files, _open_manifest(Path(out_dir), _sparse_header(embedder, files, options), overwrite)
     header = {
         "format_version": FORMAT_VERSION,
         "model": str(embedder.spec.path),
@@ -317,6 +339,22 @@ def open_job(embedder, inputs: str | Path, out_dir: str | Path, options: JobOpti
         "normalize": embedder.spec.normalize if options.normalize is None else options.normalize,
     }
     return files, _open_manifest(Path(out_dir), header, overwrite)
+
+
+def _sparse_header(model: SparseEncoder, files: list[Path], options: JobOptions) -> dict:
+    """A sparse job's manifest header: float32 weights in parquet shards, no normalization or truncation."""
+    for name, value, allowed in (("precision", options.precision, "float32"), ("format", options.format, "parquet")):
+        if value != allowed:
+            raise ValueError(f"a sparse model's vectors are written as {allowed} ({'indices and values lists' if name == 'format' else 'weights'}); "
+                             f"{name} {value!r} does not apply")  # fmt: skip
+    if options.truncate_dim is not None or options.normalize:
+        raise ValueError("truncate_dim and normalize do not apply to a sparse model's vectors")
+    return {
+        "format_version": FORMAT_VERSION, "model": str(model.spec.path), "model_revision": model_revision(model.spec.path),
+        "hub_id": model.spec.hub.repo_id if model.spec.hub else None, "hub_commit": model.spec.hub.commit if model.spec.hub else None,
+        "dimension": model.dimension, "sparse": True, "inputs": [{"file": str(f), "bytes": f.stat().st_size} for f in files],
+        **asdict(options), "normalize": False,
+    }  # fmt: skip
 
 
 def finish_job(out: Path, manifest: dict, **totals) -> dict:
@@ -335,7 +373,8 @@ def embed_corpus(embedder, inputs: str | Path, out_dir: str | Path, options: Job
     if manifest.get("complete"):
         return manifest
     sink = ShardSink(out, manifest, options)
-    truncate_dim = embedder.resolve_truncate_dim(options.truncate_dim)
+    sparse = isinstance(embedder, SparseEncoder)
+    truncate_dim = None if sparse else embedder.resolve_truncate_dim(options.truncate_dim)
     skip = embedder.prompt_skip(options.prompt)
 
     stats = ReadStats()
@@ -391,8 +430,11 @@ def embed_corpus(embedder, inputs: str | Path, out_dir: str | Path, options: Job
                 raise item.error
             records, (ids, chunk_truncated), bytes_read = item
             t0 = time.perf_counter()
-            vectors = embedder.embed_token_ids(ids, skip=skip, normalize=manifest["normalize"], truncate_dim=truncate_dim,
-                                               batch_tokens=batch_tokens)  # fmt: skip
+            if sparse:
+                vectors = embedder.embed_token_ids(ids, batch_tokens=batch_tokens)
+            else:
+                vectors = embedder.embed_token_ids(ids, skip=skip, normalize=manifest["normalize"], truncate_dim=truncate_dim,
+                                                   batch_tokens=batch_tokens)  # fmt: skip
             busy += time.perf_counter() - t0
             truncated += chunk_truncated
             meter.update(len(records), sum(len(x) for x in ids), bytes_read)
@@ -519,7 +561,7 @@ def verify_output(out_dir: str | Path, check_inputs: bool = True) -> list[str]:
                 damaged = True
         if damaged:
             continue
-        ids, vectors = read_shard(out, shard)
+        ids, vectors = read_shard(out, shard, manifest.get("dimension"))
         digests = read_digests(out, shard)
         if not len(ids) == len(vectors) == len(digests) == shard["rows"]:
             problems.append(f"{shard['files'][0]['file']}: {len(ids)} ids, {len(vectors)} vectors and {len(digests)} row "

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .hybrid import hybrid
 from .readers import iter_jsonl
 from .search import Index
+from .sparse_index import SparseIndex
 
 
 def rank_average_ties(x: np.ndarray) -> np.ndarray:
@@ -81,11 +83,36 @@ def score_retrieval(doc_ids, doc_vectors, query_ids, query_vectors, qrels, preci
         variants = {precision: rescore_multiplier} if precision == "float32" else {precision: 0, f"{precision}+rescore": rescore_multiplier}
         for name, multiplier in variants.items():
             _, hits = index.search(query_vectors, k=depth, rescore_multiplier=multiplier)
-            ndcg, recall = [], []
-            for qid, row in zip(query_ids, hits):
-                ranked = [doc_ids[i] for i in row if not (drop_self and doc_ids[i] == qid)][:100]
-                relevant = {d: s for d, s in qrels[qid].items() if s > 0}
-                ndcg.append(ndcg_at(ranked, relevant, 10))
-                recall.append(len(set(ranked) & set(relevant)) / len(relevant) if relevant else 0.0)
-            results[name] = {"ndcg@10": 100 * float(np.mean(ndcg)), "recall@100": 100 * float(np.mean(recall))}
+            results[name] = ranking_metrics(doc_ids, query_ids, hits, qrels, drop_self)
+    return {"queries": len(query_ids), "documents": len(doc_ids), "results": results}
+
+
+def ranking_metrics(doc_ids, query_ids, hits, qrels, drop_self: bool = False) -> dict:
+    """nDCG@10 and recall@100 of ranked hits (row per query, document positions best first; < 0: none)."""
+    ndcg, recall = [], []
+    for qid, row in zip(query_ids, hits):
+        ranked = [doc_ids[i] for i in row if i >= 0 and not (drop_self and doc_ids[i] == qid)][:100]
+        relevant = {d: s for d, s in qrels[qid].items() if s > 0}
+        ndcg.append(ndcg_at(ranked, relevant, 10))
+        recall.append(len(set(ranked) & set(relevant)) / len(relevant) if relevant else 0.0)
+    return {"ndcg@10": 100 * float(np.mean(ndcg)), "recall@100": 100 * float(np.mean(recall))}
+
+
+def evaluate_sparse_retrieval(model, corpus, queries, qrels, drop_self: bool = False, dense_model=None,
+                              method: str = "rrf") -> dict:  # fmt: skip
+    """A sparse model's retrieval (queries on its query route, documents on its document route, exact SparseIndex
+    search); with a dense model, its own float32 retrieval and the hybrid of the two lists (`method`: rrf or
+    weighted), over the same queries."""
+    doc_ids = list(corpus)
+    query_ids = [q for q in queries if q in qrels]
+    depth = 100 + (1 if drop_self else 0)
+    documents, texts = [corpus[d] for d in doc_ids], [queries[q] for q in query_ids]
+    sparse = SparseIndex.build(model.encode_document(documents)).search(model.encode_query(texts), depth)
+    results = {"sparse": ranking_metrics(doc_ids, query_ids, sparse[1], qrels, drop_self)}
+    if dense_model is not None:
+        index = Index.build(dense_model.encode(documents, normalize=True), "float32")
+        dense = index.search(dense_model.encode(texts, normalize=True), k=depth)
+        results["dense"] = ranking_metrics(doc_ids, query_ids, dense[1], qrels, drop_self)
+        fused = hybrid(dense, sparse, method, k=depth)
+        results[f"hybrid ({method})"] = ranking_metrics(doc_ids, query_ids, fused[1], qrels, drop_self)
     return {"queries": len(query_ids), "documents": len(doc_ids), "results": results}
