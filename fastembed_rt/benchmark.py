@@ -135,6 +135,12 @@ def standard_cases(device: torch.device) -> list[Case]:
                       lambda fn: fn(x, up, "gelu"), 2 * tokens * hidden * ffn, "GEMM int8"))  # fmt: skip
     cases.append(Case("int8_feed_forward", torch.float32, f"{tokens}x{hidden} -> {ffn} -> {hidden}, GELU",
                       lambda fn: fn(x, up, down, "gelu"), 4 * tokens * hidden * ffn, "GEMM int8"))  # fmt: skip
+    # SPLADE's vocabulary projection + log1p(relu) + max pooling (BERT's 30,522 terms), 8 sequences of 128 tokens
+    vocab, terms_x = 30522, randn(1024, hidden)
+    head = ops.Linear(randn(vocab, hidden) / hidden**0.5, randn(vocab) - 2, panels_only=True)
+    cu_8 = cu[:9]
+    cases.append(Case("splade_pool", torch.float32, f"1024x{hidden} -> {vocab} terms, 8 seqs, max",
+                      lambda fn: fn(terms_x, cu_8, head, "max", "relu"), 2 * 1024 * hidden * vocab, "GEMM float32"))  # fmt: skip
     return cases
 
 

@@ -117,3 +117,11 @@ def test_bad_input_is_refused_with_a_clear_error():
         cpu.splade_pool(x, torch.tensor([0, 4, 3, 5], dtype=torch.int32), layer)
     with pytest.raises(ValueError, match="pooling must be 0"):
         layer.panels().pooled(x.numpy(), cu.numpy(), 5, 0, 1)
+
+
+def test_bench_has_a_splade_row():
+    from fastembed_rt.benchmark import run_op_benchmarks
+
+    rows = run_op_benchmarks(torch.device("cpu"), {"GEMM float32": 100.0}, repeats=1, only={"splade_pool"})
+    assert {r.implementation for r in rows} == {"reference", "packed"}
+    assert all(r.max_abs_error < 1e-3 for r in rows), rows
