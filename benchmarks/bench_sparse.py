@@ -93,19 +93,23 @@ def bench_encode(texts: list[str], threads: int, rounds: int) -> list[list]:
     return rows
 
 
-def zipf_sparse(n: int, nnz: int, seed: int) -> SparseEmbeddings:
+def zipf_sparse(n: int, nnz: int, seed: int, chunk: int = 20_000) -> SparseEmbeddings:
     """n vectors of ~nnz distinct terms over VOCAB, term r drawn with probability ~ 1/(r+1) (Zipf's law),
-    weights in (0, 3)."""
+    weights in (0, 3). Made `chunk` vectors at a time (one sort of 200M keys took minutes)."""
     rng = np.random.default_rng(seed)
     draws = int(nnz * (1.38 if nnz > 60 else 1.15))  # draws that give ~nnz distinct terms under this law
-    counts = rng.poisson(draws, n)
-    rows = np.repeat(np.arange(n, dtype=np.int64), counts)
     law = np.cumsum(1.0 / np.arange(1, VOCAB + 1))
-    terms = np.minimum(np.searchsorted(law / law[-1], rng.random(len(rows))), VOCAB - 1)
-    keys = np.unique(rows * VOCAB + terms)  # sorted, duplicates within a vector dropped
-    rows, terms = keys // VOCAB, keys % VOCAB
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
-    return SparseEmbeddings(indptr, terms, (rng.random(len(keys)) * 3).astype(np.float32), VOCAB)
+    law /= law[-1]
+    counts, terms = [], []
+    for start in range(0, n, chunk):
+        rows = np.repeat(np.arange(min(chunk, n - start), dtype=np.int64), rng.poisson(draws, min(chunk, n - start)))
+        drawn = np.minimum(np.searchsorted(law, rng.random(len(rows))), VOCAB - 1)
+        keys = np.unique(rows * VOCAB + drawn)  # sorted, duplicates within a vector dropped
+        counts.append(np.bincount(keys // VOCAB, minlength=min(chunk, n - start)))
+        terms.append((keys % VOCAB).astype(np.int32))
+    indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))])
+    terms = np.concatenate(terms)
+    return SparseEmbeddings(indptr, terms, (rng.random(len(terms)) * 3).astype(np.float32), VOCAB)
 
 
 def scipy_search(queries, corpus_t, k: int):

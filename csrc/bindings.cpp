@@ -718,6 +718,10 @@ class SparsePostings {
     for (py::ssize_t i = 0; i < doc_ids_.shape(0); ++i) {
       if (ids[i] < 0 || ids[i] >= num_docs) throw py::value_error("postings: doc id " + std::to_string(ids[i]) + " out of range");
     }
+    const auto* w = static_cast<const float*>(weights_.data());
+    for (py::ssize_t i = 0; i < weights_.shape(0); ++i) {  // 0 x inf would spread NaN to other queries' scores
+      if (!std::isfinite(w[i])) throw py::value_error("postings: weight " + std::to_string(i) + " is not finite");
+    }
     view_ = {off, ids, static_cast<const float*>(weights_.data()), terms, num_docs};
   }
 

@@ -84,6 +84,10 @@ def test_bad_input_is_refused(tmp_path):
     np.save(tmp_path / "idx" / "doc_ids.npy", np.full(index.nnz, 99, np.int32))
     with pytest.raises(ValueError, match="doc id 99 out of range"):
         SparseIndex.load(tmp_path / "idx")
+    np.save(tmp_path / "idx" / "doc_ids.npy", index.doc_ids)
+    np.save(tmp_path / "idx" / "weights.npy", np.full(index.nnz, np.inf, np.float32))
+    with pytest.raises(ValueError, match="weight 0 is not finite"):
+        SparseIndex.load(tmp_path / "idx")
     (tmp_path / "idx" / "header.json").write_text("{}")
     with pytest.raises(ValueError, match="not a version-1"):
         SparseIndex.load(tmp_path / "idx")
