@@ -99,7 +99,9 @@ def embed_job(args) -> int:
     from fastembed_rt.corpus import JobOptions, embed_corpus
 
     source = args.input or sample_corpus_path()
-    model = load_embedder(args.model, device=args.device, dtype=args.dtype, revision=args.revision, sparse=args.engine != "ray")
+    model = load_embedder(args.model, device=args.device, dtype=args.dtype, revision=args.revision, sparse=True)
+    if args.engine == "ray" and type(model).__name__ == "SparseEncoder":
+        raise ValueError(f"{args.model} is a sparse model: its jobs run in the local pipeline (drop --engine ray)")
     options = JobOptions(
         precision=args.precision, format=args.format or "parquet", text_field=args.text_field, id_field=args.id_field,
         prompt=model.resolve_prompt(None, args.prompt_name), normalize=args.normalize, truncate_dim=args.truncate_dim,

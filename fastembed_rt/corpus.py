@@ -163,16 +163,18 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def read_shard(directory: Path, shard: dict, dimension: int | None = None) -> tuple[list[str], np.ndarray | SparseEmbeddings]:
-    """(ids, vectors) of a shard as the manifest lists it; sparse shards as SparseEmbeddings of `dimension`."""
+    """(ids, vectors) of a shard as the manifest lists it; sparse shards as SparseEmbeddings of the manifest's
+    `dimension` (their vocabulary)."""
     files = [f["file"] for f in shard["files"]]
     if files[0].endswith(".parquet"):
         import pyarrow.parquet as pq
 
         table = pq.read_table(directory / files[0])
         if "indices" in table.column_names:
+            if not isinstance(dimension, int):
+                raise ValueError(f"{files[0]}: a sparse shard, but the manifest gives no dimension (vocabulary size)")
             indices, values = table.column("indices").combine_chunks(), table.column("values").combine_chunks()
-            vectors = SparseEmbeddings(indices.offsets.to_numpy(), indices.values.to_numpy(), values.values.to_numpy(),
-                                       dimension if dimension is not None else int(indices.values.to_numpy().max(initial=0)) + 1)  # fmt: skip
+            vectors = SparseEmbeddings(indices.offsets.to_numpy(), indices.values.to_numpy(), values.values.to_numpy(), dimension)
             return table.column("id").to_pylist(), vectors
         embedding = table.column("embedding").combine_chunks()
         width = embedding.type.list_size
@@ -325,36 +327,32 @@ class InputCheck:
 def open_job(embedder, inputs: str | Path, out_dir: str | Path, options: JobOptions, overwrite: bool) -> tuple[list[Path], dict]:
     """The input files and the manifest to continue (fresh, or the same job's earlier one)."""
     files = input_files(inputs)
-    if isinstance(embedder, SparseEncoder):
-        return files, _open_manifest(Path(out_dir), _sparse_header(embedder, files, options), overwrite)
+    sparse = isinstance(embedder, SparseEncoder)
+    if sparse:
+        _check_sparse_options(options)
     header = {
         "format_version": FORMAT_VERSION,
         "model": str(embedder.spec.path),
         "model_revision": model_revision(embedder.spec.path),
         "hub_id": embedder.spec.hub.repo_id if embedder.spec.hub else None,  # named by its Hub id: which one,
         "hub_commit": embedder.spec.hub.commit if embedder.spec.hub else None,  # at which commit
-        "dimension": embedder.resolve_truncate_dim(options.truncate_dim) or embedder.full_dimension,
+        "dimension": embedder.dimension if sparse else embedder.resolve_truncate_dim(options.truncate_dim) or embedder.full_dimension,
+        **({"sparse": True} if sparse else {}),  # (a key dense jobs never had: their manifests still resume)
         "inputs": [{"file": str(f), "bytes": f.stat().st_size} for f in files],
         **asdict(options),
-        "normalize": embedder.spec.normalize if options.normalize is None else options.normalize,
+        "normalize": False if sparse else embedder.spec.normalize if options.normalize is None else options.normalize,
     }
     return files, _open_manifest(Path(out_dir), header, overwrite)
 
 
-def _sparse_header(model: SparseEncoder, files: list[Path], options: JobOptions) -> dict:
-    """A sparse job's manifest header: float32 weights in parquet shards, no normalization or truncation."""
+def _check_sparse_options(options: JobOptions) -> None:
+    """A sparse model's vectors are float32 weights in parquet lists, neither normalized nor truncated."""
     for name, value, allowed in (("precision", options.precision, "float32"), ("format", options.format, "parquet")):
         if value != allowed:
             raise ValueError(f"a sparse model's vectors are written as {allowed} ({'indices and values lists' if name == 'format' else 'weights'}); "
                              f"{name} {value!r} does not apply")  # fmt: skip
     if options.truncate_dim is not None or options.normalize:
         raise ValueError("truncate_dim and normalize do not apply to a sparse model's vectors")
-    return {
-        "format_version": FORMAT_VERSION, "model": str(model.spec.path), "model_revision": model_revision(model.spec.path),
-        "hub_id": model.spec.hub.repo_id if model.spec.hub else None, "hub_commit": model.spec.hub.commit if model.spec.hub else None,
-        "dimension": model.dimension, "sparse": True, "inputs": [{"file": str(f), "bytes": f.stat().st_size} for f in files],
-        **asdict(options), "normalize": False,
-    }  # fmt: skip
 
 
 def finish_job(out: Path, manifest: dict, **totals) -> dict:
@@ -561,7 +559,7 @@ def verify_output(out_dir: str | Path, check_inputs: bool = True) -> list[str]:
                 damaged = True
         if damaged:
             continue
-        ids, vectors = read_shard(out, shard, manifest.get("dimension"))
+        ids, vectors = read_shard(out, shard, manifest["dimension"])
         digests = read_digests(out, shard)
         if not len(ids) == len(vectors) == len(digests) == shard["rows"]:
             problems.append(f"{shard['files'][0]['file']}: {len(ids)} ids, {len(vectors)} vectors and {len(digests)} row "

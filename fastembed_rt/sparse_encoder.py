@@ -148,6 +148,10 @@ def load_sparse_spec(name_or_path: str | Path, revision: str | None = None, *, h
                          f"(architectures {names or 'not given'}) and no {BGE_M3_SPARSE_FILE}")  # fmt: skip
     pooling, activation = "max", "relu"
     if pooling_folder is not None:
+        unsupported = [kind for kind, _ in document if kind not in (*_MLM_MODULES, "SpladePooling")]
+        if unsupported:
+            raise ValueError(f"{root}: unsupported modules {unsupported} in a SPLADE model; supported: "
+                             f"{', '.join(_MLM_MODULES)} and SpladePooling")  # fmt: skip
         pooling_config = read_json(pooling_folder / "config.json")
         pooling = pooling_config.get("pooling_strategy", "max")
         activation = pooling_config.get("activation_function", "relu")
@@ -168,7 +172,10 @@ def load_sparse_spec(name_or_path: str | Path, revision: str | None = None, *, h
     tokenizer.enable_truncation(max_length=max_length)
     sparse_linear = None
     if bge_m3:
-        sparse_linear = torch.load(root / BGE_M3_SPARSE_FILE, map_location="cpu", weights_only=True)
+        try:
+            sparse_linear = torch.load(root / BGE_M3_SPARSE_FILE, map_location="cpu", weights_only=True)
+        except Exception as e:  # pickle and zip errors name neither the file nor the cause plainly
+            raise ValueError(f"{root / BGE_M3_SPARSE_FILE}: not a weights-only state dict ({type(e).__name__}: {e})") from None
         if not isinstance(sparse_linear, dict):
             raise ValueError(f"{root / BGE_M3_SPARSE_FILE}: expected a state dict, got {type(sparse_linear).__name__}")
     max_active_dims = st_model_config.get("max_active_dims")
@@ -209,8 +216,7 @@ class SparseEncoder:
                                           [i for i in special if i is not None], self.device,
                                           str(spec.path / BGE_M3_SPARSE_FILE))  # fmt: skip
         else:
-            self.head = masked_lm_head(spec.config, spec.weights, self.device, self.dtype, self.int8)
-            self.head.pooling, self.head.splade_activation = spec.pooling, spec.activation
+            self.head = masked_lm_head(spec.config, spec.weights, self.device, self.dtype, self.int8, spec.pooling, spec.activation)
         self.dimension = vocab
 
     @property

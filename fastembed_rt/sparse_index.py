@@ -21,7 +21,7 @@ def as_sparse(vectors, name: str) -> SparseEmbeddings:
     """SparseEmbeddings from themselves or a scipy.sparse matrix, with finite values."""
     if not isinstance(vectors, SparseEmbeddings):
         if hasattr(vectors, "tocsr"):
-            csr = vectors.tocsr()
+            csr = vectors.tocsr(copy=True)  # the caller's matrix is left as it was
             csr.sum_duplicates()
             csr.sort_indices()
             vectors = SparseEmbeddings(csr.indptr, csr.indices, csr.data, csr.shape[1])

@@ -111,6 +111,8 @@ def test_cli_embed_writes_sparse_shards_and_verify_checks_them(model, corpus, tm
     assert run_cli("verify", tmp_path / "out").stdout.strip().endswith("verified: output matches its manifest")
     refused = run_cli("embed", corpus, "--model", model.spec.path, "--out", tmp_path / "one.npy", check=False)
     assert refused.returncode != 0 and "sparse parquet shards" in refused.stderr
+    refused = run_cli("embed", corpus, "--model", model.spec.path, "--out", tmp_path / "ray", "--engine", "ray", check=False)
+    assert refused.returncode != 0 and "drop --engine ray" in refused.stderr
 
 
 def run_cli(*args, check=True):

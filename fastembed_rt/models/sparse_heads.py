@@ -38,10 +38,6 @@ class MaskedLMHead:
     pooling: str = "max"
     splade_activation: str = "relu"
 
-    @property
-    def vocab_size(self) -> int:
-        return self.decoder.out_features
-
     def __call__(self, hidden: torch.Tensor, cu_seqlens: torch.Tensor) -> torch.Tensor:
         x = self.dense(hidden.float(), None if self.activation == "relu" else self.activation)
         if self.activation == "relu":
@@ -50,7 +46,8 @@ class MaskedLMHead:
         return ops.splade_pool(x, cu_seqlens, self.decoder, self.pooling, self.splade_activation)
 
 
-def masked_lm_head(config: dict, weights: dict[str, torch.Tensor], device, dtype: torch.dtype, int8: bool) -> MaskedLMHead:
+def masked_lm_head(config: dict, weights: dict[str, torch.Tensor], device, dtype: torch.dtype, int8: bool,
+                   pooling: str = "max", activation: str = "relu") -> MaskedLMHead:  # fmt: skip
     """The masked-LM head of a BertForMaskedLM / DistilBertForMaskedLM checkpoint. The transform runs in float32
     (it is [H, H]); the vocabulary projection at the model's precision (int8: 7-bit where the AVX2 kernels want
     it, its input being a LayerNorm output)."""
@@ -77,7 +74,7 @@ def masked_lm_head(config: dict, weights: dict[str, torch.Tensor], device, dtype
         decoder = ops.Linear(table.to(dtype), None if bias is None else bias.to(dtype), panels_only=True)
     eps = 1e-12 if model_type == "distilbert" else config.get("layer_norm_eps", 1e-12)
     return MaskedLMHead(dense, _TRANSFORM_ACTIVATIONS[act], t.get(norm_name + ".weight", (hidden,)),
-                        t.get(norm_name + ".bias", (hidden,)), eps, decoder)  # fmt: skip
+                        t.get(norm_name + ".bias", (hidden,)), eps, decoder, pooling, activation)  # fmt: skip
 
 
 @dataclass

@@ -251,3 +251,17 @@ def test_fused_head_keeps_memory_bounded(tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["vectors"] == 41 and report["growth_mb"] < 64, report
+
+
+def test_unsupported_modules_and_bad_head_files_are_named(tmp_path):
+    source, _ = masked_lm(tmp_path / "mlm", seed=8)
+    st = tmp_path / "st"
+    sentence_transformers_splade(source, st)
+    modules = json.loads((st / "modules.json").read_text())
+    (st / "modules.json").write_text(json.dumps(modules + [{"idx": 2, "name": "2", "path": "", "type": "x.SparseAutoEncoder"}]))
+    with pytest.raises(ValueError, match=r"unsupported modules \['SparseAutoEncoder'\]"):
+        fastembed_rt.load(st)
+    (source / "config.json").write_text((source / "config.json").read_text().replace("ForMaskedLM", "Model"))
+    (source / "sparse_linear.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="sparse_linear.pt: not a weights-only state dict"):
+        fastembed_rt.load_sparse(source)
