@@ -209,6 +209,31 @@ def similarity_rows(roof) -> list[Row]:
     return rows
 
 
+def splade_rows(roof) -> list[Row]:
+    """SPLADE's vocabulary projection + log1p(relu) + max pooling: the fused kernel against the logits route
+    (a bf16 GEMM to [tokens, vocab], then the activation and a per-sequence max, as sentence-transformers does)."""
+    rows = []
+    tokens, hidden, vocab, length = (256, 64, 1000, 64) if SMOKE else (16384, 768, 30522, 128)
+    dtype = torch.float16 if SMOKE else torch.bfloat16
+    g = torch.Generator(device=DEVICE).manual_seed(0)
+    layer = ops.Linear((torch.randn(vocab, hidden, device=DEVICE, generator=g) / hidden**0.5).to(dtype),
+                       (torch.randn(vocab, device=DEVICE, generator=g) - 2).to(dtype))  # fmt: skip
+    cu = torch.arange(0, tokens + 1, length, dtype=torch.int32, device=DEVICE)
+    shape = f"{tokens} tok x {hidden} -> {vocab} terms"
+
+    def logits_route(x, cu):
+        weights = torch.log1p(torch.relu(F.linear(x, layer.weight, layer.bias).float()))
+        return weights.view(-1, length, vocab).amax(1)
+
+    def make():
+        return torch.randn(tokens, hidden, device=DEVICE, dtype=dtype, generator=g), cu
+
+    for name, fn in {"triton (ours)": lambda x, cu: kernels.splade_pool(x, cu, layer), "GEMM + log1p + max": logits_route}.items():
+        timed_row(rows, "splade pool", name, shape, fn, make, tokens * hidden * 2, 2 * tokens * hidden * vocab, "TFLOP/s",
+                  roof["TFLOP/s"])  # fmt: skip
+    return rows
+
+
 def encoder_rows(roof) -> list[Row]:
     """BERT-base shape, bf16, 512-token sequences, random weights: tokens/s of fastembed_rt (packed, Triton
     kernels) against sentence-transformers-style padded Hugging Face inference with mean pooling."""
@@ -267,7 +292,7 @@ def main() -> None:
     roof = measure_roofline()
     print("roofline: " + ", ".join(f"{v:,.1f} {k}" for k, v in roof.items()))
     rows = []
-    for section in (attention_rows, memory_bound_rows, similarity_rows, encoder_rows):
+    for section in (attention_rows, memory_bound_rows, similarity_rows, splade_rows, encoder_rows):
         rows += section(roof)
         print(f"  {section.__name__} done", flush=True)
     print(f"\n{'kernel':24}{'implementation':24}{'shape':36}{'ms':>9}{'rate':>12} {'unit':9}{'% roof':>7}")
