@@ -7,13 +7,13 @@ corpus larger than RAM is searched by streaming it through the C++ kernels.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from . import _C
+from .index_files import is_count, load_array, read_header, write_header
 from .quantize import as_float_matrix, int8_buckets, quantization_ranges, quantize_embeddings
 
 INDEX_PRECISIONS = ("float32", "int8", "binary")
@@ -129,24 +129,16 @@ class Index:
             "format": FORMAT, "version": VERSION, "precision": self.precision, "dim": self.dim, "count": len(self),
             "ranges": None if self.ranges is None else self.ranges.tolist(), "has_float": self.floats is not None,
         }  # fmt: skip
-        tmp = path / "header.json.tmp"
-        tmp.write_text(json.dumps(header, indent=1))
-        tmp.replace(path / "header.json")
+        write_header(path, header)
 
     @classmethod
     def load(cls, path: str | Path, mmap: bool = True) -> Index:
         path = Path(path)
-        header_path = path / "header.json"
-        if not header_path.is_file():
-            raise FileNotFoundError(f"{header_path} is missing: not a fastembed_rt index")
-        try:
-            header = json.loads(header_path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as e:
-            raise ValueError(f"{header_path} is not valid JSON ({e})") from None
+        header, header_path = read_header(path, "index")
         precision, dim, count, ranges = _check_header(header, header_path)
         mode = "r" if mmap else None
-        codes = _load_array(path / "codes.npy", mode, _CODE_DTYPES[precision], (count, _code_width(precision, dim)))
-        floats = _load_array(path / "float.npy", mode, np.float32, (count, dim)) if header["has_float"] else None
+        codes = load_array(path / "codes.npy", mode, _CODE_DTYPES[precision], (count, _code_width(precision, dim)))
+        floats = load_array(path / "float.npy", mode, np.float32, (count, dim)) if header["has_float"] else None
         return cls(precision, dim, codes, floats, ranges)
 
 
@@ -157,22 +149,16 @@ def _code_width(precision: str, dim: int) -> int:
     return (dim + 7) // 8 if precision == "binary" else dim
 
 
-def _is_count(value, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
 def _check_header(header, path: Path) -> tuple[str, int, int, np.ndarray | None]:
     """precision, dim, count and int8 ranges of an index header, every field checked before any array is read."""
-    if not isinstance(header, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(header).__name__}")
     if header.get("format") != FORMAT or header.get("version") != VERSION:
         raise ValueError(f"{path}: not a version-{VERSION} {FORMAT} header")
     precision, dim, count = header.get("precision"), header.get("dim"), header.get("count")
     if precision not in INDEX_PRECISIONS:
         raise ValueError(f"{path}: precision {precision!r} is not one of {', '.join(INDEX_PRECISIONS)}")
-    if not (_is_count(dim, 1) and dim <= 1 << 20):
+    if not (is_count(dim, 1) and dim <= 1 << 20):
         raise ValueError(f"{path}: dim {dim!r} is not an integer in [1, {1 << 20}]")
-    if not _is_count(count, 0):
+    if not is_count(count, 0):
         raise ValueError(f"{path}: count {count!r} is not a non-negative integer")
     if not isinstance(header.get("has_float"), bool):
         raise ValueError(f"{path}: has_float {header.get('has_float')!r} is not true or false")
@@ -188,16 +174,3 @@ def _check_header(header, path: Path) -> tuple[str, int, int, np.ndarray | None]
     if ranges.shape != (2, dim) or not np.isfinite(ranges).all():
         raise ValueError(f"{path}: ranges must be [2][{dim}] finite numbers (int8 calibration), got shape {list(ranges.shape)}")
     return precision, dim, count, ranges
-
-
-def _load_array(path: Path, mode, dtype, shape: tuple[int, int]) -> np.ndarray:
-    """A .npy array that must have `dtype` and `shape` (what the header says), named when it does not."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing")
-    try:
-        array = np.load(path, mmap_mode=mode, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise ValueError(f"{path}: not a readable .npy array ({e})") from None
-    if array.dtype != dtype or array.shape != shape:
-        raise ValueError(f"{path}: {array.dtype} {list(array.shape)}, but header.json says {np.dtype(dtype)} {list(shape)}")
-    return array

@@ -4,13 +4,13 @@ num_docs floats of memory per thread. Saved as .npy arrays plus a header, loaded
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import _C
+from .index_files import is_count, load_array, read_header, write_header
 from .sparse import SparseEmbeddings
 
 FORMAT = "fastembed_rt.sparse_index"
@@ -73,40 +73,22 @@ class SparseIndex:
         for name in ("term_offsets", "doc_ids", "weights"):
             np.save(path / f"{name}.npy", getattr(self, name))
         header = {"format": FORMAT, "version": VERSION, "dim": self.dim, "count": self.count, "nnz": self.nnz}
-        tmp = path / "header.json.tmp"
-        tmp.write_text(json.dumps(header, indent=1))
-        tmp.replace(path / "header.json")
+        write_header(path, header)
 
     @classmethod
     def load(cls, path: str | Path, mmap: bool = True) -> SparseIndex:
         path = Path(path)
-        header_path = path / "header.json"
-        if not header_path.is_file():
-            raise FileNotFoundError(f"{header_path} is missing: not a fastembed_rt sparse index")
-        try:
-            header = json.loads(header_path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as e:
-            raise ValueError(f"{header_path} is not valid JSON ({e})") from None
-        if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("version") != VERSION:
+        header, header_path = read_header(path, "sparse index")
+        if header.get("format") != FORMAT or header.get("version") != VERSION:
             raise ValueError(f"{header_path}: not a version-{VERSION} {FORMAT} header")
         fields = {name: header.get(name) for name in ("dim", "count", "nnz")}
         for name, value in fields.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "dim" else 0):
+            if not is_count(value, 1 if name == "dim" else 0):
                 raise ValueError(f"{header_path}: {name} {value!r} is not a valid count")
         mode = "r" if mmap else None
-        arrays = {}
-        for name, dtype, length in (("term_offsets", np.int64, fields["dim"] + 1), ("doc_ids", np.int32, fields["nnz"]),
-                                    ("weights", np.float32, fields["nnz"])):  # fmt: skip
-            file = path / f"{name}.npy"
-            if not file.is_file():
-                raise FileNotFoundError(f"{file} is missing")
-            try:
-                array = np.load(file, mmap_mode=mode, allow_pickle=False)
-            except (OSError, ValueError, EOFError) as e:
-                raise ValueError(f"{file}: not a readable .npy array ({e})") from None
-            if array.dtype != dtype or array.shape != (length,):
-                raise ValueError(f"{file}: {array.dtype} {list(array.shape)}, but header.json says {np.dtype(dtype)} [{length}]")
-            arrays[name] = array
+        arrays = {name: load_array(path / f"{name}.npy", mode, dtype, (length,))
+                  for name, dtype, length in (("term_offsets", np.int64, fields["dim"] + 1), ("doc_ids", np.int32, fields["nnz"]),
+                                              ("weights", np.float32, fields["nnz"]))}  # fmt: skip
         try:
             return cls(arrays["term_offsets"], arrays["doc_ids"], arrays["weights"], fields["dim"], fields["count"])
         except ValueError as e:

@@ -4,7 +4,6 @@ load (memory-mapped) and bad input; hybrid fusion against its formulas."""
 
 import numpy as np
 import pytest
-import scipy.sparse
 
 from fastembed_rt import SparseEmbeddings, SparseIndex, hybrid
 
