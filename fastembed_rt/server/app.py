@@ -33,7 +33,7 @@ from .errors import RequestError
 from .inputs import RequestTokenizer
 from .metrics import Metrics
 from .schemas import (EmbedRequest, Inputs, RerankRequest, json_type, parse_cohere_rerank, parse_openai, parse_predict,
-                      parse_score, parse_similarity, parse_tei_embed, parse_tei_rerank, parse_tokenize)  # fmt: skip
+                      parse_score, parse_similarity, parse_task, parse_tei_embed, parse_tei_rerank, parse_tokenize)  # fmt: skip
 
 log = logging.getLogger("fastembed_rt.server")
 
@@ -343,12 +343,25 @@ class ModelServer:
         return 200, orjson.dumps(vectors, option=orjson.OPT_SERIALIZE_NUMPY), JSON
 
     async def tei_embed_sparse(self, body: dict, receive):
-        """TEI's /embed_sparse: per input, its non-zero weights as [{index, value}], by increasing index."""
+        """TEI's /embed_sparse: per input, its non-zero weights as [{index, value}], by increasing index. `task`
+        "query" takes a model's query route: an inference-free model's is a token lookup, done on the tokenizer
+        pool without a batch; otherwise the model runs, with its "query" prompt where it has one."""
         request: EmbedRequest = parse_tei_embed(body)
+        task = parse_task(body)
         if request.dimensions is not None:
             raise RequestError(422, "dimensions does not apply to sparse vectors (they span the vocabulary)", "dimensions")
         served = self.served(request.model, SPARSE)
-        rows, _ = await self._embed(served, request.inputs, request.prompt_name, request.truncate, request.direction, receive)
+        model = served.model
+        if task == "query" and model.query_is_inference_free:
+            if request.inputs.texts is None:
+                raise RequestError(422, "task query of an inference-free model takes texts, not token ids", request.inputs.field)
+            self._check_batch_size(len(request.inputs), request.inputs.field)
+            vectors = await asyncio.get_running_loop().run_in_executor(self.executor, model.encode_query, request.inputs.texts)
+            return 200, orjson.dumps([[{"index": int(i), "value": float(v)} for i, v in zip(*row)] for row in vectors]), JSON
+        prompt_name = request.prompt_name
+        if prompt_name is None and task is not None and task in model.spec.prompts:
+            prompt_name = task
+        rows, _ = await self._embed(served, request.inputs, prompt_name, request.truncate, request.direction, receive)
         payload = [[{"index": int(i), "value": float(row[i])} for i in np.flatnonzero(row)] for row in rows]
         return 200, orjson.dumps(payload), JSON
 

@@ -148,6 +148,15 @@ def parse_tei_embed(body: dict) -> EmbedRequest:
     )
 
 
+def parse_task(body: dict) -> str | None:
+    """/embed_sparse's `task` (our extension of TEI's route): "query" or "document", the sentence-transformers
+    SparseEncoder route; None: the model's default."""
+    task = _optional(body, "task", (str,), None, 'a string ("query" or "document")')
+    if task not in (None, "query", "document"):
+        raise RequestError(422, f'task must be "query" or "document", got {task!r}', "task")
+    return task
+
+
 def parse_similarity(body: dict) -> SimilarityRequest:
     """POST /similarity (TEI): {"inputs": {"source_sentence": str, "sentences": [str, ...]}}."""
     inputs = _required(body, "inputs")

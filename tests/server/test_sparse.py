@@ -65,3 +65,30 @@ def test_info_and_metrics_list_the_sparse_model(server):
     before = metric(server.url, 'fastembed_rt_requests_total{route="/embed_sparse",status="200"}')
     post(server.url, "/embed_sparse", {"inputs": ["w3 w4"]})
     assert metric(server.url, 'fastembed_rt_requests_total{route="/embed_sparse",status="200"}') == before + 1
+
+
+def test_inference_free_queries_take_the_query_route(tmp_path_factory, minilm_path):
+    """task "query" on an inference-free model: its token lookup, as encode_query gives it; documents: the model."""
+    import torch
+    from sentence_transformers import SparseEncoder
+    from sentence_transformers.base.modules import Router
+    from sentence_transformers.sparse_encoder.modules import MLMTransformer, SparseStaticEmbedding, SpladePooling
+    from transformers import AutoTokenizer
+
+    root = tmp_path_factory.mktemp("inference_free")
+    source, _ = masked_lm(root / "mlm", seed=4)
+    static = SparseStaticEmbedding(tokenizer=AutoTokenizer.from_pretrained(source), weight=torch.rand(VOCAB) * 3, frozen=True)
+    router = Router.for_query_document(query_modules=[static], document_modules=[MLMTransformer(str(source)), SpladePooling("max")])
+    SparseEncoder(modules=[router], device="cpu").save(str(root / "st"))
+    model = fastembed_rt.load(root / "st")
+    with ServerProcess(["--model", str(root / "st")]) as process:
+        for task, want in (("query", model.encode_query(TEXTS[:4])), ("document", model.encode_document(TEXTS[:4]))):
+            status, body, _ = post(process.url, "/embed_sparse", {"inputs": TEXTS[:4], "task": task})
+            assert status == 200, body
+            for row, (idx, val) in zip(body, want):
+                assert [e["index"] for e in row] == idx.tolist()
+                np.testing.assert_allclose([e["value"] for e in row], val, rtol=1e-5)
+        status, body, _ = post(process.url, "/embed_sparse", {"inputs": [[5, 6]], "task": "query"})
+        assert status == 422 and "takes texts" in body["error"]
+        status, body, _ = post(process.url, "/embed_sparse", {"inputs": ["w1"], "task": "passage"})
+        assert status == 422 and "task must be" in body["error"]
