@@ -7,6 +7,7 @@ in fastembed_rt.ops.reference). They run on CUDA devices, and on the CPU under T
     activations.py  bias + GELU (erf, tanh)
     similarity.py   int8 dot and binary Hamming top-k, no score matrix in memory
     splade.py       SPLADE vocabulary projection + activation + pooling, no [tokens, vocab] logits in memory
+    maxsim.py       late-interaction MaxSim of packed query and document tokens, no similarity matrix in memory
 """
 
 if __name__ == "kernels":
@@ -19,10 +20,11 @@ else:
     from .activations import gelu
     from .attention import attention, varlen_attention
     from .launch import interpreting
+    from .maxsim import maxsim
     from .norms import layer_norm, rms_norm
     from .pooling import pool
     from .similarity import hamming_topk, int8_topk
     from .splade import splade_pool
 
-    __all__ = ["attention", "gelu", "hamming_topk", "int8_topk", "interpreting", "layer_norm", "pool", "rms_norm",
-               "splade_pool", "varlen_attention"]
+    __all__ = ["attention", "gelu", "hamming_topk", "int8_topk", "interpreting", "layer_norm", "maxsim", "pool",
+               "rms_norm", "splade_pool", "varlen_attention"]

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "cpu_features.h"
 #include "int8_linear.h"
@@ -218,20 +219,31 @@ void small_linear(const PackedLinear& w, const float* x, int64_t m, Activation a
   run_panels(w, x, m, act, round_output, PanelOutput{out}, scratch, num_threads);
 }
 
+namespace {
+
+// out [num_seqs, n] starts at `init`, then each row of x . W^T + bias is reduced into its sequence's row.
+void reduce_rows(const PackedLinear& w, const float* x, const int32_t* cu_seqlens, int64_t num_seqs,
+                 PanelOutput::Mode mode, int log1p_times, float init, float* out, std::vector<uint8_t>& scratch,
+                 int num_threads) {
+  const int64_t m = cu_seqlens[num_seqs];
+  std::fill(out, out + num_seqs * w.n, init);
+  std::vector<int32_t> row_sequence(m);
+  for (int64_t s = 0; s < num_seqs; ++s) std::fill(row_sequence.begin() + cu_seqlens[s], row_sequence.begin() + cu_seqlens[s + 1], s);
+  if (m > 0) {
+    prepare_scratch(w, x, m, scratch, num_threads);
+    run_panels(w, x, m, Activation::kNone, false, PanelOutput{out, mode, row_sequence.data(), log1p_times}, scratch, num_threads);
+  }
+}
+
+}  // namespace
+
 void pooled_linear(const PackedLinear& w, const float* x, const int32_t* cu_seqlens, int64_t num_seqs,
                    TermPooling pooling, TermActivation activation, float* out, std::vector<uint8_t>& scratch,
                    int num_threads) {
-  const int64_t m = cu_seqlens[num_seqs];
-  std::fill(out, out + num_seqs * w.n, 0.0f);
-  std::vector<int32_t> row_sequence(m);
-  for (int64_t s = 0; s < num_seqs; ++s) std::fill(row_sequence.begin() + cu_seqlens[s], row_sequence.begin() + cu_seqlens[s + 1], s);
   const int log1p_times = activation == TermActivation::kRelu ? 1 : 2;
-  PanelOutput o{out, pooling == TermPooling::kMax ? PanelOutput::kMax : PanelOutput::kSum,
-                         row_sequence.data(), log1p_times};
-  if (m > 0) {
-    prepare_scratch(w, x, m, scratch, num_threads);
-    run_panels(w, x, m, Activation::kNone, false, o, scratch, num_threads);
-  }
+  // max from 0: relu's floor
+  reduce_rows(w, x, cu_seqlens, num_seqs, pooling == TermPooling::kMax ? PanelOutput::kMax : PanelOutput::kSum,
+              log1p_times, 0.0f, out, scratch, num_threads);
   if (pooling == TermPooling::kMax) {  // log1p is increasing: the log1p of relu's max is the max of the log1ps
     parallel_for(num_seqs, threads_for(static_cast<double>(num_seqs) * w.n, num_threads), [&](int64_t begin, int64_t end) {
       for (float* v = out + begin * w.n; v < out + end * w.n; ++v) {
@@ -239,6 +251,12 @@ void pooled_linear(const PackedLinear& w, const float* x, const int32_t* cu_seql
       }
     });
   }
+}
+
+void max_linear(const PackedLinear& w, const float* x, const int32_t* cu_seqlens, int64_t num_seqs, float* out,
+                std::vector<uint8_t>& scratch, int num_threads) {
+  reduce_rows(w, x, cu_seqlens, num_seqs, PanelOutput::kMax, 0, -std::numeric_limits<float>::infinity(), out, scratch,
+              num_threads);
 }
 
 }  // namespace fastembed_rt::cpu

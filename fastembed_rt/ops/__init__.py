@@ -36,6 +36,8 @@ register("linear", "packed", cpu.packed_linear, cpu.packed_bfloat16_on_cpu)
 register("linear", "cublas", gpu.linear, gpu.float_on_cuda)
 register("splade_pool", REFERENCE, reference.splade_pool, _anywhere)
 register("splade_pool", "packed", cpu.splade_pool, cpu.panels_on_cpu)
+register("maxsim", REFERENCE, reference.maxsim, _anywhere)
+register("maxsim", "packed", cpu.maxsim, cpu.panels_on_cpu)
 register("int8_topk", REFERENCE, reference.int8_topk, _anywhere)
 register("hamming_topk", REFERENCE, reference.hamming_topk, _anywhere)
 register("int8_topk", "cpp", cpu.int8_topk, cpu.int8_on_cpu)
@@ -110,6 +112,22 @@ def splade_pool(hidden, cu_seqlens, layer: Linear, pooling: str = "max", activat
     return select("splade_pool", hidden.device, dtype).fn(hidden, cu_seqlens, layer, pooling, activation)
 
 
+def maxsim(queries, query_cu, documents, doc_cu, int8: bool = False):
+    """Late-interaction (ColBERT) scores float32 [num_queries, num_docs]: query a's tokens
+    queries[query_cu[a]:query_cu[a+1]] against document b's documents[doc_cu[b]:doc_cu[b+1]], the sum over the
+    query's tokens of its largest dot product with the document's. The kernels never write the [query tokens x
+    document tokens] matrix. int8: per-token int8 codes of both sides. See reference.maxsim."""
+    for name, tokens, cu in (("queries", queries, query_cu), ("documents", documents, doc_cu)):
+        if tokens.dim() != 2:
+            raise ValueError(f"maxsim: {name} must be token vectors [tokens, dim], got shape {tuple(tokens.shape)}")
+        if cu.dim() != 1 or len(cu) < 1 or int(cu[0]) != 0 or int(cu[-1]) != tokens.shape[0] or bool((cu[1:] < cu[:-1]).any()):
+            raise ValueError(f"maxsim: the {name}' offsets must rise from 0 to their {tokens.shape[0]} tokens")
+    if queries.shape[1] != documents.shape[1]:
+        raise ValueError(f"maxsim: queries have dimension {queries.shape[1]}, documents {documents.shape[1]}")
+    dtype = torch.float32 if int8 else queries.dtype
+    return select("maxsim", queries.device, dtype).fn(queries, query_cu, documents, doc_cu, int8)
+
+
 def int8_topk(queries, corpus, k):
     """Exact top-k int8 dot products: (scores int32 [nq, k'], ids int64), ties to the lower id."""
     return select("int8_topk", queries.device, queries.dtype).fn(queries, corpus, k)
@@ -177,6 +195,7 @@ __all__ = [
     "implementations",
     "int8_topk",
     "layer_norm",
+    "maxsim",
     "pool",
     "precision_paths",
     "reference_only",

@@ -164,6 +164,30 @@ def splade_pool(hidden, cu_seqlens, layer, pooling="max", activation="relu"):
     return torch.from_numpy(out)
 
 
+def maxsim(queries, query_cu, documents, doc_cu, int8: bool = False):
+    """MaxSim on the panel kernels: the query tokens are the layer's weights (packed per call: a few KB), the
+    documents' tokens its rows, each row reduced into its document by max in the epilogue (the [query tokens x
+    document tokens] products are never written); then each query's maxima are summed. bfloat16 inputs run on
+    bfloat16 weights (native, or widened on AVX2); int8 on per-token int8 codes of both sides."""
+    from .reference import quantize_rows
+
+    q = queries.detach().contiguous()
+    if int8:
+        codes, scales = quantize_rows(q)
+        spec = (codes.numpy(), scales.numpy(), None)
+    else:
+        spec = (_array(q), None, None)
+    nq, nd = len(query_cu) - 1, len(doc_cu) - 1
+    if q.shape[0] == 0 or nd == 0:
+        return torch.zeros(nq, nd)
+    maxima = torch.from_numpy(_C.PackedLinear(spec).max_pooled(documents.detach().float().contiguous().numpy(), _cu(doc_cu),
+                                                               torch.get_num_threads()))  # fmt: skip
+    maxima[torch.isinf(maxima)] = 0.0  # an empty document: no evidence for any query token
+    sums = torch.zeros(nd, nq)
+    sums.index_add_(1, torch.repeat_interleave(torch.arange(nq), (query_cu[1:] - query_cu[:-1]).long()), maxima)
+    return sums.t().contiguous()
+
+
 def _topk(kernel, queries, corpus, k):
     """A C++ top-k search, with the reference's answer for an empty corpus (no columns)."""
     if corpus.shape[0] == 0:

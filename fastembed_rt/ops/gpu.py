@@ -73,6 +73,7 @@ def register_kernels(register) -> None:
     register("gelu", "triton", kernels.gelu, float_on_cuda)
     register("pool", "triton", kernels.pool, float_on_cuda)
     register("splade_pool", "triton", kernels.splade_pool, float_on_cuda)
+    register("maxsim", "triton", kernels.maxsim, float_on_cuda)
     register("int8_topk", "triton", kernels.int8_topk, int8_on_cuda)
     register("hamming_topk", "triton", kernels.hamming_topk, uint8_on_cuda)
     if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:

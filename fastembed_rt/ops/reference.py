@@ -202,6 +202,26 @@ def splade_pool(hidden, cu_seqlens, layer, pooling="max", activation="relu"):
     return out
 
 
+def maxsim(queries, query_cu, documents, doc_cu, int8: bool = False):
+    """Late-interaction scores float32 [num_queries, num_docs]: for query a and document b (token vectors, packed
+    with cu_seqlens-style offsets), the sum over a's tokens of the largest dot product with any token of b. A
+    query or document without tokens scores 0. int8: both sides' tokens quantized per token (quantize_rows),
+    exact integer dot products, dequantized by the two scales before the max."""
+    if int8:
+        q_codes, q_scales = quantize_rows(queries)
+        d_codes, d_scales = quantize_rows(documents)
+        sims = (q_codes.long() @ d_codes.long().t()).float() * (q_scales[:, None] * d_scales[None, :])
+    else:
+        sims = queries.float() @ documents.float().t()
+    qb, db = query_cu.tolist(), doc_cu.tolist()
+    out = torch.zeros(len(qb) - 1, len(db) - 1)
+    for a, (q0, q1) in enumerate(zip(qb[:-1], qb[1:])):
+        for b, (d0, d1) in enumerate(zip(db[:-1], db[1:])):
+            if q1 > q0 and d1 > d0:
+                out[a, b] = sims[q0:q1, d0:d1].amax(dim=1).sum()
+    return out
+
+
 def _topk_lower_id(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row, the k highest scores, equal scores to the lower column (a stable sort)."""
     order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
