@@ -485,20 +485,37 @@ class PackedLinear {
   }
 
   // out [sequences, out]: per sequence of cu_seqlens, the largest x . W^T + bias over its rows (cpu::max_linear).
-  py::array_t<float> max_pooled(const py::array& x, const py::array& cu_seqlens, int num_threads) const {
-    require_array<float>(x, "x", 2);
+  // x: float32 rows, or (an int8 layer) int8 codes with their per-row scales.
+  py::array_t<float> max_pooled(const py::array& x, const py::array& cu_seqlens, const py::object& scales,
+                                int num_threads) const {
+    cpu::RowsIn rows;
+    if (scales.is_none()) {
+      require_array<float>(x, "x", 2);
+      rows.floats = static_cast<const float*>(x.data());
+    } else {
+      if (packed_->kind != cpu::WeightKind::kInt8) throw py::value_error("x as int8 codes needs an int8 layer");
+      require_array<int8_t>(x, "x codes", 2);
+      const auto s = scales.cast<py::array>();
+      require_array<float>(s, "scales", 1);
+      if (s.shape(0) != x.shape(0)) throw py::value_error("scales: expected one per row of x");
+      const auto* sp = static_cast<const float*>(s.data());
+      for (py::ssize_t i = 0; i < s.shape(0); ++i) {
+        if (!std::isfinite(sp[i])) throw py::value_error("scales[" + std::to_string(i) + "] is not finite");
+      }
+      rows.codes = static_cast<const int8_t*>(x.data());
+      rows.scales = sp;
+    }
     if (x.shape(1) != packed_->k) throw py::value_error("x: expected " + std::to_string(packed_->k) + " columns");
     check_cu_seqlens(cu_seqlens, x.shape(0));
     const py::ssize_t num_seqs = cu_seqlens.shape(0) - 1;
     py::array_t<float> out({num_seqs, static_cast<py::ssize_t>(packed_->n)});
-    const auto* xp = static_cast<const float*>(x.data());
     const auto* cu = static_cast<const int32_t*>(cu_seqlens.data());
     float* op = out.mutable_data();
     const int threads = resolve_threads(num_threads);
     {
       py::gil_scoped_release release;
       std::vector<uint8_t> scratch;
-      cpu::max_linear(*packed_, xp, cu, num_seqs, op, scratch, threads);
+      cpu::max_linear(*packed_, rows, cu, num_seqs, op, scratch, threads);
     }
     return out;
   }
@@ -914,8 +931,10 @@ PYBIND11_MODULE(_C, m) {
            py::arg("activation") = 0, py::arg("num_threads") = 0,
            "SPLADE pooling per sequence of activation(x @ W.T + bias): [sequences, out], never [rows, out]; pooling "
            "0 max / 1 sum, activation 0 relu (log1p(relu)) / 1 log1p_relu (log1p(log1p(relu))).")
-      .def("max_pooled", &PackedLinear::max_pooled, py::arg("x"), py::arg("cu_seqlens"), py::arg("num_threads") = 0,
-           "Per sequence, the largest x @ W.T + bias over its rows: [sequences, out]; -inf for an empty sequence.")
+      .def("max_pooled", &PackedLinear::max_pooled, py::arg("x"), py::arg("cu_seqlens"), py::arg("scales") = py::none(),
+           py::arg("num_threads") = 0,
+           "Per sequence, the largest x @ W.T + bias over its rows: [sequences, out]; -inf for an empty sequence. x: "
+           "float32 rows, or int8 codes with their per-row scales (an int8 layer).")
       .def("unpack", &PackedLinear::unpack, "The weight [out, in] as given: float32, bfloat16 bits (int16) or int8 codes.")
       .def("widened", &PackedLinear::widened, py::arg("num_threads") = 0,
            "A bfloat16 layer packed for AVX2 as float32 [in, out] (the transposed weight), for a float32 GEMM.")

@@ -158,6 +158,25 @@ void prepare_rows(const PackedLinear& w, const float* x, int64_t m, uint8_t* scr
   }
 }
 
+// Rows already quantized (int8 codes [m, k] and their scales [m], as quantize_rows makes them) as an int8
+// layer's kernels read them: the layout prepare_rows writes, without quantizing again.
+void prepare_codes(const PackedLinear& w, const int8_t* codes, const float* scales, int64_t m, uint8_t* scratch) {
+  const int64_t k = w.k, kp = w.k_padded;
+  std::copy(scales, scales + m, reinterpret_cast<float*>(scratch + m * kp * code_bytes(w)));
+  for (int64_t r = 0; r < m; ++r) {
+    const int8_t* cr = codes + r * k;
+    if (byte_codes(w)) {
+      uint8_t* row = scratch + r * kp;
+      for (int64_t i = 0; i < k; ++i) row[i] = static_cast<uint8_t>(cr[i]) ^ 0x80u;
+      std::fill(row + k, row + kp, uint8_t{0x80});
+    } else {
+      int16_t* row = reinterpret_cast<int16_t*>(scratch) + r * kp;
+      for (int64_t i = 0; i < k; ++i) row[i] = cr[i];
+      std::fill(row + k, row + kp, int16_t{0});
+    }
+  }
+}
+
 // Rows per pass over the weights: a block of x (<= 256 KiB for k = 384) stays in L2 while every panel of
 // this worker streams past it, instead of x streaming from memory once per panel.
 constexpr int64_t kRowChunk = 120;  // a multiple of both kernels' row blocks (8 and 6)
@@ -226,14 +245,20 @@ void small_linear(const PackedLinear& w, const float* x, int64_t m, Activation a
 
 namespace {
 
-// Rows [r0, r1) of x, a kPreparedRows chunk at a time, into `o` on `num_threads` threads (split over the panels).
-void reduce_row_range(const PackedLinear& w, const float* x, int64_t r0, int64_t r1, PanelOutput o,
+// Rows [r0, r1) of x (float32 rows, or int8 codes and scales for an int8 layer), a kPreparedRows chunk at a
+// time, into `o` on `num_threads` threads (split over the panels).
+void reduce_row_range(const PackedLinear& w, const RowsIn& x, int64_t r0, int64_t r1, PanelOutput o,
                       std::vector<uint8_t>& scratch, int num_threads) {
   const int32_t* row_sequence = o.row_sequence;
   for (int64_t start = r0; start < r1; start += kPreparedRows) {
     const int64_t rows = std::min(kPreparedRows, r1 - start);
-    const float* chunk = x + start * w.k;
-    prepare_scratch(w, chunk, rows, scratch, num_threads);
+    const float* chunk = x.floats ? x.floats + start * w.k : nullptr;
+    if (x.codes) {
+      scratch.resize(static_cast<size_t>(rows) * (w.k_padded + kPanel) * 4);
+      prepare_codes(w, x.codes + start * w.k, x.scales + start, rows, scratch.data());
+    } else {
+      prepare_scratch(w, chunk, rows, scratch, num_threads);
+    }
     o.row_sequence = row_sequence + start;
     run_panels(w, chunk, rows, Activation::kNone, false, o, scratch, num_threads);
   }
@@ -242,7 +267,7 @@ void reduce_row_range(const PackedLinear& w, const float* x, int64_t r0, int64_t
 // out [num_seqs, n] starts at `init`, then each row of x . W^T + bias is reduced into its sequence's row. A
 // layer of many panels (a vocabulary) splits its panels over the threads; one of a few (a query's tokens) splits
 // the sequences instead, so that each row is read once, while it is in cache, for all the panels.
-void reduce_rows(const PackedLinear& w, const float* x, const int32_t* cu_seqlens, int64_t num_seqs,
+void reduce_rows(const PackedLinear& w, const RowsIn& x, const int32_t* cu_seqlens, int64_t num_seqs,
                  PanelOutput::Mode mode, int log1p_times, float init, float* out, std::vector<uint8_t>& scratch,
                  int num_threads) {
   const int64_t m = cu_seqlens[num_seqs];
@@ -268,7 +293,7 @@ void pooled_linear(const PackedLinear& w, const float* x, const int32_t* cu_seql
                    int num_threads) {
   const int log1p_times = activation == TermActivation::kRelu ? 1 : 2;
   // max from 0: relu's floor
-  reduce_rows(w, x, cu_seqlens, num_seqs, pooling == TermPooling::kMax ? PanelOutput::kMax : PanelOutput::kSum,
+  reduce_rows(w, RowsIn{x}, cu_seqlens, num_seqs, pooling == TermPooling::kMax ? PanelOutput::kMax : PanelOutput::kSum,
               log1p_times, 0.0f, out, scratch, num_threads);
   if (pooling == TermPooling::kMax) {  // log1p is increasing: the log1p of relu's max is the max of the log1ps
     parallel_for(num_seqs, threads_for(static_cast<double>(num_seqs) * w.n, num_threads), [&](int64_t begin, int64_t end) {
@@ -279,7 +304,7 @@ void pooled_linear(const PackedLinear& w, const float* x, const int32_t* cu_seql
   }
 }
 
-void max_linear(const PackedLinear& w, const float* x, const int32_t* cu_seqlens, int64_t num_seqs, float* out,
+void max_linear(const PackedLinear& w, const RowsIn& x, const int32_t* cu_seqlens, int64_t num_seqs, float* out,
                 std::vector<uint8_t>& scratch, int num_threads) {
   reduce_rows(w, x, cu_seqlens, num_seqs, PanelOutput::kMax, 0, -std::numeric_limits<float>::infinity(), out, scratch,
               num_threads);

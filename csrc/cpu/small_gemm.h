@@ -81,9 +81,17 @@ void pooled_linear(const PackedLinear& w, const float* x, const int32_t* cu_seql
                    TermPooling pooling, TermActivation activation, float* out, std::vector<uint8_t>& scratch,
                    int num_threads);
 
+// A layer's input rows: float32 [m, k], or (int8 layers only) rows already quantized as quantize_rows does,
+// int8 codes [m, k] and scales [m] (a corpus stored as int8 token codes: nothing to quantize per call).
+struct RowsIn {
+  const float* floats = nullptr;
+  const int8_t* codes = nullptr;
+  const float* scales = nullptr;
+};
+
 // out [num_seqs, n] float32: for each sequence, the largest x . W^T + bias over its rows (no floor; -inf for an
 // empty sequence). With W the tokens of queries and x the tokens of documents: the max half of MaxSim.
-void max_linear(const PackedLinear& w, const float* x, const int32_t* cu_seqlens, int64_t num_seqs, float* out,
+void max_linear(const PackedLinear& w, const RowsIn& x, const int32_t* cu_seqlens, int64_t num_seqs, float* out,
                 std::vector<uint8_t>& scratch, int num_threads);
 
 }  // namespace fastembed_rt::cpu

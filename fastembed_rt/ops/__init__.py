@@ -116,14 +116,21 @@ def maxsim(queries, query_cu, documents, doc_cu, int8: bool = False):
     """Late-interaction (ColBERT) scores float32 [num_queries, num_docs]: query a's tokens
     queries[query_cu[a]:query_cu[a+1]] against document b's documents[doc_cu[b]:doc_cu[b+1]], the sum over the
     query's tokens of its largest dot product with the document's. The kernels never write the [query tokens x
-    document tokens] matrix. int8: per-token int8 codes of both sides. See reference.maxsim."""
-    for name, tokens, cu in (("queries", queries, query_cu), ("documents", documents, doc_cu)):
+    document tokens] matrix. int8: per-token int8 codes of both sides; documents may be given as their codes and
+    scales (int8 [tokens, dim], float32 [tokens], as reference.quantize_rows makes them). See reference.maxsim."""
+    if isinstance(documents, tuple):
+        if not int8 or len(documents) != 2 or documents[0].dtype != torch.int8 or documents[1].dtype != torch.float32:
+            raise ValueError("maxsim: documents as (codes, scales) are int8 codes and float32 scales, with int8=True")
+        if documents[1].shape != (documents[0].shape[0],):
+            raise ValueError(f"maxsim: {documents[0].shape[0]} document token codes but {tuple(documents[1].shape)} scales")
+    tokens_of = {"queries": queries, "documents": documents[0] if isinstance(documents, tuple) else documents}
+    for name, tokens, cu in (("queries", queries, query_cu), ("documents", tokens_of["documents"], doc_cu)):
         if tokens.dim() != 2:
             raise ValueError(f"maxsim: {name} must be token vectors [tokens, dim], got shape {tuple(tokens.shape)}")
         if cu.dim() != 1 or len(cu) < 1 or int(cu[0]) != 0 or int(cu[-1]) != tokens.shape[0] or bool((cu[1:] < cu[:-1]).any()):
             raise ValueError(f"maxsim: the {name}' offsets must rise from 0 to their {tokens.shape[0]} tokens")
-    if queries.shape[1] != documents.shape[1]:
-        raise ValueError(f"maxsim: queries have dimension {queries.shape[1]}, documents {documents.shape[1]}")
+    if queries.shape[1] != tokens_of["documents"].shape[1]:
+        raise ValueError(f"maxsim: queries have dimension {queries.shape[1]}, documents {tokens_of['documents'].shape[1]}")
     dtype = torch.float32 if int8 else queries.dtype
     return select("maxsim", queries.device, dtype).fn(queries, query_cu, documents, doc_cu, int8)
 

@@ -168,20 +168,24 @@ def maxsim(queries, query_cu, documents, doc_cu, int8: bool = False):
     """MaxSim on the panel kernels: the query tokens are the layer's weights (packed per call: a few KB), the
     documents' tokens its rows, each row reduced into its document by max in the epilogue (the [query tokens x
     document tokens] products are never written); then each query's maxima are summed. bfloat16 inputs run on
-    bfloat16 weights (native, or widened on AVX2); int8 on per-token int8 codes of both sides."""
+    bfloat16 weights (native, or widened on AVX2); int8 on per-token int8 codes of both sides, the documents' as
+    given ((codes, scales): nothing to quantize per call) or quantized as they stream."""
     from .reference import quantize_rows
 
     q = queries.detach().contiguous()
-    if int8:
-        codes, scales = quantize_rows(q)
-        spec = (codes.numpy(), scales.numpy(), None)
-    else:
-        spec = (_array(q), None, None)
     nq, nd = len(query_cu) - 1, len(doc_cu) - 1
     if q.shape[0] == 0 or nd == 0:
         return torch.zeros(nq, nd)
-    maxima = torch.from_numpy(_C.PackedLinear(spec).max_pooled(documents.detach().float().contiguous().numpy(), _cu(doc_cu),
-                                                               torch.get_num_threads()))  # fmt: skip
+    if int8:
+        codes, scales = quantize_rows(q)
+        layer = _C.PackedLinear((codes.numpy(), scales.numpy(), None))
+    else:
+        layer = _C.PackedLinear((_array(q), None, None))
+    if isinstance(documents, tuple):
+        rows, row_scales = (t.detach().contiguous().numpy() for t in documents)
+    else:
+        rows, row_scales = documents.detach().float().contiguous().numpy(), None
+    maxima = torch.from_numpy(layer.max_pooled(rows, _cu(doc_cu), scales=row_scales, num_threads=torch.get_num_threads()))
     maxima[torch.isinf(maxima)] = 0.0  # an empty document: no evidence for any query token
     sums = torch.zeros(nd, nq)
     sums.index_add_(1, torch.repeat_interleave(torch.arange(nq), (query_cu[1:] - query_cu[:-1]).long()), maxima)

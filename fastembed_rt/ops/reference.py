@@ -205,11 +205,12 @@ def splade_pool(hidden, cu_seqlens, layer, pooling="max", activation="relu"):
 def maxsim(queries, query_cu, documents, doc_cu, int8: bool = False):
     """Late-interaction scores float32 [num_queries, num_docs]: for query a and document b (token vectors, packed
     with cu_seqlens-style offsets), the sum over a's tokens of the largest dot product with any token of b. A
-    query or document without tokens scores 0. int8: both sides' tokens quantized per token (quantize_rows),
-    exact integer dot products, dequantized by the two scales before the max."""
+    query or document without tokens scores 0. int8: both sides' tokens quantized per token (quantize_rows;
+    documents may come as their (codes, scales) already), exact integer dot products, dequantized by the two
+    scales before the max."""
     if int8:
         q_codes, q_scales = quantize_rows(queries)
-        d_codes, d_scales = quantize_rows(documents)
+        d_codes, d_scales = documents if isinstance(documents, tuple) else quantize_rows(documents)
         sims = (q_codes.long() @ d_codes.long().t()).float() * (q_scales[:, None] * d_scales[None, :])
     else:
         sims = queries.float() @ documents.float().t()

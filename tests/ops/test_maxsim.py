@@ -78,3 +78,18 @@ def test_bad_input_is_refused():
         ops.maxsim(q, qc, d, torch.tensor([0, 5], dtype=torch.int32))
     with pytest.raises(ValueError, match="queries must be token vectors"):
         ops.maxsim(torch.randn(4), qc, d, dc)
+
+
+@pytest.mark.parametrize("dim", [7, 128, 130])
+def test_int8_documents_given_as_codes_equal_the_streamed_quantization(dim):
+    """A corpus stored as int8 token codes: the same scores as quantizing the float tokens on the fly."""
+    g = torch.Generator().manual_seed(dim)
+    (q, qc), (d, dc) = packed([32, 1], dim, g), packed([300, 0, 513], dim, g)
+    codes = reference.quantize_rows(d)
+    got = ops.maxsim(q, qc, codes, dc, int8=True)
+    assert torch.equal(got, ops.maxsim(q, qc, d, dc, int8=True))
+    torch.testing.assert_close(got, reference.maxsim(q, qc, codes, dc, int8=True), rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="with int8=True"):
+        ops.maxsim(q, qc, codes, dc)
+    with pytest.raises(ValueError, match="scales"):
+        ops.maxsim(q, qc, (codes[0], codes[1][:-1]), dc, int8=True)
