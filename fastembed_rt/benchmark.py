@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from . import _C, isa, ops
 from .ops.dispatch import available
@@ -141,6 +142,13 @@ def standard_cases(device: torch.device) -> list[Case]:
     cu_8 = cu[:9]
     cases.append(Case("splade_pool", torch.float32, f"1024x{hidden} -> {vocab} terms, 8 seqs, max",
                       lambda fn: fn(terms_x, cu_8, head, "max", "relu"), 2 * 1024 * hidden * vocab, "GEMM float32"))  # fmt: skip
+    # MaxSim (late interaction): one 32-token query against 100 documents of 300 tokens, 128 dims
+    query = F.normalize(randn(32, 128), dim=1)
+    documents = F.normalize(randn(30000, 128), dim=1)
+    query_cu = torch.tensor([0, 32], dtype=torch.int32, device=device)
+    doc_cu = torch.arange(0, 30001, 300, dtype=torch.int32, device=device)
+    cases.append(Case("maxsim", torch.float32, "32-token query x 100 docs x 300 tokens, 128 dims",
+                      lambda fn: fn(query, query_cu, documents, doc_cu, False), 2 * 32 * 30000 * 128, "GEMM float32"))  # fmt: skip
     return cases
 
 

@@ -93,3 +93,11 @@ def test_int8_documents_given_as_codes_equal_the_streamed_quantization(dim):
         ops.maxsim(q, qc, codes, dc)
     with pytest.raises(ValueError, match="scales"):
         ops.maxsim(q, qc, (codes[0], codes[1][:-1]), dc, int8=True)
+
+
+def test_bench_has_a_maxsim_row():
+    from fastembed_rt.benchmark import run_op_benchmarks
+
+    rows = run_op_benchmarks(torch.device("cpu"), {"GEMM float32": 100.0}, repeats=1, only={"maxsim"})
+    assert {r.implementation for r in rows} == {"reference", "packed"}
+    assert all(r.max_abs_error < 1e-3 for r in rows), rows
