@@ -116,6 +116,25 @@ int64_t packed_bytes(const PackedLinear& p) {
 
 namespace {
 
+// Signed int8 code rows [begin, end) of codes [.., k] into the rows the int8 kernels read (k_padded each):
+// unsigned (code + 128, which flips the sign bit) for vpdpbusd / vpmaddubsw, int16 for vpmaddwd.
+void place_codes(const PackedLinear& w, const int8_t* codes, int64_t begin, int64_t end, uint8_t* scratch) {
+  const int64_t k = w.k, kp = w.k_padded;
+  const bool bytes = byte_codes(w);
+  for (int64_t r = begin; r < end; ++r) {
+    const int8_t* cr = codes + r * k;
+    if (bytes) {
+      uint8_t* row = scratch + r * kp;
+      for (int64_t i = 0; i < k; ++i) row[i] = static_cast<uint8_t>(cr[i]) ^ 0x80u;
+      std::fill(row + k, row + kp, uint8_t{0x80});
+    } else {
+      int16_t* row = reinterpret_cast<int16_t*>(scratch) + r * kp;
+      for (int64_t i = 0; i < k; ++i) row[i] = cr[i];
+      std::fill(row + k, row + kp, int16_t{0});
+    }
+  }
+}
+
 // x as the kernels read it (see small_gemm_kernels.h), rows zero-padded to k_padded. bfloat16 layers round x
 // to nearest even; int8 layers quantize it exactly as quantize_rows does.
 void prepare_rows(const PackedLinear& w, const float* x, int64_t m, uint8_t* scratch, int num_threads) {
@@ -137,44 +156,19 @@ void prepare_rows(const PackedLinear& w, const float* x, int64_t m, uint8_t* scr
       }
     });
   } else if (w.kind == WeightKind::kInt8) {
-    const bool bytes = byte_codes(w);
     auto* scales = reinterpret_cast<float*>(scratch + m * kp * code_bytes(w));
     auto* codes = reinterpret_cast<int8_t*>(scales + m);  // [m, k], then widened or shifted into place
     quantize_rows<float>(x, m, k, codes, scales, num_threads);
-    parallel_for(m, threads_for(static_cast<double>(m) * k, num_threads), [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        const int8_t* cr = codes + r * k;
-        if (bytes) {  // unsigned for vpdpbusd / vpmaddubsw: code + 128, which flips the sign bit
-          uint8_t* row = scratch + r * kp;
-          for (int64_t i = 0; i < k; ++i) row[i] = static_cast<uint8_t>(cr[i]) ^ 0x80u;
-          std::fill(row + k, row + kp, uint8_t{0x80});
-        } else {
-          int16_t* row = reinterpret_cast<int16_t*>(scratch) + r * kp;
-          for (int64_t i = 0; i < k; ++i) row[i] = cr[i];
-          std::fill(row + k, row + kp, int16_t{0});
-        }
-      }
-    });
+    parallel_for(m, threads_for(static_cast<double>(m) * k, num_threads),
+                 [&](int64_t begin, int64_t end) { place_codes(w, codes, begin, end, scratch); });
   }
 }
 
 // Rows already quantized (int8 codes [m, k] and their scales [m], as quantize_rows makes them) as an int8
 // layer's kernels read them: the layout prepare_rows writes, without quantizing again.
 void prepare_codes(const PackedLinear& w, const int8_t* codes, const float* scales, int64_t m, uint8_t* scratch) {
-  const int64_t k = w.k, kp = w.k_padded;
-  std::copy(scales, scales + m, reinterpret_cast<float*>(scratch + m * kp * code_bytes(w)));
-  for (int64_t r = 0; r < m; ++r) {
-    const int8_t* cr = codes + r * k;
-    if (byte_codes(w)) {
-      uint8_t* row = scratch + r * kp;
-      for (int64_t i = 0; i < k; ++i) row[i] = static_cast<uint8_t>(cr[i]) ^ 0x80u;
-      std::fill(row + k, row + kp, uint8_t{0x80});
-    } else {
-      int16_t* row = reinterpret_cast<int16_t*>(scratch) + r * kp;
-      for (int64_t i = 0; i < k; ++i) row[i] = cr[i];
-      std::fill(row + k, row + kp, int16_t{0});
-    }
-  }
+  std::copy(scales, scales + m, reinterpret_cast<float*>(scratch + m * w.k_padded * code_bytes(w)));
+  place_codes(w, codes, 0, m, scratch);
 }
 
 // Rows per pass over the weights: a block of x (<= 256 KiB for k = 384) stays in L2 while every panel of
