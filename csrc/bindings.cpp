@@ -463,25 +463,16 @@ class PackedLinear {
   py::array_t<float> pooled(const py::array& x, const py::array& cu_seqlens, int pooling, int activation,
                             int num_threads) const {
     require_array<float>(x, "x", 2);
-    if (x.shape(1) != packed_->k) throw py::value_error("x: expected " + std::to_string(packed_->k) + " columns");
-    check_cu_seqlens(cu_seqlens, x.shape(0));
     if (pooling != 0 && pooling != 1) throw py::value_error("pooling must be 0 (max) or 1 (sum), got " + std::to_string(pooling));
     if (activation != 0 && activation != 1) {
       throw py::value_error("activation must be 0 (relu) or 1 (log1p_relu), got " + std::to_string(activation));
     }
-    const py::ssize_t num_seqs = cu_seqlens.shape(0) - 1;
-    py::array_t<float> out({num_seqs, static_cast<py::ssize_t>(packed_->n)});
     const auto* xp = static_cast<const float*>(x.data());
-    const auto* cu = static_cast<const int32_t*>(cu_seqlens.data());
-    float* op = out.mutable_data();
-    const int threads = resolve_threads(num_threads);
-    {
-      py::gil_scoped_release release;
-      std::vector<uint8_t> scratch;
+    return per_sequence(x, cu_seqlens, num_threads, [&](const int32_t* cu, int64_t num_seqs, float* out,
+                                                        std::vector<uint8_t>& scratch, int threads) {
       cpu::pooled_linear(*packed_, xp, cu, num_seqs, static_cast<cpu::TermPooling>(pooling),
-                         static_cast<cpu::TermActivation>(activation), op, scratch, threads);
-    }
-    return out;
+                         static_cast<cpu::TermActivation>(activation), out, scratch, threads);
+    });
   }
 
   // out [sequences, out]: per sequence of cu_seqlens, the largest x . W^T + bias over its rows (cpu::max_linear).
@@ -505,19 +496,10 @@ class PackedLinear {
       rows.codes = static_cast<const int8_t*>(x.data());
       rows.scales = sp;
     }
-    if (x.shape(1) != packed_->k) throw py::value_error("x: expected " + std::to_string(packed_->k) + " columns");
-    check_cu_seqlens(cu_seqlens, x.shape(0));
-    const py::ssize_t num_seqs = cu_seqlens.shape(0) - 1;
-    py::array_t<float> out({num_seqs, static_cast<py::ssize_t>(packed_->n)});
-    const auto* cu = static_cast<const int32_t*>(cu_seqlens.data());
-    float* op = out.mutable_data();
-    const int threads = resolve_threads(num_threads);
-    {
-      py::gil_scoped_release release;
-      std::vector<uint8_t> scratch;
-      cpu::max_linear(*packed_, rows, cu, num_seqs, op, scratch, threads);
-    }
-    return out;
+    return per_sequence(x, cu_seqlens, num_threads, [&](const int32_t* cu, int64_t num_seqs, float* out,
+                                                        std::vector<uint8_t>& scratch, int threads) {
+      cpu::max_linear(*packed_, rows, cu, num_seqs, out, scratch, threads);
+    });
   }
 
   // The weight [out, in] as it was given: float32, bfloat16 bits (int16) or int8 codes.
@@ -553,6 +535,25 @@ class PackedLinear {
   const std::shared_ptr<const cpu::PackedLinear>& shared() const { return packed_; }
 
  private:
+  // out [sequences, n] from reduce(cu, num_seqs, out, scratch, threads), run without the GIL, once x's columns
+  // and cu_seqlens are checked against the layer and x's rows (x's dtype is the caller's to check).
+  template <typename Reduce>
+  py::array_t<float> per_sequence(const py::array& x, const py::array& cu_seqlens, int num_threads, Reduce reduce) const {
+    if (x.shape(1) != packed_->k) throw py::value_error("x: expected " + std::to_string(packed_->k) + " columns");
+    check_cu_seqlens(cu_seqlens, x.shape(0));
+    const py::ssize_t num_seqs = cu_seqlens.shape(0) - 1;
+    py::array_t<float> out({num_seqs, static_cast<py::ssize_t>(packed_->n)});
+    const auto* cu = static_cast<const int32_t*>(cu_seqlens.data());
+    float* op = out.mutable_data();
+    const int threads = resolve_threads(num_threads);
+    {
+      py::gil_scoped_release release;
+      std::vector<uint8_t> scratch;
+      reduce(cu, num_seqs, op, scratch, threads);
+    }
+    return out;
+  }
+
   std::shared_ptr<const cpu::PackedLinear> packed_;
 };
 

@@ -175,10 +175,6 @@ void prepare_codes(const PackedLinear& w, const int8_t* codes, const float* scal
 // this worker streams past it, instead of x streaming from memory once per panel.
 constexpr int64_t kRowChunk = 120;  // a multiple of both kernels' row blocks (8 and 6)
 
-}  // namespace
-
-namespace {
-
 // The panels of `w` for rows [0, m) into `o`: the workers split the panels (so no two write the same
 // columns), each taking its rows a chunk at a time.
 void run_panels(const PackedLinear& w, const float* x, int64_t m, Activation act, bool round_output,
@@ -195,17 +191,58 @@ void run_panels(const PackedLinear& w, const float* x, int64_t m, Activation act
   });
 }
 
-// bf16 rows (2 bytes), float rows or int16 codes (4, 2) [m, k_padded], then m scales and the signed codes
-// [m, k]: under m * (k_padded + 16) * 4 bytes. float32 layers read x itself.
-void prepare_scratch(const PackedLinear& w, const float* x, int64_t m, std::vector<uint8_t>& scratch, int num_threads) {
+// x's rows [0, m) as the kernels read them, into `scratch`: bf16 rows (2 bytes), float rows or int16 codes (4, 2)
+// [m, k_padded], then m scales and the signed codes [m, k], under m * (k_padded + 16) * 4 bytes. int8 rows given
+// as codes are laid out without quantizing again; float32 layers read x itself.
+void prepare_scratch(const PackedLinear& w, const RowsIn& x, int64_t m, std::vector<uint8_t>& scratch, int num_threads) {
   if (w.kind == WeightKind::kFloat32) return;
   scratch.resize(static_cast<size_t>(m) * (w.k_padded + kPanel) * 4);
-  prepare_rows(w, x, m, scratch.data(), num_threads);
+  if (x.codes) {
+    prepare_codes(w, x.codes, x.scales, m, scratch.data());
+  } else {
+    prepare_rows(w, x.floats, m, scratch.data(), num_threads);
+  }
 }
 
 // Rows reduce_row_range prepares at a time: their codes (or bfloat16 rows) stay in cache for the panels that read
 // them, and the scratch stays small whatever the row count (300,000 document tokens: 170 MB otherwise).
 constexpr int64_t kPreparedRows = 4096;
+
+// Rows [r0, r1) of x, a kPreparedRows chunk at a time, into `o` on `num_threads` threads (split over the panels).
+void reduce_row_range(const PackedLinear& w, const RowsIn& x, int64_t r0, int64_t r1, PanelOutput o,
+                      std::vector<uint8_t>& scratch, int num_threads) {
+  const int32_t* row_sequence = o.row_sequence;
+  for (int64_t start = r0; start < r1; start += kPreparedRows) {
+    const int64_t rows = std::min(kPreparedRows, r1 - start);
+    const RowsIn chunk{x.floats ? x.floats + start * w.k : nullptr, x.codes ? x.codes + start * w.k : nullptr,
+                       x.scales ? x.scales + start : nullptr};
+    prepare_scratch(w, chunk, rows, scratch, num_threads);
+    o.row_sequence = row_sequence + start;
+    run_panels(w, chunk.floats, rows, Activation::kNone, false, o, scratch, num_threads);
+  }
+}
+
+// out [num_seqs, n] starts at `init`, then each row of x . W^T + bias is reduced into its sequence's row. A
+// layer of many panels (a vocabulary) splits its panels over the threads; one of a few (a query's tokens) splits
+// the sequences instead, so that each row is read once, while it is in cache, for all the panels.
+void reduce_rows(const PackedLinear& w, const RowsIn& x, const int32_t* cu_seqlens, int64_t num_seqs,
+                 PanelOutput::Mode mode, int log1p_times, float init, float* out, std::vector<uint8_t>& scratch,
+                 int num_threads) {
+  const int64_t m = cu_seqlens[num_seqs];
+  std::fill(out, out + num_seqs * w.n, init);
+  std::vector<int32_t> row_sequence(m);
+  for (int64_t s = 0; s < num_seqs; ++s) std::fill(row_sequence.begin() + cu_seqlens[s], row_sequence.begin() + cu_seqlens[s + 1], s);
+  const PanelOutput o{out, mode, row_sequence.data(), log1p_times};
+  if (w.panels >= 4 * num_threads || num_seqs < 2) {
+    reduce_row_range(w, x, 0, m, o, scratch, num_threads);
+    return;
+  }
+  const int threads = threads_for(static_cast<double>(m) * w.k * w.n, num_threads);
+  parallel_for(num_seqs, threads, [&](int64_t begin, int64_t end) {
+    std::vector<uint8_t> local;  // each worker prepares its own rows
+    reduce_row_range(w, x, cu_seqlens[begin], cu_seqlens[end], o, local, 1);
+  });
+}
 
 }  // namespace
 
@@ -233,54 +270,9 @@ void put_panel(const PanelOutput& o, int64_t n, int64_t r, int64_t p, float* lan
 
 void small_linear(const PackedLinear& w, const float* x, int64_t m, Activation act, bool round_output, float* out,
                   std::vector<uint8_t>& scratch, int num_threads) {
-  prepare_scratch(w, x, m, scratch, num_threads);
+  prepare_scratch(w, RowsIn{x}, m, scratch, num_threads);
   run_panels(w, x, m, act, round_output, PanelOutput{out}, scratch, num_threads);
 }
-
-namespace {
-
-// Rows [r0, r1) of x (float32 rows, or int8 codes and scales for an int8 layer), a kPreparedRows chunk at a
-// time, into `o` on `num_threads` threads (split over the panels).
-void reduce_row_range(const PackedLinear& w, const RowsIn& x, int64_t r0, int64_t r1, PanelOutput o,
-                      std::vector<uint8_t>& scratch, int num_threads) {
-  const int32_t* row_sequence = o.row_sequence;
-  for (int64_t start = r0; start < r1; start += kPreparedRows) {
-    const int64_t rows = std::min(kPreparedRows, r1 - start);
-    const float* chunk = x.floats ? x.floats + start * w.k : nullptr;
-    if (x.codes) {
-      scratch.resize(static_cast<size_t>(rows) * (w.k_padded + kPanel) * 4);
-      prepare_codes(w, x.codes + start * w.k, x.scales + start, rows, scratch.data());
-    } else {
-      prepare_scratch(w, chunk, rows, scratch, num_threads);
-    }
-    o.row_sequence = row_sequence + start;
-    run_panels(w, chunk, rows, Activation::kNone, false, o, scratch, num_threads);
-  }
-}
-
-// out [num_seqs, n] starts at `init`, then each row of x . W^T + bias is reduced into its sequence's row. A
-// layer of many panels (a vocabulary) splits its panels over the threads; one of a few (a query's tokens) splits
-// the sequences instead, so that each row is read once, while it is in cache, for all the panels.
-void reduce_rows(const PackedLinear& w, const RowsIn& x, const int32_t* cu_seqlens, int64_t num_seqs,
-                 PanelOutput::Mode mode, int log1p_times, float init, float* out, std::vector<uint8_t>& scratch,
-                 int num_threads) {
-  const int64_t m = cu_seqlens[num_seqs];
-  std::fill(out, out + num_seqs * w.n, init);
-  std::vector<int32_t> row_sequence(m);
-  for (int64_t s = 0; s < num_seqs; ++s) std::fill(row_sequence.begin() + cu_seqlens[s], row_sequence.begin() + cu_seqlens[s + 1], s);
-  const PanelOutput o{out, mode, row_sequence.data(), log1p_times};
-  if (w.panels >= 4 * num_threads || num_seqs < 2) {
-    reduce_row_range(w, x, 0, m, o, scratch, num_threads);
-    return;
-  }
-  const int threads = threads_for(static_cast<double>(m) * w.k * w.n, num_threads);
-  parallel_for(num_seqs, threads, [&](int64_t begin, int64_t end) {
-    std::vector<uint8_t> local;  // each worker prepares its own rows
-    reduce_row_range(w, x, cu_seqlens[begin], cu_seqlens[end], o, local, 1);
-  });
-}
-
-}  // namespace
 
 void pooled_linear(const PackedLinear& w, const float* x, const int32_t* cu_seqlens, int64_t num_seqs,
                    TermPooling pooling, TermActivation activation, float* out, std::vector<uint8_t>& scratch,

@@ -20,8 +20,9 @@ int64_t group_of(const PackedLinear& p);
 
 // Where the kernels put row r's finished panel (bias, scales and activation applied): stored in row r of
 // out [m, n] (a linear layer), or reduced into row row_sequence[r] of out [sequences, n] without the [m, n]
-// product ever existing: kMax keeps the largest value (out starts at 0, so it is relu of the max), kSum adds
-// log1p applied `log1p_times` times to relu(value) (SPLADE's sum pooling).
+// product ever existing: kMax keeps the largest value (from out's starting value: 0 gives relu of the max, as
+// SPLADE wants; -inf the max itself, as MaxSim does), kSum adds log1p applied `log1p_times` times to relu(value)
+// (SPLADE's sum pooling).
 struct PanelOutput {
   enum Mode : int32_t { kStore = 0, kMax = 1, kSum = 2 };
   float* out = nullptr;
