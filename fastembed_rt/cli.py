@@ -97,10 +97,11 @@ def embed_job(args) -> int:
     """--out is a directory: a resumable sharded job (local pipeline or Ray Data)."""
     from fastembed_rt.engine import load_embedder
     from fastembed_rt.corpus import JobOptions, embed_corpus
+    from fastembed_rt.sparse_encoder import SparseEncoder
 
     source = args.input or sample_corpus_path()
     model = load_embedder(args.model, device=args.device, dtype=args.dtype, revision=args.revision, sparse=True)
-    if args.engine == "ray" and type(model).__name__ == "SparseEncoder":
+    if args.engine == "ray" and isinstance(model, SparseEncoder):
         raise ValueError(f"{args.model} is a sparse model: its jobs run in the local pipeline (drop --engine ray)")
     options = JobOptions(
         precision=args.precision, format=args.format or "parquet", text_field=args.text_field, id_field=args.id_field,
@@ -212,9 +213,8 @@ def cmd_rerank(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from fastembed_rt.engine import load_embedder
     from fastembed_rt import evaluation
-
+    from fastembed_rt.engine import load_embedder
     from fastembed_rt.sparse_encoder import SparseEncoder
 
     model = load_embedder(args.model, dtype=args.dtype, revision=args.revision, sparse=True)

@@ -269,15 +269,17 @@ def load(name_or_path: str | Path = "all-MiniLM-L6-v2", device: str | torch.devi
 
 
 def load_embedder(name_or_path: str | Path = "all-MiniLM-L6-v2", device: str | torch.device | None = None, dtype=None, *,
-                  revision: str | None = None, sparse: bool = False) -> Embedder:  # fmt: skip
-    """load(), where only an embedding model will do (sparse=True: a sparse one too): a reranker is refused, saying
-    where it goes instead."""
+                  revision: str | None = None, sparse: bool = False):  # fmt: skip
+    """load(), where only an embedding model will do (an Embedder; with sparse=True, a SparseEncoder too): a
+    reranker, or an unwanted sparse model, is refused, saying where it goes instead."""
+    from .sparse_encoder import SparseEncoder
+
     model = load(name_or_path, device, dtype, revision=revision)
-    if type(model).__name__ == "SparseEncoder" and not sparse:
+    if isinstance(model, SparseEncoder) and not sparse:
         raise ValueError(f"{name_or_path} is a sparse (SPLADE) model: it gives sparse vectors, not dense ones; use "
                          "fastembed_rt.load_sparse (or load), fastembed-rt embed --out DIRECTORY (sparse parquet shards), "
                          "eval, or serve's /embed_sparse")  # fmt: skip
-    if not isinstance(model, Embedder) and type(model).__name__ != "SparseEncoder":
+    if not isinstance(model, (Embedder, SparseEncoder)):
         raise ValueError(f"{name_or_path} is a reranker (a cross-encoder): it scores (query, document) pairs rather than "
                          "embedding texts; use fastembed_rt.load_reranker, fastembed-rt rerank, or serve it")  # fmt: skip
     return model

@@ -261,15 +261,16 @@ class SparseEncoder:
 
     def encode_query(self, texts, **options) -> SparseEmbeddings:
         """encode() on the query route, with the model's "query" prompt where it has one (sentence-transformers)."""
-        if options.get("prompt") is None and options.get("prompt_name") is None and "query" in self.spec.prompts:
-            options["prompt_name"] = "query"
-        return self.encode(texts, task="query", **options)
+        return self._encode_route("query", texts, options)
 
     def encode_document(self, texts, **options) -> SparseEmbeddings:
         """encode() on the document route, with the model's "document" prompt where it has one."""
-        if options.get("prompt") is None and options.get("prompt_name") is None and "document" in self.spec.prompts:
-            options["prompt_name"] = "document"
-        return self.encode(texts, task="document", **options)
+        return self._encode_route("document", texts, options)
+
+    def _encode_route(self, task: str, texts, options: dict) -> SparseEmbeddings:
+        if options.get("prompt") is None and options.get("prompt_name") is None and task in self.spec.prompts:
+            options["prompt_name"] = task
+        return self.encode(texts, task=task, **options)
 
     def embed_token_ids(self, ids: Sequence[Sequence[int]], *, max_active_dims: int | None = None,
                         batch_tokens: int | None = None, max_batch_sequences: int = DEFAULT_MAX_BATCH_SEQUENCES,
@@ -284,22 +285,35 @@ class SparseEncoder:
                 on_batch(len(indices), batch.num_tokens)
         return SparseEmbeddings.from_rows(rows, self.dimension)
 
-    def embed_batch(self, batch, *, max_active_dims: int | None = None) -> SparseEmbeddings:
-        """One packed batch through the model and the sparse head."""
+    def _term_weights(self, batch):
+        """One packed batch through the model and the sparse head: SPLADE's dense [num_seqs, vocab] tensor, or
+        BGE-M3's (row, token id, weight) triples (its 250,002-term vocabulary is never made dense)."""
         batch = batch.to(self.device)
         with torch.inference_mode():
             hidden = self.model.forward(batch.input_ids, batch.cu_seqlens, batch.max_seqlen)
             if self.spec.head == "bge-m3":
-                rows, cols, values = (t.cpu() for t in self.head(hidden, batch.cu_seqlens, batch.input_ids))
-                counts = torch.bincount(rows, minlength=len(batch.cu_seqlens) - 1).numpy()
-                out = SparseEmbeddings(np.concatenate([[0], np.cumsum(counts)]), cols.numpy(), values.numpy(), self.dimension)
-                return out if max_active_dims is None else out.prune(max_active_dims)
-            dense = self.head(hidden, batch.cu_seqlens).float().cpu()
-        return SparseEmbeddings.from_dense(dense, max_active_dims)
+                return tuple(t.cpu() for t in self.head(hidden, batch.cu_seqlens, batch.input_ids))
+            return self.head(hidden, batch.cu_seqlens).float().cpu()
+
+    def embed_batch(self, batch, *, max_active_dims: int | None = None) -> SparseEmbeddings:
+        """One packed batch's sparse vectors."""
+        weights = self._term_weights(batch)
+        if isinstance(weights, torch.Tensor):
+            return SparseEmbeddings.from_dense(weights, max_active_dims)
+        rows, cols, values = weights
+        counts = torch.bincount(rows, minlength=len(batch.cu_seqlens) - 1).numpy()
+        out = SparseEmbeddings(np.concatenate([[0], np.cumsum(counts)]), cols.numpy(), values.numpy(), self.dimension)
+        return out if max_active_dims is None else out.prune(max_active_dims)
 
     def dense_batch(self, batch) -> np.ndarray:
         """One packed batch's term weights as rows float32 [num_seqs, vocab] (the server batcher's rows)."""
-        return self.embed_batch(batch).to_dense()
+        weights = self._term_weights(batch)
+        if isinstance(weights, torch.Tensor):
+            return weights.numpy()
+        rows, cols, values = weights
+        out = np.zeros((len(batch.cu_seqlens) - 1, self.dimension), dtype=np.float32)
+        out[rows.numpy(), cols.numpy()] = values.numpy()
+        return out
 
     def prompt_skip(self, prompt: str) -> int:
         """0: SPLADE pools over every token, a prompt's included (as sentence-transformers does)."""

@@ -170,15 +170,12 @@ def maxsim(queries, query_cu, documents, doc_cu, int8: bool = False):
     document tokens] products are never written); then each query's maxima are summed. bfloat16 inputs run on
     bfloat16 weights (native, or widened on AVX2); int8 on per-token int8 codes of both sides, the documents' as
     given ((codes, scales): nothing to quantize per call) or quantized as they stream."""
-    from .reference import quantize_rows
-
     q = queries.detach().contiguous()
     nq, nd = len(query_cu) - 1, len(doc_cu) - 1
     if q.shape[0] == 0 or nd == 0:
         return torch.zeros(nq, nd)
     if int8:
-        codes, scales = quantize_rows(q)
-        layer = _C.PackedLinear((codes.numpy(), scales.numpy(), None))
+        layer = _C.PackedLinear((*_C.quantize_rows(_array(q.float()), torch.get_num_threads()), None))
     else:
         layer = _C.PackedLinear((_array(q), None, None))
     if isinstance(documents, tuple):
