@@ -26,6 +26,7 @@ import torch
 from .. import __version__
 from ..engine import Embedder
 from ..reranker import QueryTooLong, Reranker, best_first, softmax
+from ..sparse import prune_dense
 from ..sparse_encoder import SparseEncoder
 from .batcher import Batcher, BatcherClosed, Job
 from .config import ServerConfig
@@ -362,6 +363,7 @@ class ModelServer:
         if prompt_name is None and task is not None and task in model.spec.prompts:
             prompt_name = task
         rows, _ = await self._embed(served, request.inputs, prompt_name, request.truncate, request.direction, receive)
+        rows = prune_dense(torch.from_numpy(rows), model.max_active_dims).numpy()  # the model's own cap, as encode
         payload = [[{"index": int(i), "value": float(row[i])} for i in np.flatnonzero(row)] for row in rows]
         return 200, orjson.dumps(payload), JSON
 

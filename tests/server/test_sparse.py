@@ -92,3 +92,22 @@ def test_inference_free_queries_take_the_query_route(tmp_path_factory, minilm_pa
         assert status == 422 and "takes texts" in body["error"]
         status, body, _ = post(process.url, "/embed_sparse", {"inputs": ["w1"], "task": "passage"})
         assert status == 422 and "task must be" in body["error"]
+
+
+def test_the_models_max_active_dims_caps_served_vectors(tmp_path_factory):
+    """A model saved with max_active_dims serves vectors as encode() gives them: at most that many terms each."""
+    import json
+
+    root = tmp_path_factory.mktemp("capped")
+    source, _ = masked_lm(root / "mlm", seed=9)
+    sentence_transformers_splade(source, root / "st")
+    config = json.loads((root / "st" / "config_sentence_transformers.json").read_text())
+    (root / "st" / "config_sentence_transformers.json").write_text(json.dumps({**config, "max_active_dims": 3}))
+    want = fastembed_rt.load(root / "st").encode(TEXTS[:4])
+    assert max(np.diff(want.indptr)) <= 3
+    with ServerProcess(["--model", str(root / "st")]) as process:
+        status, body, _ = post(process.url, "/embed_sparse", {"inputs": TEXTS[:4]})
+    assert status == 200, body
+    for row, (idx, val) in zip(body, want):
+        assert [e["index"] for e in row] == idx.tolist()
+        np.testing.assert_allclose([e["value"] for e in row], val, rtol=1e-5)
