@@ -103,8 +103,12 @@ class SparseEmbeddings:
 
     def __getitem__(self, key) -> SparseEmbeddings:
         """A subset of the vectors (an int, a slice or an index array), as SparseEmbeddings."""
-        picked = np.arange(len(self))[key]
-        return SparseEmbeddings.from_rows((self.row(int(i)) for i in np.atleast_1d(picked)), self.dim)
+        picked = np.atleast_1d(np.arange(len(self))[key])
+        lengths = np.diff(self.indptr)[picked]
+        indptr = np.concatenate([[0], np.cumsum(lengths)])
+        # each kept entry's position in self: its row's start, plus its place within the row
+        at = np.repeat(self.indptr[picked] - indptr[:-1], lengths) + np.arange(indptr[-1])
+        return SparseEmbeddings(indptr, self.indices[at], self.values[at], self.dim)
 
     def to_scipy(self):
         """scipy.sparse.csr_matrix [n, dim]."""

@@ -276,14 +276,14 @@ class SparseEncoder:
                         batch_tokens: int | None = None, max_batch_sequences: int = DEFAULT_MAX_BATCH_SEQUENCES,
                         on_batch: Callable[[int, int], None] | None = None) -> SparseEmbeddings:  # fmt: skip
         """The model on already tokenized texts: sparse vectors in input order."""
-        rows: list = [None] * len(ids)
+        parts, order = [], []
         for indices, batch in iter_batches(ids, self.device, batch_tokens=batch_tokens, max_batch_sequences=max_batch_sequences):
-            part = self.embed_batch(batch, max_active_dims=max_active_dims)
-            for i, row in zip(indices, part):
-                rows[i] = row
+            parts.append(self.embed_batch(batch, max_active_dims=max_active_dims))
+            order.append(indices)
             if on_batch is not None:
                 on_batch(len(indices), batch.num_tokens)
-        return SparseEmbeddings.from_rows(rows, self.dimension)
+        batched = SparseEmbeddings.concatenate(parts, self.dimension)
+        return batched[np.argsort(np.concatenate(order), kind="stable")] if parts else batched  # back in input order
 
     def _term_weights(self, batch):
         """One packed batch through the model and the sparse head: SPLADE's dense [num_seqs, vocab] tensor, or
