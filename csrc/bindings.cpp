@@ -63,6 +63,29 @@ void check_cu_seqlens(const py::array& cu_seqlens, py::ssize_t total_tokens) {
   }
 }
 
+// key_lengths (None, or int32 [num_seqs]) for the sequences of a checked cu_seqlens: each sequence's keys are
+// its first key_lengths[s] tokens, at least one and at most all of them (none for an empty sequence).
+const int32_t* checked_key_lengths(const py::object& key_lengths, const py::array& cu_seqlens, py::array& keep) {
+  if (key_lengths.is_none()) return nullptr;
+  keep = key_lengths.cast<py::array>();
+  require_array<int32_t>(keep, "key_lengths", 1);
+  const py::ssize_t num_seqs = cu_seqlens.shape(0) - 1;
+  if (keep.shape(0) != num_seqs) {
+    throw py::value_error("key_lengths: expected one count per sequence (" + std::to_string(num_seqs) + "), got " +
+                          std::to_string(keep.shape(0)));
+  }
+  const auto* cu = static_cast<const int32_t*>(cu_seqlens.data());
+  const auto* kl = static_cast<const int32_t*>(keep.data());
+  for (py::ssize_t s = 0; s < num_seqs; ++s) {
+    const int32_t len = cu[s + 1] - cu[s];
+    if (kl[s] > len || kl[s] < (len > 0 ? 1 : 0)) {
+      throw py::value_error("key_lengths[" + std::to_string(s) + "]=" + std::to_string(kl[s]) + " must lie in [1, " +
+                            std::to_string(len) + "], the sequence's length");
+    }
+  }
+  return kl;
+}
+
 int resolve_threads(int num_threads) {
   if (num_threads > 0) return num_threads;
   const unsigned hw = std::thread::hardware_concurrency();
@@ -226,7 +249,7 @@ int64_t packed_heads_stride(const py::array& a, const char* name) {
 
 py::array attention_varlen(const py::array& q, const py::array& k, const py::array& v, const py::array& cu_seqlens,
                            double scale, bool causal, int num_threads, int64_t window_left, int64_t window_right,
-                           const py::object& relative_bias) {
+                           const py::object& relative_bias, const py::object& key_lengths) {
   const Storage storage = storage_of(q, "q");
   const cpu::AttentionShape shape{
       cu_seqlens.ndim() == 1 ? cu_seqlens.shape(0) - 1 : 0, q.ndim() == 3 ? q.shape(1) : 0,
@@ -263,6 +286,8 @@ py::array attention_varlen(const py::array& q, const py::array& k, const py::arr
     extras.relative_bias = static_cast<const float*>(bias.data());
     extras.bias_radius = bias.shape(1) / 2;
   }
+  py::array key_counts;
+  extras.key_lengths = checked_key_lengths(key_lengths, cu_seqlens, key_counts);
   py::array out(q.dtype(), {q.shape(0), q.shape(1), q.shape(2)});
   const int threads = resolve_threads(num_threads);
   with_storage(storage, [&](auto tag) {
@@ -608,8 +633,11 @@ class FusedEncoder {
     encoder_->add_layer(std::move(layer));
   }
 
-  py::array_t<float> forward(const py::array& ids, const py::array& cu_seqlens, int num_threads) {
+  py::array_t<float> forward(const py::array& ids, const py::array& cu_seqlens, int num_threads,
+                             const py::object& key_lengths) {
     check_ids_and_lengths(ids, cu_seqlens, vocab_, max_positions_);
+    py::array key_counts;
+    const int32_t* kl = checked_key_lengths(key_lengths, cu_seqlens, key_counts);
     const auto* id = static_cast<const int64_t*>(ids.data());
     const auto* cu = static_cast<const int32_t*>(cu_seqlens.data());
     const int64_t num_seqs = cu_seqlens.shape(0) - 1;
@@ -617,7 +645,7 @@ class FusedEncoder {
     float* o = out.mutable_data();
     {
       py::gil_scoped_release release;
-      encoder_->forward(id, cu, num_seqs, o, resolve_threads(num_threads));
+      encoder_->forward(id, cu, num_seqs, o, resolve_threads(num_threads), kl);
     }
     return out;
   }
@@ -897,10 +925,10 @@ PYBIND11_MODULE(_C, m) {
         "activation(x + bias) (0 none, 1 GELU erf, 2 GELU tanh); float32 or bfloat16 bits; out may alias x.");
   m.def("attention_varlen", &attention_varlen, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("cu_seqlens"),
         py::arg("scale"), py::arg("causal") = false, py::arg("num_threads") = 0, py::arg("window_left") = -1,
-        py::arg("window_right") = -1, py::arg("relative_bias") = py::none(),
+        py::arg("window_right") = -1, py::arg("relative_bias") = py::none(), py::arg("key_lengths") = py::none(),
         "Softmax attention within each packed sequence: q [T, H, D], k/v [T, Hkv, D] -> [T, H, D]; optional sliding "
-        "window (key j for query i if i - left <= j <= i + right; -1: no limit) and relative position bias "
-        "[H, 2R+1] (adds bias[h, R + j - i]).");
+        "window (key j for query i if i - left <= j <= i + right; -1: no limit), relative position bias "
+        "[H, 2R+1] (adds bias[h, R + j - i]) and key lengths int32 [B] (keys: each sequence's first tokens).");
   m.def("embed_tokens", &embed_tokens, py::arg("word"), py::arg("position"), py::arg("token_type"), py::arg("ids"),
         py::arg("cu_seqlens"), py::arg("position_offset") = 0, py::arg("num_threads") = 0,
         "word[ids] + position[offset + index in sequence] (+ token_type) per packed token; float32 or bfloat16 bits.");
@@ -922,7 +950,8 @@ PYBIND11_MODULE(_C, m) {
            py::arg("attn_norm_bias"), py::arg("up"), py::arg("down"), py::arg("ffn_norm_weight"),
            py::arg("ffn_norm_bias"))
       .def("forward", &FusedEncoder::forward, py::arg("ids"), py::arg("cu_seqlens"), py::arg("num_threads") = 0,
-           "Hidden states [tokens, hidden] float32 of packed int64 ids.");
+           py::arg("key_lengths") = py::none(),
+           "Hidden states [tokens, hidden] float32 of packed int64 ids; key_lengths as for attention_varlen.");
   py::class_<PackedLinear>(m, "PackedLinear",
                            "A linear layer (weight, scales, bias) packed for the panel kernels of small_gemm.h.")
       .def(py::init<const py::tuple&>(), py::arg("linear"))

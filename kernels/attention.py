@@ -23,11 +23,12 @@ HEAD_DIMS = (32, 64, 80, 96, 128)  # what the GPU path is tuned and tested for; 
 
 @triton.jit
 def _attention_kernel(
-    Q, K, V, O, cu_q, cu_k, slopes, bias,
+    Q, K, V, O, cu_q, cu_k, slopes, bias, key_lengths,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_ot, stride_oh,
     scale_log2, group, slope_batch_stride, left, right, bias_radius,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    CAUSAL: tl.constexpr, ALIBI: tl.constexpr, WINDOW: tl.constexpr, BIAS: tl.constexpr, PRECISION: tl.constexpr,
+    CAUSAL: tl.constexpr, ALIBI: tl.constexpr, WINDOW: tl.constexpr, BIAS: tl.constexpr, KEY_LENGTHS: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):  # fmt: skip
     m_block = tl.program_id(0)
     seq = tl.program_id(1)
@@ -54,14 +55,18 @@ def _attention_kernel(
             slope = tl.load(slopes + seq * slope_batch_stride + head) * 1.4426950408889634
         begin = 0
         end = k_len
+        seen = k_len  # keys past this one are attended by no query
+        if KEY_LENGTHS:
+            seen = tl.load(key_lengths + seq)
+            end = seen
         if CAUSAL:
-            end = tl.minimum(k_len, (m_block + 1) * BLOCK_M + shift)
+            end = tl.minimum(end, (m_block + 1) * BLOCK_M + shift)
         if WINDOW:  # only the key blocks that some query of this block can see
             begin = tl.maximum(0, m_block * BLOCK_M + shift - left) // BLOCK_N * BLOCK_N
             end = tl.minimum(end, (m_block + 1) * BLOCK_M + shift + right)
         for n0 in range(begin, end, BLOCK_N):
             keys = n0 + cols
-            key_ok = keys < k_len
+            key_ok = keys < seen
             k = tl.load(K + (k_start + keys)[:, None] * stride_kt + kv_head * stride_kh + dims[None, :],
                         mask=key_ok[:, None] & dim_ok[None, :], other=0.0)  # fmt: skip
             s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2
@@ -105,11 +110,13 @@ def varlen_attention(
     window_size: tuple[int, int] = (-1, -1),
     alibi_slopes: torch.Tensor | None = None,
     relative_bias: torch.Tensor | None = None,
+    key_lengths: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """flash_attn_varlen_func's contract: q [Tq, Hq, D], k and v [Tk, Hkv, D] (Hq % Hkv == 0), int32
     cu_seqlens, fp16 / bf16 (fp32 too) with fp32 accumulation; alibi_slopes fp32 [Hq] or [B, Hq] adds
     -slope * |i + Lk - Lq - j|; window_size=(left, right) keeps keys i' - left <= j <= i' + right (i' = i + Lk - Lq;
-    -1: no limit). Beyond flash-attn: relative_bias [Hq, 2R+1] adds bias[h, R + j - i'] to each score (MPNet).
+    -1: no limit). Beyond flash-attn: relative_bias [Hq, 2R+1] adds bias[h, R + j - i'] to each score (MPNet);
+    key_lengths int32 [B] keeps only the first key_lengths[s] keys of sequence s (ColBERT's query expansion).
     Returns [Tq, Hq, D] in q's dtype. Inference only: dropout_p must be 0."""
     if dropout_p:
         raise ValueError("varlen_attention is for inference: dropout_p must be 0")
@@ -138,6 +145,8 @@ def varlen_attention(
             raise ValueError(f"relative_bias must be [{heads}, 2R+1] with R >= the longest sequence - 1, "
                              f"got {tuple(relative_bias.shape)}")
         relative_bias = relative_bias.to(device=q.device, dtype=torch.float32).contiguous()
+    if key_lengths is not None:
+        key_lengths = check_key_lengths(key_lengths, cu_seqlens_k, q.device)
     q, k, v = (t if t.stride(2) == 1 else t.contiguous() for t in (q, k, v))
     out = torch.empty_like(q)
     if tokens_q == 0 or batch == 0:
@@ -147,7 +156,7 @@ def varlen_attention(
     grid = (triton.cdiv(max(int(max_seqlen_q), 1), block_m), batch, heads)
     _attention_kernel[grid](
         q, k, v, out, cu_seqlens_q, cu_seqlens_k, alibi_slopes if alibi_slopes is not None else q,
-        relative_bias if relative_bias is not None else q,
+        relative_bias if relative_bias is not None else q, key_lengths if key_lengths is not None else cu_seqlens_q,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1), out.stride(0), out.stride(1),
         scale * 1.4426950408889634, heads // k.shape[1],
         heads if alibi_slopes is not None and alibi_slopes.dim() == 2 else 0,
@@ -155,13 +164,28 @@ def varlen_attention(
         relative_bias.shape[1] // 2 if relative_bias is not None else 0,
         HEAD_DIM=head_dim, BLOCK_D=max(16, triton.next_power_of_2(head_dim)), BLOCK_M=block_m, BLOCK_N=block_n,
         CAUSAL=bool(causal), ALIBI=alibi_slopes is not None, WINDOW=left >= 0 or right >= 0, BIAS=relative_bias is not None,
+        KEY_LENGTHS=key_lengths is not None,
         # float32 stays float32 (Triton would otherwise round it to TF32 on tensor cores)
         PRECISION="ieee" if q.dtype == torch.float32 else "tf32", **launch_options(q.device, head_dim),
     )  # fmt: skip
     return out
 
 
-def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False, window=None, relative_bias=None):
+def check_key_lengths(key_lengths: torch.Tensor, cu_seqlens: torch.Tensor, device) -> torch.Tensor:
+    """key_lengths as int32 on `device`, after checking each lies in [1, its sequence's length] (0 for an empty one)."""
+    lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).to(device)
+    key_lengths = key_lengths.to(device=device, dtype=torch.int32)
+    if key_lengths.shape != lengths.shape:
+        raise ValueError(f"key_lengths must hold one count per sequence ({lengths.numel()}), got {tuple(key_lengths.shape)}")
+    bad = ((key_lengths > lengths) | (key_lengths < (lengths > 0).int())).nonzero()
+    if bad.numel():
+        s = int(bad[0])
+        raise ValueError(f"key_lengths[{s}]={int(key_lengths[s])} must lie in [1, {int(lengths[s])}], the sequence's length")
+    return key_lengths.contiguous()
+
+
+def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False, window=None, relative_bias=None, key_lengths=None):
     """The op layer's attention (self-attention: one cu_seqlens for queries and keys)."""
     return varlen_attention(q, k, v, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen, softmax_scale=scale, causal=causal,
-                            window_size=window if window is not None else (-1, -1), relative_bias=relative_bias)
+                            window_size=window if window is not None else (-1, -1), relative_bias=relative_bias,
+                            key_lengths=key_lengths)  # fmt: skip

@@ -178,6 +178,7 @@ FE_INLINE void attend_item(const AttentionArgs<T>& a, int64_t seq, int64_t kv_he
   }
   const int64_t group = sh.num_heads / sh.num_kv_heads;
   const AttentionExtras& x = a.extras;
+  const int64_t key_count = x.key_lengths ? x.key_lengths[seq] : len;  // keys: a prefix of the sequence
   const int64_t left = x.window_left < 0 ? len : x.window_left;
   const int64_t right = a.causal ? 0 : (x.window_right < 0 ? len : x.window_right);
   if (x.relative_bias) w.bias_t.resize(padded * kRows);
@@ -197,10 +198,10 @@ FE_INLINE void attend_item(const AttentionArgs<T>& a, int64_t seq, int64_t kv_he
       for (int64_t r = 0; r < kRows; ++r) {
         const int64_t i = std::min(i0 + r, len - 1);
         lower[r] = static_cast<float>(std::max<int64_t>(0, i - left));
-        limit[r] = static_cast<float>(std::min(len, i + right + 1));
+        limit[r] = static_cast<float>(std::min(key_count, i + right + 1));
       }
       const int64_t j_start = std::max<int64_t>(0, i0 - left) / kKeys * kKeys;
-      const int64_t n_keys = std::min(len, i0 + rows - 1 + right + 1);
+      const int64_t n_keys = std::min(key_count, i0 + rows - 1 + right + 1);
       const float* bias_t = nullptr;
       if (x.relative_bias) {
         const float* row = x.relative_bias + h * (2 * x.bias_radius + 1) + x.bias_radius;
@@ -257,7 +258,7 @@ void attention_varlen(const T* q, const T* k, const T* v, T* out, const int32_t*
                       const AttentionShape& shape, float scale, bool causal, int num_threads,
                       const AttentionExtras& extras) {
   const AttentionArgs<T> args{q, k, v, out, cu_seqlens, shape, scale, causal, extras};
-  const bool plain = extras.window_left < 0 && extras.window_right < 0 && !extras.relative_bias;
+  const bool plain = extras.window_left < 0 && extras.window_right < 0 && !extras.relative_bias && !extras.key_lengths;
   double work = 0.0;
   for (int64_t s = 0; s < shape.num_seqs; ++s) {
     const double len = cu_seqlens[s + 1] - cu_seqlens[s];

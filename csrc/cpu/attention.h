@@ -21,11 +21,14 @@ struct AttentionShape {
 // What some models add on top of plain (causal) attention, all within each sequence:
 // a sliding window (ModernBERT, Mistral, Gemma 3): key j is seen by query i only if i - left <= j <= i + right
 // (flash-attn's window_size; -1: no limit on that side); a relative position bias (MPNet): relative_bias
-// [num_heads][2 * bias_radius + 1] adds relative_bias[h][bias_radius + j - i] to each (pre-softmax) score.
+// [num_heads][2 * bias_radius + 1] adds relative_bias[h][bias_radius + j - i] to each (pre-softmax) score;
+// key lengths [num_seqs] (ColBERT's query expansion): only the first key_lengths[s] tokens of sequence s are
+// keys, while all of its tokens are queries (1 <= key_lengths[s] <= its length, unless it is empty).
 struct AttentionExtras {
   int64_t window_left = -1, window_right = -1;
   const float* relative_bias = nullptr;
   int64_t bias_radius = 0;  // at least the longest sequence minus one
+  const int32_t* key_lengths = nullptr;
 };
 
 // q: [T, num_heads, head_dim], k and v: [T, num_kv_heads, head_dim] (strided as above);

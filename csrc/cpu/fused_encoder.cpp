@@ -16,7 +16,8 @@ FusedEncoder::FusedEncoder(int64_t hidden, int64_t heads, float eps, Activation 
 
 void FusedEncoder::add_layer(FusedEncoderLayer layer) { layers_.push_back(std::move(layer)); }
 
-void FusedEncoder::forward(const int64_t* ids, const int32_t* cu_seqlens, int64_t num_seqs, float* x, int num_threads) {
+void FusedEncoder::forward(const int64_t* ids, const int32_t* cu_seqlens, int64_t num_seqs, float* x, int num_threads,
+                           const int32_t* key_lengths) {
   std::lock_guard<std::mutex> lock(mutex_);
   const WorkerPool::Hold hold;  // 24 GEMMs in a row: keep the workers awake between them
   const int64_t tokens = cu_seqlens[num_seqs], h = hidden_;
@@ -36,6 +37,8 @@ void FusedEncoder::forward(const int64_t* ids, const int32_t* cu_seqlens, int64_
                    eps_, NormKind::kLayerNorm, 1);
   const int64_t head_dim = h / heads_;
   const AttentionShape shape{num_seqs, heads_, heads_, head_dim, 3 * h, 3 * h, 3 * h};
+  AttentionExtras extras;
+  extras.key_lengths = key_lengths;
   for (const FusedEncoderLayer& layer : layers_) {
     const PackedLinear &qkv = *layer.qkv, &out = *layer.out, &up = *layer.up, &down = *layer.down;
     qkv_.resize(tokens * 3 * h);
@@ -45,7 +48,7 @@ void FusedEncoder::forward(const int64_t* ids, const int32_t* cu_seqlens, int64_
     // A bfloat16 QKV projection rounds its output to bfloat16, as the op-by-op path's oneDNN GEMM does.
     small_linear(qkv, x, tokens, Activation::kNone, qkv.kind == WeightKind::kBFloat16, qkv_.data(), scratch_, num_threads);
     attention_varlen<float>(qkv_.data(), qkv_.data() + h, qkv_.data() + 2 * h, context_.data(), cu_seqlens, shape,
-                            1.0f / std::sqrt(static_cast<float>(head_dim)), false, 1);
+                            1.0f / std::sqrt(static_cast<float>(head_dim)), false, 1, extras);
     if (qkv.kind == WeightKind::kBFloat16) {  // attention on bfloat16 inputs writes bfloat16
       for (float& v : context_) v = to_float(from_float<bf16>(v));
     }

@@ -38,7 +38,9 @@ class FusedEncoder {
   FusedEncoder(int64_t hidden, int64_t heads, float eps, Activation activation, EncoderEmbeddings embeddings);
   void add_layer(FusedEncoderLayer layer);
   // ids [tokens]; cu_seqlens [num_seqs + 1]; out [tokens, hidden]. The caller checks ids and lengths.
-  void forward(const int64_t* ids, const int32_t* cu_seqlens, int64_t num_seqs, float* out, int num_threads);
+  // key_lengths [num_seqs] or null: attention keys are each sequence's first tokens (see AttentionExtras).
+  void forward(const int64_t* ids, const int32_t* cu_seqlens, int64_t num_seqs, float* out, int num_threads,
+               const int32_t* key_lengths = nullptr);
 
  private:
   int64_t hidden_, heads_;

@@ -47,11 +47,12 @@ class EncoderLayer:
     ffn_norm_weight: torch.Tensor
     ffn_norm_bias: torch.Tensor
 
-    def forward(self, x, cu_seqlens, max_seqlen, config: EncoderConfig, relative_bias=None):
+    def forward(self, x, cu_seqlens, max_seqlen, config: EncoderConfig, relative_bias=None, key_lengths=None):
         tokens = x.shape[0]
         head_dim = config.hidden_size // config.num_heads
         qkv = self.qkv(x).view(tokens, 3, config.num_heads, head_dim)
-        context = ops.attention(qkv[:, 0], qkv[:, 1], qkv[:, 2], cu_seqlens, max_seqlen, relative_bias=relative_bias)
+        context = ops.attention(qkv[:, 0], qkv[:, 1], qkv[:, 2], cu_seqlens, max_seqlen, relative_bias=relative_bias,
+                                key_lengths=key_lengths)  # fmt: skip
         attn_out = self.out(context.view(tokens, config.hidden_size))
         x = ops.layer_norm(attn_out, self.attn_norm_weight, self.attn_norm_bias, config.layer_norm_eps, residual=x)
         ffn_out = ops.feed_forward(x, self.up, self.down, GELU_ACTIVATIONS[config.activation])
@@ -113,17 +114,20 @@ class Encoder:
         return self.position_embeddings.shape[0] - self.config.position_offset
 
     def forward(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
-                token_types: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
-        """token_types [T] (0 or 1): the segment of each token of text pairs; None: all 0."""
+                token_types: torch.Tensor | None = None, key_lengths: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """token_types [T] (0 or 1): the segment of each token of text pairs; None: all 0. key_lengths [B]: attention
+        keys are each sequence's first tokens (ColBERT's query expansion); None: all of them."""
         fusable = token_types is None and not (ops.reference_only() or ops.forcing())
         if input_ids.numel() <= FUSED_MAX_TOKENS and fusable and self.fused() is not None:
-            return torch.from_numpy(self._fused.forward(input_ids.numpy(), cu_seqlens.to(torch.int32).numpy(), torch.get_num_threads()))
+            keys = None if key_lengths is None else key_lengths.to(torch.int32).numpy()
+            return torch.from_numpy(self._fused.forward(input_ids.numpy(), cu_seqlens.to(torch.int32).numpy(),
+                                                        torch.get_num_threads(), keys))  # fmt: skip
         x = ops.embed(self.word_embeddings, self.position_embeddings, self.token_type_embedding, input_ids, cu_seqlens,
                       self.config.position_offset)  # fmt: skip
         x = add_token_types(x, token_types, self.token_type_delta)
         x = ops.layer_norm(x, self.norm_weight, self.norm_bias, self.config.layer_norm_eps)
         for layer in self.layers:
-            x = layer.forward(x, cu_seqlens, max_seqlen, self.config)
+            x = layer.forward(x, cu_seqlens, max_seqlen, self.config, key_lengths=key_lengths)
         return x
 
 

@@ -44,13 +44,15 @@ class ModernBert:
         self.config, self.embeddings, self.embedding_norm = config, embeddings, embedding_norm
         self.layers, self.final_norm, self.rotary, self.max_positions = layers, final_norm, rotary, max_positions
 
-    def forward(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
+                key_lengths: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """key_lengths [B]: attention keys are each sequence's first tokens (ColBERT's query expansion)."""
         c = self.config
         x = ops.layer_norm(self.embeddings[input_ids], *self.embedding_norm, c.eps)
         angles = self.rotary.angles(cu_seqlens)
         for layer, window, kind in zip(self.layers, c.windows, c.rope_kinds):
             h = x if layer.attn_norm is None else ops.layer_norm(x, *layer.attn_norm, c.eps)
-            context = rotary_attention(layer.qkv(h), c.num_heads, *angles[kind], cu_seqlens, max_seqlen, window)
+            context = rotary_attention(layer.qkv(h), c.num_heads, *angles[kind], cu_seqlens, max_seqlen, window, key_lengths)
             x = x + layer.out(context)
             x = x + layer.down(ops.glu(layer.up(ops.layer_norm(x, *layer.mlp_norm, c.eps)), c.activation))
         return ops.layer_norm(x, *self.final_norm, c.eps)

@@ -73,10 +73,12 @@ class Rotary:
         return out
 
 
-def rotary_attention(qkv: torch.Tensor, heads: int, cos, sin, cu_seqlens, max_seqlen: int, window=None) -> torch.Tensor:
+def rotary_attention(qkv: torch.Tensor, heads: int, cos, sin, cu_seqlens, max_seqlen: int, window=None,
+                     key_lengths=None) -> torch.Tensor:  # fmt: skip
     """Self-attention over a fused q|k|v projection [T, 3 * hidden] with rotary positions on q and k (the
-    encoders' form: as many kv heads as query heads); returns the context [T, hidden]."""
+    encoders' form: as many kv heads as query heads); returns the context [T, hidden]. key_lengths: see ops.attention."""
     tokens, hidden = qkv.shape[0], qkv.shape[1] // 3
     qkv = qkv.view(tokens, 3, heads, hidden // heads)
     q, k = (ops.rotary(qkv[:, i], cos, sin).contiguous() for i in (0, 1))
-    return ops.attention(q, k, qkv[:, 2].contiguous(), cu_seqlens, max_seqlen, window=window).view(tokens, hidden)
+    return ops.attention(q, k, qkv[:, 2].contiguous(), cu_seqlens, max_seqlen, window=window,
+                         key_lengths=key_lengths).view(tokens, hidden)

@@ -50,13 +50,16 @@ def embed(word, position, token_type, input_ids, cu_seqlens, position_offset=0):
     return select("embed", word.device, word.dtype).fn(word, position, token_type, input_ids, cu_seqlens, position_offset)
 
 
-def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False, window=None, relative_bias=None):
+def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False, window=None, relative_bias=None,
+              key_lengths=None):  # fmt: skip
     """Attention within each packed sequence (flash-attn varlen conventions). q: [T, Hq, D].
-    window=(left, right) (sliding-window layers) and relative_bias [Hq, 2R+1] (MPNet): see reference.attention.
+    window=(left, right) (sliding-window layers), relative_bias [Hq, 2R+1] (MPNet) and key_lengths [B] (keys are
+    each sequence's first tokens: ColBERT's query expansion): see reference.attention.
     A window wider than every sequence changes nothing and is dropped."""
     if window is not None and window[0] >= max_seqlen - 1 and (causal or window[1] >= max_seqlen - 1):
         window = None
-    return select("attention", q.device, q.dtype).fn(q, k, v, cu_seqlens, max_seqlen, scale, causal, window, relative_bias)
+    return select("attention", q.device, q.dtype).fn(q, k, v, cu_seqlens, max_seqlen, scale, causal, window, relative_bias,
+                                                     key_lengths)  # fmt: skip
 
 
 def rotary(x, cos, sin):

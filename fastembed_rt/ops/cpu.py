@@ -48,12 +48,14 @@ def embed(word, position, token_type, input_ids, cu_seqlens, position_offset=0):
     return _tensor(out, word.dtype)
 
 
-def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False, window=None, relative_bias=None):
+def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False, window=None, relative_bias=None,
+              key_lengths=None):  # fmt: skip
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     left, right = window if window is not None else (-1, -1)
     bias = None if relative_bias is None else relative_bias.detach().float().contiguous().numpy()
+    keys = None if key_lengths is None else _cu(key_lengths)
     out = _C.attention_varlen(_array(q), _array(k), _array(v), _cu(cu_seqlens), scale, causal, torch.get_num_threads(),
-                              left, right, bias)  # fmt: skip
+                              left, right, bias, keys)  # fmt: skip
     return _tensor(out, q.dtype)
 
 

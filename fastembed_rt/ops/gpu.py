@@ -49,12 +49,14 @@ def linear(layer, x: torch.Tensor, activation=None) -> torch.Tensor:
     return ops.gelu(F.linear(x, layer.weight), layer.bias, _GELU_APPROXIMATIONS[activation])
 
 
-def flash_attn_attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False, window=None, relative_bias=None):
-    """flash-attn's varlen kernel (it takes sliding windows; a relative position bias it has not: the reference)."""
-    if relative_bias is not None:
-        from .reference import attention
+def flash_attn_attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False, window=None, relative_bias=None,
+                         key_lengths=None):  # fmt: skip
+    """flash-attn's varlen kernel (it takes sliding windows; a relative position bias and key lengths it has not:
+    our Triton kernel)."""
+    if relative_bias is not None or key_lengths is not None:
+        from .. import kernels
 
-        return attention(q, k, v, cu_seqlens, max_seqlen, scale, causal, window, relative_bias)
+        return kernels.attention(q, k, v, cu_seqlens, max_seqlen, scale, causal, window, relative_bias, key_lengths)
     from flash_attn import flash_attn_varlen_func
 
     return flash_attn_varlen_func(q, k, v, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen, softmax_scale=scale, causal=causal,

@@ -31,11 +31,14 @@ def embed(word, position, token_type, input_ids, cu_seqlens, position_offset=0):
     return x.to(word.dtype)
 
 
-def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False, window=None, relative_bias=None):
+def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False, window=None, relative_bias=None,
+              key_lengths=None):  # fmt: skip
     """Softmax attention within each packed sequence. q: [T, Hq, D]; k, v: [T, Hkv, D], Hq % Hkv == 0.
     window=(left, right) keeps key j for query i only where i - left <= j <= i + right (flash-attn's
     window_size; sliding-window layers), on top of the causal mask when causal. relative_bias [Hq, 2R + 1]
-    adds relative_bias[:, R + j - i] to the score of query i and key j (MPNet's relative position buckets)."""
+    adds relative_bias[:, R + j - i] to the score of query i and key j (MPNet's relative position buckets).
+    key_lengths [B]: only the first key_lengths[s] tokens of sequence s are keys, every token is a query
+    (ColBERT's query expansion tokens: outputs, but attended by none)."""
     del max_seqlen  # the reference walks sequences one by one and needs no bound
     heads, head_dim = q.shape[1], q.shape[2]
     group = heads // k.shape[1]
@@ -43,7 +46,7 @@ def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False, window=
     compute = torch.promote_types(q.dtype, torch.float32)  # half precision is upcast, float64 kept
     out = torch.empty_like(q)
     bounds = cu_seqlens.tolist()
-    for start, end in zip(bounds[:-1], bounds[1:]):
+    for s, (start, end) in enumerate(zip(bounds[:-1], bounds[1:])):
         if end == start:
             continue
         qs = q[start:end].transpose(0, 1).to(compute)  # [H, L, D]
@@ -54,10 +57,12 @@ def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False, window=
         offset = pos[None, :] - pos[:, None]  # key position minus query position
         if relative_bias is not None:
             scores = scores + relative_bias[:, relative_bias.shape[1] // 2 + offset].to(compute)
-        if causal or window is not None:
+        if causal or window is not None or key_lengths is not None:
             hidden = offset > 0 if causal else torch.zeros_like(offset, dtype=torch.bool)
             if window is not None:
                 hidden |= (offset < -window[0]) | (offset > window[1])
+            if key_lengths is not None:
+                hidden |= pos[None, :] >= int(key_lengths[s])
             scores = scores.masked_fill(hidden, float("-inf"))
         out[start:end] = torch.matmul(torch.softmax(scores, dim=-1), vs).transpose(0, 1).to(q.dtype)
     return out

@@ -167,3 +167,25 @@ def test_offsets_are_checked_again_after_an_in_place_change():
     cu[1] = 7
     with pytest.raises(ValueError, match="must rise from 0 to the token count 5"):
         attention(q, q, q, cu, 3)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("causal", [False, True])
+def test_key_lengths(causal, dtype):
+    """ColBERT's query expansion: all tokens are queries, each sequence's first key_lengths tokens the keys."""
+    torch.manual_seed(3)
+    lengths, heads = [1, 7, 129, 32, 0], 4
+    cu = cu_seqlens(lengths)
+    q, k, v = (torch.randn(int(cu[-1]), heads, 32, dtype=dtype, device=DEVICE) for _ in range(3))
+    keys = torch.tensor([1, 3, 100, 32, 0], dtype=torch.int32, device=DEVICE)
+    ours = attention(q, k, v, cu, 129, causal=causal, key_lengths=keys)
+    exact = reference.attention(q.double(), k.double(), v.double(), cu, 129, causal=causal, key_lengths=keys)
+
+    def mask(b, lq, lk):
+        pos = torch.arange(lq, device=DEVICE)
+        hidden = (pos[None, :] >= int(keys[b])) | ((pos[None, :] > pos[:, None]) if causal else False)
+        return torch.zeros(heads, lq, lk, device=DEVICE).masked_fill(hidden, float("-inf"))
+
+    assert_within_twice_torch(ours, torch_sdpa(q, k, v, cu, False, mask), exact, "key lengths")
+    with pytest.raises(ValueError, match="key_lengths\\[1\\]=8 must lie in \\[1, 7\\]"):
+        attention(q, k, v, cu, 129, key_lengths=torch.tensor([1, 8, 1, 1, 0], dtype=torch.int32, device=DEVICE))

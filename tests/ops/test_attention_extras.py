@@ -77,3 +77,56 @@ def test_binding_checks_windows_and_bias():
         _C.attention_varlen(*arrays, 0.5, False, 1, -1, -1, torch.zeros(3, 17).numpy())
     with pytest.raises(TypeError, match="relative_bias: expected dtype float32"):
         _C.attention_varlen(*arrays, 0.5, False, 1, -1, -1, torch.zeros(2, 17, dtype=torch.float64).numpy())
+
+
+def key_lengths_for(lengths, seed):
+    """A key count per sequence in [1, length] (0 for an empty one), the full length included."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.tensor([int(torch.randint(1, n + 1, (), generator=g)) if n else 0 for n in lengths], dtype=torch.int32)
+
+
+@pytest.mark.parametrize("lengths", LENGTH_SETS + [[32, 32, 9], [1100, 40]], ids=str)
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("heads,kv_heads,head_dim", [(4, 4, 17), (8, 2, 32), (12, 12, 32), (2, 1, 64)], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_key_lengths(lengths, causal, heads, kv_heads, head_dim, dtype):
+    """ColBERT's query expansion: every token is a query, only each sequence's first key_lengths tokens are keys."""
+    q, k, v, cu = qkv(lengths, heads, kv_heads, head_dim, dtype=dtype, seed=sum(lengths) + head_dim)
+    keys = key_lengths_for(lengths, sum(lengths))
+    got = ops.attention(q, k, v, cu, max(lengths), 0.3, causal, key_lengths=keys)
+    want = reference.attention(q.double(), k.double(), v.double(), cu, 0, 0.3, causal, key_lengths=keys)
+    if dtype == torch.float32:
+        torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=2e-5)
+    else:
+        torch_own = reference.attention(q.float(), k.float(), v.float(), cu, 0, 0.3, causal, key_lengths=keys).bfloat16()
+        assert (got.double() - want).abs().max() <= 2 * (torch_own.double() - want).abs().max() + 1e-6
+    # a query past the keys sees exactly what it would see with those keys alone: the cut is not a mask by value
+    if not causal and lengths[0] > 1 and int(keys[0]) < lengths[0]:
+        n = int(keys[0])
+        alone = reference.attention(q[:n].double(), k[:n].double(), v[:n].double(), cu.new_tensor([0, n]), 0, 0.3)
+        assert torch.allclose(want[:n], alone)
+
+
+def test_key_lengths_all_full_equal_plain_attention():
+    q, k, v, cu = qkv([5, 9, 1], 2, 2, 16)
+    keys = torch.tensor([5, 9, 1], dtype=torch.int32)
+    torch.testing.assert_close(ops.attention(q, k, v, cu, 9, key_lengths=keys), ops.attention(q, k, v, cu, 9))
+
+
+def test_binding_checks_key_lengths():
+    q, k, v, cu = qkv([5, 0, 9], 2, 2, 16)
+    arrays = (q.numpy(), k.numpy(), v.numpy(), cu.numpy())
+
+    def call(keys):
+        return _C.attention_varlen(*arrays, 0.5, False, 1, -1, -1, None, keys)
+
+    with pytest.raises(ValueError, match="key_lengths: expected one count per sequence \\(3\\), got 2"):
+        call(torch.tensor([1, 0], dtype=torch.int32).numpy())
+    with pytest.raises(ValueError, match="key_lengths\\[2\\]=10 must lie in \\[1, 9\\]"):
+        call(torch.tensor([1, 0, 10], dtype=torch.int32).numpy())
+    with pytest.raises(ValueError, match="key_lengths\\[0\\]=0 must lie in \\[1, 5\\]"):
+        call(torch.tensor([0, 0, 3], dtype=torch.int32).numpy())
+    with pytest.raises(ValueError, match="key_lengths\\[1\\]=1 must lie in \\[1, 0\\]"):
+        call(torch.tensor([1, 1, 3], dtype=torch.int32).numpy())
+    with pytest.raises(TypeError, match="key_lengths: expected dtype int32"):
+        call(torch.tensor([1, 0, 3], dtype=torch.int64).numpy())
