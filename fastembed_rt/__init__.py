@@ -17,7 +17,9 @@ from . import isa  # noqa: E402  (FASTEMBED_RT_ISA, before anything imports torc
 
 isa.configure()
 
+from .colbert import ColBERT, load_colbert
 from .engine import Embedder, TruncationWarning, load
+from .multivector import MultiVectorEmbeddings
 from .quantize import quantize_embeddings
 from .reranker import QueryTooLong, Reranker, load_reranker
 from .hybrid import hybrid
@@ -28,5 +30,6 @@ from .sparse_index import SparseIndex
 
 __version__ = "0.1.0"
 
-__all__ = ["Embedder", "Index", "QueryTooLong", "Reranker", "SparseEmbeddings", "SparseEncoder", "SparseIndex",
-           "TruncationWarning", "__version__", "hybrid", "load", "load_reranker", "load_sparse", "quantize_embeddings"]
+__all__ = ["ColBERT", "Embedder", "Index", "MultiVectorEmbeddings", "QueryTooLong", "Reranker", "SparseEmbeddings",
+           "SparseEncoder", "SparseIndex", "TruncationWarning", "__version__", "hybrid", "load", "load_colbert",
+           "load_reranker", "load_sparse", "quantize_embeddings"]

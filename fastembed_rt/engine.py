@@ -254,11 +254,15 @@ def load(name_or_path: str | Path = "all-MiniLM-L6-v2", device: str | torch.devi
     An embedding model gives an Embedder; a cross-encoder checkpoint (*ForSequenceClassification, or a
     sentence-transformers CrossEncoder) gives a Reranker (fastembed_rt.load_reranker also takes LLM rerankers); a
     SPLADE model (a SpladePooling module, or a *ForMaskedLM checkpoint) gives a SparseEncoder
-    (fastembed_rt.load_sparse also takes BGE-M3's sparse head)."""
+    (fastembed_rt.load_sparse also takes BGE-M3's sparse head); a ColBERT (Stanford's HF_ColBERT, or PyLate's
+    layout) gives a ColBERT (token vectors, MaxSim)."""
+    from .colbert import ColBERT, is_colbert_model, load_colbert_spec
     from .reranker import Reranker, is_cross_encoder, load_reranker_spec
     from .sparse_encoder import SparseEncoder, is_sparse_model, load_sparse_spec
 
     root, hub = resolve_model(name_or_path, revision)
+    if is_colbert_model(root):
+        return ColBERT(load_colbert_spec(root, hub=hub), device=device, dtype=dtype)
     if is_cross_encoder(root):
         return Reranker(load_reranker_spec(root, hub=hub), device=device, dtype=dtype)
     if is_sparse_model(root):

