@@ -20,6 +20,7 @@ isa.configure()
 from .colbert import ColBERT, load_colbert
 from .engine import Embedder, TruncationWarning, load
 from .multivector import MultiVectorEmbeddings
+from .multivector_index import MultiVectorIndex
 from .quantize import quantize_embeddings
 from .reranker import QueryTooLong, Reranker, load_reranker
 from .hybrid import hybrid
@@ -30,6 +31,6 @@ from .sparse_index import SparseIndex
 
 __version__ = "0.1.0"
 
-__all__ = ["ColBERT", "Embedder", "Index", "MultiVectorEmbeddings", "QueryTooLong", "Reranker", "SparseEmbeddings",
+__all__ = ["ColBERT", "Embedder", "Index", "MultiVectorEmbeddings", "MultiVectorIndex", "QueryTooLong", "Reranker", "SparseEmbeddings",
            "SparseEncoder", "SparseIndex", "TruncationWarning", "__version__", "hybrid", "load", "load_colbert",
            "load_reranker", "load_sparse", "quantize_embeddings"]
