@@ -10,7 +10,8 @@ Two checkpoint layouts:
 
 Texts are tokenized to length - 1, the marker goes after the first token ([CLS]); queries are expanded to
 query_length with the mask token, and expansion tokens have outputs but are keys of no query unless the model
-attends to them (ops.attention's key_lengths). Documents drop skiplist tokens (punctuation) from their outputs.
+attends to them (ops.attention's key_lengths: a query's keys end at its last token that is not an expansion token,
+its [SEP]). Documents drop skiplist tokens (punctuation) from their outputs.
 """
 
 from __future__ import annotations
@@ -192,7 +193,6 @@ def load_colbert_spec(name_or_path: str | Path, revision: str | None = None, *, 
 @dataclass
 class _Tokenized:
     ids: list[list[int]]
-    keys: list[int]  # per text: how many leading tokens are attention keys
     truncated: int
 
 
@@ -238,19 +238,17 @@ class ColBERT:
         self.tokenizer.enable_truncation(max_length=limit)
         prepared = [t.lower() for t in texts] if s.do_lower_case else list(texts)
         encodings = self.tokenizer.encode_batch(prepared)
-        ids, keys, truncated = [], [], 0
+        ids, truncated = [], 0
         expand = is_query and s.do_query_expansion
         for e in encodings:
             seq = list(e.ids)
             truncated += bool(e.overflowing)
             if prefix is not None:
                 seq.insert(min(1, len(seq)), prefix)
-            real = len(seq)
-            if expand and real < length:
-                seq.extend([s.expansion_id] * (length - real))
+            if expand and len(seq) < length:
+                seq.extend([s.expansion_id] * (length - len(seq)))
             ids.append(seq)
-            keys.append(len(seq) if (not expand or s.attend_to_expansion_tokens) else real)
-        return _Tokenized(ids, keys, truncated)
+        return _Tokenized(ids, truncated)
 
     # -- encoding ----------------------------------------------------------------------------------------------
 
@@ -276,7 +274,7 @@ class ColBERT:
         if tokenized.truncated and not is_query:
             warnings.warn(f"{tokenized.truncated} of {len(texts)} documents exceeded document_length="
                           f"{self.document_length} tokens and were truncated", TruncationWarning, stacklevel=2)  # fmt: skip
-        return self.embed_token_ids(tokenized.ids, tokenized.keys, is_query=is_query, batch_tokens=batch_tokens,
+        return self.embed_token_ids(tokenized.ids, is_query=is_query, batch_tokens=batch_tokens,
                                     max_batch_sequences=max_batch_sequences, on_batch=on_batch)  # fmt: skip
 
     def encode_query(self, texts, **options) -> MultiVectorEmbeddings:
@@ -285,14 +283,13 @@ class ColBERT:
     def encode_document(self, texts, **options) -> MultiVectorEmbeddings:
         return self.encode(texts, is_query=False, **options)
 
-    def embed_token_ids(self, ids: Sequence[Sequence[int]], keys: Sequence[int], *, is_query: bool,
-                        batch_tokens: int | None = None, max_batch_sequences: int = DEFAULT_MAX_BATCH_SEQUENCES,
+    def embed_token_ids(self, ids: Sequence[Sequence[int]], *, is_query: bool, batch_tokens: int | None = None,
+                        max_batch_sequences: int = DEFAULT_MAX_BATCH_SEQUENCES,
                         on_batch: Callable[[int, int], None] | None = None) -> MultiVectorEmbeddings:  # fmt: skip
         """The model on tokenized texts (as tokenize gives them), batches put back in input order."""
         parts, order = [], []
-        keys = np.asarray(keys, dtype=np.int32)
         for indices, batch in iter_batches(ids, self.device, batch_tokens=batch_tokens, max_batch_sequences=max_batch_sequences):
-            parts.append(self.embed_batch(batch, torch.from_numpy(keys[indices]), is_query=is_query))
+            parts.append(self.embed_batch(batch, is_query))
             order.append(indices)
             if on_batch is not None:
                 on_batch(len(indices), batch.num_tokens)
@@ -301,13 +298,31 @@ class ColBERT:
         packed = MultiVectorEmbeddings.concatenate(parts)
         return packed.take(np.argsort(np.concatenate(order), kind="stable"))
 
-    def embed_batch(self, batch: PackedBatch, key_lengths: torch.Tensor | None = None, *, is_query: bool) -> MultiVectorEmbeddings:
-        """One packed batch: the backbone (keys limited by key_lengths), the projection, the skiplist for documents,
+    def key_lengths(self, batch: PackedBatch, is_query: torch.Tensor) -> torch.Tensor | None:
+        """Attention keys per sequence: a query expanded without attention to its expansion tokens keys up to its
+        last other token; every other sequence keys all its tokens. None where all tokens are keys."""
+        s = self.spec
+        if not s.do_query_expansion or s.attend_to_expansion_tokens or not bool(is_query.any()):
+            return None
+        ids, cu = batch.input_ids.cpu(), batch.cu_seqlens.cpu().long()
+        lengths = cu[1:] - cu[:-1]
+        owner = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+        position = torch.arange(len(ids)) - cu[:-1][owner]
+        real = (ids != s.expansion_id) | ~is_query[owner]
+        keys = torch.zeros(len(lengths), dtype=torch.int64).scatter_reduce(0, owner, torch.where(real, position + 1, 0), "amax")
+        keys = torch.where(lengths > 0, keys.clamp(min=1), 0)  # a query of expansion tokens alone keys its first
+        return None if bool((keys == lengths).all()) else keys.to(torch.int32)
+
+    def embed_batch(self, batch: PackedBatch, is_query: bool | torch.Tensor) -> MultiVectorEmbeddings:
+        """One packed batch, whose sequences are queries or documents (one flag, or one per sequence): the backbone
+        (an expanded query's keys end before its expansion tokens), the projection, the skiplist for documents,
         and per-token L2 normalization."""
         batch = batch.to(self.device)
-        lengths = (batch.cu_seqlens[1:] - batch.cu_seqlens[:-1]).cpu()
-        if key_lengths is not None and bool((key_lengths.cpu() == lengths).all()):
-            key_lengths = None  # every token is a key: plain attention
+        lengths = (batch.cu_seqlens[1:] - batch.cu_seqlens[:-1]).cpu().long()
+        if not isinstance(is_query, torch.Tensor):
+            is_query = torch.full((len(lengths),), bool(is_query))
+        is_query = is_query.cpu().bool()
+        key_lengths = self.key_lengths(batch, is_query)
         with torch.inference_mode():
             if key_lengths is None:
                 hidden = self.model.forward(batch.input_ids, batch.cu_seqlens, batch.max_seqlen)
@@ -317,11 +332,11 @@ class ColBERT:
             x = hidden.float()
             for layer in self.projection:
                 x = layer(x)
-            if not is_query and len(self._skiplist):
-                keep = ~torch.isin(batch.input_ids, self._skiplist.to(self.device))
-                x = x[keep]
-                lengths = torch.zeros(len(lengths), dtype=torch.int64).index_add_(
-                    0, torch.repeat_interleave(torch.arange(len(lengths)), lengths), keep.cpu().long())
+            if not bool(is_query.all()) and len(self._skiplist):
+                owner = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+                keep = ~torch.isin(batch.input_ids.cpu(), self._skiplist) | is_query[owner]
+                x = x[keep.to(x.device)]
+                lengths = torch.zeros(len(lengths), dtype=torch.int64).index_add_(0, owner, keep.long())
             x = F.normalize(x, p=2, dim=1)
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths.numpy(), out=offsets[1:])

@@ -136,11 +136,11 @@ def test_stanford_layout_matches_pylate(tmp_path, metadata):
 def test_expansion_tokens_are_not_attended(tmp_path):
     """A query's real tokens do not change when it is expanded (the expansion tokens are keys of no query)."""
     model = load_colbert(stanford_colbert(tmp_path / "m"))
-    tokenized = model.tokenize(["w1 w2 w3"], is_query=True)
-    real = tokenized.keys[0]
-    assert len(tokenized.ids[0]) == model.query_length and real == 6  # CLS, marker, 3 words, SEP
-    expanded = model.embed_token_ids(tokenized.ids, tokenized.keys, is_query=True)[0]
-    alone = model.embed_token_ids([tokenized.ids[0][:real]], [real], is_query=True)[0]
+    ids = model.tokenize(["w1 w2 w3"], is_query=True).ids
+    real = 6  # CLS, marker, 3 words, SEP
+    assert len(ids[0]) == model.query_length and ids[0][real:] == [4] * (model.query_length - real)  # [MASK]s
+    expanded = model.embed_token_ids(ids, is_query=True)[0]
+    alone = model.embed_token_ids([ids[0][:real]], is_query=True)[0]
     np.testing.assert_allclose(expanded[:real], alone, rtol=1e-5, atol=1e-6)
     assert not np.allclose(expanded[real], expanded[real - 1])
 
