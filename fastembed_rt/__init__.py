@@ -17,6 +17,7 @@ from . import isa  # noqa: E402  (FASTEMBED_RT_ISA, before anything imports torc
 
 isa.configure()
 
+from .bge_m3 import BGEM3, load_bge_m3
 from .colbert import ColBERT, load_colbert
 from .engine import Embedder, TruncationWarning, load
 from .multivector import MultiVectorEmbeddings
@@ -31,6 +32,6 @@ from .sparse_index import SparseIndex
 
 __version__ = "0.1.0"
 
-__all__ = ["ColBERT", "Embedder", "Index", "MultiVectorEmbeddings", "MultiVectorIndex", "QueryTooLong", "Reranker", "SparseEmbeddings",
-           "SparseEncoder", "SparseIndex", "TruncationWarning", "__version__", "hybrid", "load", "load_colbert",
-           "load_reranker", "load_sparse", "quantize_embeddings"]
+__all__ = ["BGEM3", "ColBERT", "Embedder", "Index", "MultiVectorEmbeddings", "MultiVectorIndex", "QueryTooLong",
+           "Reranker", "SparseEmbeddings", "SparseEncoder", "SparseIndex", "TruncationWarning", "__version__", "hybrid",
+           "load", "load_bge_m3", "load_colbert", "load_reranker", "load_sparse", "quantize_embeddings"]

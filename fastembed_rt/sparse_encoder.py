@@ -114,6 +114,18 @@ def _static_query(folder: Path, max_length: int) -> StaticQueryEncoder:
     return StaticQueryEncoder(TextTokenizer(tokenizer, limit), weights.float().numpy().copy())
 
 
+def load_head_file(path: Path) -> dict:
+    """A head's state dict from a .pt file (BGE-M3's sparse_linear.pt, colbert_linear.pt), read weights-only: no
+    pickled code runs."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle and zip errors name neither the file nor the cause plainly
+        raise ValueError(f"{path}: not a weights-only state dict ({type(e).__name__}: {e})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
+    return state
+
+
 def is_sparse_model(root: Path) -> bool:
     """Whether a model folder holds a SPLADE model that load() should return as a SparseEncoder: a SpladePooling
     module (directly or in a Router), or a plain *ForMaskedLM checkpoint."""
@@ -170,14 +182,7 @@ def load_sparse_spec(name_or_path: str | Path, revision: str | None = None, *, h
     tokenizer = read_tokenizer(transformer)
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length=max_length)
-    sparse_linear = None
-    if bge_m3:
-        try:
-            sparse_linear = torch.load(root / BGE_M3_SPARSE_FILE, map_location="cpu", weights_only=True)
-        except Exception as e:  # pickle and zip errors name neither the file nor the cause plainly
-            raise ValueError(f"{root / BGE_M3_SPARSE_FILE}: not a weights-only state dict ({type(e).__name__}: {e})") from None
-        if not isinstance(sparse_linear, dict):
-            raise ValueError(f"{root / BGE_M3_SPARSE_FILE}: expected a state dict, got {type(sparse_linear).__name__}")
+    sparse_linear = load_head_file(root / BGE_M3_SPARSE_FILE) if bge_m3 else None
     max_active_dims = st_model_config.get("max_active_dims")
     if max_active_dims is not None:
         check_max_active_dims(max_active_dims)
