@@ -36,7 +36,7 @@ from .loading import max_sequence_length, read_json, read_tokenizer, resolve_mod
 from .models.registry import architecture, build_model
 from .multivector import MultiVectorEmbeddings
 from .pooling import Dense
-from .tokenization import PackedBatch
+from .tokenization import PackedBatch, clone_tokenizer
 from .weights import load_weights, shape_problem
 
 # PyLate's defaults where a checkpoint says nothing.
@@ -193,7 +193,11 @@ def load_colbert_spec(name_or_path: str | Path, revision: str | None = None, *, 
 @dataclass
 class _Tokenized:
     ids: list[list[int]]
-    truncated: int
+    overflowed: list[bool]  # per text: longer than the query or document length, so it lost tokens
+
+    @property
+    def truncated(self) -> int:
+        return sum(self.overflowed)
 
 
 class ColBERT:
@@ -226,29 +230,33 @@ class ColBERT:
             width = layer.weight.shape[0]
         self.dimension = width
         self.tokenizer = spec.tokenizer
+        # One tokenizer per side, each with its own fixed truncation, so that threads may tokenize both at once.
+        self._tokenizers = {is_query: clone_tokenizer(spec.tokenizer, self._limit(is_query)) for is_query in (True, False)}
         self._skiplist = torch.tensor(sorted(spec.skiplist), dtype=torch.int64)
 
     # -- tokenization, as PyLate's ColBERT.tokenize -------------------------------------------------------------
+
+    def _limit(self, is_query: bool) -> int:
+        """Tokens a text keeps before its marker is inserted."""
+        length = self.query_length if is_query else self.document_length
+        return length - 1 if (self.spec.query_prefix_id if is_query else self.spec.document_prefix_id) is not None else length
 
     def tokenize(self, texts: Sequence[str], is_query: bool) -> _Tokenized:
         s = self.spec
         length = self.query_length if is_query else self.document_length
         prefix = s.query_prefix_id if is_query else s.document_prefix_id
-        limit = length - 1 if prefix is not None else length
-        self.tokenizer.enable_truncation(max_length=limit)
         prepared = [t.lower() for t in texts] if s.do_lower_case else list(texts)
-        encodings = self.tokenizer.encode_batch(prepared)
-        ids, truncated = [], 0
+        encodings = self._tokenizers[is_query].encode_batch(prepared)
+        ids = []
         expand = is_query and s.do_query_expansion
         for e in encodings:
             seq = list(e.ids)
-            truncated += bool(e.overflowing)
             if prefix is not None:
                 seq.insert(min(1, len(seq)), prefix)
             if expand and len(seq) < length:
                 seq.extend([s.expansion_id] * (length - len(seq)))
             ids.append(seq)
-        return _Tokenized(ids, truncated)
+        return _Tokenized(ids, [bool(e.overflowing) for e in encodings])
 
     # -- encoding ----------------------------------------------------------------------------------------------
 
@@ -267,7 +275,7 @@ class ColBERT:
         normalize_embeddings=True): queries (is_query=True) padded to query_length with expansion tokens,
         documents without their skiplist (punctuation) tokens. A single string gives a one-text result."""
         texts = check_texts([texts] if isinstance(texts, str) else texts)
-        prompt = resolve_prompt(self.spec.prompts, self.spec.default_prompt_name, prompt, prompt_name)
+        prompt = self.resolve_prompt(prompt, prompt_name)
         if prompt:
             texts = [prompt + t for t in texts]
         tokenized = self.tokenize(texts, is_query)
@@ -366,6 +374,9 @@ class ColBERT:
 
     def count_tokens(self, texts: Sequence[str], is_query: bool = False) -> list[int]:
         return [len(ids) for ids in self.tokenize(check_texts(texts), is_query).ids]
+
+    def resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str:
+        return resolve_prompt(self.spec.prompts, self.spec.default_prompt_name, prompt, prompt_name)
 
 
 def as_multivectors(x, name: str) -> MultiVectorEmbeddings:

@@ -20,6 +20,7 @@ class PackedBatch:
     max_seqlen: int
     skip: torch.Tensor | None = None  # int32 [num_seqs]: leading prompt tokens that pooling may leave out
     token_types: torch.Tensor | None = None  # int64 [total_tokens]: segment of each token (pairs); None: all 0
+    is_query: torch.Tensor | None = None  # bool [num_seqs]: late-interaction queries among documents; None: no flags
 
     @property
     def num_tokens(self) -> int:
@@ -28,7 +29,7 @@ class PackedBatch:
     def to(self, device) -> PackedBatch:
         skip = None if self.skip is None else self.skip.to(device)
         types = None if self.token_types is None else self.token_types.to(device)
-        return PackedBatch(self.input_ids.to(device), self.cu_seqlens.to(device), self.max_seqlen, skip, types)
+        return PackedBatch(self.input_ids.to(device), self.cu_seqlens.to(device), self.max_seqlen, skip, types, self.is_query)
 
 
 @dataclass
@@ -118,10 +119,11 @@ class TextTokenizer:
 
 
 def pack(ids: Sequence[Sequence[int]], skip: int | Sequence[int] = 0,
-         token_types: Sequence[Sequence[int]] | None = None) -> PackedBatch:  # fmt: skip
+         token_types: Sequence[Sequence[int]] | None = None, is_query: Sequence[bool] | None = None) -> PackedBatch:  # fmt: skip
     """Concatenates token id lists into one PackedBatch. `skip` leading prompt tokens are marked for pooling
     to leave out: one count for every sequence, or one count per sequence. `token_types`: the segment of each
-    token (text pairs), as long as `ids`; dropped when all are 0."""
+    token (text pairs), as long as `ids`; dropped when all are 0. `is_query`: per sequence, whether a
+    late-interaction model takes it as a query."""
     lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
     cu = np.zeros(len(ids) + 1, dtype=np.int32)
     np.cumsum(lengths, out=cu[1:])
@@ -134,4 +136,5 @@ def pack(ids: Sequence[Sequence[int]], skip: int | Sequence[int] = 0,
     if token_types is not None:
         types = np.fromiter((t for seq in token_types for t in seq), dtype=np.int64, count=int(cu[-1]))
         types = torch.from_numpy(types) if types.any() else None
-    return PackedBatch(torch.from_numpy(flat), torch.from_numpy(cu), int(lengths.max(initial=0)), skip_tensor, types)
+    flags = None if is_query is None else torch.tensor(list(is_query), dtype=torch.bool)
+    return PackedBatch(torch.from_numpy(flat), torch.from_numpy(cu), int(lengths.max(initial=0)), skip_tensor, types, flags)

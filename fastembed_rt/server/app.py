@@ -1,6 +1,7 @@
 """The HTTP API as a plain ASGI application over one or more models, each with its own Batcher: OpenAI's
 /v1/embeddings and TEI's routes for embedding models; TEI's /embed_sparse for sparse (SPLADE) models; TEI's
-/rerank and /predict, Cohere's and Jina's /v1/rerank and vLLM's /score for rerankers. A request's `model` field picks a loaded model by name (404 for another name);
+/embed_all (token vectors) for late-interaction (ColBERT) models; TEI's /rerank and /predict, Cohere's and Jina's
+/v1/rerank and vLLM's /score for rerankers, and the three rerank routes by MaxSim for ColBERT models. A request's `model` field picks a loaded model by name (404 for another name);
 without one, the first loaded model of the kind the route needs serves it.
 
 Plain ASGI rather than a web framework, because the server must see what frameworks hide: the body as it
@@ -23,7 +24,8 @@ import orjson
 import tokenizers
 import torch
 
-from .. import __version__
+from .. import __version__, ops
+from ..colbert import ColBERT
 from ..engine import Embedder
 from ..reranker import QueryTooLong, Reranker, best_first, softmax
 from ..sparse import prune_dense
@@ -46,24 +48,30 @@ class ClientGone(Exception):
     """The client disconnected before its answer was ready: there is nobody to answer."""
 
 
-EMBEDDING, SPARSE, RERANKER = "embedding model", "sparse model", "reranker"
+EMBEDDING, SPARSE, LATE, RERANKER = "embedding model", "sparse model", "late-interaction model", "reranker"
 
 
 class ServedModel:
-    """One loaded model behind the API: an Embedder, a SparseEncoder or a Reranker, with its own batcher (one model
-    thread each)."""
+    """One loaded model behind the API: an Embedder, a SparseEncoder, a ColBERT or a Reranker, with its own batcher
+    (one model thread each)."""
 
-    def __init__(self, name: str, model: Embedder | SparseEncoder | Reranker, config: ServerConfig, metrics: Metrics):
+    def __init__(self, name: str, model: Embedder | SparseEncoder | ColBERT | Reranker, config: ServerConfig, metrics: Metrics):
         self.name, self.model = name, model
         self.is_reranker = isinstance(model, Reranker)
-        self.kind = RERANKER if self.is_reranker else SPARSE if isinstance(model, SparseEncoder) else EMBEDDING
+        self.kind = (RERANKER if self.is_reranker else SPARSE if isinstance(model, SparseEncoder)
+                     else LATE if isinstance(model, ColBERT) else EMBEDDING)  # fmt: skip
         if self.is_reranker:  # the width of its batches' rows, and what computes them
             self.width, run = model.num_labels, model.logits_batch
         elif self.kind == SPARSE:
             self.width, run = model.dimension, model.dense_batch
+        elif self.kind == LATE:  # rows of as many token vectors as each sequence keeps
+            self.width = None
+
+            def run(batch):
+                return list(model.embed_batch(batch, batch.is_query if batch.is_query is not None else False))
         else:
             self.width, run = model.full_dimension, model.embed_batch
-        self.tokenizer = None if self.is_reranker else RequestTokenizer(model)
+        self.tokenizer = None if self.is_reranker or self.kind == LATE else RequestTokenizer(model)
         self.batcher = Batcher(
             run, metrics, max_batch_tokens=config.max_batch_tokens, max_batch_texts=config.max_batch_texts,
             max_wait_ms=config.max_wait_ms,
@@ -86,6 +94,7 @@ class ModelServer:
             "/v1/embeddings": ("POST", self.openai_embeddings),
             "/embed": ("POST", self.tei_embed),
             "/embed_sparse": ("POST", self.tei_embed_sparse),
+            "/embed_all": ("POST", self.tei_embed_all),
             "/similarity": ("POST", self.similarity),
             "/tokenize": ("POST", self.tokenize),
             "/rerank": ("POST", self.tei_rerank),
@@ -98,18 +107,19 @@ class ModelServer:
             "/metrics": ("GET", self.metrics_text),
         }
 
-    def served(self, name: str | None, needed: str) -> ServedModel:
-        """The model a request names (404 if it is not loaded), or the first loaded one of the kind it needs."""
+    def served(self, name: str | None, *needed: str) -> ServedModel:
+        """The model a request names (404 if it is not loaded), or the first loaded one of a kind it needs."""
         loaded = ", ".join(f"{n} ({m.kind})" for n, m in self.models.items())
+        kinds = " or ".join(_a(kind) for kind in needed)
         if name is not None:
             if name not in self.models:
                 raise RequestError(404, f"model {name!r} is not loaded; loaded: {loaded}", "model")
-            if self.models[name].kind != needed:
-                raise RequestError(422, f"model {name!r} is {_a(self.models[name].kind)}; this route needs {_a(needed)}", "model")
+            if self.models[name].kind not in needed:
+                raise RequestError(422, f"model {name!r} is {_a(self.models[name].kind)}; this route needs {kinds}", "model")
             return self.models[name]
-        model = next((m for m in self.models.values() if m.kind == needed), None)
+        model = next((m for m in self.models.values() if m.kind in needed), None)
         if model is None:
-            raise RequestError(404, f"no {needed} is loaded; loaded: {loaded}", "model")
+            raise RequestError(404, f"no {' or '.join(needed)} is loaded; loaded: {loaded}", "model")
         return model
 
     # --- ASGI entry ------------------------------------------------------------------------------------
@@ -222,8 +232,9 @@ class ModelServer:
                 return
 
     # --- running requests through a model's batcher ---------------------------------------------------
-    async def _run(self, served: ServedModel, tokenize, receive):
-        """Rows [n, width] of a request (vectors before normalization or truncation, or a reranker's logits), in
+    async def _run(self, served: ServedModel, tokenize, receive, is_query: list[bool] | None = None):
+        """Rows [n, width] of a request (vectors before normalization or truncation, or a reranker's logits; a
+        late-interaction model's per-sequence token vectors, `is_query` saying which sequences are queries), in
         input order, and their token count. tokenize() -> (ids, skip, token types or None) runs on the tokenizer
         pool; meanwhile a partial batch may wait for it (announce)."""
         loop = asyncio.get_running_loop()
@@ -238,7 +249,7 @@ class ModelServer:
                 if disconnected.done():  # gone while its texts were tokenized: they never reach the queue
                     self.metrics.cancelled_texts.inc(len(ids))
                     raise ClientGone
-                submitted = Job(ids, skip, served.width, loop, token_types=types)
+                submitted = Job(ids, skip, served.width, loop, token_types=types, is_query=is_query)
                 served.batcher.submit(submitted)
                 job = submitted  # only now is the announcement consumed
             except BatcherClosed:
@@ -288,6 +299,43 @@ class ModelServer:
             return encoded.ids, [0] * len(encoded.ids), encoded.token_types
 
         return await self._run(served, tokenize, receive)
+
+    async def _token_vectors(self, served: ServedModel, texts: list[str], is_query: list[bool], truncate: bool | None,
+                             where, field: str, receive):  # fmt: skip
+        """A ColBERT model's token vectors of texts (each a query or a document), and their token count; where(i)
+        names text i in errors, which `field` of the request holds."""
+        model: ColBERT = served.model
+        truncate = self.config.auto_truncate if truncate is None else truncate
+
+        def tokenize():
+            ids = [None] * len(texts)
+            for flag in (True, False):
+                chosen = [i for i, q in enumerate(is_query) if q == flag]
+                tokenized = model.tokenize([texts[i] for i in chosen], flag) if chosen else None
+                for j, i in enumerate(chosen):
+                    if tokenized.overflowed[j] and not truncate:
+                        limit = model.query_length if flag else model.document_length
+                        raise RequestError(413, f"{where(i)} is longer than the model's {'query' if flag else 'document'}_length "
+                                                f"of {limit} tokens; shorten it, or send truncate=true (or start the server "
+                                                "with --auto-truncate)", field)  # fmt: skip
+                    ids[i] = tokenized.ids[j]
+            return ids, [0] * len(ids), None
+
+        return await self._run(served, tokenize, receive, is_query=is_query)
+
+    async def _late_interaction_scores(self, served: ServedModel, request: RerankRequest, receive):
+        """MaxSim of each (query, document) pair of a request, and the token count; each distinct query is encoded once."""
+        self._check_batch_size(len(request.documents), request.field)
+        queries = list(dict.fromkeys(request.queries))
+        first = len(queries)
+        vectors, tokens = await self._token_vectors(served, queries + request.documents,
+                                                    [True] * first + [False] * len(request.documents), request.truncate,
+                                                    lambda i: "query" if i < first else f"{request.field}[{i - first}]",
+                                                    request.field, receive)  # fmt: skip
+        q, d = vectors[: len(queries)], vectors[len(queries) :]
+        scores = ops.maxsim(*_packed(q), *_packed(d)).numpy()
+        row = {text: i for i, text in enumerate(queries)}
+        return scores[[row[text] for text in request.queries], np.arange(len(d))], tokens
 
     def _check_batch_size(self, count: int, field: str) -> None:
         limit = self.config.max_client_batch_size
@@ -367,6 +415,26 @@ class ModelServer:
         payload = [[{"index": int(i), "value": float(row[i])} for i in np.flatnonzero(row)] for row in rows]
         return 200, orjson.dumps(payload), JSON
 
+    async def tei_embed_all(self, body: dict, receive):
+        """TEI's /embed_all: every input's token vectors. For a ColBERT model these are its late-interaction vectors
+        (L2-normalized; documents without their skiplist tokens); `task` "query" encodes queries (with expansion)."""
+        request: EmbedRequest = parse_tei_embed(body)
+        task = parse_task(body) or "document"
+        if request.dimensions is not None:
+            raise RequestError(422, "dimensions does not apply to token vectors", "dimensions")
+        served = self.served(request.model, LATE)
+        if request.inputs.texts is None:
+            raise RequestError(422, "a ColBERT model takes texts, not token ids (it adds its own markers)", request.inputs.field)
+        self._check_batch_size(len(request.inputs), request.inputs.field)
+        texts = request.inputs.texts
+        prompt = self._prompt(served, request.prompt_name)
+        if prompt:
+            texts = [prompt + t for t in texts]
+        field = request.inputs.field
+        rows, _ = await self._token_vectors(served, texts, [task == "query"] * len(texts), request.truncate,
+                                            lambda i: f"{field}[{i}]", field, receive)  # fmt: skip
+        return 200, orjson.dumps(rows, option=orjson.OPT_SERIALIZE_NUMPY), JSON
+
     async def similarity(self, body: dict, receive):
         request = parse_similarity(body)
         served = self.served(request.model, EMBEDDING)
@@ -390,8 +458,12 @@ class ModelServer:
 
     # --- reranking routes ------------------------------------------------------------------------------
     async def _rerank(self, request: RerankRequest, receive):
-        """(served model, scores [n] with the model's activation unless raw, order best first, token count)."""
-        served = self.served(request.model, RERANKER)
+        """(served model, scores [n] with the model's activation unless raw, order best first, token count). A
+        ColBERT model scores each pair by MaxSim of its query's and document's token vectors."""
+        served = self.served(request.model, RERANKER, LATE)
+        if served.kind == LATE:
+            scores, tokens = await self._late_interaction_scores(served, request, receive)
+            return served, scores, best_first(scores, request.top_n), tokens
         if served.model.num_labels != 1:
             raise RequestError(422, f"model {served.name!r} has {served.model.num_labels} labels; reranking needs one score per pair: use /predict", "model")
         logits, tokens = await self._score_pairs(served, request, receive)
@@ -464,7 +536,7 @@ class ModelServer:
             "model_id": served.name,
             "model_path": str(m.spec.path),
             "model_type": m.spec.config.get("model_type"),
-            "kind": {RERANKER: "reranker", SPARSE: "sparse", EMBEDDING: "embedding"}[served.kind],
+            "kind": {RERANKER: "reranker", SPARSE: "sparse", LATE: "late-interaction", EMBEDDING: "embedding"}[served.kind],
             "model_dtype": "int8" if m.int8 else str(m.dtype).removeprefix("torch."),
             "device": str(m.device),
         }
@@ -472,6 +544,11 @@ class ModelServer:
             return {**info, "dimension": m.dimension, "max_input_length": m.max_seq_length, "head": m.spec.head,
                     "pooling": m.spec.pooling, "activation": m.spec.activation, "max_active_dims": m.max_active_dims,
                     "inference_free_queries": m.query_is_inference_free, "prompts": m.spec.prompts}  # fmt: skip
+        if served.kind == LATE:
+            return {**info, "dimension": m.dimension, "max_input_length": m.max_seq_length, "query_length": m.query_length,
+                    "document_length": m.document_length, "query_expansion": m.spec.do_query_expansion,
+                    "attend_to_expansion_tokens": m.spec.attend_to_expansion_tokens, "similarity_fn_name": "MaxSim",
+                    "prompts": m.spec.prompts}  # fmt: skip
         if served.is_reranker:
             return {**info, "max_input_length": m.max_length, "labels": m.labels, "activation": m.activation,
                     "scoring": "yes/no logits" if m.yes_no else "classifier"}  # fmt: skip
@@ -501,6 +578,13 @@ class ModelServer:
 
     async def metrics_text(self):
         return 200, self.metrics.render().encode(), PROMETHEUS
+
+
+def _packed(arrays: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sequence token vectors as one packed tensor and its offsets (ops.maxsim's form)."""
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
+    np.cumsum([len(a) for a in arrays], out=offsets[1:])
+    return torch.from_numpy(np.concatenate(arrays)), torch.from_numpy(offsets)
 
 
 def _a(noun: str) -> str:

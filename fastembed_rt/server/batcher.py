@@ -33,14 +33,16 @@ class BatcherClosed(RuntimeError):
 
 class Job:
     """One request's token sequences on their way through the model; `future` gets float32 [n, width] (vectors,
-    or a reranker's logits). token_types: the segment of each token of text pairs, or None."""
+    or a reranker's logits), or with width None a list of n per-sequence arrays (a late-interaction model's token
+    vectors). token_types: the segment of each token of text pairs, or None; is_query: per sequence, whether a
+    late-interaction model takes it as a query, or None."""
 
-    def __init__(self, ids: list[list[int]], skip: list[int], dimension: int, loop: asyncio.AbstractEventLoop,
-                 token_types: list[list[int]] | None = None):  # fmt: skip
-        self.ids, self.skip, self.token_types = ids, skip, token_types
+    def __init__(self, ids: list[list[int]], skip: list[int], dimension: int | None, loop: asyncio.AbstractEventLoop,
+                 token_types: list[list[int]] | None = None, is_query: list[bool] | None = None):  # fmt: skip
+        self.ids, self.skip, self.token_types, self.is_query = ids, skip, token_types, is_query
         self.loop = loop
         self.future: asyncio.Future = loop.create_future()
-        self.vectors = np.empty((len(ids), dimension), dtype=np.float32)
+        self.vectors = [None] * len(ids) if dimension is None else np.empty((len(ids), dimension), dtype=np.float32)
         self.next = 0  # first sequence not yet cut into a batch
         self.remaining = len(ids)  # sequences not yet embedded
         self.cancelled = False
@@ -191,7 +193,11 @@ class Batcher:
                     types = None
                     if any(job.token_types is not None for job, _ in items):
                         types = [job.token_types[i] if job.token_types else [0] * len(job.ids[i]) for job, i in items]
-                    self._handoff.put((items, pack(ids, skip=[job.skip[i] for job, i in items], token_types=types)))
+                    flags = None
+                    if any(job.is_query is not None for job, _ in items):
+                        flags = [bool(job.is_query and job.is_query[i]) for job, i in items]
+                    batch = pack(ids, skip=[job.skip[i] for job, i in items], token_types=types, is_query=flags)
+                    self._handoff.put((items, batch))
                 else:
                     self._slot.release()
         finally:
