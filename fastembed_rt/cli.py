@@ -95,14 +95,13 @@ def cmd_embed(args) -> int:
 
 def embed_job(args) -> int:
     """--out is a directory: a resumable sharded job (local pipeline or Ray Data)."""
-    from fastembed_rt.engine import load_embedder
+    from fastembed_rt.engine import Embedder, load_embedder
     from fastembed_rt.corpus import JobOptions, embed_corpus
-    from fastembed_rt.sparse_encoder import SparseEncoder
 
     source = args.input or sample_corpus_path()
-    model = load_embedder(args.model, device=args.device, dtype=args.dtype, revision=args.revision, sparse=True)
-    if args.engine == "ray" and isinstance(model, SparseEncoder):
-        raise ValueError(f"{args.model} is a sparse model: its jobs run in the local pipeline (drop --engine ray)")
+    model = load_embedder(args.model, device=args.device, dtype=args.dtype, revision=args.revision, sparse=True, multivector=True)
+    if args.engine == "ray" and not isinstance(model, Embedder):
+        raise ValueError(f"{args.model} is a sparse or ColBERT model: its jobs run in the local pipeline (drop --engine ray)")
     options = JobOptions(
         precision=args.precision, format=args.format or "parquet", text_field=args.text_field, id_field=args.id_field,
         prompt=model.resolve_prompt(None, args.prompt_name), normalize=args.normalize, truncate_dim=args.truncate_dim,
@@ -214,17 +213,19 @@ def cmd_rerank(args) -> int:
 
 def cmd_eval(args) -> int:
     from fastembed_rt import evaluation
+    from fastembed_rt.colbert import ColBERT
     from fastembed_rt.engine import load_embedder
     from fastembed_rt.sparse_encoder import SparseEncoder
 
-    model = load_embedder(args.model, dtype=args.dtype, revision=args.revision, sparse=True)
-    sparse = isinstance(model, SparseEncoder)
+    model = load_embedder(args.model, dtype=args.dtype, revision=args.revision, sparse=True, multivector=True)
+    sparse, multivector = isinstance(model, SparseEncoder), isinstance(model, ColBERT)
     if args.hybrid_with and not sparse:
         raise ValueError("--hybrid-with pairs a sparse --model with a dense one; --model is not sparse")
     path = Path(args.data)
     if path.is_file():
-        if sparse:
-            raise ValueError(f"{path} is an STS file, scored by cosine of dense vectors; a sparse model is evaluated on BEIR retrieval")
+        if sparse or multivector:
+            raise ValueError(f"{path} is an STS file, scored by cosine of dense vectors; a {'sparse' if sparse else 'ColBERT'} "
+                             "model is evaluated on BEIR retrieval")  # fmt: skip
         result = evaluation.evaluate_sts(model, path)
         print(f"STS {path.name}: {result['pairs']} pairs, Spearman {result['spearman']:.2f}")
         return 0
@@ -232,13 +233,15 @@ def cmd_eval(args) -> int:
     if sparse:
         dense = load_embedder(args.hybrid_with, dtype=args.dtype) if args.hybrid_with else None
         result = evaluation.evaluate_sparse_retrieval(model, corpus, queries, qrels, args.drop_self, dense, args.hybrid_method)
+    elif multivector:
+        result = evaluation.evaluate_multivector_retrieval(model, corpus, queries, qrels, args.drop_self)
     else:
         result = evaluation.evaluate_retrieval(model, corpus, queries, qrels, args.precision.split(","), args.drop_self,
                                                args.rescore_multiplier)  # fmt: skip
     print(f"retrieval {path.name}: {result['queries']} queries, {result['documents']} documents")
-    print(f"  {'index':<16}{'nDCG@10':>9}{'recall@100':>12}")
+    print(f"  {'index':<20}{'nDCG@10':>9}{'recall@100':>12}")
     for name, m in result["results"].items():
-        print(f"  {name:<16}{m['ndcg@10']:>9.2f}{m['recall@100']:>12.2f}")
+        print(f"  {name:<20}{m['ndcg@10']:>9.2f}{m['recall@100']:>12.2f}")
     return 0
 
 

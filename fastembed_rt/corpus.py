@@ -27,6 +27,8 @@ import numpy as np
 
 from .quantize import quantization_ranges, quantize_embeddings
 from .readers import ReadStats, Record, input_files, iter_records
+from .colbert import ColBERT
+from .multivector import MultiVectorEmbeddings
 from .sparse import SparseEmbeddings
 from .sparse_encoder import SparseEncoder
 
@@ -125,17 +127,35 @@ def _sparse_columns(vectors: SparseEmbeddings) -> dict:
             "values": pa.ListArray.from_arrays(offsets, pa.array(vectors.values, type=pa.float32()))}  # fmt: skip
 
 
-def write_shard(directory: Path, index: int, fmt: str, ids: list[str], vectors: np.ndarray | SparseEmbeddings,
-                digests: np.ndarray) -> list[dict]:  # fmt: skip
+def _multivector_columns(vectors: MultiVectorEmbeddings) -> dict:
+    """vectors list<fixed_size_list<float32 | int8>[dim]>, one list of token vectors per row; with int8 codes, their
+    scales list<float32>."""
+    import pyarrow as pa
+
+    offsets = pa.array(vectors.offsets.astype(np.int32))
+    columns = {"vectors": pa.ListArray.from_arrays(offsets, _embedding_array(vectors.vectors))}
+    if vectors.scales is not None:
+        columns["scales"] = pa.ListArray.from_arrays(offsets, pa.array(vectors.scales, type=pa.float32()))
+    return columns
+
+
+def write_shard(directory: Path, index: int, fmt: str, ids: list[str],
+                vectors: np.ndarray | SparseEmbeddings | MultiVectorEmbeddings, digests: np.ndarray) -> list[dict]:  # fmt: skip
     """Writes one shard atomically, then the digests of its input rows (shard-N.inputs.npy, uint64); returns its
-    files as {file, sha256}, the digests last. Sparse vectors: parquet only, columns indices and values."""
+    files as {file, sha256}, the digests last. Sparse vectors: parquet only, columns indices and values;
+    multi-vector (ColBERT) ones: parquet only, column vectors (and scales for int8 codes)."""
     written = []
     if fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         name = f"shard-{index:05d}.parquet"
-        columns = _sparse_columns(vectors) if isinstance(vectors, SparseEmbeddings) else {"embedding": _embedding_array(vectors)}
+        if isinstance(vectors, SparseEmbeddings):
+            columns = _sparse_columns(vectors)
+        elif isinstance(vectors, MultiVectorEmbeddings):
+            columns = _multivector_columns(vectors)
+        else:
+            columns = {"embedding": _embedding_array(vectors)}
         table = pa.table({"id": pa.array(ids, type=pa.string()), **columns})
         # No dictionary for the vectors: it never pays for floats and costs a large hash table per shard.
         write_atomically(directory / name, lambda p: pq.write_table(table, p, use_dictionary=["id"]))
@@ -162,9 +182,10 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         np.save(f, array)
 
 
-def read_shard(directory: Path, shard: dict, dimension: int | None = None) -> tuple[list[str], np.ndarray | SparseEmbeddings]:
+def read_shard(directory: Path, shard: dict, dimension: int | None = None
+               ) -> tuple[list[str], np.ndarray | SparseEmbeddings | MultiVectorEmbeddings]:  # fmt: skip
     """(ids, vectors) of a shard as the manifest lists it; sparse shards as SparseEmbeddings of the manifest's
-    `dimension` (their vocabulary)."""
+    `dimension` (their vocabulary), multi-vector shards as MultiVectorEmbeddings."""
     files = [f["file"] for f in shard["files"]]
     if files[0].endswith(".parquet"):
         import pyarrow.parquet as pq
@@ -176,6 +197,14 @@ def read_shard(directory: Path, shard: dict, dimension: int | None = None) -> tu
             indices, values = table.column("indices").combine_chunks(), table.column("values").combine_chunks()
             vectors = SparseEmbeddings(indices.offsets.to_numpy(), indices.values.to_numpy(), values.values.to_numpy(), dimension)
             return table.column("id").to_pylist(), vectors
+        if "vectors" in table.column_names:
+            lists = table.column("vectors").combine_chunks()
+            tokens = lists.values
+            flat = tokens.values.to_numpy(zero_copy_only=False).reshape(-1, tokens.type.list_size)
+            scales = None
+            if "scales" in table.column_names:
+                scales = table.column("scales").combine_chunks().values.to_numpy(zero_copy_only=False)
+            return table.column("id").to_pylist(), MultiVectorEmbeddings(flat, lists.offsets.to_numpy().astype(np.int64), scales)
         embedding = table.column("embedding").combine_chunks()
         width = embedding.type.list_size
         vectors = embedding.values.to_numpy(zero_copy_only=False).reshape(-1, width)
@@ -255,12 +284,17 @@ class ShardSink:
 
     def add(self, ids: list[str], last_position: int, vectors: np.ndarray, digests: list[int]) -> None:
         """Rows in input order: their ids, the position of the last, their vectors and their row_digests."""
-        if self.options.precision in ("int8", "uint8") and self.ranges is None:
+        calibrated = isinstance(vectors, np.ndarray)  # int8 token codes of multi-vector rows carry their own scales
+        if calibrated and self.options.precision in ("int8", "uint8") and self.ranges is None:
             self.ranges = quantization_ranges(vectors)
             self.manifest["ranges"] = self.ranges.tolist()
         self.ids += ids
         self.digests += digests
-        self.vectors.append(vectors if isinstance(vectors, SparseEmbeddings) else _to_precision(vectors, self.options.precision, self.ranges))
+        if isinstance(vectors, MultiVectorEmbeddings):
+            vectors = vectors.quantize() if self.options.precision == "int8" else vectors
+        elif not isinstance(vectors, SparseEmbeddings):
+            vectors = _to_precision(vectors, self.options.precision, self.ranges)
+        self.vectors.append(vectors)
         self.last = last_position
         if len(self.ids) >= self.options.shard_size:
             self.flush()
@@ -270,8 +304,11 @@ class ShardSink:
             return
         index = len(self.manifest["shards"])
         digests = np.array(self.digests, dtype=np.uint64)
-        sparse = isinstance(self.vectors[0], SparseEmbeddings)
-        vectors = SparseEmbeddings.concatenate(self.vectors) if sparse else np.concatenate(self.vectors)
+        first = self.vectors[0]
+        if isinstance(first, (SparseEmbeddings, MultiVectorEmbeddings)):
+            vectors = type(first).concatenate(self.vectors)
+        else:
+            vectors = np.concatenate(self.vectors)
         files = write_shard(self.out, index, self.options.format, self.ids, vectors, digests)
         self.manifest["shards"].append({"files": files, "rows": len(self.ids), "first_position": self.first, "last_position": self.last})
         _save_manifest(self.out, self.manifest)
@@ -328,31 +365,38 @@ def open_job(embedder, inputs: str | Path, out_dir: str | Path, options: JobOpti
     """The input files and the manifest to continue (fresh, or the same job's earlier one)."""
     files = input_files(inputs)
     sparse = isinstance(embedder, SparseEncoder)
-    if sparse:
-        _check_sparse_options(options)
+    multivector = isinstance(embedder, ColBERT)
+    if sparse or multivector:
+        _check_list_options(options, "multi-vector (ColBERT)" if multivector else "sparse")
     header = {
         "format_version": FORMAT_VERSION,
         "model": str(embedder.spec.path),
         "model_revision": model_revision(embedder.spec.path),
         "hub_id": embedder.spec.hub.repo_id if embedder.spec.hub else None,  # named by its Hub id: which one,
         "hub_commit": embedder.spec.hub.commit if embedder.spec.hub else None,  # at which commit
-        "dimension": embedder.dimension if sparse else embedder.resolve_truncate_dim(options.truncate_dim) or embedder.full_dimension,
-        **({"sparse": True} if sparse else {}),  # (a key dense jobs never had: their manifests still resume)
+        "dimension": embedder.dimension if sparse or multivector else embedder.resolve_truncate_dim(options.truncate_dim) or embedder.full_dimension,
+        # (keys dense jobs never had: their manifests still resume)
+        **({"sparse": True} if sparse else {}), **({"multivector": True} if multivector else {}),
         "inputs": [{"file": str(f), "bytes": f.stat().st_size} for f in files],
         **asdict(options),
-        "normalize": False if sparse else embedder.spec.normalize if options.normalize is None else options.normalize,
+        "normalize": multivector or (False if sparse else embedder.spec.normalize if options.normalize is None else options.normalize),
     }
     return files, _open_manifest(Path(out_dir), header, overwrite)
 
 
-def _check_sparse_options(options: JobOptions) -> None:
-    """A sparse model's vectors are float32 weights in parquet lists, neither normalized nor truncated."""
-    for name, value, allowed in (("precision", options.precision, "float32"), ("format", options.format, "parquet")):
-        if value != allowed:
-            raise ValueError(f"a sparse model's vectors are written as {allowed} ({'indices and values lists' if name == 'format' else 'weights'}); "
-                             f"{name} {value!r} does not apply")  # fmt: skip
-    if options.truncate_dim is not None or options.normalize:
-        raise ValueError("truncate_dim and normalize do not apply to a sparse model's vectors")
+def _check_list_options(options: JobOptions, kind: str) -> None:
+    """A sparse model's vectors are float32 weights in parquet lists; a ColBERT model's, lists of float32 (or int8
+    codes with scales) token vectors, normalized as the model makes them. Neither is truncated."""
+    precisions = ("float32", "int8") if kind != "sparse" else ("float32",)
+    if options.precision not in precisions:
+        raise ValueError(f"a {kind} model's vectors are written as {' or '.join(precisions)}; precision "
+                         f"{options.precision!r} does not apply")  # fmt: skip
+    if options.format != "parquet":
+        raise ValueError(f"a {kind} model's vectors are written as parquet lists; format {options.format!r} does not apply")
+    normalized = kind != "sparse"
+    if options.truncate_dim is not None or (options.normalize is not None and options.normalize != normalized):
+        raise ValueError(f"truncate_dim and normalize do not apply to a {kind} model's vectors (they are "
+                         f"{'always' if normalized else 'never'} normalized)")  # fmt: skip
 
 
 def finish_job(out: Path, manifest: dict, **totals) -> dict:
@@ -371,9 +415,9 @@ def embed_corpus(embedder, inputs: str | Path, out_dir: str | Path, options: Job
     if manifest.get("complete"):
         return manifest
     sink = ShardSink(out, manifest, options)
-    sparse = isinstance(embedder, SparseEncoder)
-    truncate_dim = None if sparse else embedder.resolve_truncate_dim(options.truncate_dim)
-    skip = embedder.prompt_skip(options.prompt)
+    sparse, multivector = isinstance(embedder, SparseEncoder), isinstance(embedder, ColBERT)
+    truncate_dim = None if sparse or multivector else embedder.resolve_truncate_dim(options.truncate_dim)
+    skip = 0 if multivector else embedder.prompt_skip(options.prompt)
 
     stats = ReadStats()
     stop = threading.Event()
@@ -430,6 +474,8 @@ def embed_corpus(embedder, inputs: str | Path, out_dir: str | Path, options: Job
             t0 = time.perf_counter()
             if sparse:
                 vectors = embedder.embed_token_ids(ids, batch_tokens=batch_tokens)
+            elif multivector:  # a corpus is documents
+                vectors = embedder.embed_token_ids(ids, is_query=False, batch_tokens=batch_tokens)
             else:
                 vectors = embedder.embed_token_ids(ids, skip=skip, normalize=manifest["normalize"], truncate_dim=truncate_dim,
                                                    batch_tokens=batch_tokens)  # fmt: skip
@@ -468,7 +514,8 @@ def embed_corpus(embedder, inputs: str | Path, out_dir: str | Path, options: Job
 
 
 def _tokenize(embedder, records: list[Record], prompt: str) -> tuple[list[list[int]], int]:
-    tokenized = embedder.tokenizer.encode([prompt + r.text for r in records] if prompt else [r.text for r in records])
+    texts = [prompt + r.text for r in records] if prompt else [r.text for r in records]
+    tokenized = embedder.tokenize(texts, is_query=False) if isinstance(embedder, ColBERT) else embedder.tokenizer.encode(texts)
     return tokenized.ids, tokenized.truncated
 
 

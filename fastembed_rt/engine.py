@@ -273,9 +273,11 @@ def load(name_or_path: str | Path = "all-MiniLM-L6-v2", device: str | torch.devi
 
 
 def load_embedder(name_or_path: str | Path = "all-MiniLM-L6-v2", device: str | torch.device | None = None, dtype=None, *,
-                  revision: str | None = None, sparse: bool = False):  # fmt: skip
-    """load(), where only an embedding model will do (an Embedder; with sparse=True, a SparseEncoder too): a
-    reranker, or an unwanted sparse model, is refused, saying where it goes instead."""
+                  revision: str | None = None, sparse: bool = False, multivector: bool = False):  # fmt: skip
+    """load(), where only an embedding model will do (an Embedder; with sparse=True, a SparseEncoder too; with
+    multivector=True, a ColBERT too): a reranker, or an unwanted sparse or ColBERT model, is refused, saying where
+    it goes instead."""
+    from .colbert import ColBERT
     from .sparse_encoder import SparseEncoder
 
     model = load(name_or_path, device, dtype, revision=revision)
@@ -283,7 +285,11 @@ def load_embedder(name_or_path: str | Path = "all-MiniLM-L6-v2", device: str | t
         raise ValueError(f"{name_or_path} is a sparse (SPLADE) model: it gives sparse vectors, not dense ones; use "
                          "fastembed_rt.load_sparse (or load), fastembed-rt embed --out DIRECTORY (sparse parquet shards), "
                          "eval, or serve's /embed_sparse")  # fmt: skip
-    if not isinstance(model, (Embedder, SparseEncoder)):
+    if isinstance(model, ColBERT) and not multivector:
+        raise ValueError(f"{name_or_path} is a ColBERT (late-interaction) model: it gives a vector per token, not one "
+                         "per text; use fastembed_rt.load_colbert (or load), fastembed-rt embed --out DIRECTORY "
+                         "(multi-vector parquet shards), eval, rerank, or serve's /embed_all and /rerank")  # fmt: skip
+    if not isinstance(model, (Embedder, SparseEncoder, ColBERT)):
         raise ValueError(f"{name_or_path} is a reranker (a cross-encoder): it scores (query, document) pairs rather than "
                          "embedding texts; use fastembed_rt.load_reranker, fastembed-rt rerank, or serve it")  # fmt: skip
     return model

@@ -116,3 +116,23 @@ def evaluate_sparse_retrieval(model, corpus, queries, qrels, drop_self: bool = F
         fused = hybrid(dense, sparse, method, k=depth)
         results[f"hybrid ({method})"] = ranking_metrics(doc_ids, query_ids, fused[1], qrels, drop_self)
     return {"queries": len(query_ids), "documents": len(doc_ids), "results": results}
+
+
+def evaluate_multivector_retrieval(model, corpus, queries, qrels, drop_self: bool = False, candidates: int = 1000) -> dict:
+    """A ColBERT model's retrieval: exact MaxSim over float32 and over int8 token vectors, and MUVERA candidates
+    (an int8 index of fixed-dimensional encodings) rescored by exact MaxSim, over the same queries."""
+    from .multivector_index import MultiVectorIndex
+
+    doc_ids = list(corpus)
+    query_ids = [q for q in queries if q in qrels]
+    depth = 100 + (1 if drop_self else 0)
+    documents = model.encode([corpus[d] for d in doc_ids])
+    query_vectors = model.encode([queries[q] for q in query_ids], is_query=True)
+    runs = {"maxsim float32": (MultiVectorIndex.build(documents), True),
+            "maxsim int8": (MultiVectorIndex.build(documents, "int8", candidates="int8"), True)}  # fmt: skip
+    runs["muvera int8+maxsim"] = (runs["maxsim int8"][0], False)
+    results = {}
+    for name, (index, exact) in runs.items():
+        _, hits = index.search(query_vectors, k=depth, exact=exact, candidates=candidates)
+        results[name] = ranking_metrics(doc_ids, query_ids, hits, qrels, drop_self)
+    return {"queries": len(query_ids), "documents": len(doc_ids), "results": results}
