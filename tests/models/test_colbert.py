@@ -37,7 +37,8 @@ DOCUMENTS = texts(13, 0, 40, seed=2) + ["! , .", "w1", "w2 xyz w4"]  # all punct
 
 
 def tiny_bert(directory: Path, hidden=32, layers=2, heads=2, family="bert") -> Path:
-    """A random BERT (or XLM-R-shaped RoBERTa) with a WordPiece vocabulary that holds punctuation and markers."""
+    """A random BERT, XLM-RoBERTa or ModernBERT backbone with a WordPiece vocabulary that holds punctuation and
+    markers."""
     import transformers
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
@@ -48,9 +49,16 @@ def tiny_bert(directory: Path, hidden=32, layers=2, heads=2, family="bert") -> P
     tokenizer.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
                                                              special_tokens=[("[CLS]", 2), ("[SEP]", 3)])  # fmt: skip
     torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
-                                     num_attention_heads=heads, intermediate_size=2 * hidden, max_position_embeddings=80)  # fmt: skip
-    model = transformers.BertModel(config)
+    shape = dict(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                 intermediate_size=2 * hidden, max_position_embeddings=80)  # fmt: skip
+    if family == "bert":
+        model = transformers.BertModel(transformers.BertConfig(**shape))
+    elif family == "xlm-roberta":
+        model = transformers.XLMRobertaModel(transformers.XLMRobertaConfig(**shape, pad_token_id=0), add_pooling_layer=False)
+    else:  # sliding-window layers narrower than the documents (but where every query token sees a key)
+        config = transformers.ModernBertConfig(**shape, pad_token_id=0, cls_token_id=2, sep_token_id=3, bos_token_id=2,
+                                               eos_token_id=3, local_attention=20, global_attn_every_n_layers=2)  # fmt: skip
+        model = transformers.ModernBertModel(config)
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.3) if p.dim() > 1 else p.normal_(0, 0.1)
@@ -120,6 +128,17 @@ def test_pylate_layout_matches_pylate(tmp_path, settings, bias):
                                               "settings": settings})  # fmt: skip
     model = fastembed_rt.load(model_dir)
     assert isinstance(model, ColBERT) and model.dimension == 12
+    check_against_pylate(model, ref)
+
+
+@pytest.mark.parametrize("family", ["xlm-roberta", "modernbert"])
+def test_other_backbones_match_pylate(tmp_path, family):
+    model_dir = tmp_path / "colbert"
+    base = tiny_bert(tmp_path / "base", family=family)
+    ref = pylate(tmp_path, model_dir, build={"base": str(base), "dim": 12, "bias": False,
+                                              "settings": {"query_length": 12, "document_length": 40}})  # fmt: skip
+    model = fastembed_rt.load(model_dir)
+    assert model.spec.config["model_type"] == family
     check_against_pylate(model, ref)
 
 
