@@ -170,16 +170,30 @@ def cmd_rerank(args) -> int:
     import fastembed_rt
     from fastembed_rt.readers import read_corpus
 
+    from fastembed_rt.colbert import is_colbert_model
+    from fastembed_rt.loading import resolve_model
+
     if (args.query is None) == (args.input is None):
         raise ValueError("give either --query TEXT with --documents FILE, or --input FILE (jsonl of {query, candidates})")
-    reranker = fastembed_rt.load_reranker(args.model, device=args.device, dtype=args.dtype, revision=args.revision,
-                                          instruction=args.instruction)  # fmt: skip
+    root, _ = resolve_model(args.model, args.revision)
+    late = is_colbert_model(root)  # a ColBERT reranks by MaxSim of token vectors
+    if late and args.query is None:
+        raise ValueError(f"{args.model} is a ColBERT model: it reranks --query with --documents; --input jobs take "
+                         "cross-encoders and LLM rerankers")  # fmt: skip
+    if late:
+        reranker = fastembed_rt.load_colbert(root, device=args.device, dtype=args.dtype)
+    else:
+        reranker = fastembed_rt.load_reranker(args.model, device=args.device, dtype=args.dtype, revision=args.revision,
+                                              instruction=args.instruction)  # fmt: skip
     if args.query is not None:
         if args.documents is None:
             raise ValueError("--query needs --documents FILE (txt: one document per line; jsonl: a \"text\" field)")
         documents = read_corpus(Path(args.documents), text_field=args.text_field, id_field=args.id_field)
-        ranked = reranker.rank(args.query, documents.texts, top_k=args.k, raw_scores=args.raw_scores, truncate=args.truncate,
-                               batch_tokens=args.batch_tokens)  # fmt: skip
+        if late:
+            ranked = reranker.rank(args.query, documents.texts, top_k=args.k, batch_tokens=args.batch_tokens)
+        else:
+            ranked = reranker.rank(args.query, documents.texts, top_k=args.k, raw_scores=args.raw_scores,
+                                   truncate=args.truncate, batch_tokens=args.batch_tokens)  # fmt: skip
         for rank, r in enumerate(ranked, start=1):
             name = documents.ids[r["corpus_id"]] if documents.ids else r["corpus_id"]
             text = documents.texts[r["corpus_id"]].replace("\n", " ")

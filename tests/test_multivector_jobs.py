@@ -122,3 +122,14 @@ def test_cli_embed_and_eval(model, corpus, tmp_path):
     assert scores["results"]["maxsim float32"]["ndcg@10"] == pytest.approx(want)
     assert f"{want:.2f}" in result.stdout
     assert scores["results"]["muvera int8+maxsim"] == scores["results"]["maxsim int8"]  # every document is a candidate
+
+
+def test_cli_rerank_with_a_colbert_model(model, tmp_path):
+    documents = tmp_path / "docs.txt"
+    documents.write_text("\n".join(DOCUMENTS[:8]) + "\n")
+    lines = run_cli("rerank", model.spec.path, "--query", "w1 w2", "--documents", documents, "-k", "3").stdout.strip().splitlines()
+    want = model.rank("w1 w2", DOCUMENTS[:8], top_k=3)
+    assert [int(line.split()[2]) for line in lines] == [w["corpus_id"] for w in want]
+    assert [float(line.split()[1]) for line in lines] == pytest.approx([w["score"] for w in want], abs=1e-4)
+    refused = run_cli("rerank", model.spec.path, "--input", documents, "--out", tmp_path / "o.jsonl", check=False)
+    assert refused.returncode != 0 and "it reranks --query with --documents" in refused.stderr
