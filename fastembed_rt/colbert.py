@@ -179,9 +179,9 @@ def load_colbert_spec(name_or_path: str | Path, revision: str | None = None, *, 
         path=root, config=config, tokenizer=tokenizer, weights=weights, projection=projection, max_seq_length=max_length,
         query_prefix_id=prefix_id("query_prefix", defaults[0]), document_prefix_id=prefix_id("document_prefix", defaults[1]),
         query_length=length("query_length", DEFAULT_QUERY_LENGTH), document_length=length("document_length", DEFAULT_DOCUMENT_LENGTH),
-        expansion_id=_special_token(tokenizer_config, "mask_token", tokenizer, ("[MASK]", "<mask>"))
-        or _special_token(tokenizer_config, "eos_token", tokenizer, ())
-        or _special_token(tokenizer_config, "pad_token", tokenizer, ()),
+        expansion_id=next((i for i in (_special_token(tokenizer_config, "mask_token", tokenizer, ("[MASK]", "<mask>")),
+                                        _special_token(tokenizer_config, "eos_token", tokenizer, ()),
+                                        _special_token(tokenizer_config, "pad_token", tokenizer, ())) if i is not None), None),
         do_query_expansion=True if expansion is None else bool(expansion),
         attend_to_expansion_tokens=bool(attend) and (expansion is None or bool(expansion)),
         skiplist=skiplist, do_lower_case=bool(st_config.get("do_lower_case", False)),
@@ -229,7 +229,6 @@ class ColBERT:
                 raise ValueError(f"{spec.path}: projection {i} takes {layer.weight.shape[1]} features, but gets {width}")
             width = layer.weight.shape[0]
         self.dimension = width
-        self.tokenizer = spec.tokenizer
         # One tokenizer per side, each with its own fixed truncation, so that threads may tokenize both at once.
         self._tokenizers = {is_query: clone_tokenizer(spec.tokenizer, self._limit(is_query)) for is_query in (True, False)}
         self._skiplist = torch.tensor(sorted(spec.skiplist), dtype=torch.int64)
