@@ -19,7 +19,7 @@ from .colbert import as_multivectors
 from .index_files import is_count, load_array, read_header, write_header
 from .multivector import MultiVectorEmbeddings
 from .muvera import MuveraEncoder
-from .search import Index
+from .search import CODE_DTYPES, Index, code_width
 
 FORMAT = "fastembed_rt.multivector_index"
 VERSION = 1
@@ -39,6 +39,24 @@ def merge_topk(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray,
     """Per row, the k best (score, id) pairs, best first, equal scores to the lower id."""
     order = np.lexsort((ids, -scores), axis=1)[:, :k]
     return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
+
+
+def candidate_index(muvera: MuveraEncoder, documents: MultiVectorEmbeddings, precision: str) -> Index:
+    """An Index of the documents' MUVERA encodings. int8 and binary codes are made a chunk of documents at a time, so
+    that the float32 encodings of a large corpus (10 GB for 1M documents) are never held whole. int8 codes share one
+    symmetric step for every value, so that code dot products rank as the float ones do (Index's default
+    per-dimension ranges weigh each dimension by its own range); finding that step takes a first pass."""
+    if precision == "float32":
+        return Index.build(muvera.encode_documents(documents), "float32")
+    width = muvera.output_dim
+    ranges = None
+    if precision == "int8":
+        bound = max((float(np.abs(e).max(initial=0.0)) for _, e in muvera.chunks(documents, document=True)), default=0.0)
+        ranges = np.array([[-(bound or 1.0)] * width, [bound or 1.0] * width], np.float32)
+    codes = np.zeros((len(documents), code_width(precision, width)), CODE_DTYPES[precision])
+    for rows, encodings in muvera.chunks(documents, document=True):
+        codes[rows] = Index.encode(encodings, precision, ranges)
+    return Index(precision, width, codes, None, ranges)
 
 
 class MultiVectorIndex:
@@ -66,12 +84,7 @@ class MultiVectorIndex:
         muvera = fde = None
         if candidates is not None:
             muvera = MuveraEncoder.create(documents.dim, repetitions, simhash_bits, projection_dim, seed)
-            encodings = muvera.encode_documents(documents)
-            # int8 codes symmetric about 0 with one step for every value, so that code dot products rank as the float
-            # ones do (Index's default per-dimension ranges weigh each dimension by its own range)
-            bound = float(np.abs(encodings).max(initial=0.0)) or 1.0
-            ranges = np.array([[-bound] * encodings.shape[1], [bound] * encodings.shape[1]], np.float32)
-            fde = Index.build(encodings, candidates, ranges=ranges if candidates == "int8" else None)
+            fde = candidate_index(muvera, documents, candidates)
         if precision == "int8":
             documents = documents.quantize()
         return cls(documents, muvera, fde)

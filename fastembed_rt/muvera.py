@@ -55,10 +55,16 @@ class MuveraEncoder:
         return self._encode(documents, document=True)
 
     def _encode(self, texts: MultiVectorEmbeddings, document: bool) -> np.ndarray:
-        """float32 [n, output_dim], texts taken in chunks of whole texts of about _CHUNK_TOKENS tokens."""
+        out = np.zeros((len(texts), self.output_dim), dtype=np.float32)
+        for rows, encodings in self.chunks(texts, document):
+            out[rows] = encodings
+        return out
+
+    def chunks(self, texts: MultiVectorEmbeddings, document: bool):
+        """(slice of texts, their float32 encodings [n, output_dim]) for chunks of whole texts of about _CHUNK_TOKENS
+        tokens: a large corpus's encodings can be used without ever being held whole."""
         if texts.dim != self.dim:
             raise ValueError(f"token vectors have dimension {texts.dim}, the MUVERA encoder {self.dim}")
-        out = np.zeros((len(texts), self.output_dim), dtype=np.float32)
         offsets = texts.offsets
         start = 0
         while start < len(texts):
@@ -67,9 +73,8 @@ class MuveraEncoder:
             rows = slice(int(offsets[start]), int(offsets[end]))
             tokens = texts.vectors[rows] if texts.scales is None else texts.vectors[rows] * texts.scales[rows, None]
             lengths = torch.from_numpy(np.diff(offsets[start : end + 1]))
-            out[start:end] = self._encode_chunk(torch.from_numpy(np.asarray(tokens, dtype=np.float32)), lengths, document)
+            yield slice(start, end), self._encode_chunk(torch.from_numpy(np.asarray(tokens, dtype=np.float32)), lengths, document)
             start = end
-        return out
 
     def _encode_chunk(self, tokens: torch.Tensor, lengths: torch.Tensor, document: bool) -> np.ndarray:
         n, buckets, width = len(lengths), self.buckets, self.projections.shape[2]

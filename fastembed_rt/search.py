@@ -54,13 +54,13 @@ class Index:
         if precision == "int8" and ranges is None:
             ranges = quantization_ranges(x)
         ranges = None if precision != "int8" else np.asarray(ranges, dtype=np.float32)
-        index = cls(precision, x.shape[1], cls._encode(x, precision, ranges), None, ranges)
+        index = cls(precision, x.shape[1], cls.encode(x, precision, ranges), None, ranges)
         if keep_float and precision != "float32":
             index.floats = x
         return index
 
     @staticmethod
-    def _encode(x: np.ndarray, precision: str, ranges) -> np.ndarray:
+    def encode(x: np.ndarray, precision: str, ranges) -> np.ndarray:
         if precision == "float32":
             return x
         if precision == "int8":
@@ -73,7 +73,7 @@ class Index:
     def add(self, embeddings) -> None:
         """Appends vectors (quantized with the index's own ranges); ids continue from len(index)."""
         x = _float_matrix(embeddings, "embeddings", self.dim)
-        self.codes = np.concatenate([self.codes, self._encode(x, self.precision, self.ranges)])
+        self.codes = np.concatenate([self.codes, self.encode(x, self.precision, self.ranges)])
         if self.floats is not None:
             self.floats = np.concatenate([self.floats, x])
 
@@ -96,9 +96,9 @@ class Index:
             return _C.topk_dot_f32(q, self.codes, k, _isa())
         candidates = int(min(len(self), k * max(rescore_multiplier, 1)))
         if self.precision == "int8":
-            scores, ids = _C.topk_dot_i8(self._encode(q, "int8", self.ranges), self.codes, candidates, _isa())
+            scores, ids = _C.topk_dot_i8(self.encode(q, "int8", self.ranges), self.codes, candidates, _isa())
         else:
-            distances, ids = _C.topk_hamming(self._encode(q, "binary", None), self.codes, candidates, _isa())
+            distances, ids = _C.topk_hamming(self.encode(q, "binary", None), self.codes, candidates, _isa())
             scores = -distances
         if rescore_multiplier == 0:
             return scores.astype(np.float32), ids
@@ -137,15 +137,15 @@ class Index:
         header, header_path = read_header(path, "index")
         precision, dim, count, ranges = _check_header(header, header_path)
         mode = "r" if mmap else None
-        codes = load_array(path / "codes.npy", mode, _CODE_DTYPES[precision], (count, _code_width(precision, dim)))
+        codes = load_array(path / "codes.npy", mode, CODE_DTYPES[precision], (count, code_width(precision, dim)))
         floats = load_array(path / "float.npy", mode, np.float32, (count, dim)) if header["has_float"] else None
         return cls(precision, dim, codes, floats, ranges)
 
 
-_CODE_DTYPES = {"float32": np.float32, "int8": np.int8, "binary": np.uint8}
+CODE_DTYPES = {"float32": np.float32, "int8": np.int8, "binary": np.uint8}
 
 
-def _code_width(precision: str, dim: int) -> int:
+def code_width(precision: str, dim: int) -> int:
     return (dim + 7) // 8 if precision == "binary" else dim
 
 

@@ -108,6 +108,24 @@ def test_muvera_matches_the_papers_formulas():
     assert got_q.shape == (5, encoder.output_dim) == (5, 3 * 4 * 4)
 
 
+@pytest.mark.parametrize("precision", ["int8", "binary"])
+def test_candidate_codes_made_chunk_by_chunk_equal_the_whole(monkeypatch, precision):
+    import fastembed_rt.muvera as muvera_module
+    from fastembed_rt.search import Index
+
+    docs, _ = clustered_corpus(docs=300)
+    monkeypatch.setattr(muvera_module, "_CHUNK_TOKENS", 50)  # about 3 documents a chunk
+    index = MultiVectorIndex.build(docs, candidates=precision)
+    whole = index.muvera.encode_documents(MultiVectorEmbeddings.from_arrays(docs))
+    bound = np.abs(whole).max()
+    ranges = np.array([[-bound] * whole.shape[1], [bound] * whole.shape[1]], np.float32) if precision == "int8" else None
+    want = Index.build(whole, precision, ranges=ranges)
+    np.testing.assert_array_equal(index.fde.codes, want.codes)
+    if precision == "int8":
+        np.testing.assert_array_equal(index.fde.ranges, want.ranges)
+    assert index.fde.codes.dtype == want.codes.dtype and len(index.fde) == len(docs)
+
+
 @pytest.mark.parametrize("precision, candidates", [("float32", None), ("int8", "int8"), ("float32", "binary")])
 def test_save_and_load_memory_mapped(tmp_path, precision, candidates):
     docs, queries = clustered_corpus(docs=300)
