@@ -15,8 +15,9 @@ def write_header(path: Path, header: dict) -> None:
     tmp.replace(path / "header.json")
 
 
-def read_header(path: Path, what: str) -> tuple[dict, Path]:
-    """The parsed header.json of the index folder `path` (`what`: the kind of index, for errors), and its path."""
+def read_header(path: Path, what: str, format: str, version: int) -> tuple[dict, Path]:
+    """The parsed header.json of the index folder `path` (`what`: the kind of index, for errors), and its path; its
+    format and version must be those given."""
     header_path = path / "header.json"
     if not header_path.is_file():
         raise FileNotFoundError(f"{header_path} is missing: not a fastembed_rt {what}")
@@ -26,6 +27,8 @@ def read_header(path: Path, what: str) -> tuple[dict, Path]:
         raise ValueError(f"{header_path} is not valid JSON ({e})") from None
     if not isinstance(header, dict):
         raise ValueError(f"{header_path}: expected a JSON object, got {type(header).__name__}")
+    if header.get("format") != format or header.get("version") != version:
+        raise ValueError(f"{header_path}: not a version-{version} {format} header")
     return header, header_path
 
 

@@ -176,9 +176,7 @@ class MultiVectorIndex:
     @classmethod
     def load(cls, path: str | Path, mmap: bool = True) -> MultiVectorIndex:
         path = Path(path)
-        header, header_path = read_header(path, "multi-vector index")
-        if header.get("format") != FORMAT or header.get("version") != VERSION:
-            raise ValueError(f"{header_path}: not a version-{VERSION} {FORMAT} header")
+        header, header_path = read_header(path, "multi-vector index", FORMAT, VERSION)
         precision = header.get("precision")
         if precision not in PRECISIONS:
             raise ValueError(f"{header_path}: precision {precision!r} is not one of {', '.join(PRECISIONS)}")

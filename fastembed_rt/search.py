@@ -134,7 +134,7 @@ class Index:
     @classmethod
     def load(cls, path: str | Path, mmap: bool = True) -> Index:
         path = Path(path)
-        header, header_path = read_header(path, "index")
+        header, header_path = read_header(path, "index", FORMAT, VERSION)
         precision, dim, count, ranges = _check_header(header, header_path)
         mode = "r" if mmap else None
         codes = load_array(path / "codes.npy", mode, CODE_DTYPES[precision], (count, code_width(precision, dim)))
@@ -151,8 +151,6 @@ def code_width(precision: str, dim: int) -> int:
 
 def _check_header(header, path: Path) -> tuple[str, int, int, np.ndarray | None]:
     """precision, dim, count and int8 ranges of an index header, every field checked before any array is read."""
-    if header.get("format") != FORMAT or header.get("version") != VERSION:
-        raise ValueError(f"{path}: not a version-{VERSION} {FORMAT} header")
     precision, dim, count = header.get("precision"), header.get("dim"), header.get("count")
     if precision not in INDEX_PRECISIONS:
         raise ValueError(f"{path}: precision {precision!r} is not one of {', '.join(INDEX_PRECISIONS)}")

@@ -78,9 +78,7 @@ class SparseIndex:
     @classmethod
     def load(cls, path: str | Path, mmap: bool = True) -> SparseIndex:
         path = Path(path)
-        header, header_path = read_header(path, "sparse index")
-        if header.get("format") != FORMAT or header.get("version") != VERSION:
-            raise ValueError(f"{header_path}: not a version-{VERSION} {FORMAT} header")
+        header, header_path = read_header(path, "sparse index", FORMAT, VERSION)
         fields = {name: header.get(name) for name in ("dim", "count", "nnz")}
         for name, value in fields.items():
             if not is_count(value, 1 if name == "dim" else 0):
