@@ -24,8 +24,8 @@ import orjson
 import tokenizers
 import torch
 
-from .. import __version__, ops
-from ..colbert import ColBERT
+from .. import __version__
+from ..colbert import ColBERT, maxsim_scores
 from ..engine import Embedder
 from ..reranker import QueryTooLong, Reranker, best_first, softmax
 from ..sparse import prune_dense
@@ -333,7 +333,7 @@ class ModelServer:
                                                     lambda i: "query" if i < first else f"{request.field}[{i - first}]",
                                                     request.field, receive)  # fmt: skip
         q, d = vectors[: len(queries)], vectors[len(queries) :]
-        scores = ops.maxsim(*_packed(q), *_packed(d)).numpy()
+        scores = maxsim_scores(q, d)
         row = {text: i for i, text in enumerate(queries)}
         return scores[[row[text] for text in request.queries], np.arange(len(d))], tokens
 
@@ -578,13 +578,6 @@ class ModelServer:
 
     async def metrics_text(self):
         return 200, self.metrics.render().encode(), PROMETHEUS
-
-
-def _packed(arrays: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sequence token vectors as one packed tensor and its offsets (ops.maxsim's form)."""
-    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
-    np.cumsum([len(a) for a in arrays], out=offsets[1:])
-    return torch.from_numpy(np.concatenate(arrays)), torch.from_numpy(offsets)
 
 
 def _a(noun: str) -> str:
