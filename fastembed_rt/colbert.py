@@ -105,13 +105,6 @@ def _stanford_projection(root: Path, weights: dict, hidden: int) -> Dense:
     return Dense(weight, weights.get("linear.bias"))
 
 
-def _pylate_projection(folder: Path) -> Dense:
-    config = read_json(folder / "config.json")
-    if config.get("use_residual"):
-        raise ValueError(f"{folder / 'config.json'}: use_residual Dense layers are not supported")
-    return Dense.load(folder)
-
-
 def load_colbert_spec(name_or_path: str | Path, revision: str | None = None, *, hub: HubModel | None = None) -> ColBERTSpec:
     root, resolved_hub = resolve_model(name_or_path, revision)
     modules = read_json(root / "modules.json", required=False) or []
@@ -139,7 +132,7 @@ def load_colbert_spec(name_or_path: str | Path, revision: str | None = None, *, 
                     "query_length": settings.get("query_maxlen"), "document_length": settings.get("doc_maxlen"),
                     "attend_to_expansion_tokens": settings.get("attend_to_mask_tokens")}  # fmt: skip
     else:
-        projection = [_pylate_projection(folder) for folder in projection_folders]
+        projection = [Dense.load(folder) for folder in projection_folders]
         if not projection:
             raise ValueError(f"{root}: a ColBERT model needs a projection (a Dense module, or HF_ColBERT's linear)")
         settings = read_json(root / "config_sentence_transformers.json", required=False) or {}

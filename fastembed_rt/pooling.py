@@ -61,11 +61,14 @@ class PoolingConfig:
 
 @dataclass
 class Dense:
-    """A sentence-transformers Dense module: activation(x @ W.T + b)."""
+    """A sentence-transformers Dense module: activation(x @ W.T + b); PyLate's use_residual adds x to that (through
+    residual_weight, x @ R.T, when the widths differ)."""
 
     weight: torch.Tensor
     bias: torch.Tensor | None
     activation: str = "Identity"
+    use_residual: bool = False
+    residual_weight: torch.Tensor | None = None
 
     @classmethod
     def load(cls, directory: Path) -> Dense:
@@ -83,17 +86,27 @@ class Dense:
             raise ValueError(f"{directory}: Dense weights lack 'linear.weight'")
         weight, bias = weights["linear.weight"], weights.get("linear.bias")
         rows, cols = config.get("out_features"), config.get("in_features")
-        for name, tensor, shape in (("linear.weight", weight, (rows, cols)), ("linear.bias", bias, (rows,))):
+        use_residual = bool(config.get("use_residual", False))
+        residual = None
+        if use_residual and weight.shape[0] != weight.shape[1]:  # PyLate's own linear between the widths
+            residual = weights.get("residual.weight")
+            if residual is None:
+                raise ValueError(f"{directory}: a use_residual Dense from {weight.shape[1]} to {weight.shape[0]} features needs 'residual.weight'")
+        for name, tensor, shape in (("linear.weight", weight, (rows, cols)), ("linear.bias", bias, (rows,)),
+                                    ("residual.weight", residual, tuple(weight.shape))):  # fmt: skip
             if tensor is not None and (problem := shape_problem(name, tensor, shape)) is not None:
                 raise ValueError(f"{directory}: {problem}")
-        return cls(weight, bias, activation)
+        return cls(weight, bias, activation, use_residual, residual)
 
     def to(self, device, dtype=torch.float32) -> Dense:
-        bias = None if self.bias is None else self.bias.to(device, dtype)
-        return Dense(self.weight.to(device, dtype), bias, self.activation)
+        bias, residual = (None if t is None else t.to(device, dtype) for t in (self.bias, self.residual_weight))
+        return Dense(self.weight.to(device, dtype), bias, self.activation, self.use_residual, residual)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return _DENSE_ACTIVATIONS[self.activation](F.linear(x, self.weight, self.bias))
+        y = _DENSE_ACTIVATIONS[self.activation](F.linear(x, self.weight, self.bias))
+        if self.use_residual:
+            y = y + (x if self.residual_weight is None else F.linear(x, self.residual_weight))
+        return y
 
 
 def sentence_embeddings(

@@ -2,7 +2,7 @@
 PyLate ColBERT and writes its token vectors and MaxSim scores for the tests to compare with.
 
 argv[1]: a JSON file {"model": folder, "build": null or {"base": BERT folder, "dim": int, "bias": bool,
-"settings": {query_length, ...}}, "queries": [...], "documents": [...], "out": .npz path}."""
+"residual": bool (optional), "settings": {query_length, ...}}, "queries": [...], "documents": [...], "out": .npz path}."""
 
 import json
 import sys
@@ -18,7 +18,8 @@ def build(spec):
 
     torch.manual_seed(0)
     base = Transformer(spec["base"])
-    dense = models.Dense(in_features=base.get_word_embedding_dimension(), out_features=spec["dim"], bias=spec["bias"])
+    dense = models.Dense(in_features=base.get_word_embedding_dimension(), out_features=spec["dim"], bias=spec["bias"],
+                         use_residual=spec.get("residual", False))
     with torch.no_grad():
         for p in dense.parameters():
             p.normal_(0, 0.3)

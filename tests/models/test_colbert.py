@@ -131,6 +131,25 @@ def test_pylate_layout_matches_pylate(tmp_path, settings, bias):
     check_against_pylate(model, ref)
 
 
+@pytest.mark.parametrize("dim", [12, 32], ids=["residual-projected", "residual-identity"])
+def test_pylate_residual_dense_matches_pylate(tmp_path, dim):
+    """PyLate's Dense(use_residual=True): x added to the projection, through its own linear when the widths differ."""
+    model_dir = tmp_path / "colbert"
+    ref = pylate(tmp_path, model_dir, build={"base": str(tiny_bert(tmp_path / "bert")), "dim": dim, "bias": True, "residual": True,
+                                              "settings": {"query_length": 12, "document_length": 20}})  # fmt: skip
+    model = fastembed_rt.load(model_dir)
+    assert model.dimension == dim and model.projection[0].use_residual
+    assert (model.projection[0].residual_weight is None) == (dim == 32)
+    check_against_pylate(model, ref)
+    if dim == 12:  # a residual linear the file lacks is named
+        from safetensors.torch import load_file, save_file
+
+        dense = next(p.parent for p in model_dir.glob("*/model.safetensors") if "residual.weight" in load_file(p))
+        save_file({k: v for k, v in load_file(dense / "model.safetensors").items() if k != "residual.weight"}, dense / "model.safetensors")
+        with pytest.raises(ValueError, match="needs 'residual.weight'"):
+            fastembed_rt.load(model_dir)
+
+
 @pytest.mark.parametrize("family", ["xlm-roberta", "modernbert"])
 def test_other_backbones_match_pylate(tmp_path, family):
     model_dir = tmp_path / "colbert"
