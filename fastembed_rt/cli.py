@@ -177,9 +177,9 @@ def cmd_rerank(args) -> int:
         raise ValueError("give either --query TEXT with --documents FILE, or --input FILE (jsonl of {query, candidates})")
     root, _ = resolve_model(args.model, args.revision)
     late = is_colbert_model(root)  # a ColBERT reranks by MaxSim of token vectors
-    if late and args.query is None:
-        raise ValueError(f"{args.model} is a ColBERT model: it reranks --query with --documents; --input jobs take "
-                         "cross-encoders and LLM rerankers")  # fmt: skip
+    if late and (args.raw_scores or args.truncate):
+        raise ValueError(f"{args.model} is a ColBERT model: its scores are MaxSim (--raw-scores does not apply) and it "
+                         "truncates queries and documents to its own lengths (--truncate does not apply)")  # fmt: skip
     if late:
         reranker = fastembed_rt.load_colbert(root, device=args.device, dtype=args.dtype)
     else:
@@ -451,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.set_defaults(run=cmd_search)
 
     rerank = sub.add_parser("rerank", help="rerank documents for a query, or a jsonl of {query, candidates} rows")
-    rerank.add_argument("model", help="a cross-encoder or LLM reranker: a directory or a Hugging Face Hub id")
+    rerank.add_argument("model", help="a cross-encoder, an LLM reranker or a ColBERT model: a directory or a Hugging Face Hub id")
     rerank.add_argument("--revision", help="with a Hub id: a branch, tag or commit (default: main)")
     rerank.add_argument("--query", help="one query, with --documents: a ranked table")
     rerank.add_argument("--documents", help="the query's documents: txt (one per line), jsonl, csv or parquet")

@@ -6,6 +6,8 @@ Input row:  {"query": str, "candidates": [str | {"id": ..., "text": str, ...}], 
 Output row: the input row's other fields, "query", and "results": [{"index", "id"?, "score", "text"?}], best
             first, at most top_k. The output is written to a temporary file and renamed when complete, so a
             crash never leaves a partial file under the output's name.
+A cross-encoder or LLM reranker scores each (query, candidate) pair; a ColBERT model scores by MaxSim, each row's
+query encoded once.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
+
+from .colbert import ColBERT, maxsim_scores
 from .engine import check_text
 from .readers import InputError, iter_jsonl
 from .reranker import QueryTooLong, best_first
@@ -73,7 +78,7 @@ def rerank_file(reranker, source: Path, out: Path, *, corpus: dict[str, str] | N
                 return_documents: bool = False, raw_scores: bool = False, truncate: bool = False,
                 batch_tokens: int | None = None, on_rows: Callable[[int, int], None] | None = None) -> RerankTotals:  # fmt: skip
     """Reranks every row of `source` into `out` (jsonl), in input order. on_rows(rows, pairs) after each chunk."""
-    if reranker.num_labels != 1:
+    if not isinstance(reranker, ColBERT) and reranker.num_labels != 1:
         raise ValueError(f"reranking needs one score per pair; this model has {reranker.num_labels} labels")
     if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
         raise ValueError(f"top_k (-k) must be a positive int, got {top_k!r}")
@@ -100,15 +105,11 @@ def rerank_file(reranker, source: Path, out: Path, *, corpus: dict[str, str] | N
 def _score_chunk(reranker, chunk: list[Row], sink, totals, top_k, return_documents, raw_scores, truncate, batch_tokens, on_rows):
     if not chunk:
         return
-    queries = [row.fields["query"] for row in chunk for _ in row.texts]
     documents = [t for row in chunk for t in row.texts]
-    try:
-        encoded = reranker.encode_pairs(queries, documents, truncate=truncate)
-    except QueryTooLong as e:
-        row = next(r for r, end in zip(chunk, itertools.accumulate(len(r.texts) for r in chunk)) if e.index < end)
-        raise InputError(f"{row.where}: the query leaves no room for a document within the model's {reranker.max_length} "
-                         "tokens; shorten it or pass --truncate") from None  # fmt: skip
-    scores = reranker.scores(reranker.logits(encoded, batch_tokens=batch_tokens), raw_scores=raw_scores)
+    if isinstance(reranker, ColBERT):
+        scores, tokens = _maxsim_scores(reranker, chunk, documents, batch_tokens)
+    else:
+        scores, tokens = _pair_scores(reranker, chunk, documents, raw_scores, truncate, batch_tokens)
     start = 0
     for row in chunk:
         row_scores = scores[start : start + len(row.texts)]
@@ -121,6 +122,31 @@ def _score_chunk(reranker, chunk: list[Row], sink, totals, top_k, return_documen
         sink.write(json.dumps({**kept, "results": results}, ensure_ascii=False) + "\n")
     totals.rows += len(chunk)
     totals.pairs += len(documents)
-    totals.tokens += sum(len(x) for x in encoded.ids)
+    totals.tokens += tokens
     if on_rows is not None:
         on_rows(len(chunk), len(documents))
+
+
+def _pair_scores(reranker, chunk: list[Row], documents: list[str], raw_scores, truncate, batch_tokens):
+    """A cross-encoder's (or LLM reranker's) score of every (query, candidate) pair, and the tokens it read."""
+    queries = [row.fields["query"] for row in chunk for _ in row.texts]
+    try:
+        encoded = reranker.encode_pairs(queries, documents, truncate=truncate)
+    except QueryTooLong as e:
+        row = next(r for r, end in zip(chunk, itertools.accumulate(len(r.texts) for r in chunk)) if e.index < end)
+        raise InputError(f"{row.where}: the query leaves no room for a document within the model's {reranker.max_length} "
+                         "tokens; shorten it or pass --truncate") from None  # fmt: skip
+    scores = reranker.scores(reranker.logits(encoded, batch_tokens=batch_tokens), raw_scores=raw_scores)
+    return scores, sum(len(x) for x in encoded.ids)
+
+
+def _maxsim_scores(colbert: ColBERT, chunk: list[Row], documents: list[str], batch_tokens):
+    """A ColBERT's MaxSim of each row's query with each of its candidates, and the token vectors it made."""
+    queries = colbert.encode([row.fields["query"] for row in chunk], is_query=True, batch_tokens=batch_tokens)
+    vectors = colbert.encode(documents, batch_tokens=batch_tokens)
+    scores, start = [], 0
+    for i, row in enumerate(chunk):
+        candidates = vectors.take(np.arange(start, start + len(row.texts)))
+        scores.append(maxsim_scores(queries.take(np.array([i])), candidates)[0])
+        start += len(row.texts)
+    return np.concatenate(scores) if scores else np.zeros(0, np.float32), len(queries.vectors) + len(vectors.vectors)

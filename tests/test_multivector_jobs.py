@@ -131,5 +131,23 @@ def test_cli_rerank_with_a_colbert_model(model, tmp_path):
     want = model.rank("w1 w2", DOCUMENTS[:8], top_k=3)
     assert [int(line.split()[2]) for line in lines] == [w["corpus_id"] for w in want]
     assert [float(line.split()[1]) for line in lines] == pytest.approx([w["score"] for w in want], abs=1e-4)
-    refused = run_cli("rerank", model.spec.path, "--input", documents, "--out", tmp_path / "o.jsonl", check=False)
-    assert refused.returncode != 0 and "it reranks --query with --documents" in refused.stderr
+    refused = run_cli("rerank", model.spec.path, "--query", "w1", "--documents", documents, "--raw-scores", check=False)
+    assert refused.returncode == 2 and "its scores are MaxSim (--raw-scores does not apply)" in refused.stderr
+
+
+def test_cli_rerank_job_with_a_colbert_model(model, tmp_path):
+    """A jsonl of {query, candidates} rows reranked by MaxSim: candidates by text and by id, an empty list."""
+    corpus, source, out = tmp_path / "corpus.jsonl", tmp_path / "cands.jsonl", tmp_path / "reranked.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(DOCUMENTS)))
+    rows = [{"query": "w1 w2 ?", "candidates": [{"id": f"d{i}"} for i in range(9)], "qid": 1},
+            {"query": "w7", "candidates": DOCUMENTS[4:15]}, {"query": "w3", "candidates": []}]  # fmt: skip
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = run_cli("rerank", model.spec.path, "--input", source, "--out", out, "--corpus", corpus, "-k", "4", "--quiet")
+    assert "reranked   3 queries, 20 pairs" in result.stdout
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    assert got[0]["qid"] == 1 and got[2]["results"] == []
+    for row, candidates in zip(got[:2], (DOCUMENTS[:9], DOCUMENTS[4:15])):
+        want = model.rank(row["query"], candidates, top_k=4)
+        assert [r["index"] for r in row["results"]] == [w["corpus_id"] for w in want]
+        np.testing.assert_allclose([r["score"] for r in row["results"]], [w["score"] for w in want], rtol=1e-5)
+    assert [r["id"] for r in got[0]["results"]] == [f"d{w}" for w in (r["index"] for r in got[0]["results"])]
