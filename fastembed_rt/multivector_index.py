@@ -51,8 +51,8 @@ def candidate_index(muvera: MuveraEncoder, documents: MultiVectorEmbeddings, pre
     width = muvera.output_dim
     ranges = None
     if precision == "int8":
-        bound = max((float(np.abs(e).max(initial=0.0)) for _, e in muvera.chunks(documents, document=True)), default=0.0)
-        ranges = np.array([[-(bound or 1.0)] * width, [bound or 1.0] * width], np.float32)
+        bound = max((float(np.abs(e).max(initial=0.0)) for _, e in muvera.chunks(documents, document=True)), default=0.0) or 1.0
+        ranges = np.array([[-bound] * width, [bound] * width], np.float32)
     codes = np.zeros((len(documents), code_width(precision, width)), CODE_DTYPES[precision])
     for rows, encodings in muvera.chunks(documents, document=True):
         codes[rows] = Index.encode(encodings, precision, ranges)

@@ -151,14 +151,17 @@ def token_type_rows(w: "WeightReader", name: str, types: int | None, hidden: int
 class WeightReader:
     """Looks up checkpoint tensors whatever prefix the saving class added (`bert.`, `roberta.`, ...),
     converting them to the runtime's device and dtype, and names the missing tensor when one is absent.
-    With int8=True, linear layers keep int8 weights (the rest stays in `dtype`)."""
+    With int8=True, linear layers keep int8 weights (the rest stays in `dtype`); with float_ffn_up too, the
+    feed-forward input projections stay in float (their builders ask `w.float_ffn_up`)."""
 
-    def __init__(self, weights: dict[str, torch.Tensor], anchor: str, device, dtype, int8: bool = False):
+    def __init__(self, weights: dict[str, torch.Tensor], anchor: str, device, dtype, int8: bool = False,
+                 float_ffn_up: bool = False):  # fmt: skip
         prefixes = [name[: -len(anchor)] for name in weights if name.endswith(anchor)]
         if not prefixes:
             raise ValueError(f"checkpoint has no tensor named '*{anchor}'; is this the right architecture?")
         self.prefix = min(prefixes, key=len)
         self.weights, self.device, self.dtype, self.int8 = weights, device, dtype, int8
+        self.float_ffn_up = float_ffn_up
 
     def raw(self, name: str, shape: tuple) -> torch.Tensor:
         """The tensor as stored, after checking its shape against `shape` (from config.json; None: any size)."""
@@ -189,7 +192,7 @@ class WeightReader:
         return ops.Linear(weight, bias_tensor, int8=self.int8, seven_bit=seven_bit)
 
 
-def build_bert(config: dict, weights, device, dtype, int8: bool = False) -> Encoder:
+def build_bert(config: dict, weights, device, dtype, int8: bool = False, float_ffn_up: bool = False) -> Encoder:
     model_type = config.get("model_type", "bert")
     offset = config.get("pad_token_id", 1) + 1 if model_type in ("roberta", "xlm-roberta", "camembert") else 0
     cfg = EncoderConfig(
@@ -202,7 +205,7 @@ def build_bert(config: dict, weights, device, dtype, int8: bool = False) -> Enco
     )
     if config.get("position_embedding_type", "absolute") != "absolute":
         raise ValueError(f"unsupported position_embedding_type {config['position_embedding_type']!r}; supported: absolute")
-    w = WeightReader(weights, "embeddings.word_embeddings.weight", device, dtype, int8)
+    w = WeightReader(weights, "embeddings.word_embeddings.weight", device, dtype, int8, float_ffn_up)
     H, inner = cfg.hidden_size, config.get("intermediate_size")
     layers = []
     for i in range(cfg.num_layers):
@@ -214,7 +217,7 @@ def build_bert(config: dict, weights, device, dtype, int8: bool = False) -> Enco
                 out=w.linear(p + "attention.output.dense", rows=H, cols=H, seven_bit=True),
                 attn_norm_weight=w(p + "attention.output.LayerNorm.weight", (H,)),
                 attn_norm_bias=w(p + "attention.output.LayerNorm.bias", (H,)),
-                up=w.linear(p + "intermediate.dense", rows=inner, cols=H, seven_bit=True),
+                up=w.linear(p + "intermediate.dense", rows=inner, cols=H, seven_bit=True, sensitive=w.float_ffn_up),
                 down=w.linear(p + "output.dense", rows=H, cols=inner),
                 ffn_norm_weight=w(p + "output.LayerNorm.weight", (H,)),
                 ffn_norm_bias=w(p + "output.LayerNorm.bias", (H,)),

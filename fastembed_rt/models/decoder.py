@@ -146,9 +146,9 @@ class Decoder:
         return ops.rms_norm(x, self.final_norm, c.eps, residual)
 
 
-def build_decoder(config: dict, weights, device, dtype, int8: bool = False) -> Decoder:
+def build_decoder(config: dict, weights, device, dtype, int8: bool = False, float_ffn_up: bool = False) -> Decoder:
     c = decoder_config(config)
-    w = WeightReader(weights, "embed_tokens.weight", device, dtype, int8)
+    w = WeightReader(weights, "embed_tokens.weight", device, dtype, int8, float_ffn_up)
     qkv_bias = bool(config.get("attention_bias", c.model_type == "qwen2"))
     H, inner, q_rows, kv_rows = c.hidden_size, config.get("intermediate_size"), c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
 
@@ -173,7 +173,8 @@ def build_decoder(config: dict, weights, device, dtype, int8: bool = False) -> D
             out=w.linear(a + "o_proj", rows=H, cols=q_rows, bias=bool(config.get("attention_bias", False))),
             post_attn_norm=optional_norm(p + "post_attention_layernorm.weight") if c.gemma else None,
             mlp_norm=norm(p + ("pre_feedforward_layernorm.weight" if c.gemma else "post_attention_layernorm.weight")),
-            gate_up=w.linear(p + "mlp.gate_proj", p + "mlp.up_proj", rows=inner, cols=H, bias=bool(config.get("mlp_bias", False))),
+            gate_up=w.linear(p + "mlp.gate_proj", p + "mlp.up_proj", rows=inner, cols=H, bias=bool(config.get("mlp_bias", False)),
+                             sensitive=w.float_ffn_up),  # fmt: skip
             down=w.linear(p + "mlp.down_proj", rows=H, cols=inner, bias=bool(config.get("mlp_bias", False))),
             post_mlp_norm=optional_norm(p + "post_feedforward_layernorm.weight") if c.gemma else None,
         ))  # fmt: skip

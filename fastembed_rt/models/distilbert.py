@@ -5,7 +5,7 @@ from __future__ import annotations
 from .bert import Encoder, EncoderConfig, EncoderLayer, WeightReader
 
 
-def build_distilbert(config: dict, weights, device, dtype, int8: bool = False) -> Encoder:
+def build_distilbert(config: dict, weights, device, dtype, int8: bool = False, float_ffn_up: bool = False) -> Encoder:
     cfg = EncoderConfig(
         hidden_size=config["dim"],
         num_layers=config["n_layers"],
@@ -13,7 +13,7 @@ def build_distilbert(config: dict, weights, device, dtype, int8: bool = False) -
         layer_norm_eps=1e-12,  # fixed in DistilBERT
         activation=config.get("activation", "gelu"),
     )
-    w = WeightReader(weights, "embeddings.word_embeddings.weight", device, dtype, int8)
+    w = WeightReader(weights, "embeddings.word_embeddings.weight", device, dtype, int8, float_ffn_up)
     H, inner = cfg.hidden_size, config.get("hidden_dim")
     layers = []
     for i in range(cfg.num_layers):
@@ -25,7 +25,7 @@ def build_distilbert(config: dict, weights, device, dtype, int8: bool = False) -
                 out=w.linear(attn + "out_lin", rows=H, cols=H),
                 attn_norm_weight=w(p + "sa_layer_norm.weight", (H,)),
                 attn_norm_bias=w(p + "sa_layer_norm.bias", (H,)),
-                up=w.linear(p + "ffn.lin1", rows=inner, cols=H),
+                up=w.linear(p + "ffn.lin1", rows=inner, cols=H, sensitive=w.float_ffn_up),
                 down=w.linear(p + "ffn.lin2", rows=H, cols=inner),
                 ffn_norm_weight=w(p + "output_layer_norm.weight", (H,)),
                 ffn_norm_bias=w(p + "output_layer_norm.bias", (H,)),

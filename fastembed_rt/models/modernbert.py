@@ -58,7 +58,7 @@ class ModernBert:
         return ops.layer_norm(x, *self.final_norm, c.eps)
 
 
-def build_modernbert(config: dict, weights, device, dtype, int8: bool = False) -> ModernBert:
+def build_modernbert(config: dict, weights, device, dtype, int8: bool = False, float_ffn_up: bool = False) -> ModernBert:
     layers_count = config["num_hidden_layers"]
     every = config.get("global_attn_every_n_layers") or 3
     types = config.get("layer_types") or ["full_attention" if i % every == 0 else "sliding_attention" for i in range(layers_count)]
@@ -75,7 +75,7 @@ def build_modernbert(config: dict, weights, device, dtype, int8: bool = False) -
         activation=ACTIVATIONS[activation],
         windows=[(half_window, half_window) if t == "sliding_attention" else None for t in types], rope_kinds=types,
     )  # fmt: skip
-    w = WeightReader(weights, "embeddings.tok_embeddings.weight", device, dtype, int8)
+    w = WeightReader(weights, "embeddings.tok_embeddings.weight", device, dtype, int8, float_ffn_up)
     norm_bias, attn_bias, mlp_bias = config.get("norm_bias", False), config.get("attention_bias", False), config.get("mlp_bias", False)
     H, inner = c.hidden_size, config.get("intermediate_size")
 
@@ -89,7 +89,7 @@ def build_modernbert(config: dict, weights, device, dtype, int8: bool = False) -
             attn_norm=None if i == 0 else norm(p + "attn_norm"),
             qkv=w.linear(p + "attn.Wqkv", rows=3 * H, cols=H, bias=attn_bias, sensitive=True),
             out=w.linear(p + "attn.Wo", rows=H, cols=H, bias=attn_bias), mlp_norm=norm(p + "mlp_norm"),
-            up=w.linear(p + "mlp.Wi", rows=inner and 2 * inner, cols=H, bias=mlp_bias),  # GLU: gate and up rows
+            up=w.linear(p + "mlp.Wi", rows=inner and 2 * inner, cols=H, bias=mlp_bias, sensitive=w.float_ffn_up),  # GLU: gate, up
             down=w.linear(p + "mlp.Wo", rows=H, cols=inner, bias=mlp_bias),
         ))  # fmt: skip
     rotary = Rotary.from_config(config, c.hidden_size // c.num_heads, parameters)

@@ -45,13 +45,13 @@ class MPNetEncoder(Encoder):
         return x
 
 
-def build_mpnet(config: dict, weights, device, dtype, int8: bool = False) -> MPNetEncoder:
+def build_mpnet(config: dict, weights, device, dtype, int8: bool = False, float_ffn_up: bool = False) -> MPNetEncoder:
     cfg = EncoderConfig(
         hidden_size=config["hidden_size"], num_layers=config["num_hidden_layers"], num_heads=config["num_attention_heads"],
         layer_norm_eps=config.get("layer_norm_eps", 1e-12), activation=config.get("hidden_act", "gelu"),
         position_offset=PADDING_IDX + 1,
     )  # fmt: skip
-    w = WeightReader(weights, "embeddings.word_embeddings.weight", device, dtype, int8)
+    w = WeightReader(weights, "embeddings.word_embeddings.weight", device, dtype, int8, float_ffn_up)
     H, inner, buckets = cfg.hidden_size, config.get("intermediate_size"), config.get("relative_attention_num_buckets", 32)
     layers = []
     for i in range(cfg.num_layers):
@@ -60,7 +60,7 @@ def build_mpnet(config: dict, weights, device, dtype, int8: bool = False) -> MPN
         layers.append(EncoderLayer(
             qkv=w.linear(a + "q", a + "k", a + "v", rows=H, cols=H, sensitive=True), out=w.linear(a + "o", rows=H, cols=H),
             attn_norm_weight=w(p + "attention.LayerNorm.weight", (H,)), attn_norm_bias=w(p + "attention.LayerNorm.bias", (H,)),
-            up=w.linear(p + "intermediate.dense", rows=inner, cols=H), down=w.linear(p + "output.dense", rows=H, cols=inner),
+            up=w.linear(p + "intermediate.dense", rows=inner, cols=H, sensitive=w.float_ffn_up), down=w.linear(p + "output.dense", rows=H, cols=inner),
             ffn_norm_weight=w(p + "output.LayerNorm.weight", (H,)), ffn_norm_bias=w(p + "output.LayerNorm.bias", (H,)),
         ))  # fmt: skip
     return MPNetEncoder(

@@ -54,10 +54,11 @@ def architecture(config: dict) -> Architecture:
     return arch
 
 
-def build_model(config: dict, weights, device, dtype, int8: bool = False):
-    """Our model for config.json's model_type; int8=True quantizes its linear layers' weights."""
+def build_model(config: dict, weights, device, dtype, int8: bool = False, float_ffn_up: bool = False):
+    """Our model for config.json's model_type; int8=True quantizes its linear layers' weights (but for the
+    feed-forward input projections with float_ffn_up)."""
     arch = architecture(config)
     try:
-        return arch.build(config, weights, device, dtype, int8)
+        return arch.build(config, weights, device, dtype, int8, float_ffn_up)
     except KeyError as e:
         raise ValueError(f"config.json has no {e.args[0]!r}, which model_type {config.get('model_type')!r} needs") from None

@@ -81,7 +81,7 @@ def _get(config: dict, *keys, default=None):
     return next((config[k] for k in keys if config.get(k) is not None), default)
 
 
-def build_rotary_encoder(config: dict, weights, device, dtype, int8: bool = False) -> RotaryEncoder:
+def build_rotary_encoder(config: dict, weights, device, dtype, int8: bool = False, float_ffn_up: bool = False) -> RotaryEncoder:
     model_type = config["model_type"]
     activation = _get(config, "hidden_act", "activation_function", default="gelu")
     activation = {"swiglu": "silu", "geglu": "gelu"}.get(activation, activation)
@@ -95,7 +95,7 @@ def build_rotary_encoder(config: dict, weights, device, dtype, int8: bool = Fals
         gated=gated,
     )  # fmt: skip
     layer_prefix, qkv_name, out_name, attn_norm, mlp_in, mlp_out, mlp_norm, emb_norm = NAMES[model_type]
-    w = WeightReader(weights, "embeddings.word_embeddings.weight", device, dtype, int8)
+    w = WeightReader(weights, "embeddings.word_embeddings.weight", device, dtype, int8, float_ffn_up)
     bias = model_type != "nomic_bert"
     H, inner = c.hidden_size, _get(config, "intermediate_size", "n_inner")
 
@@ -109,7 +109,7 @@ def build_rotary_encoder(config: dict, weights, device, dtype, int8: bool = Fals
             up, gate = w(p + mlp_in[0] + ".weight", (inner and 2 * inner, H)).chunk(2, dim=0)
             mlp = ops.Linear(torch.cat([gate, up]).contiguous(), None, int8=int8)
         else:
-            mlp = w.linear(*(p + n for n in mlp_in), rows=inner, cols=H, bias=bias and not gated)
+            mlp = w.linear(*(p + n for n in mlp_in), rows=inner, cols=H, bias=bias and not gated, sensitive=w.float_ffn_up)
         layers.append(RotaryEncoderLayer(
             qkv=w.linear(p + qkv_name, rows=3 * H, cols=H, bias=bias, sensitive=True),
             out=w.linear(p + out_name, rows=H, cols=H, bias=bias), attn_norm=norm(p + attn_norm), up=mlp,
