@@ -393,6 +393,18 @@ def maxsim_scores(queries, documents, int8: bool = False) -> np.ndarray:
                       int8=int8 or d.scales is not None).numpy()  # fmt: skip
 
 
+def paired_maxsim_scores(queries, documents, query_of) -> np.ndarray:
+    """MaxSim of each document with its own query, query_of[j] the index of document j's query: float32 [n documents].
+    Each query meets only its own documents, not every document as maxsim_scores' grid would."""
+    q, d = as_multivectors(queries, "queries"), as_multivectors(documents, "documents")
+    query_of = np.asarray(query_of, dtype=np.int64)
+    scores = np.zeros(len(d), np.float32)
+    for i in np.unique(query_of):
+        mine = np.flatnonzero(query_of == i)
+        scores[mine] = maxsim_scores(q.take([i]), d.take(mine))[0]
+    return scores
+
+
 def load_colbert(name_or_path: str | Path, device: str | torch.device | None = None, dtype=None, *,
                  revision: str | None = None) -> ColBERT:  # fmt: skip
     """A ColBERT model: Stanford's HF_ColBERT checkpoints or PyLate's sentence-transformers folders."""

@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .colbert import ColBERT, maxsim_scores
+from .colbert import ColBERT, paired_maxsim_scores
 from .engine import check_text
 from .readers import InputError, iter_jsonl
 from .reranker import QueryTooLong, best_first
@@ -144,9 +144,5 @@ def _maxsim_scores(colbert: ColBERT, chunk: list[Row], documents: list[str], bat
     """A ColBERT's MaxSim of each row's query with each of its candidates, and the token vectors it made."""
     queries = colbert.encode([row.fields["query"] for row in chunk], is_query=True, batch_tokens=batch_tokens)
     vectors = colbert.encode(documents, batch_tokens=batch_tokens)
-    scores, start = [], 0
-    for i, row in enumerate(chunk):
-        candidates = vectors.take(np.arange(start, start + len(row.texts)))
-        scores.append(maxsim_scores(queries.take(np.array([i])), candidates)[0])
-        start += len(row.texts)
-    return np.concatenate(scores) if scores else np.zeros(0, np.float32), len(queries.vectors) + len(vectors.vectors)
+    query_of = np.repeat(np.arange(len(chunk)), [len(row.texts) for row in chunk])
+    return paired_maxsim_scores(queries, vectors, query_of), len(queries.vectors) + len(vectors.vectors)

@@ -174,3 +174,13 @@ def test_empty_queries_and_an_empty_corpus():
     assert scores.shape == ids.shape == (0, 3)
     empty = MultiVectorIndex.build(MultiVectorEmbeddings(np.zeros((0, 48), np.float32), np.zeros(1, np.int64)))
     assert empty.search(queries, k=3)[1].shape == (16, 0)
+
+
+def test_paired_maxsim_is_the_grid_at_each_documents_own_query():
+    from fastembed_rt.colbert import paired_maxsim_scores
+
+    docs, queries = clustered_corpus(docs=40, queries=5)
+    query_of = np.array([3, 0, 3, 4, 0] * 8)  # query 1 and 2 own no document; document 7 is empty
+    want = maxsim_scores(queries, docs)[query_of, np.arange(len(docs))]
+    np.testing.assert_array_equal(paired_maxsim_scores(queries, docs, query_of), want)
+    assert paired_maxsim_scores(queries, [], []).shape == (0,)

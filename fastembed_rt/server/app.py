@@ -25,7 +25,7 @@ import tokenizers
 import torch
 
 from .. import __version__
-from ..colbert import ColBERT, maxsim_scores
+from ..colbert import ColBERT, paired_maxsim_scores
 from ..engine import Embedder
 from ..reranker import QueryTooLong, Reranker, best_first, softmax
 from ..sparse import prune_dense
@@ -332,10 +332,9 @@ class ModelServer:
                                                     [True] * first + [False] * len(request.documents), request.truncate,
                                                     lambda i: "query" if i < first else f"{request.field}[{i - first}]",
                                                     request.field, receive)  # fmt: skip
-        q, d = vectors[: len(queries)], vectors[len(queries) :]
-        scores = maxsim_scores(q, d)
         row = {text: i for i, text in enumerate(queries)}
-        return scores[[row[text] for text in request.queries], np.arange(len(d))], tokens
+        scores = paired_maxsim_scores(vectors[:first], vectors[first:], [row[text] for text in request.queries])
+        return scores, tokens
 
     def _check_batch_size(self, count: int, field: str) -> None:
         limit = self.config.max_client_batch_size
