@@ -300,7 +300,7 @@ py::array attention_varlen(const py::array& q, const py::array& k, const py::arr
   return out;
 }
 
-py::tuple quantize_rows(const py::array& x, int num_threads) {
+py::tuple quantize_rows(const py::array& x, int num_threads, bool asymmetric) {
   const Storage storage = storage_of(x, "x");
   if (x.ndim() != 2 || !(x.flags() & py::array::c_style)) throw py::value_error("x: expected a C-contiguous 2-d array");
   const py::ssize_t rows = x.shape(0), cols = x.shape(1);
@@ -308,11 +308,12 @@ py::tuple quantize_rows(const py::array& x, int num_threads) {
   py::array_t<float> scales(rows);
   int8_t* qp = q.mutable_data();
   float* sp = scales.mutable_data();
+  std::vector<int32_t> zeros(asymmetric ? rows : 0);  // the panel kernels' business: not returned
   const int threads = resolve_threads(num_threads);
   with_storage(storage, [&](auto tag) {
     using T = decltype(tag);
     py::gil_scoped_release release;
-    cpu::quantize_rows<T>(static_cast<const T*>(x.data()), rows, cols, qp, sp, threads);
+    cpu::quantize_rows<T>(static_cast<const T*>(x.data()), rows, cols, qp, sp, asymmetric ? zeros.data() : nullptr, threads);
   });
   return py::make_tuple(q, scales);
 }
@@ -394,7 +395,7 @@ py::array_t<float> dequantize_rows(const py::array& acc, const py::array& row_sc
 }
 
 py::tuple requantize_rows(const py::array& acc, const py::array& row_scales, const py::array& col_scales,
-                          const py::object& bias, int act, int num_threads) {
+                          const py::object& bias, int act, int num_threads, bool asymmetric) {
   const float* b = check_dequantize(acc, row_scales, col_scales, bias);
   const cpu::Activation activation = parse_activation(act);
   const py::ssize_t rows = acc.shape(0), cols = acc.shape(1);
@@ -405,17 +406,19 @@ py::tuple requantize_rows(const py::array& acc, const py::array& row_scales, con
   const auto* cs = static_cast<const float*>(col_scales.data());
   int8_t* cp = codes.mutable_data();
   float* sp = scales.mutable_data();
+  std::vector<int32_t> zeros(asymmetric ? rows : 0);
   const int threads = resolve_threads(num_threads);
   {
     py::gil_scoped_release release;
-    cpu::requantize_rows(ap, rows, cols, rs, cs, b, activation, cp, sp, threads);
+    cpu::requantize_rows(ap, rows, cols, rs, cs, b, activation, cp, sp, asymmetric ? zeros.data() : nullptr, threads);
   }
   return py::make_tuple(codes, scales);
 }
 
 // A linear layer given as (weight [n, k]: float32, bfloat16 bits as int16, or int8 codes; scales [n] for int8
 // or None; bias [n] float32 or None), checked and packed for small_gemm.
-cpu::PackedLinear pack_checked_linear(const py::tuple& spec, int64_t n, int64_t k, const char* name) {
+cpu::PackedLinear pack_checked_linear(const py::tuple& spec, int64_t n, int64_t k, const char* name,
+                                      bool asymmetric_input = false) {
   if (spec.size() != 3) throw py::value_error(std::string(name) + ": expected (weight, scales, bias)");
   const auto weight = spec[0].cast<py::array>();
   cpu::WeightKind kind;
@@ -454,17 +457,18 @@ cpu::PackedLinear pack_checked_linear(const py::tuple& spec, int64_t n, int64_t 
     if (bias_array.shape(0) != n) throw py::value_error(std::string(name) + ": expected one bias per output");
     bias = static_cast<const float*>(bias_array.data());
   }
-  return cpu::pack_linear(kind, weight.data(), n, k, scales, bias);
+  return cpu::pack_linear(kind, weight.data(), n, k, scales, bias, asymmetric_input);
 }
 
 // A linear layer packed once for small_gemm's kernels, called on float32 rows: the op path's bfloat16 and int8
 // layers where no library runs them fast, and the fused encoder's layers (the same object, shared).
 class PackedLinear {
  public:
-  explicit PackedLinear(const py::tuple& spec) {
+  explicit PackedLinear(const py::tuple& spec, bool asymmetric_input) {
     const auto weight = spec.size() == 3 ? spec[0].cast<py::array>() : py::array();
     if (weight.ndim() != 2) throw py::value_error("weight: expected [out, in]");
-    packed_ = std::make_shared<const cpu::PackedLinear>(pack_checked_linear(spec, weight.shape(0), weight.shape(1), "linear"));
+    packed_ = std::make_shared<const cpu::PackedLinear>(
+        pack_checked_linear(spec, weight.shape(0), weight.shape(1), "linear", asymmetric_input));
   }
 
   py::array_t<float> call(const py::array& x, int activation, bool round_output, int num_threads) const {
@@ -510,6 +514,9 @@ class PackedLinear {
       rows.floats = static_cast<const float*>(x.data());
     } else {
       if (packed_->kind != cpu::WeightKind::kInt8) throw py::value_error("x as int8 codes needs an int8 layer");
+      if (packed_->asymmetric_input) {
+        throw py::value_error("x as int8 codes: this layer quantizes its input asymmetrically; give float32 rows");
+      }
       require_array<int8_t>(x, "x codes", 2);
       const auto s = scales.cast<py::array>();
       require_array<float>(s, "scales", 1);
@@ -556,6 +563,7 @@ class PackedLinear {
   }
 
   std::string isa() const { return cpu::isa_name(packed_->isa); }
+  bool asymmetric_input() const { return packed_->asymmetric_input; }
   int64_t nbytes() const { return cpu::packed_bytes(*packed_); }
   const std::shared_ptr<const cpu::PackedLinear>& shared() const { return packed_; }
 
@@ -932,13 +940,14 @@ PYBIND11_MODULE(_C, m) {
   m.def("embed_tokens", &embed_tokens, py::arg("word"), py::arg("position"), py::arg("token_type"), py::arg("ids"),
         py::arg("cu_seqlens"), py::arg("position_offset") = 0, py::arg("num_threads") = 0,
         "word[ids] + position[offset + index in sequence] (+ token_type) per packed token; float32 or bfloat16 bits.");
-  m.def("quantize_rows", &quantize_rows, py::arg("x"), py::arg("num_threads") = 0,
-        "Symmetric per-row int8 quantization of float32 or bfloat16 bits [rows, cols]: (codes int8, scales float32 [rows]).");
+  m.def("quantize_rows", &quantize_rows, py::arg("x"), py::arg("num_threads") = 0, py::arg("asymmetric") = false,
+        "Per-row int8 quantization of float32 or bfloat16 bits [rows, cols]: (codes int8, scales float32 [rows]); "
+        "symmetric, or asymmetric 7-bit codes given back without their zero points (x ~ codes * scale either way).");
   m.def("dequantize_rows", &dequantize_rows, py::arg("acc"), py::arg("row_scales"), py::arg("col_scales"),
         py::arg("bias") = py::none(), py::arg("activation") = 0, py::arg("num_threads") = 0,
         "activation(acc * row_scale * col_scale + bias) for an int32 GEMM result [rows, cols].");
   m.def("requantize_rows", &requantize_rows, py::arg("acc"), py::arg("row_scales"), py::arg("col_scales"),
-        py::arg("bias") = py::none(), py::arg("activation") = 0, py::arg("num_threads") = 0,
+        py::arg("bias") = py::none(), py::arg("activation") = 0, py::arg("num_threads") = 0, py::arg("asymmetric") = false,
         "dequantize_rows then quantize_rows in one pass: (codes int8, scales float32) for the next int8 GEMM.");
   py::class_<FusedEncoder>(m, "FusedEncoder",
                            "A post-LayerNorm encoder for a few tokens in one call (AVX2 or better; see small_gemm.h).")
@@ -954,7 +963,7 @@ PYBIND11_MODULE(_C, m) {
            "Hidden states [tokens, hidden] float32 of packed int64 ids; key_lengths as for attention_varlen.");
   py::class_<PackedLinear>(m, "PackedLinear",
                            "A linear layer (weight, scales, bias) packed for the panel kernels of small_gemm.h.")
-      .def(py::init<const py::tuple&>(), py::arg("linear"))
+      .def(py::init<const py::tuple&, bool>(), py::arg("linear"), py::arg("asymmetric_input") = false)
       .def("__call__", &PackedLinear::call, py::arg("x"), py::arg("activation") = 0, py::arg("round_output") = false,
            py::arg("num_threads") = 0, "act(x . W^T + bias) for float32 x [m, k]: float32 [m, n].")
       .def("pooled", &PackedLinear::pooled, py::arg("x"), py::arg("cu_seqlens"), py::arg("pooling") = 0,
@@ -969,6 +978,8 @@ PYBIND11_MODULE(_C, m) {
       .def("widened", &PackedLinear::widened, py::arg("num_threads") = 0,
            "A bfloat16 layer packed for AVX2 as float32 [in, out] (the transposed weight), for a float32 GEMM.")
       .def_property_readonly("isa", &PackedLinear::isa, "The kernel set it was packed for (avx512 or avx2).")
+      .def_property_readonly("asymmetric_input", &PackedLinear::asymmetric_input,
+                             "Whether its input is quantized to asymmetric 7-bit codes (int8 on AVX2; small_gemm.h).")
       .def_property_readonly("nbytes", &PackedLinear::nbytes, "The memory the packed layer holds.");
   m.def(
       "fused_encoder_supported",

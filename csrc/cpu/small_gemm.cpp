@@ -22,7 +22,7 @@ Isa small_gemm_isa(WeightKind kind) {
   return isa;
 }
 
-bool byte_codes(const PackedLinear& p) { return p.isa == Isa::kAvx512 || p.narrow; }
+bool byte_codes(const PackedLinear& p) { return p.isa == Isa::kAvx512 || p.narrow || p.asymmetric_input; }
 
 int64_t code_bytes(const PackedLinear& p) { return byte_codes(p) ? 1 : 2; }
 
@@ -48,7 +48,7 @@ int64_t panel_index(const PackedLinear& p, int64_t c, int64_t i) {
 }  // namespace
 
 PackedLinear pack_linear(WeightKind kind, const void* weight, int64_t n, int64_t k, const float* column_scales,
-                         const float* bias) {
+                         const float* bias, bool asymmetric_input) {
   PackedLinear p;
   p.kind = kind;
   p.isa = small_gemm_isa(kind);
@@ -58,6 +58,7 @@ PackedLinear pack_linear(WeightKind kind, const void* weight, int64_t n, int64_t
   if (kind == WeightKind::kInt8 && p.isa == Isa::kAvx2) {
     const auto* w = static_cast<const int8_t*>(weight);
     p.narrow = std::all_of(w, w + n * k, [](int8_t v) { return v >= -kNarrowInt8 && v <= kNarrowInt8; });
+    p.asymmetric_input = asymmetric_input && !p.narrow;
   }
   const int64_t group = group_of(p);
   p.k_padded = (k + group - 1) / group * group;
@@ -117,16 +118,18 @@ int64_t packed_bytes(const PackedLinear& p) {
 namespace {
 
 // Signed int8 code rows [begin, end) of codes [.., k] into the rows the int8 kernels read (k_padded each):
-// unsigned (code + 128, which flips the sign bit) for vpdpbusd / vpmaddubsw, int16 for vpmaddwd.
-void place_codes(const PackedLinear& w, const int8_t* codes, int64_t begin, int64_t end, uint8_t* scratch) {
+// unsigned (code + the row's zero point) for vpdpbusd / vpmaddubsw, int16 for vpmaddwd.
+void place_codes(const PackedLinear& w, const int8_t* codes, const int32_t* zeros, int64_t begin, int64_t end,
+                 uint8_t* scratch) {
   const int64_t k = w.k, kp = w.k_padded;
   const bool bytes = byte_codes(w);
   for (int64_t r = begin; r < end; ++r) {
     const int8_t* cr = codes + r * k;
     if (bytes) {
       uint8_t* row = scratch + r * kp;
-      for (int64_t i = 0; i < k; ++i) row[i] = static_cast<uint8_t>(cr[i]) ^ 0x80u;
-      std::fill(row + k, row + kp, uint8_t{0x80});
+      const int32_t zero = zeros[r];
+      for (int64_t i = 0; i < k; ++i) row[i] = static_cast<uint8_t>(cr[i] + zero);
+      std::fill(row + k, row + kp, static_cast<uint8_t>(zero));
     } else {
       int16_t* row = reinterpret_cast<int16_t*>(scratch) + r * kp;
       for (int64_t i = 0; i < k; ++i) row[i] = cr[i];
@@ -157,18 +160,23 @@ void prepare_rows(const PackedLinear& w, const float* x, int64_t m, uint8_t* scr
     });
   } else if (w.kind == WeightKind::kInt8) {
     auto* scales = reinterpret_cast<float*>(scratch + m * kp * code_bytes(w));
-    auto* codes = reinterpret_cast<int8_t*>(scales + m);  // [m, k], then widened or shifted into place
-    quantize_rows<float>(x, m, k, codes, scales, num_threads);
+    auto* zeros = reinterpret_cast<int32_t*>(scales + m);
+    auto* codes = reinterpret_cast<int8_t*>(zeros + m);  // [m, k], then widened or shifted into place
+    quantize_rows<float>(x, m, k, codes, scales, w.asymmetric_input ? zeros : nullptr, num_threads);
+    if (!w.asymmetric_input) std::fill(zeros, zeros + m, 128);  // symmetric codes + 128: unsigned bytes
     parallel_for(m, threads_for(static_cast<double>(m) * k, num_threads),
-                 [&](int64_t begin, int64_t end) { place_codes(w, codes, begin, end, scratch); });
+                 [&](int64_t begin, int64_t end) { place_codes(w, codes, zeros, begin, end, scratch); });
   }
 }
 
-// Rows already quantized (int8 codes [m, k] and their scales [m], as quantize_rows makes them) as an int8
-// layer's kernels read them: the layout prepare_rows writes, without quantizing again.
+// Rows already quantized symmetrically (int8 codes [m, k] and their scales [m], as quantize_rows makes them) as
+// an int8 layer's kernels read them: the layout prepare_rows writes, without quantizing again.
 void prepare_codes(const PackedLinear& w, const int8_t* codes, const float* scales, int64_t m, uint8_t* scratch) {
-  std::copy(scales, scales + m, reinterpret_cast<float*>(scratch + m * w.k_padded * code_bytes(w)));
-  place_codes(w, codes, 0, m, scratch);
+  auto* placed_scales = reinterpret_cast<float*>(scratch + m * w.k_padded * code_bytes(w));
+  auto* zeros = reinterpret_cast<int32_t*>(placed_scales + m);
+  std::copy(scales, scales + m, placed_scales);
+  std::fill(zeros, zeros + m, 128);
+  place_codes(w, codes, zeros, 0, m, scratch);
 }
 
 // Rows per pass over the weights: a block of x (<= 256 KiB for k = 384) stays in L2 while every panel of
@@ -191,8 +199,9 @@ void run_panels(const PackedLinear& w, const float* x, int64_t m, Activation act
   });
 }
 
-// x's rows [0, m) as the kernels read them, into `scratch`: bf16 rows (2 bytes), float rows or int16 codes (4, 2)
-// [m, k_padded], then m scales and the signed codes [m, k], under m * (k_padded + 16) * 4 bytes. int8 rows given
+// x's rows [0, m) as the kernels read them, into `scratch`: bf16 rows (2 bytes), float rows, int16 or byte codes
+// (4, 2, 1) [m, k_padded], then m scales, m zero points and the signed codes [m, k], under m * (k_padded + 16) * 4
+// bytes. int8 rows given
 // as codes are laid out without quantizing again; float32 layers read x itself.
 void prepare_scratch(const PackedLinear& w, const RowsIn& x, int64_t m, std::vector<uint8_t>& scratch, int num_threads) {
   if (w.kind == WeightKind::kFloat32) return;

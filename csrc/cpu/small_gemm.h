@@ -27,9 +27,12 @@ Isa small_gemm_isa(WeightKind kind);
 //   bfloat16, AVX-512: bf16 [n/16][k/2][16][2] (vdpbf16ps pairs)
 //   bfloat16, AVX2:    bf16 [n/16][k][16], columns in the order 0-3, 8-11, 4-7, 12-15 (so that vpunpck{l,h}wd
 //                      against zero widens them to float32 columns 0-7 and 8-15)
-//   int8, AVX-512, and AVX2 with every weight in [-63, 63] (`narrow`):
-//                      i8 [n/16][k/4][16][4], with column sums (for the unsigned-activation trick of vpdpbusd and
-//                      vpmaddubsw; 7-bit weights keep vpmaddubsw's int16 pair sums from saturating: 2*255*63 < 2^15)
+//   int8, AVX-512, and AVX2 with every weight in [-63, 63] (`narrow`) or with `asymmetric_input`:
+//                      i8 [n/16][k/4][16][4], with column sums (x goes in as unsigned codes, its signed codes plus
+//                      a zero point, for vpdpbusd and vpmaddubsw, and the epilogue takes zero * column sum back off).
+//                      vpmaddubsw's int16 pair sums cannot saturate: 2*255*63 < 2^15 for 7-bit weights against
+//                      8-bit codes (zero point 128), 2*127*128 < 2^15 for any weights against 7-bit codes (per-row
+//                      zero points in [0, 127]: quantize_rows' asymmetric form)
 //   int8, AVX2, other: i8 [n/16][k/2][16][2], sign-extended to int16 as they load (vpmaddwd pairs; exact for any
 //                      int8 weights)
 // int8 layers keep per-column scales.
@@ -37,6 +40,10 @@ struct PackedLinear {
   WeightKind kind = WeightKind::kFloat32;
   Isa isa = Isa::kAvx2;
   bool narrow = false;
+  // int8 on AVX2 only, not narrow, asked for at packing: x is quantized per row to asymmetric 7-bit codes
+  // (int8_linear.h), for a layer whose input is almost all of one sign (a GELU output), where those are as fine
+  // as 8-bit symmetric codes; vpmaddubsw then runs its 8-bit weights, twice vpmaddwd's multiply-adds per instruction.
+  bool asymmetric_input = false;
   int64_t n = 0, k = 0, k_padded = 0, panels = 0;
   std::vector<float> f32;
   std::vector<uint16_t> bf16;
@@ -50,8 +57,9 @@ struct PackedLinear {
 constexpr int kNarrowInt8 = 63;
 
 // weight: [n, k] row-major in the kind's storage (float, bfloat16 bits, int8 codes); scales: [n] for int8.
+// asymmetric_input: see PackedLinear (ignored where it does not apply).
 PackedLinear pack_linear(WeightKind kind, const void* weight, int64_t n, int64_t k, const float* column_scales,
-                         const float* bias);
+                         const float* bias, bool asymmetric_input = false);
 
 // The weight [n, k] back in the storage it was packed from (float, bfloat16 bits, int8 codes).
 void unpack_linear(const PackedLinear& p, void* weight);
@@ -61,8 +69,8 @@ void widen_bfloat16(const PackedLinear& p, float* out, int num_threads);
 // The memory the packed layer holds.
 int64_t packed_bytes(const PackedLinear& p);
 
-// out [m, n] float32 = act(x [m, k] float32 . W^T + bias). int8 layers quantize each row of x symmetrically
-// (as quantize_rows) and dequantize with row scale x column scale, as dequantize_rows does; bfloat16 layers
+// out [m, n] float32 = act(x [m, k] float32 . W^T + bias). int8 layers quantize each row of x as quantize_rows
+// does (symmetric, or asymmetric for asymmetric_input) and dequantize with row scale x column scale, as dequantize_rows does; bfloat16 layers
 // round x to bfloat16 and, with round_output, their result too (as a bfloat16 GEMM's output would be).
 // `scratch` is reused; the output panels are split across `num_threads` workers of the persistent pool.
 void small_linear(const PackedLinear& w, const float* x, int64_t m, Activation act, bool round_output, float* out,
@@ -81,8 +89,9 @@ void pooled_linear(const PackedLinear& w, const float* x, const int32_t* cu_seql
                    TermPooling pooling, TermActivation activation, float* out, std::vector<uint8_t>& scratch,
                    int num_threads);
 
-// A layer's input rows: float32 [m, k], or (int8 layers only) rows already quantized as quantize_rows does,
-// int8 codes [m, k] and scales [m] (a corpus stored as int8 token codes: nothing to quantize per call).
+// A layer's input rows: float32 [m, k], or (int8 layers without asymmetric_input only) rows already quantized
+// as quantize_rows does symmetrically, int8 codes [m, k] and scales [m] (a corpus stored as int8 token codes:
+// nothing to quantize per call).
 struct RowsIn {
   const float* floats = nullptr;
   const int8_t* codes = nullptr;

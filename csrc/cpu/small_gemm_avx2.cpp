@@ -1,11 +1,11 @@
 // AVX2 bodies of the packed linear layers. One panel loop serves the three weight kinds: per 16-column panel
 // (two 256-bit vectors), up to 6 rows (4 for int8) accumulate in 12 (8) registers over the k-groups, then an epilogue applies
 // scales, bias and the activation and stores the panel's columns. bfloat16 weights are widened to float32 in
-// registers (vpunpck{l,h}wd against zero: a shuffle, off the FMA ports). int8 layers whose weights are 7-bit
-// (small_gemm.h: `narrow`) multiply unsigned activation codes by the weight bytes with vpmaddubsw, whose int16
-// pair sums cannot saturate then (2 * 255 * 63 < 2^15), and add the pairs up with vpmaddwd by ones; other int8
-// weights take vpmaddwd on int16 codes and weights sign-extended as they load (exact for any values): half
-// the k per broadcast and per instruction.
+// registers (vpunpck{l,h}wd against zero: a shuffle, off the FMA ports). int8 layers with byte codes (7-bit
+// weights, or 7-bit asymmetric activation codes: small_gemm.h) multiply unsigned activation codes by the weight
+// bytes with vpmaddubsw, whose int16 pair sums cannot saturate then, and add the pairs up with vpmaddwd by ones;
+// other int8 weights take vpmaddwd on int16 codes and weights sign-extended as they load (exact for any
+// values): half the k per broadcast and per instruction.
 #include <algorithm>
 
 #include "activations.h"
@@ -58,8 +58,9 @@ struct I16Op {
   static Acc madd(Acc acc, W x, W w) { return _mm256_add_epi32(acc, _mm256_madd_epi16(x, w)); }
 };
 
-// x rows as unsigned codes (code + 128), four k per 32-bit word; weights int8 [k/4][16][4], all in [-63, 63].
-struct NarrowI8Op : I16Op {
+// x rows as unsigned codes (code + zero point), four k per 32-bit word; weights int8 [k/4][16][4], whose
+// products with the codes never saturate a pair sum (7-bit weights, or codes up to 127).
+struct ByteI8Op : I16Op {
   static constexpr int64_t kGroupBytes = 64;
   static void load(const int8_t* w, W& lo, W& hi) {
     lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
@@ -170,6 +171,8 @@ void linear_panels_avx2(const PackedLinear& w, const float* x, const uint8_t* sc
     return;
   }
   const auto* scales = reinterpret_cast<const float*>(scratch + m * w.k_padded * code_bytes(w));
+  const auto* zeros = reinterpret_cast<const int32_t*>(scales + m);
+  const bool bytes = byte_codes(w);
   auto int8_epilogue = [&](int64_t r, int64_t p, __m256i lo, __m256i hi) {
     // The exact int32 dot products, dequantized as dequantize_rows does.
     alignas(32) int32_t acc[kPanel];
@@ -177,15 +180,16 @@ void linear_panels_avx2(const PackedLinear& w, const float* x, const uint8_t* sc
     _mm256_store_si256(reinterpret_cast<__m256i*>(acc), lo);
     _mm256_store_si256(reinterpret_cast<__m256i*>(acc) + 1, hi);
     const float* col = w.column_scales.data() + p * kPanel;
-    // The narrow path's +128 shift of x added 128 * (sum of the column's weights) to each dot product.
-    const int32_t* sums = w.narrow ? w.column_sums.data() + p * kPanel : nullptr;
+    // Byte codes carry the row's zero point, which added zero * (sum of the column's weights) to each product.
+    const int32_t* sums = bytes ? w.column_sums.data() + p * kPanel : nullptr;
+    const int32_t zero = bytes ? zeros[r] : 0;
     for (int64_t j = 0; j < kPanel; ++j) {
-      lanes[j] = static_cast<float>(sums ? acc[j] - 128 * sums[j] : acc[j]) * (scales[r] * col[j]);
+      lanes[j] = static_cast<float>(sums ? acc[j] - zero * sums[j] : acc[j]) * (scales[r] * col[j]);
     }
     finish(w, r, p, lanes, act, false, out);
   };
-  if (w.narrow) {
-    panel_loop<NarrowI8Op>(w.i8.data(), groups, scratch, w.k_padded, row_begin, row_end, panel_begin, panel_end,
+  if (bytes) {
+    panel_loop<ByteI8Op>(w.i8.data(), groups, scratch, w.k_padded, row_begin, row_end, panel_begin, panel_end,
                            int8_epilogue);
   } else {
     panel_loop<I16Op>(w.i8.data(), groups, scratch, w.k_padded * 2, row_begin,

@@ -9,11 +9,11 @@ namespace fastembed_rt::cpu {
 
 constexpr int64_t kPanel = 16;  // output columns per panel: one 512-bit or two 256-bit float32 vectors
 
-// Whether an int8 layer takes x as unsigned byte codes (code + 128: vpdpbusd, vpmaddubsw) rather than int16
-// (vpmaddwd), and so 4 k per group rather than 2.
+// Whether an int8 layer takes x as unsigned byte codes (code + zero point: vpdpbusd, vpmaddubsw) rather than
+// int16 (vpmaddwd), and so 4 k per group rather than 2.
 bool byte_codes(const PackedLinear& p);
-// Bytes per x code of an int8 layer in small_linear's scratch, where the m row scales follow the [m, k_padded]
-// codes.
+// Bytes per x code of an int8 layer in small_linear's scratch, where the m row scales and then the m row zero
+// points (int32: 128, or quantize_rows' asymmetric ones) follow the [m, k_padded] codes.
 int64_t code_bytes(const PackedLinear& p);
 // k values per packed group: what one 32-bit lane of a dot-product instruction takes.
 int64_t group_of(const PackedLinear& p);
@@ -33,7 +33,8 @@ struct PanelOutput {
 
 // Output panels [panel_begin, panel_end) of rows [row_begin, row_end). bfloat16 and int8 layers read x as
 // small_linear prepared it in `scratch` (AVX-512: bfloat16 rows or unsigned int8 codes; AVX2: float32 rows
-// rounded to bfloat16 or int16 codes; then, for int8, the m row scales); float32 layers read x itself.
+// rounded to bfloat16, unsigned int8 codes or int16 codes; then, for int8, the m row scales and zero points);
+// float32 layers read x itself.
 namespace kernels {
 void linear_panels_avx512(const PackedLinear& w, const float* x, const uint8_t* scratch, int64_t m, int64_t row_begin,
                           int64_t row_end, Activation act, bool round_output, const PanelOutput& out,

@@ -97,7 +97,7 @@ void check_quantize(int64_t rows, int64_t cols, std::mt19937& rng) {
   std::vector<float> x(rows * cols), scales(rows);
   for (auto& value : x) value = normal(rng);
   std::vector<int8_t> q(rows * cols);
-  cpu::quantize_rows(x.data(), rows, cols, q.data(), scales.data(), 2);
+  cpu::quantize_rows(x.data(), rows, cols, q.data(), scales.data(), nullptr, 2);
   for (int64_t r = 0; r < rows; ++r) {
     float absmax = 0.0f;
     for (int64_t j = 0; j < cols; ++j) absmax = std::max(absmax, std::fabs(x[r * cols + j]));

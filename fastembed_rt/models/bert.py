@@ -179,17 +179,18 @@ class WeightReader:
         return self.raw(name, shape).to(self.device, self.dtype).contiguous()
 
     def linear(self, *prefixes: str, rows: int | tuple, cols: int, bias: bool = True, sensitive: bool = False,
-               seven_bit: bool = False) -> ops.Linear:  # fmt: skip
+               seven_bit: bool = False, gelu_input: bool = False) -> ops.Linear:  # fmt: skip
         """One linear layer from `prefix.weight` [rows, cols] (and `prefix.bias`), several prefixes stacked into one
         GEMM (`rows` per prefix, or one count for all). Under int8, a `sensitive` layer stays in float: bfloat16 where
-        that runs about as fast as float32; a `seven_bit` one may take 7-bit weights where that is faster (ops.Linear)."""
+        that runs about as fast as float32; a `seven_bit` one may take 7-bit weights, and one whose input is a GELU
+        output 7-bit asymmetric input codes, where that is faster (ops.Linear)."""
         rows = rows if isinstance(rows, tuple) else (rows,) * len(prefixes)
         weight = torch.cat([self(p + ".weight", (r, cols)) for p, r in zip(prefixes, rows)])
         bias_tensor = torch.cat([self(p + ".bias", (r,)) for p, r in zip(prefixes, rows)]) if bias else None
         if self.int8 and sensitive:
             dtype = torch.bfloat16 if ops.fast_bfloat16(self.device) else torch.float32
             return ops.Linear(weight.to(dtype), None if bias_tensor is None else bias_tensor.to(dtype))
-        return ops.Linear(weight, bias_tensor, int8=self.int8, seven_bit=seven_bit)
+        return ops.Linear(weight, bias_tensor, int8=self.int8, seven_bit=seven_bit, asymmetric_input=gelu_input)
 
 
 def build_bert(config: dict, weights, device, dtype, int8: bool = False, float_ffn_up: bool = False) -> Encoder:
@@ -218,7 +219,7 @@ def build_bert(config: dict, weights, device, dtype, int8: bool = False, float_f
                 attn_norm_weight=w(p + "attention.output.LayerNorm.weight", (H,)),
                 attn_norm_bias=w(p + "attention.output.LayerNorm.bias", (H,)),
                 up=w.linear(p + "intermediate.dense", rows=inner, cols=H, seven_bit=True, sensitive=w.float_ffn_up),
-                down=w.linear(p + "output.dense", rows=H, cols=inner),
+                down=w.linear(p + "output.dense", rows=H, cols=inner, gelu_input=True),
                 ffn_norm_weight=w(p + "output.LayerNorm.weight", (H,)),
                 ffn_norm_bias=w(p + "output.LayerNorm.bias", (H,)),
             )

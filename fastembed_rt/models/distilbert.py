@@ -26,7 +26,7 @@ def build_distilbert(config: dict, weights, device, dtype, int8: bool = False, f
                 attn_norm_weight=w(p + "sa_layer_norm.weight", (H,)),
                 attn_norm_bias=w(p + "sa_layer_norm.bias", (H,)),
                 up=w.linear(p + "ffn.lin1", rows=inner, cols=H, sensitive=w.float_ffn_up),
-                down=w.linear(p + "ffn.lin2", rows=H, cols=inner),
+                down=w.linear(p + "ffn.lin2", rows=H, cols=inner, gelu_input=True),
                 ffn_norm_weight=w(p + "output_layer_norm.weight", (H,)),
                 ffn_norm_bias=w(p + "output_layer_norm.bias", (H,)),
             )

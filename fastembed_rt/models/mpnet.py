@@ -60,7 +60,7 @@ def build_mpnet(config: dict, weights, device, dtype, int8: bool = False, float_
         layers.append(EncoderLayer(
             qkv=w.linear(a + "q", a + "k", a + "v", rows=H, cols=H, sensitive=True), out=w.linear(a + "o", rows=H, cols=H),
             attn_norm_weight=w(p + "attention.LayerNorm.weight", (H,)), attn_norm_bias=w(p + "attention.LayerNorm.bias", (H,)),
-            up=w.linear(p + "intermediate.dense", rows=inner, cols=H, sensitive=w.float_ffn_up), down=w.linear(p + "output.dense", rows=H, cols=inner),
+            up=w.linear(p + "intermediate.dense", rows=inner, cols=H, sensitive=w.float_ffn_up), down=w.linear(p + "output.dense", rows=H, cols=inner, gelu_input=True),
             ffn_norm_weight=w(p + "output.LayerNorm.weight", (H,)), ffn_norm_bias=w(p + "output.LayerNorm.bias", (H,)),
         ))  # fmt: skip
     return MPNetEncoder(

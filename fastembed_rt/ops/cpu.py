@@ -102,7 +102,7 @@ def _int8_matmul(codes, qweight) -> torch.Tensor:
 def int8_linear(x, layer, activation=None):
     """Per-token int8 quantization (C++), the int8 GEMM, dequantization + bias + GELU (C++)."""
     threads = torch.get_num_threads()
-    codes, scales = _C.quantize_rows(_array(x.contiguous()), threads)
+    codes, scales = _C.quantize_rows(_array(x.contiguous()), threads, layer.asymmetric_input)
     acc = _int8_matmul(codes, layer.qweight)
     out = _C.dequantize_rows(acc.numpy(), scales, _array(layer.weight_scales), _optional(layer.bias),
                              ACTIVATION_CODES[activation], threads)  # fmt: skip
@@ -113,10 +113,10 @@ def int8_feed_forward(x, up, down, activation):
     """The up projection's output goes from int32 straight back to int8 codes (with bias and GELU on the way):
     the float activations between the two GEMMs are never written out."""
     threads = torch.get_num_threads()
-    codes, scales = _C.quantize_rows(_array(x.contiguous()), threads)
+    codes, scales = _C.quantize_rows(_array(x.contiguous()), threads, up.asymmetric_input)
     acc = _int8_matmul(codes, up.qweight)
     codes, scales = _C.requantize_rows(acc.numpy(), scales, _array(up.weight_scales), _optional(up.bias),
-                                       ACTIVATION_CODES[activation], threads)  # fmt: skip
+                                       ACTIVATION_CODES[activation], threads, down.asymmetric_input)  # fmt: skip
     acc = _int8_matmul(codes, down.qweight)
     out = _C.dequantize_rows(acc.numpy(), scales, _array(down.weight_scales), _optional(down.bias), 0, threads)
     return torch.from_numpy(out)

@@ -94,11 +94,15 @@ class Linear:
     """activation(x @ weight.T + bias) for x [rows, in]; activation None, "gelu" or "gelu_tanh".
 
     int8=True keeps only int8 weights (per-output-channel scales) and computes in int8 with per-token
-    activation scales, returning float32. With seven_bit=True, where int8 runs on the AVX2 panel kernels (no
-    VNNI), the weights are 7-bit (codes in [-63, 63], as ONNX Runtime's reduce_range), which lets vpmaddubsw run
-    them exactly, 4 k per instruction against vpmaddwd's 2 for 8-bit weights; for layers whose input has no large outliers (a LayerNorm
-    output, attention's context). MiniLM on 2,000 real texts, min cosine to float32: 0.9932 with 7-bit output and
-    up projections, 0.9894 with a 7-bit down projection too (its input is GELU's output).
+    activation scales, returning float32. Where int8 runs on the AVX2 panel kernels (no VNNI), vpmaddubsw takes
+    4 k per instruction against vpmaddwd's 2, if its int16 pair sums cannot saturate, which one of two choices
+    ensures (csrc/cpu/small_gemm.h):
+    - seven_bit=True: 7-bit weights (codes in [-63, 63], as ONNX Runtime's reduce_range) against 8-bit symmetric
+      activation codes; for layers whose input has no large outliers (a LayerNorm output, attention's context).
+    - asymmetric_input=True: 8-bit weights against 7-bit activation codes over each row's [min, max] with a zero
+      point; for a GELU output, almost all >= 0, where those are as fine as 8-bit symmetric codes.
+    MiniLM on 2,000 real texts, min cosine to float32: 0.9932 with 7-bit output and up projections, 0.9894 with a
+    7-bit down projection too (its input is GELU's output).
     Otherwise the weight's own dtype is the compute dtype, x is cast to it if needed, and the result is in that
     dtype.
     panels_only=True keeps, on a CPU with the panel kernels, only their packed copy whatever the precision: for a
@@ -106,7 +110,7 @@ class Linear:
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, int8: bool = False, seven_bit: bool = False,
-                 panels_only: bool = False):  # fmt: skip
+                 asymmetric_input: bool = False, panels_only: bool = False):  # fmt: skip
         if weight.dim() != 2:
             raise ValueError(f"linear weight must be [out, in], got shape {tuple(weight.shape)}")
         if bias is not None and bias.shape != (weight.shape[0],):
@@ -116,6 +120,7 @@ class Linear:
         self.device = weight.device
         self.packed = None  # oneDNN's reordered weight, made at the first oneDNN call
         self._panels = None  # (ISA, _C.PackedLinear): see panels()
+        self._asymmetric_request = int8 and asymmetric_input
         self.dtype = torch.float32 if int8 else weight.dtype
         on_panels = self._runs_on_panels() or (panels_only and not reference_only() and self.device.type == "cpu"
                                                 and isa.active() != "scalar")  # fmt: skip
@@ -151,8 +156,14 @@ class Linear:
     def panels(self) -> _C.PackedLinear:
         """This layer packed for the panel kernels of the active ISA, once per ISA; the fused encoder shares it."""
         if self._panels is None or self._panels[0] != isa.active():
-            self._panels = (isa.active(), _C.PackedLinear(self.arrays()))
+            self._panels = (isa.active(), _C.PackedLinear(self.arrays(), asymmetric_input=self._asymmetric_request))
         return self._panels[1]
+
+    @property
+    def asymmetric_input(self) -> bool:
+        """Whether this int8 layer quantizes its input to asymmetric 7-bit codes: where its panels do (AVX2, 8-bit
+        weights, asked for). Every implementation of the int8 ops and the reference twin follow it."""
+        return self._panels is not None and self._panels[1].asymmetric_input
 
     def nbytes(self) -> int:
         """The memory this layer's weights take: the stored copy and every packed one."""

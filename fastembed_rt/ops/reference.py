@@ -134,6 +134,27 @@ def quantize_rows(x, levels: int = 127):
     return codes, absmax / levels
 
 
+def quantize_rows_asymmetric(x):
+    """Asymmetric per-row 7-bit codes (csrc/cpu/int8_linear.h): each row's range [min(x, 0), max(x, 0)] in 127
+    steps, scale = range / 127, zero = round_half_even(-min * 127 / range), unsigned codes
+    u = clamp(round_half_even(x * 127 / range) + zero, 0, 127); returned centered, u - zero in [-127, 127], so that
+    x ~ codes * scale as for quantize_rows. x: [rows, cols] -> (int8 codes, float32 [rows])."""
+    x = x.float()
+    if x.shape[1] == 0:
+        return torch.zeros(x.shape, dtype=torch.int8), x.new_zeros(x.shape[0])
+    low, high = x.amin(dim=1).clamp(max=0), x.amax(dim=1).clamp(min=0)
+    span = high - low
+    inverse = torch.where(span > 0, 127 / span, torch.zeros_like(span))
+    zero = torch.round(-low * inverse)[:, None]
+    unsigned = (torch.round(x * inverse[:, None]) + zero).clamp(0, 127)
+    return (unsigned - zero).to(torch.int8), span / 127
+
+
+def layer_codes(x, layer):
+    """x quantized per row as the int8 layer takes it: asymmetric 7-bit codes or symmetric 8-bit ones."""
+    return quantize_rows_asymmetric(x) if getattr(layer, "asymmetric_input", False) else quantize_rows(x)
+
+
 def int8_feed_forward(x, up, down, activation):
     """down(activation(up(x))) with both projections int8 (ops.Linear layers with int8=True)."""
     return int8_linear(int8_linear(x, up, activation), down)
@@ -143,7 +164,7 @@ def int8_linear(x, layer, activation=None):
     """A linear layer on int8 codes: x quantized per row (token), weights per output channel (an ops.Linear
     with int8=True: qweight [out, in] int8, weight_scales [out], bias); exact integer products, dequantized
     in float32."""
-    codes, scales = quantize_rows(x)
+    codes, scales = layer_codes(x, layer)
     acc = (codes.long() @ layer.qweight.long().t()).to(torch.int32)
     out = acc.float() * (scales[:, None] * layer.weight_scales[None, :])
     if layer.bias is not None:

@@ -31,6 +31,34 @@ def test_quantize_rows_is_exact(rows, cols):
     assert torch.equal(torch.from_numpy(scales), want_scales)
 
 
+@pytest.mark.parametrize("rows,cols", [(1, 1), (3, 17), (64, 384), (0, 4), (6, 1536)], ids=str)
+def test_asymmetric_quantize_rows_is_exact(rows, cols):
+    g = torch.Generator().manual_seed(rows + cols)
+    x = torch.nn.functional.gelu(torch.randn(rows, cols, generator=g) * 3)  # mostly >= 0, as a GELU output
+    if rows > 5:
+        x[1] = 0  # scale 0, codes 0
+        x[2] = -x[2].abs() - 0.1  # all negative: zero point 127
+        x[3] = x[3].abs() + 0.1  # all positive: zero point 0
+        x[4] = torch.randn(cols, generator=g)  # both signs
+        x[5] = 2.5  # a constant row
+    codes, scales = _C.quantize_rows(x.numpy(), asymmetric=True)
+    want_codes, want_scales = reference.quantize_rows_asymmetric(x)
+    assert torch.equal(torch.from_numpy(codes), want_codes)
+    assert torch.equal(torch.from_numpy(scales), want_scales)
+    # 127 steps over the row's range, so a code is within half a step of x
+    error = (torch.from_numpy(codes).float() * torch.from_numpy(scales)[:, None] - x).abs()
+    assert (error <= torch.from_numpy(scales)[:, None] * 0.5001 + 1e-7).all()
+
+
+def test_asymmetric_codes_of_a_gelu_output_are_as_fine_as_symmetric_ones():
+    """Why the down projection takes them: 127 steps over [min, max] against 254 over [-max|x|, max|x|]."""
+    x = torch.nn.functional.gelu(torch.randn(64, 1536, generator=torch.Generator().manual_seed(0)) * 2)
+    asymmetric, a_scales = reference.quantize_rows_asymmetric(x)
+    symmetric, s_scales = reference.quantize_rows(x)
+    error = lambda codes, scales: (codes.float() * scales[:, None] - x).pow(2).mean()  # noqa: E731
+    assert error(asymmetric, a_scales) < 1.1 * error(symmetric, s_scales)
+
+
 def test_quantize_rows_rounds_half_to_even():
     x = torch.tensor([[127.0, 0.5, 1.5, 2.5, -0.5, -1.5]])
     codes, _ = _C.quantize_rows(x.numpy())
@@ -40,9 +68,13 @@ def test_quantize_rows_rounds_half_to_even():
 @pytest.mark.parametrize("rows,inputs,outputs", SHAPES, ids=str)
 @pytest.mark.parametrize("activation", [None, "gelu", "gelu_tanh"])
 @pytest.mark.parametrize("implementation", [cpu.int8_linear, cpu.packed_int8_linear], ids=["cpp", "packed"])
-def test_int8_linear_matches_reference(rows, inputs, outputs, activation, implementation):
+@pytest.mark.parametrize("asymmetric", [False, True], ids=["symmetric", "asymmetric"])
+def test_int8_linear_matches_reference(rows, inputs, outputs, activation, implementation, asymmetric):
     x, weight, bias = layer(rows, inputs, outputs, seed=rows + inputs)
-    linear = ops.Linear(weight, bias, int8=True)
+    linear = ops.Linear(weight, bias, int8=True, asymmetric_input=asymmetric)
+    # asked for, it holds where the layer runs on the AVX2 panels (vpmaddubsw), and nowhere else
+    assert linear.asymmetric_input == (asymmetric and select("int8_linear", x.device, torch.float32).name == "packed"
+                                       and linear.panels().isa == "avx2")  # fmt: skip
     if implementation is cpu.packed_int8_linear and isa.active() == "scalar":
         pytest.raises(ValueError, implementation, x, linear, activation)
         return
@@ -86,10 +118,12 @@ def test_requantize_matches_dequantize_then_quantize(rows, cols, activation):
 
 @pytest.mark.parametrize("rows", [1, 5, 300])
 @pytest.mark.parametrize("activation", ["gelu", "gelu_tanh"])
-def test_int8_feed_forward_matches_reference(rows, activation):
+@pytest.mark.parametrize("seven_bit_up,asymmetric_down", [(False, False), (True, True)])
+def test_int8_feed_forward_matches_reference(rows, activation, seven_bit_up, asymmetric_down):
     x, up_weight, up_bias = layer(rows, 384, 1536, seed=rows)
     _, down_weight, down_bias = layer(1, 1536, 384, seed=rows + 1)
-    up, down = ops.Linear(up_weight, up_bias, int8=True), ops.Linear(down_weight, down_bias, int8=True)
+    up = ops.Linear(up_weight, up_bias, int8=True, seven_bit=seven_bit_up)
+    down = ops.Linear(down_weight, down_bias, int8=True, asymmetric_input=asymmetric_down)  # as models/bert.py
     want = reference.int8_feed_forward(x, up, down, activation)
     for impl in available("int8_feed_forward", x.device, torch.float32):
         got = impl.fn(x, up, down, activation)

@@ -150,6 +150,47 @@ def test_int8_weights_at_the_range_limits_are_exact(largest, m, k, n):
     torch.testing.assert_close(got, reference.int8_linear(x, layer), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("m,k,n", [(1, 1, 2), (5, 7, 17), (9, 384, 40), (3, 1536, 16)], ids=str)
+def test_asymmetric_input_codes_are_exact_against_the_widest_weights(m, k, n):
+    """7-bit unsigned codes against 8-bit weights on vpmaddubsw: the largest pair sums, 2 * 127 * -128 and
+    2 * 127 * 127, fit int16; the result equals the reference's exact integer products."""
+    from types import SimpleNamespace
+
+    g = torch.Generator().manual_seed(k + n)
+    codes = torch.randint(-128, 128, (n, k), generator=g).to(torch.int8)
+    codes[0], codes[1] = -128, 127  # whole columns at both ends of the range...
+    x = torch.nn.functional.gelu(torch.randn(m, k, generator=g) * 3)
+    x[0] = 1.0  # ...against a row whose codes are all 127 (zero point 0)
+    if m > 1:
+        x[1] = -1.0  # and one whose unsigned codes are all 0 (zero point 127)
+    spec = (codes.numpy(), (torch.rand(n, generator=g) + 0.5).numpy(), torch.randn(n, generator=g).numpy())
+    if not supported("int8"):
+        pytest.raises(ValueError, _C.PackedLinear, spec, asymmetric_input=True)
+        return
+    packed = _C.PackedLinear(spec, asymmetric_input=True)
+    assert packed.asymmetric_input == (packed.isa == "avx2")  # VNNI takes 8-bit symmetric codes as they are
+    layer = SimpleNamespace(qweight=codes, weight_scales=torch.from_numpy(spec[1]), bias=torch.from_numpy(spec[2]),
+                            asymmetric_input=packed.asymmetric_input)  # fmt: skip
+    got = torch.from_numpy(packed(x.numpy()))
+    torch.testing.assert_close(got, reference.int8_linear(x, layer), rtol=1e-5, atol=1e-5)
+
+
+def test_asymmetric_input_is_for_8_bit_weights_and_float_rows_only():
+    seven_bit = torch.randint(-63, 64, (16, 32)).to(torch.int8)
+    spec = (seven_bit.numpy(), torch.rand(16).numpy(), None)
+    if not supported("int8"):
+        return  # refused at packing (test_rejects_bad_input)
+    assert not _C.PackedLinear(spec, asymmetric_input=True).asymmetric_input  # 7-bit weights: 8-bit codes run already
+    wide = seven_bit.clone()
+    wide[0, 0] = 100
+    layer = _C.PackedLinear((wide.numpy(), spec[1], None), asymmetric_input=True)
+    if not layer.asymmetric_input:
+        return  # AVX-512 with VNNI
+    rows = torch.randint(-127, 128, (4, 32)).to(torch.int8)
+    with pytest.raises(ValueError, match="quantizes its input asymmetrically"):
+        layer.max_pooled(rows.numpy(), torch.tensor([0, 4], dtype=torch.int32).numpy(), scales=torch.rand(4).numpy())
+
+
 def test_int8_weights_pack_into_bytes_at_every_width(kernel_isa):
     """7-bit weights (vpmaddubsw) and 8-bit ones (vpmaddwd, sign-extended as they load) both keep one byte per
     weight: a quarter of a float32 layer, plus scales (and column sums) of 4 bytes per output."""
