@@ -131,7 +131,7 @@ def standard_cases(device: torch.device) -> list[Case]:
                           lambda fn, x=x: fn(x, cu, "mean", True, None), tokens * hidden * size, "GB/s"))  # fmt: skip
     x = randn(tokens, hidden)
     up = ops.Linear(randn(ffn, hidden) / hidden**0.5, randn(ffn), int8=True, seven_bit=True)  # as in models/bert.py
-    down = ops.Linear(randn(hidden, ffn) / ffn**0.5, randn(hidden), int8=True)
+    down = ops.Linear(randn(hidden, ffn) / ffn**0.5, randn(hidden), int8=True, asymmetric_input=True)
     cases.append(Case("int8_linear", torch.float32, f"{tokens}x{hidden} -> {ffn}, GELU",
                       lambda fn: fn(x, up, "gelu"), 2 * tokens * hidden * ffn, "GEMM int8"))  # fmt: skip
     cases.append(Case("int8_feed_forward", torch.float32, f"{tokens}x{hidden} -> {ffn} -> {hidden}, GELU",

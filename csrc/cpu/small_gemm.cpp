@@ -201,8 +201,7 @@ void run_panels(const PackedLinear& w, const float* x, int64_t m, Activation act
 
 // x's rows [0, m) as the kernels read them, into `scratch`: bf16 rows (2 bytes), float rows, int16 or byte codes
 // (4, 2, 1) [m, k_padded], then m scales, m zero points and the signed codes [m, k], under m * (k_padded + 16) * 4
-// bytes. int8 rows given
-// as codes are laid out without quantizing again; float32 layers read x itself.
+// bytes. int8 rows given as codes are laid out without quantizing again; float32 layers read x itself.
 void prepare_scratch(const PackedLinear& w, const RowsIn& x, int64_t m, std::vector<uint8_t>& scratch, int num_threads) {
   if (w.kind == WeightKind::kFloat32) return;
   scratch.resize(static_cast<size_t>(m) * (w.k_padded + kPanel) * 4);
