@@ -1,6 +1,7 @@
 """The packed linear layers (the fused encoder's, and the op path's bfloat16 / int8 ones where no library is
 fast) against their reference twins, at every ISA this CPU runs: AVX-512 panels (float32 FMA, bfloat16 dot,
-int8 VNNI) and AVX2 panels (float32 FMA, bfloat16 widened, int8 vpmaddubsw on 7-bit weights or vpmaddwd); int8
+int8 VNNI) and AVX2 panels (float32 FMA, bfloat16 widened, int8 vpmaddubsw on 7-bit weights or on 7-bit asymmetric
+input codes, else vpmaddwd); int8
 matches exactly."""
 
 import pytest
@@ -132,8 +133,8 @@ def test_a_layer_on_the_panels_holds_no_other_copy(kind):
 @pytest.mark.parametrize("largest", [63, 64, 127])
 @pytest.mark.parametrize("m,k,n", [(1, 1, 1), (5, 7, 17), (9, 384, 40), (3, 1536, 16)], ids=str)
 def test_int8_weights_at_the_range_limits_are_exact(largest, m, k, n):
-    """7-bit weights take vpmaddubsw on AVX2, wider ones vpmaddwd: both exact at their extremes, where an
-    unchecked vpmaddubsw would saturate (2 * 255 * 127 > 2^15)."""
+    """7-bit weights take vpmaddubsw on AVX2, wider ones (with symmetric input codes) vpmaddwd: both exact at their
+    extremes, where an unchecked vpmaddubsw would saturate (2 * 255 * 127 > 2^15)."""
     from types import SimpleNamespace
 
     g = torch.Generator().manual_seed(largest + k)
