@@ -188,10 +188,16 @@ class WeightReader:
         rows = rows if isinstance(rows, tuple) else (rows,) * len(prefixes)
         weight = torch.cat([self(p + ".weight", (r, cols)) for p, r in zip(prefixes, rows)])
         bias_tensor = torch.cat([self(p + ".bias", (r,)) for p, r in zip(prefixes, rows)]) if bias else None
+        return self.as_linear(weight, bias_tensor, sensitive=sensitive, seven_bit=seven_bit, gelu_input=gelu_input)
+
+    def as_linear(self, weight: torch.Tensor, bias: torch.Tensor | None = None, sensitive: bool = False,
+                  seven_bit: bool = False, gelu_input: bool = False) -> ops.Linear:  # fmt: skip
+        """weight [out, in] (and bias), read from this checkpoint and perhaps reordered, as a linear layer in this
+        reader's precision, as `linear` makes it."""
         if self.int8 and sensitive:
             dtype = torch.bfloat16 if ops.fast_bfloat16(self.device) else torch.float32
-            return ops.Linear(weight.to(dtype), None if bias_tensor is None else bias_tensor.to(dtype))
-        return ops.Linear(weight, bias_tensor, int8=self.int8, seven_bit=seven_bit, asymmetric_input=gelu_input)
+            return ops.Linear(weight.to(dtype), None if bias is None else bias.to(dtype))
+        return ops.Linear(weight, bias, int8=self.int8, seven_bit=seven_bit, asymmetric_input=gelu_input)
 
 
 def build_bert(config: dict, weights, device, dtype, int8: bool = False, float_ffn_up: bool = False) -> Encoder:

@@ -107,7 +107,7 @@ def build_rotary_encoder(config: dict, weights, device, dtype, int8: bool = Fals
         p = layer_prefix.format(i)
         if model_type == "gte":  # up_gate_proj holds up rows, then gate rows: reorder to (gate, up)
             up, gate = w(p + mlp_in[0] + ".weight", (inner and 2 * inner, H)).chunk(2, dim=0)
-            mlp = ops.Linear(torch.cat([gate, up]).contiguous(), None, int8=int8)
+            mlp = w.as_linear(torch.cat([gate, up]).contiguous(), sensitive=w.float_ffn_up)
         else:
             mlp = w.linear(*(p + n for n in mlp_in), rows=inner, cols=H, bias=bias and not gated, sensitive=w.float_ffn_up)
         layers.append(RotaryEncoderLayer(

@@ -10,6 +10,7 @@ import torch
 from tokenizers import Tokenizer, processors
 
 import fastembed_rt
+from fastembed_rt import ops
 from fastembed_rt.reranker import DEFAULT_INSTRUCTION, YES_NO_PREFIX, YES_NO_SUFFIX
 from fastembed_rt.testing import cross_encoder_from, principal_head
 
@@ -256,6 +257,16 @@ def test_precisions_keep_the_ranking(minilm_cross_encoder, dtype, data_dir):
         want = reference.predict([(query, d) for d in documents], raw_scores=True)
         got = quantized.predict([(query, d) for d in documents], raw_scores=True)
         assert spearmanr(want, got).statistic >= 0.99, dtype
+
+
+@pytest.mark.parametrize("kind", FAMILIES)
+def test_int8_rerankers_keep_the_feed_forward_input_projections_in_float(kind, tmp_path, minilm_path):
+    """In every architecture (GTE reorders its gate and up rows before building the layer), while the other
+    projections are int8."""
+    save_classifier(kind, tmp_path, minilm_path)
+    for layer in fastembed_rt.load(tmp_path, dtype="int8").model.layers:
+        up = layer.gate_up if hasattr(layer, "gate_up") else layer.up
+        assert (up.kind, layer.down.kind) == ("bfloat16" if ops.fast_bfloat16() else "float32", "int8"), kind
 
 
 def test_every_backbone_has_a_reranker_head():
