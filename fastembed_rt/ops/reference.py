@@ -152,7 +152,7 @@ def quantize_rows_asymmetric(x):
 
 def layer_codes(x, layer):
     """x quantized per row as the int8 layer takes it: asymmetric 7-bit codes or symmetric 8-bit ones."""
-    return quantize_rows_asymmetric(x) if getattr(layer, "asymmetric_input", False) else quantize_rows(x)
+    return quantize_rows_asymmetric(x) if layer.asymmetric_input else quantize_rows(x)
 
 
 def int8_feed_forward(x, up, down, activation):

@@ -142,7 +142,8 @@ def test_int8_weights_at_the_range_limits_are_exact(largest, m, k, n):
     codes[0] = largest  # column 0: every weight at the top of the range...
     x = torch.randn(m, k, generator=g)
     x[0] = 1.0  # ...against row 0's codes all 127 (unsigned 255): the largest pair sums there are
-    layer = SimpleNamespace(qweight=codes, weight_scales=torch.rand(n, generator=g) + 0.5, bias=torch.randn(n, generator=g))
+    layer = SimpleNamespace(qweight=codes, weight_scales=torch.rand(n, generator=g) + 0.5, bias=torch.randn(n, generator=g),
+                            asymmetric_input=False)  # fmt: skip
     spec = (codes.numpy(), layer.weight_scales.numpy(), layer.bias.numpy())
     if not supported("int8"):
         pytest.raises(ValueError, _C.PackedLinear, spec)
