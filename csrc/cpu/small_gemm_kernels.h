@@ -8,6 +8,10 @@
 namespace fastembed_rt::cpu {
 
 constexpr int64_t kPanel = 16;  // output columns per panel: one 512-bit or two 256-bit float32 vectors
+// How far ahead of the weights being read the kernels prefetch. A query's few rows leave the hardware prefetchers
+// too little time per line: at 8 rows, weights out of cache streamed at 12 GB/s on 2 threads without it and twice
+// that with it (Xeon, 2026-12-06), in both kernel sets; the panels are contiguous, so the stream runs on into the next.
+constexpr int64_t kPrefetchBytes = 4096;
 
 // Whether an int8 layer takes x as unsigned byte codes (code + zero point: vpdpbusd, vpmaddubsw) rather than
 // int16 (vpmaddwd), and so 4 k per group rather than 2.
