@@ -6,10 +6,10 @@ Peers, all on all-MiniLM-L6-v2 and ../shared/data/bench/corpus.jsonl (truncated 
 sentence-transformers float32; ONNX Runtime float32 and int8 (dynamic quantization) of the same model,
 exported by this script, fed like fastembed does (the `tokenizers` library, length-sorted padded batches of
 32, mean pooling, L2 normalization); fastembed_rt float32, bfloat16 and int8. Prints tokens/s, texts/s,
-ratios, single-short-query latency end to end (text -> normalized vector) p50/p99 and min cosine to
-sentence-transformers, and appends rows to benchmarks/results/cpu.csv. With --rounds R, every system encodes
-the corpus once per round, in turn, and its best round counts: on a shared, noisy machine the systems then
-meet the same conditions.
+ratios, single-short-query latency end to end (text -> normalized vector; every system once in turn, 200
+times) p50/p99 and min cosine to sentence-transformers, and appends rows to benchmarks/results/cpu.csv. With
+--rounds R, every system encodes the corpus once per round, in turn, and its best round counts: on a shared,
+noisy machine the systems then meet the same conditions.
 """
 
 from __future__ import annotations
@@ -132,11 +132,9 @@ def main() -> None:
             seconds[name] = min(seconds[name], time.perf_counter() - start)
             print(f"  measured {name}: {tokens / seconds[name]:,.0f} tokens/s (best so far)", flush=True)
     reference = vectors["sentence-transformers fp32"]
-    results = {}
-    for name, encode in systems.items():
-        p50, p99 = query_latency_ms(encode, QUERY, repeats=100, warmup=5)
-        results[name] = dict(seconds=seconds[name], p50=p50, p99=p99,
-                             min_cosine=float((vectors[name] * reference).sum(1).min()))  # fmt: skip
+    latency = query_latency_ms(systems, QUERY, repeats=200, warmup=5)
+    results = {name: dict(seconds=seconds[name], p50=latency[name][0], p99=latency[name][1],
+                          min_cosine=float((vectors[name] * reference).sum(1).min())) for name in systems}  # fmt: skip
 
     base = results["sentence-transformers fp32"]["seconds"]
     ort_int8 = results["onnxruntime int8"]["seconds"]

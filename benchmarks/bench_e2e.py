@@ -55,8 +55,8 @@ def main() -> None:
     our_vectors, our_seconds = timed(lambda: ours.encode(texts))
     cosine = (st_vectors * our_vectors).sum(1) / (np.linalg.norm(st_vectors, axis=1) * np.linalg.norm(our_vectors, axis=1))
     query = "how do I reset my password"
-    st_latency = query_latency_ms(lambda q: theirs.encode(q), query, repeats=30, warmup=1)[0]
-    our_latency = query_latency_ms(lambda q: ours.encode(q), query, repeats=30, warmup=1)[0]
+    latency = query_latency_ms({"st": theirs.encode, "ours": ours.encode}, query, repeats=30, warmup=1)
+    st_latency, our_latency = latency["st"][0], latency["ours"][0]
 
     print(f"corpus {args.corpus.name}: {len(texts):,} texts, {tokens:,} tokens; threads {args.threads}")
     print(f"{'':24}{'texts/s':>10}{'tokens/s':>12}{'query ms':>10}")
