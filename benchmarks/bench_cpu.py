@@ -6,9 +6,9 @@ Peers, all on all-MiniLM-L6-v2 and ../shared/data/bench/corpus.jsonl (truncated 
 sentence-transformers float32; ONNX Runtime float32 and int8 (dynamic quantization) of the same model,
 exported by this script, fed like fastembed does (the `tokenizers` library, length-sorted padded batches of
 32, mean pooling, L2 normalization); fastembed_rt float32, bfloat16 and int8. Prints tokens/s, texts/s,
-ratios, single-short-query latency end to end (text -> normalized vector; every system once in turn, 200
-times) p50/p99 and min cosine to sentence-transformers, and appends rows to benchmarks/results/cpu.csv. With
---rounds R, every system encodes the corpus once per round, in turn, and its best round counts: on a shared,
+ratios, single-short-query latency end to end (text -> normalized vector; 200 calls each, in 5 rounds of the
+systems in turn) p50/p99 and min cosine to sentence-transformers, and appends rows to benchmarks/results/cpu.csv.
+With --rounds R, every system encodes the corpus once per round, in turn, and its best round counts: on a shared,
 noisy machine the systems then meet the same conditions.
 """
 

@@ -8,17 +8,20 @@ from collections.abc import Callable
 import numpy as np
 
 
-def query_latency_ms(encoders: dict[str, Callable], query: str, repeats: int, warmup: int) -> dict[str, tuple[float, float]]:
-    """{name: (p50, p99)} in milliseconds of encode(query), after `warmup` untimed calls of each. Every repeat calls
-    each encoder once, in turn, so that all of them meet the same moments of a shared, noisy machine (its memory
-    bandwidth, which a query's weight stream is bound by, moved by 2x from minute to minute on the Xeon)."""
-    for encode in encoders.values():
-        for _ in range(warmup):
-            encode(query)
+def query_latency_ms(encoders: dict[str, Callable], query: str, repeats: int, warmup: int,
+                     rounds: int = 5) -> dict[str, tuple[float, float]]:  # fmt: skip
+    """{name: (p50, p99)} in milliseconds of encode(query) over `repeats` calls of each encoder, in `rounds` rounds
+    in which every encoder makes `warmup` untimed calls, then repeats / rounds timed ones in a row. In a row: one
+    call each in turn put a system's query behind another's thread pool, still spinning (fastembed_rt's float32
+    query took 48 ms after ONNX Runtime's); in rounds: each meets the slow and fast minutes of a shared machine
+    (the memory bandwidth a query's weights stream at moved 2x from minute to minute on the Xeon)."""
     samples: dict[str, list[float]] = {name: [] for name in encoders}
-    for _ in range(repeats):
+    for _ in range(rounds):
         for name, encode in encoders.items():
-            start = time.perf_counter()
-            encode(query)
-            samples[name].append((time.perf_counter() - start) * 1000)
+            for _ in range(warmup):
+                encode(query)
+            for _ in range(max(1, repeats // rounds)):
+                start = time.perf_counter()
+                encode(query)
+                samples[name].append((time.perf_counter() - start) * 1000)
     return {name: (float(np.median(s)), float(np.percentile(s, 99))) for name, s in samples.items()}
