@@ -18,6 +18,7 @@ from pathlib import Path
 READ_PATTERNS = ["*.json", "*/*.json", "*.safetensors", "*/*.safetensors"]
 PICKLE_WEIGHTS = ["pytorch_model.bin", "*/pytorch_model.bin"]
 
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 # owner/name as the Hub spells repository ids.
 _REPO_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*$")
 
@@ -38,15 +39,17 @@ def fetch(repo_id: str, revision: str | None = None, local_dir: str | Path | Non
     import huggingface_hub
     from huggingface_hub import constants, errors
 
-    def download(patterns: list[str]) -> Path:
+    def download(patterns: list[str], cached_only: bool = False) -> Path:
         return Path(huggingface_hub.snapshot_download(repo_id, revision=revision, allow_patterns=patterns,
-                                                      local_dir=local_dir, library_name="fastembed_rt"))  # fmt: skip
+                                                      local_dir=local_dir, library_name="fastembed_rt",
+                                                      local_files_only=cached_only))  # fmt: skip
 
     try:
-        path = download(READ_PATTERNS)
-        missing_weights = [d for d in _weight_folders(path) if not any(d.glob("*.safetensors"))]
-        if missing_weights:  # an older repository with pickled weights only (read with weights_only=True)
-            path = download(READ_PATTERNS + PICKLE_WEIGHTS)
+        path = _cached_commit(download, revision) if local_dir is None else None
+        if path is None:
+            path = download(READ_PATTERNS)
+            if _missing_weights(path):  # an older repository with pickled weights only (read with weights_only=True)
+                path = download(READ_PATTERNS + PICKLE_WEIGHTS)
     except errors.GatedRepoError:
         raise PermissionError(
             f"{repo_id} is a gated model: accept its terms on https://huggingface.co/{repo_id} and set HF_TOKEN "
@@ -68,6 +71,26 @@ def fetch(repo_id: str, revision: str | None = None, local_dir: str | Path | Non
     return HubModel(repo_id, _commit(path, revision), path)
 
 
+def _cached_commit(download, revision: str | None) -> Path | None:
+    """A commit's complete snapshot from the cache, or None. A commit never changes, so its cached files need no
+    word from the Hub, whose client, with the network unreachable, retries for ~25 s before it reads the cache."""
+    from huggingface_hub import errors
+
+    if revision is None or not _COMMIT.fullmatch(revision):
+        return None
+    try:
+        path = download(READ_PATTERNS + PICKLE_WEIGHTS, cached_only=True)
+    except errors.LocalEntryNotFoundError:
+        return None
+    folders = _weight_folders(path)
+    return path if folders and not _missing_weights(path, PICKLE_WEIGHTS[:1]) else None
+
+
+def _missing_weights(path: Path, also=()) -> list[Path]:
+    """Weight folders with no safetensors file (nor one of the `also` names)."""
+    return [d for d in _weight_folders(path) if not any(d.glob("*.safetensors")) and not any((d / n).is_file() for n in also)]
+
+
 def _weight_folders(path: Path) -> list[Path]:
     """Folders whose config says they hold weights: the model's, and sentence-transformers Dense modules'."""
     folders = [path] if (path / "config.json").is_file() else []
@@ -85,10 +108,10 @@ def _weight_folders(path: Path) -> list[Path]:
 def _commit(path: Path, revision: str | None) -> str:
     """The commit a snapshot folder holds: its name in the cache; for a local_dir, what huggingface_hub noted
     of each file it downloaded there (.cache/huggingface/download/*.metadata: the commit on the first line)."""
-    if re.fullmatch(r"[0-9a-f]{40}", path.name) and path.parent.name == "snapshots":
+    if _COMMIT.fullmatch(path.name) and path.parent.name == "snapshots":
         return path.name
     for metadata in sorted((path / ".cache" / "huggingface" / "download").rglob("*.metadata")):
         first = metadata.read_text().split("\n", 1)[0].strip()
-        if re.fullmatch(r"[0-9a-f]{40}", first):
+        if _COMMIT.fullmatch(first):
             return first
     return revision or "unknown"

@@ -81,6 +81,8 @@ def test_a_model_loads_by_its_hub_id_from_the_cache(hub_cache, minilm, offline, 
     assert (loaded["repo"], loaded["commit"]) == (REPO_ID, commit)
     assert loaded["path"] == str(hub_cache / "models--fastembed-test--minilm" / "snapshots" / commit)
     np.testing.assert_allclose(loaded["vector"], minilm.encode(["a Hub model, read from the cache"])[0], atol=1e-6)
+    if revision == commit:  # a cached commit is read without a request (the client retried the refusals for ~25 s)
+        assert "127.0.0.1:9" not in result.stderr, result.stderr[-2000:]
 
 
 def test_a_model_not_in_the_cache_says_how_to_get_it(hub_cache):
@@ -151,13 +153,14 @@ class FakeHub:
     """A Hugging Face Hub on loopback, as much of its HTTP API as huggingface_hub's snapshot_download uses: repo
     info by revision, the recursive file tree, and files by commit (HEAD for metadata, GET for bytes). Repositories
     are {repo_id: (commit, {path: bytes})}; `gated` ones answer 403 GatedRepo. Every file request is logged. A
-    file in `interrupt` breaks off halfway the first time it is sent; byte ranges are served, as the Hub does."""
+    file in `interrupt` breaks off halfway the first time it is sent; byte ranges are served, as the Hub does. Every
+request's path is in `calls`."""
 
     def __init__(self, repos: dict, gated: tuple[str, ...] = ()):
         import http.server
         import threading
 
-        self.repos, self.gated, self.requested, self.interrupt = repos, gated, [], set()
+        self.repos, self.gated, self.requested, self.interrupt, self.calls = repos, gated, [], set(), []
         hub = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -184,6 +187,7 @@ class FakeHub:
             def answer(self, head):
                 from urllib.parse import unquote, urlsplit
 
+                hub.calls.append(self.path)
                 parts = [unquote(p) for p in urlsplit(self.path).path.strip("/").split("/")]
                 api = parts[0] == "api"
                 repo_id = "/".join(parts[2:4] if api else parts[0:2])
@@ -269,6 +273,25 @@ def test_a_hub_model_is_downloaded_once_what_is_read_only_then_works_offline(fak
     fake_hub.requested.clear()
     assert run(cache, LOAD.format(name=REPO_ID, revision=None)).returncode == 0  # offline now: from the cache
     assert fake_hub.requested == []
+
+
+def test_a_cached_commit_is_read_without_asking_the_hub(fake_hub, tmp_path):
+    """A commit never changes, so its complete snapshot needs no request; a branch may move and is asked; a commit
+    whose cached snapshot lacks its weights is downloaded again."""
+    cache = tmp_path / "cache"
+    assert run_online(fake_hub, cache, LOAD.format(name=REPO_ID, revision=None)).returncode == 0
+    fake_hub.calls.clear()
+    result = run_online(fake_hub, cache, LOAD.format(name=REPO_ID, revision=MAIN))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["commit"] == MAIN
+    assert fake_hub.calls == []
+    assert run_online(fake_hub, cache, LOAD.format(name=REPO_ID, revision="main")).returncode == 0
+    assert fake_hub.calls
+    (cache / "models--fastembed-test--minilm" / "snapshots" / MAIN / "model.safetensors").unlink()
+    fake_hub.requested.clear()
+    result = run_online(fake_hub, cache, LOAD.format(name=REPO_ID, revision=MAIN))
+    assert result.returncode == 0, result.stderr
+    assert fake_hub.requested == ["model.safetensors"]
 
 
 def test_an_interrupted_download_is_resumed_and_the_cache_stays_consistent(fake_hub, tmp_path, minilm):
