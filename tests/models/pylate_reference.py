@@ -1,8 +1,9 @@
 """Run by .venv-pylate/bin/python (PyLate pins an older sentence-transformers than ours): builds and/or loads a
 PyLate ColBERT and writes its token vectors and MaxSim scores for the tests to compare with.
 
-argv[1]: a JSON file {"model": folder, "build": null or {"base": BERT folder, "dim": int, "bias": bool,
-"residual": bool (optional), "settings": {query_length, ...}}, "queries": [...], "documents": [...], "out": .npz path}."""
+argv[1]: a JSON file holding a list of jobs, all run in this one process (starting it takes seconds): each
+{"model": folder, "build": null or {"base": BERT folder, "dim": int, "bias": bool, "residual": bool (optional),
+"settings": {query_length, ...}}, "queries": [...], "documents": [...], "out": .npz path}."""
 
 import json
 import sys
@@ -27,8 +28,7 @@ def build(spec):
     return model
 
 
-def main():
-    job = json.load(open(sys.argv[1]))
+def run(job):
     if job.get("build"):
         build(job["build"]).save(job["model"])
     model = models.ColBERT(job["model"], device="cpu")
@@ -42,4 +42,5 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    for job in json.load(open(sys.argv[1])):
+        run(job)

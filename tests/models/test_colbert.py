@@ -3,6 +3,7 @@ in both layouts: token vectors of queries (expanded, attending or not to the exp
 and documents (skiplist), and MaxSim scores."""
 
 import json
+import shutil
 import subprocess
 import warnings
 from pathlib import Path
@@ -84,17 +85,54 @@ def stanford_colbert(directory: Path, dim=12, metadata=None) -> Path:
     return directory
 
 
-def pylate(tmp_path, model: Path, build=None, queries=QUERIES, documents=DOCUMENTS) -> dict:
-    """PyLate's token vectors and scores for `model` (built first from `build` when given)."""
+# The cases checked against PyLate: {name: (how to make the input folder, the build spec or None)}. PyLate builds
+# a sentence-transformers layout from a tiny BERT and its settings; a Stanford layout is made here and only read.
+EXPANSIONS = {
+    "expansion": {"query_length": 12, "document_length": 20},
+    "attended-expansion": {"query_length": 16, "document_length": 30, "attend_to_expansion_tokens": True},
+    "no-expansion": {"query_length": 10, "document_length": 24, "do_query_expansion": False},
+    "markers-and-skiplist": {"query_length": 12, "document_length": 20, "query_prefix": "[unused0]",
+                             "document_prefix": "[unused1]", "skiplist_words": ["!", "w5"]},
+}  # fmt: skip
+STANFORD_METADATA = {"defaults": None, "metadata": {"query_token_id": "[unused0]", "doc_token_id": "[unused1]",
+                                                    "query_maxlen": 9, "doc_maxlen": 25, "attend_to_mask_tokens": False}}  # fmt: skip
+
+
+def reference_cases():
+    short = {"query_length": 12, "document_length": 20}
+    cases = {f"{name}-bias{bias}": ("bert", {"dim": 12, "bias": bias, "settings": settings})
+             for name, settings in EXPANSIONS.items() for bias in (False, True)}  # fmt: skip
+    cases |= {f"residual-{dim}": ("bert", {"dim": dim, "bias": True, "residual": True, "settings": short}) for dim in (12, 32)}
+    cases |= {family: (family, {"dim": 12, "bias": False, "settings": {"query_length": 12, "document_length": 40}})
+              for family in ("xlm-roberta", "modernbert")}  # fmt: skip
+    cases |= {f"stanford-{name}": ("stanford", metadata) for name, metadata in STANFORD_METADATA.items()}
+    return cases
+
+
+@pytest.fixture(scope="module")
+def pylate_references(tmp_path_factory) -> dict:
+    """{case: (model folder, PyLate's token vectors and scores)}, all cases from one run of .venv-pylate."""
     assert PYLATE_PYTHON.exists(), "the ColBERT reference needs .venv-pylate: run scripts/setup_pylate.sh"
-    job = {"model": str(model), "build": build, "queries": queries, "documents": documents, "out": str(tmp_path / "ref.npz")}
-    (tmp_path / "job.json").write_text(json.dumps(job))
-    run = subprocess.run([str(PYLATE_PYTHON), str(Path(__file__).with_name("pylate_reference.py")), str(tmp_path / "job.json")],
+    root = tmp_path_factory.mktemp("pylate")
+    jobs, folders = [], {}
+    for name, (source, spec) in reference_cases().items():
+        if source == "stanford":
+            folders[name], build = stanford_colbert(root / name / "stanford", metadata=spec), None
+        else:
+            folders[name] = root / name / "colbert"
+            build = {**spec, "base": str(tiny_bert(root / name / "base", family=source))}
+        jobs.append({"model": str(folders[name]), "build": build, "queries": QUERIES, "documents": DOCUMENTS,
+                     "out": str(root / name / "ref.npz")})  # fmt: skip
+    (root / "jobs.json").write_text(json.dumps(jobs))
+    run = subprocess.run([str(PYLATE_PYTHON), str(Path(__file__).with_name("pylate_reference.py")), str(root / "jobs.json")],
                          capture_output=True, text=True, timeout=600)  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
-    ref = np.load(tmp_path / "ref.npz")
-    return {"queries": [ref[f"q{i}"] for i in range(len(queries))],
-            "documents": [ref[f"d{i}"] for i in range(len(documents))], "scores": ref["scores"]}  # fmt: skip
+    references = {}
+    for name, folder in folders.items():
+        ref = np.load(root / name / "ref.npz")
+        references[name] = folder, {"queries": [ref[f"q{i}"] for i in range(len(QUERIES))],
+                                    "documents": [ref[f"d{i}"] for i in range(len(DOCUMENTS))], "scores": ref["scores"]}  # fmt: skip
+    return references
 
 
 def assert_matches(ours: MultiVectorEmbeddings, want: list, what: str):
@@ -114,29 +152,19 @@ def check_against_pylate(model: ColBERT, ref: dict):
     np.testing.assert_allclose(model.similarity(q, d), ref["scores"], rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize("settings", [
-    {"query_length": 12, "document_length": 20},
-    {"query_length": 16, "document_length": 30, "attend_to_expansion_tokens": True},
-    {"query_length": 10, "document_length": 24, "do_query_expansion": False},
-    {"query_length": 12, "document_length": 20, "query_prefix": "[unused0]", "document_prefix": "[unused1]",
-     "skiplist_words": ["!", "w5"]},
-], ids=["expansion", "attended-expansion", "no-expansion", "markers-and-skiplist"])  # fmt: skip
+@pytest.mark.parametrize("expansion", list(EXPANSIONS))
 @pytest.mark.parametrize("bias", [False, True])
-def test_pylate_layout_matches_pylate(tmp_path, settings, bias):
-    model_dir = tmp_path / "colbert"
-    ref = pylate(tmp_path, model_dir, build={"base": str(tiny_bert(tmp_path / "bert")), "dim": 12, "bias": bias,
-                                              "settings": settings})  # fmt: skip
+def test_pylate_layout_matches_pylate(pylate_references, expansion, bias):
+    model_dir, ref = pylate_references[f"{expansion}-bias{bias}"]
     model = fastembed_rt.load(model_dir)
     assert isinstance(model, ColBERT) and model.dimension == 12
     check_against_pylate(model, ref)
 
 
 @pytest.mark.parametrize("dim", [12, 32], ids=["residual-projected", "residual-identity"])
-def test_pylate_residual_dense_matches_pylate(tmp_path, dim):
+def test_pylate_residual_dense_matches_pylate(pylate_references, tmp_path, dim):
     """PyLate's Dense(use_residual=True): x added to the projection, through its own linear when the widths differ."""
-    model_dir = tmp_path / "colbert"
-    ref = pylate(tmp_path, model_dir, build={"base": str(tiny_bert(tmp_path / "bert")), "dim": dim, "bias": True, "residual": True,
-                                              "settings": {"query_length": 12, "document_length": 20}})  # fmt: skip
+    model_dir, ref = pylate_references[f"residual-{dim}"]
     model = fastembed_rt.load(model_dir)
     assert model.dimension == dim and model.projection[0].use_residual
     assert (model.projection[0].residual_weight is None) == (dim == 32)
@@ -144,6 +172,7 @@ def test_pylate_residual_dense_matches_pylate(tmp_path, dim):
     if dim == 12:  # a residual linear the file lacks is named
         from safetensors.torch import load_file, save_file
 
+        model_dir = shutil.copytree(model_dir, tmp_path / "colbert")
         dense = next(p.parent for p in model_dir.glob("*/model.safetensors") if "residual.weight" in load_file(p))
         save_file({k: v for k, v in load_file(dense / "model.safetensors").items() if k != "residual.weight"}, dense / "model.safetensors")
         with pytest.raises(ValueError, match="needs 'residual.weight'"):
@@ -151,21 +180,16 @@ def test_pylate_residual_dense_matches_pylate(tmp_path, dim):
 
 
 @pytest.mark.parametrize("family", ["xlm-roberta", "modernbert"])
-def test_other_backbones_match_pylate(tmp_path, family):
-    model_dir = tmp_path / "colbert"
-    base = tiny_bert(tmp_path / "base", family=family)
-    ref = pylate(tmp_path, model_dir, build={"base": str(base), "dim": 12, "bias": False,
-                                              "settings": {"query_length": 12, "document_length": 40}})  # fmt: skip
+def test_other_backbones_match_pylate(pylate_references, family):
+    model_dir, ref = pylate_references[family]
     model = fastembed_rt.load(model_dir)
     assert model.spec.config["model_type"] == family
     check_against_pylate(model, ref)
 
 
-@pytest.mark.parametrize("metadata", [None, {"query_token_id": "[unused0]", "doc_token_id": "[unused1]", "query_maxlen": 9,
-                                             "doc_maxlen": 25, "attend_to_mask_tokens": False}], ids=["defaults", "metadata"])  # fmt: skip
-def test_stanford_layout_matches_pylate(tmp_path, metadata):
-    model_dir = stanford_colbert(tmp_path / "stanford", metadata=metadata)
-    ref = pylate(tmp_path, model_dir)
+@pytest.mark.parametrize("metadata", list(STANFORD_METADATA))
+def test_stanford_layout_matches_pylate(pylate_references, metadata):
+    model_dir, ref = pylate_references[f"stanford-{metadata}"]
     model = load_colbert(model_dir)
     assert model.spec.query_prefix_id == 5 and model.spec.document_prefix_id == 6  # [unused0], [unused1]
     check_against_pylate(model, ref)
