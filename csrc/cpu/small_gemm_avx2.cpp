@@ -83,9 +83,12 @@ inline void row_block(const int8_t* panel, int64_t groups, const uint8_t* x, int
     lo[r] = hi[r] = Op::zero();
     xr[r] = x + (r0 + r) * x_row_bytes;
   }
+  const uintptr_t ahead = prefetch_address(panel);
   for (int64_t g = 0; g < groups; ++g) {
     typename Op::W w_lo, w_hi;
-    _mm_prefetch(reinterpret_cast<const char*>(panel + g * Op::kGroupBytes + kPrefetchBytes), _MM_HINT_T0);
+    if (Op::kGroupBytes >= 64 || g % 2 == 0) {  // one prefetch per 64-byte line
+      _mm_prefetch(reinterpret_cast<const char*>(ahead + g * Op::kGroupBytes), _MM_HINT_T0);
+    }
     Op::load(panel + g * Op::kGroupBytes, w_lo, w_hi);
 #pragma GCC unroll 6
     for (int r = 0; r < kRows; ++r) {

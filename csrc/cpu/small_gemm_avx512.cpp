@@ -69,8 +69,9 @@ void panel_loop(const PackedLinear& w, const uint8_t* x, int64_t x_row_bytes, in
       int64_t g = 0;
       for (; g + 1 < groups; g += 2) {
         const int8_t* w0 = panel + g * 64;
-        _mm_prefetch(reinterpret_cast<const char*>(w0 + kPrefetchBytes), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(w0 + kPrefetchBytes + 64), _MM_HINT_T0);
+        const uintptr_t ahead = prefetch_address(w0);
+        _mm_prefetch(reinterpret_cast<const char*>(ahead), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(ahead + 64), _MM_HINT_T0);
 #pragma GCC unroll 8
         for (int64_t r = 0; r < kRowBlock; ++r) {
           if (r < rows) {

@@ -13,6 +13,9 @@ constexpr int64_t kPanel = 16;  // output columns per panel: one 512-bit or two 
 // kernels without it and 28 GB/s with it, and a query's AVX-512 forward took 16% less (Emerald Rapids Xeon,
 // 2026-12-06). The panels are contiguous, so the stream runs on into the next panel.
 constexpr int64_t kPrefetchBytes = 4096;
+// The address kPrefetchBytes past w, as an integer: near a layer's end it lies past the buffer, which a prefetch
+// tolerates but a pointer may not point to.
+inline uintptr_t prefetch_address(const void* w) { return reinterpret_cast<uintptr_t>(w) + kPrefetchBytes; }
 
 // Whether an int8 layer takes x as unsigned byte codes (code + zero point: vpdpbusd, vpmaddubsw) rather than
 // int16 (vpmaddwd), and so 4 k per group rather than 2.
