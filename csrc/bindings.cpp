@@ -418,7 +418,7 @@ py::tuple requantize_rows(const py::array& acc, const py::array& row_scales, con
 // A linear layer given as (weight [n, k]: float32, bfloat16 bits as int16, or int8 codes; scales [n] for int8
 // or None; bias [n] float32 or None), checked and packed for small_gemm.
 cpu::PackedLinear pack_checked_linear(const py::tuple& spec, int64_t n, int64_t k, const char* name,
-                                      bool asymmetric_input = false, bool float_input = false) {
+                                      bool asymmetric_input = false) {
   if (spec.size() != 3) throw py::value_error(std::string(name) + ": expected (weight, scales, bias)");
   const auto weight = spec[0].cast<py::array>();
   cpu::WeightKind kind;
@@ -457,18 +457,18 @@ cpu::PackedLinear pack_checked_linear(const py::tuple& spec, int64_t n, int64_t 
     if (bias_array.shape(0) != n) throw py::value_error(std::string(name) + ": expected one bias per output");
     bias = static_cast<const float*>(bias_array.data());
   }
-  return cpu::pack_linear(kind, weight.data(), n, k, scales, bias, asymmetric_input, float_input);
+  return cpu::pack_linear(kind, weight.data(), n, k, scales, bias, asymmetric_input);
 }
 
 // A linear layer packed once for small_gemm's kernels, called on float32 rows: the op path's bfloat16 and int8
 // layers where no library runs them fast, and the fused encoder's layers (the same object, shared).
 class PackedLinear {
  public:
-  PackedLinear(const py::tuple& spec, bool asymmetric_input, bool float_input) {
+  explicit PackedLinear(const py::tuple& spec, bool asymmetric_input) {
     const auto weight = spec.size() == 3 ? spec[0].cast<py::array>() : py::array();
     if (weight.ndim() != 2) throw py::value_error("weight: expected [out, in]");
     packed_ = std::make_shared<const cpu::PackedLinear>(
-        pack_checked_linear(spec, weight.shape(0), weight.shape(1), "linear", asymmetric_input, float_input));
+        pack_checked_linear(spec, weight.shape(0), weight.shape(1), "linear", asymmetric_input));
   }
 
   py::array_t<float> call(const py::array& x, int activation, bool round_output, int num_threads) const {
@@ -564,7 +564,6 @@ class PackedLinear {
 
   std::string isa() const { return cpu::isa_name(packed_->isa); }
   bool asymmetric_input() const { return packed_->asymmetric_input; }
-  bool float_input() const { return packed_->float_input; }
   int64_t nbytes() const { return cpu::packed_bytes(*packed_); }
   const std::shared_ptr<const cpu::PackedLinear>& shared() const { return packed_; }
 
@@ -964,8 +963,7 @@ PYBIND11_MODULE(_C, m) {
            "Hidden states [tokens, hidden] float32 of packed int64 ids; key_lengths as for attention_varlen.");
   py::class_<PackedLinear>(m, "PackedLinear",
                            "A linear layer (weight, scales, bias) packed for the panel kernels of small_gemm.h.")
-      .def(py::init<const py::tuple&, bool, bool>(), py::arg("linear"), py::arg("asymmetric_input") = false,
-           py::arg("float_input") = false)
+      .def(py::init<const py::tuple&, bool>(), py::arg("linear"), py::arg("asymmetric_input") = false)
       .def("__call__", &PackedLinear::call, py::arg("x"), py::arg("activation") = 0, py::arg("round_output") = false,
            py::arg("num_threads") = 0, "act(x . W^T + bias) for float32 x [m, k]: float32 [m, n].")
       .def("pooled", &PackedLinear::pooled, py::arg("x"), py::arg("cu_seqlens"), py::arg("pooling") = 0,
@@ -982,8 +980,6 @@ PYBIND11_MODULE(_C, m) {
       .def_property_readonly("isa", &PackedLinear::isa, "The kernel set it was packed for (avx512 or avx2).")
       .def_property_readonly("asymmetric_input", &PackedLinear::asymmetric_input,
                              "Whether its input is quantized to asymmetric 7-bit codes (int8 on AVX2; small_gemm.h).")
-      .def_property_readonly("float_input", &PackedLinear::float_input,
-                             "Whether it computes in float32 on its bfloat16 weights, x not rounded (AVX2; small_gemm.h).")
       .def_property_readonly("nbytes", &PackedLinear::nbytes, "The memory the packed layer holds.");
   m.def(
       "fused_encoder_supported",

@@ -45,13 +45,11 @@ void FusedEncoder::forward(const int64_t* ids, const int32_t* cu_seqlens, int64_
     context_.resize(tokens * h);
     projected_.resize(tokens * h);
     ffn_.resize(tokens * up.n);
-    // A bfloat16 QKV projection rounds its output to bfloat16, as the op-by-op path's oneDNN GEMM does (not one
-    // with float_input: float32 arithmetic on bfloat16 weights).
-    const bool bf16_activations = qkv.kind == WeightKind::kBFloat16 && !qkv.float_input;
-    small_linear(qkv, x, tokens, Activation::kNone, bf16_activations, qkv_.data(), scratch_, num_threads);
+    // A bfloat16 QKV projection rounds its output to bfloat16, as the op-by-op path's oneDNN GEMM does.
+    small_linear(qkv, x, tokens, Activation::kNone, qkv.kind == WeightKind::kBFloat16, qkv_.data(), scratch_, num_threads);
     attention_varlen<float>(qkv_.data(), qkv_.data() + h, qkv_.data() + 2 * h, context_.data(), cu_seqlens, shape,
                             1.0f / std::sqrt(static_cast<float>(head_dim)), false, 1, extras);
-    if (bf16_activations) {  // attention on bfloat16 inputs writes bfloat16
+    if (qkv.kind == WeightKind::kBFloat16) {  // attention on bfloat16 inputs writes bfloat16
       for (float& v : context_) v = to_float(from_float<bf16>(v));
     }
     small_linear(out, context_.data(), tokens, Activation::kNone, false, projected_.data(), scratch_, num_threads);

@@ -48,13 +48,10 @@ int64_t panel_index(const PackedLinear& p, int64_t c, int64_t i) {
 }  // namespace
 
 PackedLinear pack_linear(WeightKind kind, const void* weight, int64_t n, int64_t k, const float* column_scales,
-                         const float* bias, bool asymmetric_input, bool float_input) {
+                         const float* bias, bool asymmetric_input) {
   PackedLinear p;
   p.kind = kind;
-  p.float_input = float_input && kind == WeightKind::kBFloat16;
-  // float_input takes the AVX2 kernels, which widen the weights, on AVX-512 too: AVX512_BF16's dot products need
-  // bfloat16 x.
-  p.isa = p.float_input ? Isa::kAvx2 : small_gemm_isa(kind);
+  p.isa = small_gemm_isa(kind);
   p.n = n;
   p.k = k;
   p.panels = (n + kPanel - 1) / kPanel;
@@ -142,7 +139,7 @@ void place_codes(const PackedLinear& w, const int8_t* codes, const int32_t* zero
 }
 
 // x as the kernels read it (see small_gemm_kernels.h), rows zero-padded to k_padded. bfloat16 layers round x
-// to nearest even (not float_input ones); int8 layers quantize it exactly as quantize_rows does.
+// to nearest even; int8 layers quantize it exactly as quantize_rows does.
 void prepare_rows(const PackedLinear& w, const float* x, int64_t m, uint8_t* scratch, int num_threads) {
   const int64_t k = w.k, kp = w.k_padded;
   // One loop per layout, each without a branch inside, so that each vectorizes.
@@ -156,11 +153,7 @@ void prepare_rows(const PackedLinear& w, const float* x, int64_t m, uint8_t* scr
           std::fill(row + k, row + kp, bf16{0});
         } else {
           float* row = reinterpret_cast<float*>(scratch) + r * kp;
-          if (w.float_input) {
-            std::copy(xr, xr + k, row);
-          } else {
-            for (int64_t i = 0; i < k; ++i) row[i] = to_float(from_float<bf16>(xr[i]));
-          }
+          for (int64_t i = 0; i < k; ++i) row[i] = to_float(from_float<bf16>(xr[i]));
           std::fill(row + k, row + kp, 0.0f);
         }
       }

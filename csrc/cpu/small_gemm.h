@@ -44,9 +44,6 @@ struct PackedLinear {
   // (int8_linear.h), for a layer whose input is almost all of one sign (a GELU output), where those are as fine
   // as 8-bit symmetric codes; vpmaddubsw then runs its 8-bit weights, twice vpmaddwd's multiply-adds per instruction.
   bool asymmetric_input = false;
-  // bfloat16, asked for at packing (then on the AVX2 kernels, even on AVX-512): x is read as the float32 it is, not
-  // rounded to bfloat16, and no caller rounds the result: a float32 layer's arithmetic on weights at half its bytes.
-  bool float_input = false;
   int64_t n = 0, k = 0, k_padded = 0, panels = 0;
   std::vector<float> f32;
   std::vector<uint16_t> bf16;
@@ -60,9 +57,9 @@ struct PackedLinear {
 constexpr int kNarrowInt8 = 63;
 
 // weight: [n, k] row-major in the kind's storage (float, bfloat16 bits, int8 codes); scales: [n] for int8.
-// asymmetric_input, float_input: see PackedLinear (each ignored where it does not apply).
+// asymmetric_input: see PackedLinear (ignored where it does not apply).
 PackedLinear pack_linear(WeightKind kind, const void* weight, int64_t n, int64_t k, const float* column_scales,
-                         const float* bias, bool asymmetric_input = false, bool float_input = false);
+                         const float* bias, bool asymmetric_input = false);
 
 // The weight [n, k] back in the storage it was packed from (float, bfloat16 bits, int8 codes).
 void unpack_linear(const PackedLinear& p, void* weight);
@@ -74,8 +71,7 @@ int64_t packed_bytes(const PackedLinear& p);
 
 // out [m, n] float32 = act(x [m, k] float32 . W^T + bias). int8 layers quantize each row of x as quantize_rows
 // does (symmetric, or asymmetric for asymmetric_input) and dequantize with row scale x column scale, as dequantize_rows does; bfloat16 layers
-// round x to bfloat16 (unless float_input) and, with round_output, their result too (as a bfloat16 GEMM's output
-// would be).
+// round x to bfloat16 and, with round_output, their result too (as a bfloat16 GEMM's output would be).
 // `scratch` is reused; the output panels are split across `num_threads` workers of the persistent pool.
 void small_linear(const PackedLinear& w, const float* x, int64_t m, Activation act, bool round_output, float* out,
                   std::vector<uint8_t>& scratch, int num_threads);

@@ -173,7 +173,7 @@ def precision_paths() -> dict[str, str]:
     if isa.int_mm_fast():
         int8 = "torch._int_mm (oneDNN, AVX512_VNNI)"
     elif packed:
-        qkv = "bfloat16" if fast_bfloat16() else "float32 on bfloat16 weights"
+        qkv = "bfloat16" if fast_bfloat16() else "float32"
         int8 = (f"packed kernels ({'AVX-512 without VNNI: ' if level == 'avx512' else ''}AVX2), exact: vpmaddubsw on "
                 "7-bit weights against 8-bit codes, or on 8-bit weights against 7-bit asymmetric codes (layers fed by "
                 f"GELU), else vpmaddwd; QKV in {qkv}")

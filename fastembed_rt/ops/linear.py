@@ -83,7 +83,7 @@ def onednn_linear(layer: Linear, x: torch.Tensor, activation=None) -> torch.Tens
 
 
 def reference_linear(layer: Linear, x: torch.Tensor, activation=None) -> torch.Tensor:
-    return reference.linear(x, layer.weight.to(x.dtype), layer.bias, activation)
+    return reference.linear(x, layer.weight, layer.bias, activation)
 
 
 # The int8 weight range of the AVX2 panel kernels' fast path (csrc/cpu/small_gemm.h: kNarrowInt8).
@@ -107,13 +107,10 @@ class Linear:
     dtype.
     panels_only=True keeps, on a CPU with the panel kernels, only their packed copy whatever the precision: for a
     layer that runs through them alone (the vocabulary projection of ops.splade_pool).
-    float_activations=True, for bfloat16 weights where bfloat16 runs on the AVX2 panel kernels: the weights stay
-    bfloat16 (half the bytes, which a single query streams), x and the result float32, not rounded: float32
-    arithmetic on bfloat16 weights. Where the panels do not run, the weights are widened to float32 at load.
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, int8: bool = False, seven_bit: bool = False,
-                 asymmetric_input: bool = False, panels_only: bool = False, float_activations: bool = False):  # fmt: skip
+                 asymmetric_input: bool = False, panels_only: bool = False):  # fmt: skip
         if weight.dim() != 2:
             raise ValueError(f"linear weight must be [out, in], got shape {tuple(weight.shape)}")
         if bias is not None and bias.shape != (weight.shape[0],):
@@ -124,10 +121,7 @@ class Linear:
         self.packed = None  # oneDNN's reordered weight, made at the first oneDNN call
         self._panels = None  # (ISA, _C.PackedLinear): see panels()
         self._asymmetric_request = int8 and asymmetric_input
-        self.float_activations = float_activations and weight.dtype == torch.bfloat16 and self._bfloat16_on_panels()
-        if float_activations and not self.float_activations:
-            weight = weight.float()
-        self.dtype = torch.float32 if int8 or self.float_activations else weight.dtype
+        self.dtype = torch.float32 if int8 else weight.dtype
         on_panels = self._runs_on_panels() or (panels_only and not reference_only() and self.device.type == "cpu"
                                                 and isa.active() != "scalar")  # fmt: skip
         if int8:
@@ -141,20 +135,15 @@ class Linear:
             self._stored = None  # the panels are now the only copy of the weights
 
     def _runs_on_panels(self) -> bool:
-        if self.float_activations:
-            return True
         op, dtype = ("int8_linear", torch.float32) if self.int8 else ("linear", self.dtype)
         return select(op, self.device, dtype).name == "packed"
-
-    def _bfloat16_on_panels(self) -> bool:
-        return select("linear", self.device, torch.bfloat16).name == "packed"
 
     def _weights(self) -> torch.Tensor:
         """The [out, in] weights as stored: float, or int8 codes; unpacked from the panels if they are the only copy."""
         if self._stored is not None:
             return self._stored
         unpacked = torch.from_numpy(self._panels[1].unpack())
-        return unpacked.view(torch.bfloat16) if unpacked.dtype == torch.int16 else unpacked
+        return unpacked.view(torch.bfloat16) if self.dtype == torch.bfloat16 else unpacked
 
     @property
     def weight(self) -> torch.Tensor | None:
@@ -167,8 +156,7 @@ class Linear:
     def panels(self) -> _C.PackedLinear:
         """This layer packed for the panel kernels of the active ISA, once per ISA; the fused encoder shares it."""
         if self._panels is None or self._panels[0] != isa.active():
-            self._panels = (isa.active(), _C.PackedLinear(self.arrays(), asymmetric_input=self._asymmetric_request,
-                                                          float_input=self.float_activations))
+            self._panels = (isa.active(), _C.PackedLinear(self.arrays(), asymmetric_input=self._asymmetric_request))
         return self._panels[1]
 
     @property
@@ -193,8 +181,7 @@ class Linear:
 
     @property
     def kind(self) -> str:
-        """How the weights are stored: float32, bfloat16 (float_activations ones too) or int8."""
-        return "int8" if self.int8 else "bfloat16" if self.float_activations else str(self.dtype).removeprefix("torch.")
+        return "int8" if self.int8 else str(self.dtype).removeprefix("torch.")
 
     def __call__(self, x: torch.Tensor, activation: str | None = None) -> torch.Tensor:
         if x.shape[-1] != self.in_features:
@@ -205,4 +192,4 @@ class Linear:
             return fn(x if x.dtype in (torch.float32, torch.bfloat16) else x.float(), self, activation)
         if x.dtype != self.dtype:
             x = x.to(self.dtype)
-        return select("linear", x.device, torch.bfloat16 if self.float_activations else x.dtype).fn(self, x, activation)
+        return select("linear", x.device, x.dtype).fn(self, x, activation)

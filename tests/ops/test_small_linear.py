@@ -55,38 +55,6 @@ def test_matches_reference(m, k, n, kind, activation):
     torch.testing.assert_close(got, want, **tolerance)
 
 
-@pytest.mark.parametrize("m,k,n", SHAPES, ids=str)
-def test_bfloat16_float_input_is_float32_arithmetic_on_bfloat16_weights(m, k, n):
-    """float_input: x as given, not rounded to bfloat16, on the AVX2 kernels (which widen the weights) whatever the ISA."""
-    x, weight, bias = layer(m, k, n, seed=m + k * 7 + n)
-    spec = ops.Linear(weight.bfloat16(), bias).arrays()
-    if not supported("bfloat16"):
-        with pytest.raises(ValueError, match="need AVX2 or better"):
-            _C.PackedLinear(spec, float_input=True)
-        return
-    packed = _C.PackedLinear(spec, float_input=True)
-    assert packed.float_input and packed.isa == "avx2"
-    got = torch.from_numpy(packed(x.numpy(), cpu.ACTIVATION_CODES["gelu"]))
-    want = reference.linear(x.double(), weight.bfloat16().double(), bias.double(), "gelu").float()
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize("m", [0, 1, 7, 300])  # 300: from 256 rows the op path runs MKL on the widened weights
-def test_linear_with_float_activations(m):
-    """ops.Linear(bfloat16 weights, float_activations=True): float32 in and out, x never rounded; where bfloat16
-    does not run on the panels (native bfloat16, no AVX2) the weights are float32 from the start."""
-    x, weight, bias = layer(m, 50, 37, seed=m)
-    linear = ops.Linear(weight.bfloat16(), bias, float_activations=True)
-    assert linear.float_activations == (ops.select("linear", torch.device("cpu"), torch.bfloat16).name == "packed")
-    assert linear.kind == ("bfloat16" if linear.float_activations else "float32") and linear.dtype == torch.float32
-    got = linear(x, "gelu")
-    assert got.dtype == torch.float32 and got.shape == (m, 37)
-    want = reference.linear(x.double(), linear.weight.double(), bias.double(), "gelu").float()
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
-    with ops.use_reference():
-        torch.testing.assert_close(linear(x, "gelu"), want, rtol=1e-5, atol=1e-5)
-
-
 def test_bfloat16_round_output_rounds_like_a_bfloat16_gemm():
     x, weight, bias = layer(5, 64, 40, seed=1)
     linear = ops.Linear(weight.bfloat16(), bias.bfloat16())
