@@ -82,8 +82,7 @@ def _cached_commit(download, revision: str | None) -> Path | None:
         path = download(READ_PATTERNS + PICKLE_WEIGHTS, cached_only=True)
     except errors.LocalEntryNotFoundError:
         return None
-    folders = _weight_folders(path)
-    return path if folders and not _missing_weights(path, PICKLE_WEIGHTS[:1]) else None
+    return path if _weight_folders(path) and not _missing_weights(path, also=("pytorch_model.bin",)) else None
 
 
 def _missing_weights(path: Path, also=()) -> list[Path]:
