@@ -107,8 +107,9 @@ class TextTokenizer:
         encodings = encode([cut.get(i, t) for i, t in enumerate(texts)] if cut else list(texts), add_special_tokens=add_special_tokens)
         starts = [len(texts[i]) - len(cut[i]) if i in cut else 0 for i in range(len(texts))]
         whole = [i for i in cut if not encodings[i].overflowing]  # the cut lost tokens the model would have read
-        for i, encoding in zip(whole, encode([texts[i] for i in whole], add_special_tokens=add_special_tokens)):
-            encodings[i], starts[i] = encoding, 0
+        if whole:
+            for i, encoding in zip(whole, encode([texts[i] for i in whole], add_special_tokens=add_special_tokens)):
+                encodings[i], starts[i] = encoding, 0
         return encodings, starts
 
     def prompt_length(self, prompt: str) -> int:
