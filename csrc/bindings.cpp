@@ -94,7 +94,12 @@ int resolve_threads(int num_threads) {
 
 py::array_t<float> pool_packed(const py::array& hidden, const py::array& cu_seqlens, int mode, bool normalize,
                                const py::object& skip, int num_threads) {
-  require_array<float>(hidden, "hidden", 2);
+  // float32, or bfloat16 as its int16 bits (numpy has no bfloat16), read in place and pooled in float32
+  const bool bfloat16 = hidden.dtype().is(py::dtype::of<int16_t>());
+  if (!bfloat16 && !hidden.dtype().is(py::dtype::of<float>())) {
+    throw py::type_error("hidden: expected float32, or bfloat16 bits as int16; got " + py::str(hidden.dtype()).cast<std::string>());
+  }
+  bfloat16 ? require_array<int16_t>(hidden, "hidden", 2) : require_array<float>(hidden, "hidden", 2);
   check_cu_seqlens(cu_seqlens, hidden.shape(0));
   if (mode < 0 || mode > static_cast<int>(cpu::PoolMode::kLastToken)) {
     throw py::value_error("pool mode must be in [0, 5], got " + std::to_string(mode));
@@ -116,14 +121,18 @@ py::array_t<float> pool_packed(const py::array& hidden, const py::array& cu_seql
     }
   }
   py::array_t<float> out({num_seqs, hidden_size});
-  const auto* hidden_ptr = static_cast<const float*>(hidden.data());
   const auto* cu_ptr = static_cast<const int32_t*>(cu_seqlens.data());
   float* out_ptr = out.mutable_data();
   const int threads = resolve_threads(num_threads);
-  {
+  auto pool = [&](const auto* hidden_ptr) {
     py::gil_scoped_release release;
     cpu::pool_packed(hidden_ptr, hidden_size, hidden_size, cu_ptr, num_seqs, skip_ptr,
                      static_cast<cpu::PoolMode>(mode), normalize, out_ptr, hidden_size, threads);
+  };
+  if (bfloat16) {
+    pool(static_cast<const cpu::bf16*>(hidden.data()));
+  } else {
+    pool(static_cast<const float*>(hidden.data()));
   }
   return out;
 }
@@ -849,7 +858,8 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "fastembed_rt C++ CPU kernels";
   m.def("pool_packed", &pool_packed, py::arg("hidden"), py::arg("cu_seqlens"), py::arg("mode"),
         py::arg("normalize") = false, py::arg("skip") = py::none(), py::arg("num_threads") = 0,
-        "Pool packed float32 hidden states [total_tokens, hidden] into [num_seqs, hidden].");
+        "Pool packed hidden states [total_tokens, hidden] (float32, or bfloat16 bits as int16) into float32 "
+        "[num_seqs, hidden].");
   m.def("sparse_postings", &sparse_postings, py::arg("indptr"), py::arg("indices"), py::arg("values"), py::arg("num_terms"),
         "Documents as CSR rows -> (term_offsets int64 [num_terms + 1], doc_ids int32, weights float32): postings per "
         "term in increasing doc id.");

@@ -83,9 +83,11 @@ def gelu(x, bias=None, approximate="none"):
 
 
 def pool(hidden, cu_seqlens, mode, normalize=False, skip=None):
-    hidden = hidden.detach().float().contiguous()
+    """float32 vectors; bfloat16 hidden states are read in place (as their bits) and pooled in float32."""
+    hidden = hidden.detach()
+    hidden = hidden.contiguous() if hidden.dtype in (torch.float32, torch.bfloat16) else hidden.float().contiguous()
     skip_np = None if skip is None else skip.detach().to(torch.int32).contiguous().numpy()
-    out = _C.pool_packed(hidden.numpy(), _cu(cu_seqlens), POOL_MODES.index(mode), normalize, skip_np, torch.get_num_threads())
+    out = _C.pool_packed(_array(hidden), _cu(cu_seqlens), POOL_MODES.index(mode), normalize, skip_np, torch.get_num_threads())
     return torch.from_numpy(out)
 
 

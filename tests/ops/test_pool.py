@@ -25,10 +25,13 @@ def packed(lengths, hidden_size, seed=0):
 @pytest.mark.parametrize("hidden_size", HIDDEN_SIZES)
 @pytest.mark.parametrize("with_skip", [False, True])
 @pytest.mark.parametrize("normalize", [False, True])
-def test_cpp_pool_matches_reference(mode, lengths, hidden_size, with_skip, normalize):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cpp_pool_matches_reference(mode, lengths, hidden_size, with_skip, normalize, dtype):
+    """bfloat16 hidden states are read in place and pooled in float32: the twin on their float32 values."""
     hidden, cu, skip = packed(lengths, hidden_size, seed=len(lengths) * 1000 + hidden_size)
+    hidden = hidden.to(dtype)
     skip = skip if with_skip else None
-    want = reference.pool(hidden, cu, mode, normalize, skip)
+    want = reference.pool(hidden.float(), cu, mode, normalize, skip)
     got = cpu.pool(hidden, cu, mode, normalize, skip)
     assert got.shape == (len(lengths), hidden_size) and got.dtype == torch.float32
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5, equal_nan=True)
@@ -74,7 +77,7 @@ def _call(hidden, cu, mode=1, skip=None):
 def test_binding_rejects_bad_input_with_clear_errors():
     hidden = np.zeros((5, 4), dtype=np.float32)
     cu = np.array([0, 2, 5], dtype=np.int32)
-    with pytest.raises(TypeError, match="hidden: expected dtype float32"):
+    with pytest.raises(TypeError, match="hidden: expected float32, or bfloat16 bits as int16; got float64"):
         _call(hidden.astype(np.float64), cu)
     with pytest.raises(ValueError, match="hidden: expected 2 dimensions"):
         _call(np.zeros(5, dtype=np.float32), cu)
