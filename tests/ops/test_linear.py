@@ -21,13 +21,24 @@ def layer(rows, inputs, outputs, seed=0):
 
 @pytest.mark.parametrize("rows,cols", [(1, 1), (3, 17), (64, 384), (0, 4), (5, 1536)], ids=str)
 def test_quantize_rows_is_exact(rows, cols):
-    x = torch.randn(rows, cols) * torch.rand(rows, 1) * 10
+    g = torch.Generator().manual_seed(rows * 7 + cols)
+    x = torch.randn(rows, cols, generator=g) * torch.rand(rows, 1, generator=g) * 10
     if rows > 2:
         x[1] = 0  # an all-zero row: scale 0, codes 0
         x[2, 0] = x[2].abs().max() * 1.0000001
     codes, scales = _C.quantize_rows(x.numpy())
     want_codes, want_scales = reference.quantize_rows(x)
     assert torch.equal(torch.from_numpy(codes), want_codes)
+    assert torch.equal(torch.from_numpy(scales), want_scales)
+
+
+def test_quantize_rows_near_a_tie_divides_once():
+    """x * (127 / max) lands on 32.5 when 127 / max is rounded once, as the kernels divide, and on 32.500004 when
+    computed as 127 * (1 / max), as torch's `127 / tensor` does: codes 32 and 33. The twin divides once too."""
+    x = torch.tensor([[1.4714293479919434, 5.749892711639404]])
+    codes, scales = _C.quantize_rows(x.numpy())
+    want_codes, want_scales = reference.quantize_rows(x)
+    assert codes[0, 0] == 32 and torch.equal(torch.from_numpy(codes), want_codes)
     assert torch.equal(torch.from_numpy(scales), want_scales)
 
 
