@@ -99,7 +99,11 @@ py::array_t<float> pool_packed(const py::array& hidden, const py::array& cu_seql
   if (!bfloat16 && !hidden.dtype().is(py::dtype::of<float>())) {
     throw py::type_error("hidden: expected float32, or bfloat16 bits as int16; got " + py::str(hidden.dtype()).cast<std::string>());
   }
-  bfloat16 ? require_array<int16_t>(hidden, "hidden", 2) : require_array<float>(hidden, "hidden", 2);
+  if (bfloat16) {
+    require_array<int16_t>(hidden, "hidden", 2);
+  } else {
+    require_array<float>(hidden, "hidden", 2);
+  }
   check_cu_seqlens(cu_seqlens, hidden.shape(0));
   if (mode < 0 || mode > static_cast<int>(cpu::PoolMode::kLastToken)) {
     throw py::value_error("pool mode must be in [0, 5], got " + std::to_string(mode));
