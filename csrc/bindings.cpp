@@ -92,55 +92,6 @@ int resolve_threads(int num_threads) {
   return hw > 0 ? static_cast<int>(hw) : 1;
 }
 
-py::array_t<float> pool_packed(const py::array& hidden, const py::array& cu_seqlens, int mode, bool normalize,
-                               const py::object& skip, int num_threads) {
-  // float32, or bfloat16 as its int16 bits (numpy has no bfloat16), read in place and pooled in float32
-  const bool bfloat16 = hidden.dtype().is(py::dtype::of<int16_t>());
-  if (!bfloat16 && !hidden.dtype().is(py::dtype::of<float>())) {
-    throw py::type_error("hidden: expected float32, or bfloat16 bits as int16; got " + py::str(hidden.dtype()).cast<std::string>());
-  }
-  if (bfloat16) {
-    require_array<int16_t>(hidden, "hidden", 2);
-  } else {
-    require_array<float>(hidden, "hidden", 2);
-  }
-  check_cu_seqlens(cu_seqlens, hidden.shape(0));
-  if (mode < 0 || mode > static_cast<int>(cpu::PoolMode::kLastToken)) {
-    throw py::value_error("pool mode must be in [0, 5], got " + std::to_string(mode));
-  }
-  const py::ssize_t num_seqs = cu_seqlens.shape(0) - 1;
-  const py::ssize_t hidden_size = hidden.shape(1);
-  const int32_t* skip_ptr = nullptr;
-  py::array skip_array;
-  if (!skip.is_none()) {
-    skip_array = skip.cast<py::array>();
-    require_array<int32_t>(skip_array, "skip", 1);
-    if (skip_array.shape(0) != num_seqs) {
-      throw py::value_error("skip: expected " + std::to_string(num_seqs) + " entries, got " +
-                            std::to_string(skip_array.shape(0)));
-    }
-    skip_ptr = static_cast<const int32_t*>(skip_array.data());
-    for (py::ssize_t i = 0; i < num_seqs; ++i) {
-      if (skip_ptr[i] < 0) throw py::value_error("skip[" + std::to_string(i) + "] is negative");
-    }
-  }
-  py::array_t<float> out({num_seqs, hidden_size});
-  const auto* cu_ptr = static_cast<const int32_t*>(cu_seqlens.data());
-  float* out_ptr = out.mutable_data();
-  const int threads = resolve_threads(num_threads);
-  auto pool = [&](const auto* hidden_ptr) {
-    py::gil_scoped_release release;
-    cpu::pool_packed(hidden_ptr, hidden_size, hidden_size, cu_ptr, num_seqs, skip_ptr,
-                     static_cast<cpu::PoolMode>(mode), normalize, out_ptr, hidden_size, threads);
-  };
-  if (bfloat16) {
-    pool(static_cast<const cpu::bf16*>(hidden.data()));
-  } else {
-    pool(static_cast<const float*>(hidden.data()));
-  }
-  return out;
-}
-
 // Transformer kernels take float32 arrays, or bfloat16 passed as its raw int16 bits (numpy has no bfloat16).
 enum class Storage { kFloat32, kBFloat16 };
 
@@ -189,6 +140,48 @@ void with_storage(Storage storage, Fn fn) {
   } else {
     fn(cpu::bf16{});
   }
+}
+
+py::array_t<float> pool_packed(const py::array& hidden, const py::array& cu_seqlens, int mode, bool normalize,
+                               const py::object& skip, int num_threads) {
+  // bfloat16 is read in place and pooled in float32
+  const Storage storage = storage_of(hidden, "hidden");
+  if (storage == Storage::kBFloat16) {
+    require_array<int16_t>(hidden, "hidden", 2);
+  } else {
+    require_array<float>(hidden, "hidden", 2);
+  }
+  check_cu_seqlens(cu_seqlens, hidden.shape(0));
+  if (mode < 0 || mode > static_cast<int>(cpu::PoolMode::kLastToken)) {
+    throw py::value_error("pool mode must be in [0, 5], got " + std::to_string(mode));
+  }
+  const py::ssize_t num_seqs = cu_seqlens.shape(0) - 1;
+  const py::ssize_t hidden_size = hidden.shape(1);
+  const int32_t* skip_ptr = nullptr;
+  py::array skip_array;
+  if (!skip.is_none()) {
+    skip_array = skip.cast<py::array>();
+    require_array<int32_t>(skip_array, "skip", 1);
+    if (skip_array.shape(0) != num_seqs) {
+      throw py::value_error("skip: expected " + std::to_string(num_seqs) + " entries, got " +
+                            std::to_string(skip_array.shape(0)));
+    }
+    skip_ptr = static_cast<const int32_t*>(skip_array.data());
+    for (py::ssize_t i = 0; i < num_seqs; ++i) {
+      if (skip_ptr[i] < 0) throw py::value_error("skip[" + std::to_string(i) + "] is negative");
+    }
+  }
+  py::array_t<float> out({num_seqs, hidden_size});
+  const auto* cu_ptr = static_cast<const int32_t*>(cu_seqlens.data());
+  float* out_ptr = out.mutable_data();
+  const int threads = resolve_threads(num_threads);
+  with_storage(storage, [&](auto tag) {
+    using T = decltype(tag);
+    py::gil_scoped_release release;
+    cpu::pool_packed(static_cast<const T*>(hidden.data()), hidden_size, hidden_size, cu_ptr, num_seqs, skip_ptr,
+                     static_cast<cpu::PoolMode>(mode), normalize, out_ptr, hidden_size, threads);
+  });
+  return out;
 }
 
 py::object norm_rows(const py::array& x, const py::object& residual, const py::array& weight, const py::object& bias,
