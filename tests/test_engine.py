@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 
 import fastembed_rt
 from fastembed_rt import ops
@@ -126,6 +127,18 @@ def test_bfloat16_runs_close_to_float32(minilm_path, minilm, real_texts):
     bf16 = fastembed_rt.load(minilm_path, dtype="bfloat16").encode(texts)
     cos = (bf16 * minilm.encode(texts)).sum(1)
     assert bf16.dtype == np.float32 and cos.min() > 0.99
+
+
+def test_bfloat16_keeps_bfloat16_weights_and_computes_in_float32_where_it_is_not_native(minilm_path):
+    """Where bfloat16 GEMMs are not native (AVX2: the suite's second pass), the linear weights and embedding tables
+    stay bfloat16 (half the memory) and the activations are float32; with native ones, all of it is bfloat16."""
+    model = fastembed_rt.load(minilm_path, dtype="bfloat16").model
+    activations = torch.float32 if ops.widened_bfloat16() else torch.bfloat16
+    layer = model.layers[0]
+    assert model.word_embeddings.dtype == layer.up.dtype == layer.qkv.dtype == torch.bfloat16
+    assert model.norm_weight.dtype == layer.ffn_norm_weight.dtype == activations
+    hidden = model.forward(torch.tensor([101, 7592, 2088, 102] * 20), torch.tensor([0, 80], dtype=torch.int32), 80)
+    assert hidden.dtype == activations
 
 
 def test_one_spec_builds_several_embedders(minilm_path):

@@ -124,7 +124,7 @@ class Encoder:
             return torch.from_numpy(self._fused.forward(input_ids.numpy(), cu_seqlens.to(torch.int32).numpy(),
                                                         torch.get_num_threads(), keys))  # fmt: skip
         x = ops.embed(self.word_embeddings, self.position_embeddings, self.token_type_embedding, input_ids, cu_seqlens,
-                      self.config.position_offset)  # fmt: skip
+                      self.config.position_offset).to(self.norm_weight.dtype)  # fmt: skip
         x = add_token_types(x, token_types, self.token_type_delta)
         x = ops.layer_norm(x, self.norm_weight, self.norm_bias, self.config.layer_norm_eps)
         for layer in self.layers:
@@ -145,7 +145,7 @@ def add_token_types(x: torch.Tensor, token_types: torch.Tensor | None, delta: to
 
 def token_type_rows(w: "WeightReader", name: str, types: int | None, hidden: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(row 0, row 1 - row 0 or None) of a token-type table: every text is type 0 unless it is a pair's second."""
-    table = w(name, (types, hidden))
+    table = w.table(name, (types, hidden))
     return table[0], (table[1] - table[0]).contiguous() if table.shape[0] > 1 else None
 
 
@@ -153,7 +153,9 @@ class WeightReader:
     """Looks up checkpoint tensors whatever prefix the saving class added (`bert.`, `roberta.`, ...),
     converting them to the runtime's device and dtype, and names the missing tensor when one is absent.
     With int8=True, linear layers keep int8 weights (the rest stays in `dtype`); with float_ffn_up too, the
-    feed-forward input projections stay in float (their builders ask `w.float_ffn_up`)."""
+    feed-forward input projections stay in float (their builders ask `w.float_ffn_up`).
+    `dtype` bfloat16 where ops.widened_bfloat16: linear weights and embedding tables (`table`) in bfloat16, the
+    rest, and so the activations, in float32 (`self.dtype`)."""
 
     def __init__(self, weights: dict[str, torch.Tensor], anchor: str, device, dtype, int8: bool = False,
                  float_ffn_up: bool = False):  # fmt: skip
@@ -161,7 +163,9 @@ class WeightReader:
         if not prefixes:
             raise ValueError(f"checkpoint has no tensor named '*{anchor}'; is this the right architecture?")
         self.prefix = min(prefixes, key=len)
-        self.weights, self.device, self.dtype, self.int8 = weights, device, dtype, int8
+        self.weights, self.device, self.int8 = weights, device, int8
+        self.weight_dtype = dtype
+        self.dtype = torch.float32 if dtype == torch.bfloat16 and ops.widened_bfloat16(device) else dtype
         self.float_ffn_up = float_ffn_up
 
     def raw(self, name: str, shape: tuple) -> torch.Tensor:
@@ -179,6 +183,10 @@ class WeightReader:
     def __call__(self, name: str, shape: tuple) -> torch.Tensor:
         return self.raw(name, shape).to(self.device, self.dtype).contiguous()
 
+    def table(self, name: str, shape: tuple) -> torch.Tensor:
+        """An embedding table, in the weights' precision: in a small model, most of its bytes."""
+        return self.raw(name, shape).to(self.device, self.weight_dtype).contiguous()
+
     def linear(self, *prefixes: str, rows: int | tuple, cols: int, bias: bool = True, sensitive: bool = False,
                seven_bit: bool = False, gelu_input: bool = False) -> ops.Linear:  # fmt: skip
         """One linear layer from `prefix.weight` [rows, cols] (and `prefix.bias`), several prefixes stacked into one
@@ -186,7 +194,7 @@ class WeightReader:
         that runs about as fast as float32; a `seven_bit` one may take 7-bit weights, and one whose input is a GELU
         output 7-bit asymmetric input codes, where that is faster (ops.Linear)."""
         rows = rows if isinstance(rows, tuple) else (rows,) * len(prefixes)
-        weight = torch.cat([self(p + ".weight", (r, cols)) for p, r in zip(prefixes, rows)])
+        weight = torch.cat([self.table(p + ".weight", (r, cols)) for p, r in zip(prefixes, rows)])
         bias_tensor = torch.cat([self(p + ".bias", (r,)) for p, r in zip(prefixes, rows)]) if bias else None
         return self.as_linear(weight, bias_tensor, sensitive=sensitive, seven_bit=seven_bit, gelu_input=gelu_input)
 
@@ -197,7 +205,9 @@ class WeightReader:
         if self.int8 and sensitive:
             dtype = torch.bfloat16 if ops.fast_bfloat16(self.device) else torch.float32
             return ops.Linear(weight.to(dtype), None if bias is None else bias.to(dtype))
-        return ops.Linear(weight, bias, int8=self.int8, seven_bit=seven_bit, asymmetric_input=gelu_input)
+        if self.int8:
+            return ops.Linear(weight, bias, int8=True, seven_bit=seven_bit, asymmetric_input=gelu_input)
+        return ops.Linear(weight.to(self.device, self.weight_dtype), bias, float32_activations=self.dtype != self.weight_dtype)
 
 
 def build_bert(config: dict, weights, device, dtype, int8: bool = False, float_ffn_up: bool = False) -> Encoder:
@@ -234,8 +244,8 @@ def build_bert(config: dict, weights, device, dtype, int8: bool = False, float_f
     token_type, token_type_delta = token_type_rows(w, "embeddings.token_type_embeddings.weight", config.get("type_vocab_size"), H)
     return Encoder(
         cfg,
-        word=w("embeddings.word_embeddings.weight", (config.get("vocab_size"), H)),
-        position=w("embeddings.position_embeddings.weight", (config.get("max_position_embeddings"), H)),
+        word=w.table("embeddings.word_embeddings.weight", (config.get("vocab_size"), H)),
+        position=w.table("embeddings.position_embeddings.weight", (config.get("max_position_embeddings"), H)),
         token_type=token_type,
         norm_weight=w("embeddings.LayerNorm.weight", (H,)),
         norm_bias=w("embeddings.LayerNorm.bias", (H,)),

@@ -114,7 +114,7 @@ class Decoder:
 
     def forward(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int) -> torch.Tensor:
         c = self.config
-        x = self.embeddings[input_ids]
+        x = self.embeddings[input_ids].to(self.final_norm.dtype)
         if c.gemma:
             x = x * torch.tensor(c.hidden_size**0.5, dtype=x.dtype)
         angles = self.rotary.angles(cu_seqlens)
@@ -153,7 +153,7 @@ def build_decoder(config: dict, weights, device, dtype, int8: bool = False, floa
     H, inner, q_rows, kv_rows = c.hidden_size, config.get("intermediate_size"), c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
 
     def norm(name, width=H):  # Gemma keeps (weight - 1): its RMSNorm multiplies by (1 + weight), computed in float32
-        return (w.raw(name, (width,)).float() + 1.0).to(device, dtype) if c.gemma else w(name, (width,))
+        return (w.raw(name, (width,)).float() + 1.0).to(device, w.dtype) if c.gemma else w(name, (width,))
 
     def optional_norm(name):
         return norm(name) if w.prefix + name in w.weights else None
@@ -164,12 +164,14 @@ def build_decoder(config: dict, weights, device, dtype, int8: bool = False, floa
         a = p + "self_attn."
         qkv = w.linear(a + "q_proj", a + "k_proj", a + "v_proj", rows=(q_rows, kv_rows, kv_rows), cols=H, bias=qkv_bias,
                        sensitive=True)  # fmt: skip
-        # q/k norms act on the QKV GEMM's output: its dtype (bfloat16 under int8, where that GEMM stays in bfloat16)
+        # q/k norms act on the QKV GEMM's output: its dtype (bfloat16 under int8, where that GEMM stays in bfloat16;
+        # the activations' where bfloat16 weights are widened)
+        qkv_out = qkv.dtype if ops.fast_bfloat16(device) else w.dtype
         layers.append(DecoderLayer(
             attn_norm=norm(p + "input_layernorm.weight"),
             qkv=qkv,
-            q_norm=norm(a + "q_norm.weight", c.head_dim).to(qkv.dtype) if c.qk_norm else None,
-            k_norm=norm(a + "k_norm.weight", c.head_dim).to(qkv.dtype) if c.qk_norm else None,
+            q_norm=norm(a + "q_norm.weight", c.head_dim).to(qkv_out) if c.qk_norm else None,
+            k_norm=norm(a + "k_norm.weight", c.head_dim).to(qkv_out) if c.qk_norm else None,
             out=w.linear(a + "o_proj", rows=H, cols=q_rows, bias=bool(config.get("attention_bias", False))),
             post_attn_norm=optional_norm(p + "post_attention_layernorm.weight") if c.gemma else None,
             mlp_norm=norm(p + ("pre_feedforward_layernorm.weight" if c.gemma else "post_attention_layernorm.weight")),
@@ -179,4 +181,4 @@ def build_decoder(config: dict, weights, device, dtype, int8: bool = False, floa
             post_mlp_norm=optional_norm(p + "post_feedforward_layernorm.weight") if c.gemma else None,
         ))  # fmt: skip
     max_positions = config.get("max_position_embeddings", 32768)
-    return Decoder(c, w("embed_tokens.weight", (config.get("vocab_size"), H)), layers, norm("norm.weight"), Rotary.from_config(config, c.head_dim), max_positions)
+    return Decoder(c, w.table("embed_tokens.weight", (config.get("vocab_size"), H)), layers, norm("norm.weight"), Rotary.from_config(config, c.head_dim), max_positions)

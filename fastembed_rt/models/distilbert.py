@@ -33,8 +33,8 @@ def build_distilbert(config: dict, weights, device, dtype, int8: bool = False, f
         )
     return Encoder(
         cfg,
-        word=w("embeddings.word_embeddings.weight", (config.get("vocab_size"), H)),
-        position=w("embeddings.position_embeddings.weight", (config.get("max_position_embeddings"), H)),
+        word=w.table("embeddings.word_embeddings.weight", (config.get("vocab_size"), H)),
+        position=w.table("embeddings.position_embeddings.weight", (config.get("max_position_embeddings"), H)),
         token_type=None,
         norm_weight=w("embeddings.LayerNorm.weight", (H,)),
         norm_bias=w("embeddings.LayerNorm.bias", (H,)),

@@ -48,7 +48,7 @@ class ModernBert:
                 key_lengths: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         """key_lengths [B]: attention keys are each sequence's first tokens (ColBERT's query expansion)."""
         c = self.config
-        x = ops.layer_norm(self.embeddings[input_ids], *self.embedding_norm, c.eps)
+        x = ops.layer_norm(self.embeddings[input_ids].to(self.embedding_norm[0].dtype), *self.embedding_norm, c.eps)
         angles = self.rotary.angles(cu_seqlens)
         for layer, window, kind in zip(self.layers, c.windows, c.rope_kinds):
             h = x if layer.attn_norm is None else ops.layer_norm(x, *layer.attn_norm, c.eps)
@@ -93,5 +93,5 @@ def build_modernbert(config: dict, weights, device, dtype, int8: bool = False, f
             down=w.linear(p + "mlp.Wo", rows=H, cols=inner, bias=mlp_bias),
         ))  # fmt: skip
     rotary = Rotary.from_config(config, c.hidden_size // c.num_heads, parameters)
-    return ModernBert(c, w("embeddings.tok_embeddings.weight", (config.get("vocab_size"), H)), norm("embeddings.norm"), layers, norm("final_norm"), rotary,
+    return ModernBert(c, w.table("embeddings.tok_embeddings.weight", (config.get("vocab_size"), H)), norm("embeddings.norm"), layers, norm("final_norm"), rotary,
                       config.get("max_position_embeddings", 8192))  # fmt: skip

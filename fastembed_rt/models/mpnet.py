@@ -38,7 +38,8 @@ class MPNetEncoder(Encoder):
 
         offsets = torch.arange(-(max_seqlen - 1), max_seqlen, device=input_ids.device)
         bias = self.relative_attention_bias[relative_position_buckets(offsets, self.num_buckets)].T.contiguous()  # [H, 2L-1]
-        x = ops.embed(self.word_embeddings, self.position_embeddings, None, input_ids, cu_seqlens, self.config.position_offset)
+        x = ops.embed(self.word_embeddings, self.position_embeddings, None, input_ids, cu_seqlens,
+                      self.config.position_offset).to(self.norm_weight.dtype)  # fmt: skip
         x = ops.layer_norm(x, self.norm_weight, self.norm_bias, self.config.layer_norm_eps)
         for layer in self.layers:
             x = layer.forward(x, cu_seqlens, max_seqlen, self.config, relative_bias=bias)
@@ -64,8 +65,8 @@ def build_mpnet(config: dict, weights, device, dtype, int8: bool = False, float_
             ffn_norm_weight=w(p + "output.LayerNorm.weight", (H,)), ffn_norm_bias=w(p + "output.LayerNorm.bias", (H,)),
         ))  # fmt: skip
     return MPNetEncoder(
-        cfg, w("embeddings.word_embeddings.weight", (config.get("vocab_size"), H)),
-        w("embeddings.position_embeddings.weight", (config.get("max_position_embeddings"), H)), None,
+        cfg, w.table("embeddings.word_embeddings.weight", (config.get("vocab_size"), H)),
+        w.table("embeddings.position_embeddings.weight", (config.get("max_position_embeddings"), H)), None,
         w("embeddings.LayerNorm.weight", (H,)), w("embeddings.LayerNorm.bias", (H,)), layers,
         relative_attention_bias=w("encoder.relative_attention_bias.weight", (buckets, cfg.num_heads)),
         num_buckets=buckets,

@@ -49,7 +49,7 @@ class RotaryEncoder:
     def forward(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
                 token_types: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         c = self.config
-        x = self.embeddings[input_ids]
+        x = self.embeddings[input_ids].to(self.norm[0].dtype)
         if self.token_type is not None:
             x = x + self.token_type
         x = add_token_types(x, token_types, self.token_type_delta)
@@ -122,5 +122,5 @@ def build_rotary_encoder(config: dict, weights, device, dtype, int8: bool = Fals
     parameters = None if config.get("rope_parameters") or theta is None else {"all": {"rope_type": "default", "rope_theta": theta}}
     rotary = Rotary.from_config(config, c.hidden_size // c.num_heads, parameters)
     vocab = _get(config, "vocab_size")
-    return RotaryEncoder(c, w("embeddings.word_embeddings.weight", (vocab, H)), token_type, norm(emb_norm), layers, rotary,
+    return RotaryEncoder(c, w.table("embeddings.word_embeddings.weight", (vocab, H)), token_type, norm(emb_norm), layers, rotary,
                          _get(config, "max_position_embeddings", "n_positions", default=8192), token_type_delta)  # fmt: skip

@@ -134,16 +134,17 @@ WIDEN_MIN_ROWS = 256
 
 
 def packed_linear(layer, x, activation=None):
-    """A bfloat16 layer where oneDNN has no bfloat16 GEMM: weights stay bfloat16 (half the memory); x is rounded
-    to bfloat16 and the result too, as a bfloat16 GEMM does. Small batches: the panel kernels, which widen the
-    weights to float32 in registers; large ones: MKL on the weights widened to float32 for this call."""
+    """A bfloat16 layer where oneDNN has no bfloat16 GEMM: weights stay bfloat16 (half the memory); the result has
+    x's dtype (bfloat16 x: rounded as a bfloat16 GEMM rounds; float32 x: a bfloat16 model's float32 activations).
+    Small batches: the panel kernels, which widen the weights to float32 in registers (and round x to bfloat16);
+    large ones: MKL on the weights widened to float32 for this call."""
     rows = _rows(x)
     if rows.shape[0] < WIDEN_MIN_ROWS:
         out = torch.from_numpy(_on_panels(layer, rows, activation))
     else:
         widened_t = torch.from_numpy(layer.panels().widened(torch.get_num_threads()))  # [in, out]
         out = float32_gemm(rows.float(), widened_t.T, None if layer.bias is None else layer.bias.float(), activation)
-    return out.to(layer.dtype).view(*x.shape[:-1], layer.out_features)
+    return out.to(x.dtype).view(*x.shape[:-1], layer.out_features)
 
 
 def packed_int8_linear(x, layer, activation=None):

@@ -83,7 +83,9 @@ def onednn_linear(layer: Linear, x: torch.Tensor, activation=None) -> torch.Tens
 
 
 def reference_linear(layer: Linear, x: torch.Tensor, activation=None) -> torch.Tensor:
-    return reference.linear(x, layer.weight, layer.bias, activation)
+    """bfloat16 weights given float32 x (float32_activations) are widened, as the panel kernels do."""
+    bias = None if layer.bias is None else layer.bias.to(x.dtype)
+    return reference.linear(x, layer.weight.to(x.dtype), bias, activation)
 
 
 # The int8 weight range of the AVX2 panel kernels' fast path (csrc/cpu/small_gemm.h: kNarrowInt8).
@@ -107,10 +109,13 @@ class Linear:
     dtype.
     panels_only=True keeps, on a CPU with the panel kernels, only their packed copy whatever the precision: for a
     layer that runs through them alone (the vocabulary projection of ops.splade_pool).
+    float32_activations=True: a bfloat16 layer on the panel kernels (ops.widened_bfloat16) takes float32 x as it is
+    and returns float32; its weights are widened to float32 there in any case. Elsewhere (native bfloat16) x is
+    cast to bfloat16 as usual.
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, int8: bool = False, seven_bit: bool = False,
-                 asymmetric_input: bool = False, panels_only: bool = False):  # fmt: skip
+                 asymmetric_input: bool = False, panels_only: bool = False, float32_activations: bool = False):  # fmt: skip
         if weight.dim() != 2:
             raise ValueError(f"linear weight must be [out, in], got shape {tuple(weight.shape)}")
         if bias is not None and bias.shape != (weight.shape[0],):
@@ -130,6 +135,7 @@ class Linear:
             self.bias = None if bias is None else bias.float().contiguous()
         else:
             self._stored, self.bias = weight.contiguous(), bias
+        self.float32_activations = float32_activations and on_panels and self.dtype == torch.bfloat16
         if on_panels:
             self.panels()
             self._stored = None  # the panels are now the only copy of the weights
@@ -190,6 +196,6 @@ class Linear:
             fn = select("int8_linear", x.device, torch.float32).fn
             # bfloat16 inputs (from a bfloat16 QKV projection's attention) are quantized as they are
             return fn(x if x.dtype in (torch.float32, torch.bfloat16) else x.float(), self, activation)
-        if x.dtype != self.dtype:
+        if x.dtype != self.dtype and not (self.float32_activations and x.dtype == torch.float32):
             x = x.to(self.dtype)
-        return select("linear", x.device, x.dtype).fn(self, x, activation)
+        return select("linear", x.device, self.dtype).fn(self, x, activation)

@@ -186,6 +186,25 @@ def test_float_linear_casts_its_input_to_the_weight_dtype():
     assert out.dtype == torch.bfloat16
 
 
+@pytest.mark.parametrize("rows", [1, 7, 300], ids=str)
+def test_bfloat16_weights_with_float32_activations(rows):
+    """A bfloat16 model's layers where bfloat16 is not native (the suite's AVX2 pass): float32 in, float32 out, against
+    the float32 product on the same bfloat16 weights: on the panels below cpu.WIDEN_MIN_ROWS (which round x to
+    bfloat16, their layout), on MKL above (weights widened, x as it is), and in the reference twin."""
+    x, weight, bias = layer(rows, 37, 19)
+    lin = ops.Linear(weight.bfloat16(), bias, float32_activations=True)
+    if not ops.widened_bfloat16():  # native bfloat16 GEMMs: the flag does nothing
+        assert not lin.float32_activations and lin(x).dtype == torch.bfloat16
+        return
+    on_panels = x if rows >= cpu.WIDEN_MIN_ROWS else x.bfloat16().float()
+    got = lin(x, "gelu")
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, reference.linear(on_panels, weight.bfloat16().float(), bias, "gelu"), rtol=1e-5, atol=1e-5)
+    with ops.use_reference():
+        torch.testing.assert_close(lin(x, "gelu"), reference.linear(x, weight.bfloat16().float(), bias, "gelu"))
+    assert lin(x.bfloat16()).dtype == torch.bfloat16  # bfloat16 inputs still give bfloat16
+
+
 def test_dispatch_table():
     table = ops.implementation_table("cpu", torch.float32)
     assert table["int8_linear"] == ("cpp" if isa.int_mm_fast() or isa.active() == "scalar" else "packed")
