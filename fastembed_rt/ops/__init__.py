@@ -208,7 +208,6 @@ __all__ = [
     "attention",
     "embed",
     "fast_bfloat16",
-    "widened_bfloat16",
     "feed_forward",
     "forcing",
     "gelu",
@@ -228,4 +227,5 @@ __all__ = [
     "splade_pool",
     "use_implementation",
     "use_reference",
+    "widened_bfloat16",
 ]
