@@ -133,6 +133,15 @@ py::array output_like(const py::object& out, const py::array& like) {
   return a;
 }
 
+// `a` as require_array wants it, of `storage`'s element type (bfloat16 as its int16 bits).
+void require_stored(const py::array& a, Storage storage, const char* name, py::ssize_t ndim) {
+  if (storage == Storage::kBFloat16) {
+    require_array<int16_t>(a, name, ndim);
+  } else {
+    require_array<float>(a, name, ndim);
+  }
+}
+
 template <typename Fn>
 void with_storage(Storage storage, Fn fn) {
   if (storage == Storage::kFloat32) {
@@ -146,11 +155,7 @@ py::array_t<float> pool_packed(const py::array& hidden, const py::array& cu_seql
                                const py::object& skip, int num_threads) {
   // bfloat16 is read in place and pooled in float32
   const Storage storage = storage_of(hidden, "hidden");
-  if (storage == Storage::kBFloat16) {
-    require_array<int16_t>(hidden, "hidden", 2);
-  } else {
-    require_array<float>(hidden, "hidden", 2);
-  }
+  require_stored(hidden, storage, "hidden", 2);
   check_cu_seqlens(cu_seqlens, hidden.shape(0));
   if (mode < 0 || mode > static_cast<int>(cpu::PoolMode::kLastToken)) {
     throw py::value_error("pool mode must be in [0, 5], got " + std::to_string(mode));
@@ -604,13 +609,9 @@ class FusedEncoder {
                int64_t position_offset)
       : word_(word), position_(position) {
     const bool bfloat16 = word.dtype().is(py::dtype::of<int16_t>());
-    if (bfloat16) {
-      require_array<int16_t>(word, "word_embeddings", 2);
-      require_array<int16_t>(position, "position_embeddings", 2);
-    } else {
-      require_array<float>(word, "word_embeddings", 2);
-      require_array<float>(position, "position_embeddings", 2);
-    }
+    const Storage storage = bfloat16 ? Storage::kBFloat16 : Storage::kFloat32;
+    require_stored(word, storage, "word_embeddings", 2);
+    require_stored(position, storage, "position_embeddings", 2);
     hidden_ = word.shape(1);
     if (position.shape(1) != hidden_) throw py::value_error("position_embeddings: width differs from word_embeddings'");
     if (heads < 1 || hidden_ % heads != 0) throw py::value_error("heads must divide the hidden size");

@@ -164,14 +164,12 @@ def build_decoder(config: dict, weights, device, dtype, int8: bool = False, floa
         a = p + "self_attn."
         qkv = w.linear(a + "q_proj", a + "k_proj", a + "v_proj", rows=(q_rows, kv_rows, kv_rows), cols=H, bias=qkv_bias,
                        sensitive=True)  # fmt: skip
-        # q/k norms act on the QKV GEMM's output: its dtype (bfloat16 under int8, where that GEMM stays in bfloat16;
-        # the activations' where bfloat16 weights are widened)
-        qkv_out = qkv.dtype if ops.fast_bfloat16(device) else w.dtype
+        # q/k norms act on the QKV GEMM's output (bfloat16 under int8 where that GEMM stays in bfloat16)
         layers.append(DecoderLayer(
             attn_norm=norm(p + "input_layernorm.weight"),
             qkv=qkv,
-            q_norm=norm(a + "q_norm.weight", c.head_dim).to(qkv_out) if c.qk_norm else None,
-            k_norm=norm(a + "k_norm.weight", c.head_dim).to(qkv_out) if c.qk_norm else None,
+            q_norm=norm(a + "q_norm.weight", c.head_dim).to(qkv.activation_dtype) if c.qk_norm else None,
+            k_norm=norm(a + "k_norm.weight", c.head_dim).to(qkv.activation_dtype) if c.qk_norm else None,
             out=w.linear(a + "o_proj", rows=H, cols=q_rows, bias=bool(config.get("attention_bias", False))),
             post_attn_norm=optional_norm(p + "post_attention_layernorm.weight") if c.gemma else None,
             mlp_norm=norm(p + ("pre_feedforward_layernorm.weight" if c.gemma else "post_attention_layernorm.weight")),

@@ -186,6 +186,12 @@ class Linear:
         return weight.contiguous().numpy(), scales, bias
 
     @property
+    def activation_dtype(self) -> torch.dtype:
+        """The dtype of this layer's results in its model: float32 for bfloat16 weights with float32_activations,
+        else self.dtype (float32 for int8 weights)."""
+        return torch.float32 if self.float32_activations else self.dtype
+
+    @property
     def kind(self) -> str:
         return "int8" if self.int8 else str(self.dtype).removeprefix("torch.")
 
