@@ -7,6 +7,8 @@
 // other int8 weights take vpmaddwd on int16 codes and weights sign-extended as they load (exact for any
 // values): half the k per broadcast and per instruction.
 #include <algorithm>
+#include <cmath>
+#include <type_traits>
 
 #include "activations.h"
 #include "small_gemm_kernels.h"
@@ -152,6 +154,109 @@ void finish(const PackedLinear& w, int64_t r, int64_t p, float* lanes, Activatio
   }
 }
 
+// The largest value(lo, hi, row, p) over one sequence's rows r0 ... r0 + kRows - 1 against panel p, into
+// best_lo/hi, while `lines` lines from `ahead` are prefetched.
+template <int kRows, typename Op, typename Value>
+inline void max_block(const int8_t* panel, int64_t groups, const uint8_t* x, int64_t x_row_bytes, int64_t r0,
+                      int64_t p, Value& value, uintptr_t ahead, int64_t lines, __m256& best_lo, __m256& best_hi) {
+  typename Op::Acc lo[kRows], hi[kRows];
+  const uint8_t* xr[kRows];
+#pragma GCC unroll 6
+  for (int r = 0; r < kRows; ++r) {
+    lo[r] = hi[r] = Op::zero();
+    xr[r] = x + (r0 + r) * x_row_bytes;
+  }
+  // And the rows of the block after the next, a line per k-group (a block's rows span at most one line per group),
+  // into L1: rows read 4 bytes at a time a row apart are streams the hardware prefetchers do not follow.
+  const uintptr_t soon = reinterpret_cast<uintptr_t>(x + (r0 + 2 * Op::kRowBlock) * x_row_bytes);
+  for (int64_t g = 0; g < groups; ++g) {
+    if (g < lines) prefetch_lines(ahead, g, g + 1);  // a line per k-group, the rest after the loop
+    _mm_prefetch(reinterpret_cast<const char*>(soon + g * 64), _MM_HINT_T0);
+    if (Op::kGroupBytes >= 64 || g % 2 == 0) {  // weights out of cache (SPLADE's): one prefetch per 64-byte line
+      _mm_prefetch(reinterpret_cast<const char*>(prefetch_address(panel + g * Op::kGroupBytes)), _MM_HINT_T0);
+    }
+    typename Op::W w_lo, w_hi;
+    Op::load(panel + g * Op::kGroupBytes, w_lo, w_hi);
+#pragma GCC unroll 6
+    for (int r = 0; r < kRows; ++r) {
+      const typename Op::W xv = Op::broadcast(xr[r], g);
+      lo[r] = Op::madd(lo[r], xv, w_lo);
+      hi[r] = Op::madd(hi[r], xv, w_hi);
+    }
+  }
+  prefetch_lines(ahead, groups, lines);
+#pragma GCC unroll 6
+  for (int r = 0; r < kRows; ++r) {
+    __m256 v_lo, v_hi;
+    value(lo[r], hi[r], r0 + r, p, v_lo, v_hi);
+    best_lo = _mm256_max_ps(best_lo, v_lo);
+    best_hi = _mm256_max_ps(best_hi, v_hi);
+  }
+}
+
+// Rows [row_begin, row_end) reduced by max into o's sequences (PanelOutput::kMax) for panels [panel_begin,
+// panel_end): each run of rows of one sequence in blocks of Op::kRowBlock, the run's maximum kept in registers and
+// then taken into its sequence's row (bias added: a constant does not move a maximum). The first panel
+// prefetches as it goes (see RowPrefetch).
+template <typename Op, typename Value>
+void max_loop(const PackedLinear& w, const int8_t* base, int64_t groups, const uint8_t* x, int64_t x_row_bytes,
+              int64_t row_begin, int64_t row_end, const PanelOutput& o, int64_t panel_begin, int64_t panel_end,
+              const RowPrefetch& prefetch, Value value) {
+  for (int64_t p = panel_begin; p < panel_end; ++p) {
+    const int8_t* panel = base + p * groups * Op::kGroupBytes;
+    const bool fetch = prefetch.rows != 0 && p == panel_begin;
+    for (int64_t run = row_begin; run < row_end;) {
+      const int32_t sequence = o.row_sequence[run];
+      int64_t end = run + 1;
+      while (end < row_end && o.row_sequence[end] == sequence) ++end;
+      __m256 best_lo = _mm256_set1_ps(-INFINITY), best_hi = best_lo;
+      for (int64_t r0 = run; r0 < end; r0 += Op::kRowBlock) {
+        const int64_t rows = std::min<int64_t>(Op::kRowBlock, end - r0);
+        const uintptr_t ahead = fetch ? prefetch.rows + r0 * prefetch.row_bytes : 0;
+        const int64_t lines = fetch ? rows * prefetch.row_bytes / 64 : 0;
+        auto block = [&](auto row_count) {
+          max_block<decltype(row_count)::value, Op>(panel, groups, x, x_row_bytes, r0, p, value, ahead, lines, best_lo,
+                                                    best_hi);
+        };
+        switch (rows) {  // the run's last rows as a block of their own count (5 at most: kRowBlock is 6 or 4)
+          case 1: block(std::integral_constant<int, 1>{}); break;
+          case 2: block(std::integral_constant<int, 2>{}); break;
+          case 3: block(std::integral_constant<int, 3>{}); break;
+          case 4: block(std::integral_constant<int, 4>{}); break;
+          case 5: block(std::integral_constant<int, 5>{}); break;
+          default: block(std::integral_constant<int, Op::kRowBlock>{}); break;
+        }
+      }
+      alignas(32) float lanes[kPanel];
+      _mm256_store_ps(lanes, best_lo);
+      _mm256_store_ps(lanes + 8, best_hi);
+      const int64_t cols = std::min(kPanel, w.n - p * kPanel);
+      if (!w.bias.empty()) {
+        for (int64_t j = 0; j < cols; ++j) lanes[j] += w.bias[p * kPanel + j];
+      }
+      float* out = o.out + sequence * w.n + p * kPanel;
+      for (int64_t j = 0; j < cols; ++j) out[j] = std::max(out[j], lanes[j]);
+      run = end;
+    }
+  }
+}
+
+// Row r's exact int32 dot products with panel p (lo: columns 0-7, hi: 8-15) dequantized as dequantize_rows does.
+// Byte codes carry the row's zero point, which added zero * (sum of the column's weights) to each product.
+void dequantized(const PackedLinear& w, const float* scales, const int32_t* zeros, __m256i lo, __m256i hi, int64_t r,
+                 int64_t p, __m256& v_lo, __m256& v_hi) {
+  if (byte_codes(w)) {
+    const __m256i zero = _mm256_set1_epi32(zeros[r]);
+    const int32_t* sums = w.column_sums.data() + p * kPanel;
+    lo = _mm256_sub_epi32(lo, _mm256_mullo_epi32(zero, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sums))));
+    hi = _mm256_sub_epi32(hi, _mm256_mullo_epi32(zero, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sums + 8))));
+  }
+  const __m256 row = _mm256_set1_ps(scales[r]);
+  const float* col = w.column_scales.data() + p * kPanel;
+  v_lo = _mm256_mul_ps(_mm256_cvtepi32_ps(lo), _mm256_mul_ps(row, _mm256_loadu_ps(col)));
+  v_hi = _mm256_mul_ps(_mm256_cvtepi32_ps(hi), _mm256_mul_ps(row, _mm256_loadu_ps(col + 8)));
+}
+
 }  // namespace
 
 void linear_panels_avx2(const PackedLinear& w, const float* x, const uint8_t* scratch, int64_t m, int64_t row_begin,
@@ -176,28 +281,46 @@ void linear_panels_avx2(const PackedLinear& w, const float* x, const uint8_t* sc
   }
   const auto* scales = reinterpret_cast<const float*>(scratch + m * w.k_padded * code_bytes(w));
   const auto* zeros = reinterpret_cast<const int32_t*>(scales + m);
-  const bool bytes = byte_codes(w);
   auto int8_epilogue = [&](int64_t r, int64_t p, __m256i lo, __m256i hi) {
-    // The exact int32 dot products, dequantized as dequantize_rows does.
-    alignas(32) int32_t acc[kPanel];
-    alignas(32) float lanes[kPanel];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(acc), lo);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(acc) + 1, hi);
-    const float* col = w.column_scales.data() + p * kPanel;
-    // Byte codes carry the row's zero point, which added zero * (sum of the column's weights) to each product.
-    const int32_t* sums = bytes ? w.column_sums.data() + p * kPanel : nullptr;
-    const int32_t zero = bytes ? zeros[r] : 0;
-    for (int64_t j = 0; j < kPanel; ++j) {
-      lanes[j] = static_cast<float>(sums ? acc[j] - zero * sums[j] : acc[j]) * (scales[r] * col[j]);
-    }
-    finish(w, r, p, lanes, act, false, out);
+    __m256 v_lo, v_hi;
+    dequantized(w, scales, zeros, lo, hi, r, p, v_lo, v_hi);
+    float_epilogue(r, p, v_lo, v_hi);
   };
-  if (bytes) {
+  if (byte_codes(w)) {
     panel_loop<ByteI8Op>(w.i8.data(), groups, scratch, w.k_padded, row_begin, row_end, panel_begin, panel_end,
                            int8_epilogue);
   } else {
     panel_loop<I16Op>(w.i8.data(), groups, scratch, w.k_padded * 2, row_begin,
                       row_end, panel_begin, panel_end, int8_epilogue);
+  }
+}
+
+void max_panels_avx2(const PackedLinear& w, const float* x, const uint8_t* scratch, int64_t m, int64_t row_begin,
+                     int64_t row_end, const PanelOutput& out, int64_t panel_begin, int64_t panel_end,
+                     const RowPrefetch& prefetch) {
+  const int64_t groups = w.k_padded / group_of(w);
+  auto as_is = [](__m256 lo, __m256 hi, int64_t, int64_t, __m256& v_lo, __m256& v_hi) { v_lo = lo, v_hi = hi; };
+  if (w.kind == WeightKind::kFloat32) {
+    max_loop<F32Op>(w, reinterpret_cast<const int8_t*>(w.f32.data()), groups, reinterpret_cast<const uint8_t*>(x),
+                    w.k * 4, row_begin, row_end, out, panel_begin, panel_end, prefetch, as_is);
+    return;
+  }
+  if (w.kind == WeightKind::kBFloat16) {
+    max_loop<WidenBF16Op>(w, reinterpret_cast<const int8_t*>(w.bf16.data()), groups, scratch, w.k_padded * 4,
+                          row_begin, row_end, out, panel_begin, panel_end, prefetch, as_is);
+    return;
+  }
+  const auto* scales = reinterpret_cast<const float*>(scratch + m * w.k_padded * code_bytes(w));
+  const auto* zeros = reinterpret_cast<const int32_t*>(scales + m);
+  auto int8_value = [&](__m256i lo, __m256i hi, int64_t r, int64_t p, __m256& v_lo, __m256& v_hi) {
+    dequantized(w, scales, zeros, lo, hi, r, p, v_lo, v_hi);
+  };
+  if (byte_codes(w)) {
+    max_loop<ByteI8Op>(w, w.i8.data(), groups, scratch, w.k_padded, row_begin, row_end, out, panel_begin, panel_end,
+                       prefetch, int8_value);
+  } else {
+    max_loop<I16Op>(w, w.i8.data(), groups, scratch, w.k_padded * 2, row_begin, row_end, out, panel_begin, panel_end,
+                    prefetch, int8_value);
   }
 }
 

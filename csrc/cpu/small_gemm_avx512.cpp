@@ -2,6 +2,9 @@
 // 16-column panel, up to 8 rows accumulate in registers over the k-groups (two chains each, even and odd
 // groups, so that a single row is not bound by FMA latency), then an epilogue applies scales, bias and
 // the activation and stores the 16 columns (masked at the last panel).
+#include <algorithm>
+#include <cmath>
+
 #include "activations.h"
 #include "small_gemm_kernels.h"
 
@@ -20,42 +23,55 @@ struct FloatAcc {
   static Acc add(Acc a, Acc b) { return _mm512_add_ps(a, b); }
 };
 
+// Each Op: load(w) one 16-column group of weights, broadcast(x_row, g) group g of an x row, madd(acc, x, w);
+// step is the three in one.
 struct F32Op : FloatAcc {
   // x rows as float32, one k per group.
-  static __m512 step(__m512 acc, const void* x_row, int64_t g, const void* w) {
-    return _mm512_fmadd_ps(_mm512_set1_ps(static_cast<const float*>(x_row)[g]), _mm512_loadu_ps(w), acc);
-  }
+  using X = __m512;
+  static __m512 load(const void* w) { return _mm512_loadu_ps(w); }
+  static X broadcast(const void* x_row, int64_t g) { return _mm512_set1_ps(static_cast<const float*>(x_row)[g]); }
+  static __m512 madd(__m512 acc, X x, __m512 w) { return _mm512_fmadd_ps(x, w, acc); }
   static constexpr int64_t kGroup = 1;
 };
 
 struct BF16Op : FloatAcc {
   // x rows as bfloat16 pairs (one 32-bit word per group of two k).
-  static __m512 step(__m512 acc, const void* x_row, int64_t g, const void* w) {
-    const __m512i pair = _mm512_set1_epi32(static_cast<const int32_t*>(x_row)[g]);
-    return _mm512_dpbf16_ps(acc, (__m512bh)pair, (__m512bh)_mm512_loadu_si512(w));
-  }
+  using X = __m512i;
+  static __m512i load(const void* w) { return _mm512_loadu_si512(w); }
+  static X broadcast(const void* x_row, int64_t g) { return _mm512_set1_epi32(static_cast<const int32_t*>(x_row)[g]); }
+  static __m512 madd(__m512 acc, X x, __m512i w) { return _mm512_dpbf16_ps(acc, (__m512bh)x, (__m512bh)w); }
   static constexpr int64_t kGroup = 2;
 };
 
 struct I8Op {
   // x rows as unsigned codes (signed code + 128), four k per 32-bit word; vpdpbusd is unsigned x signed.
-  static __m512i step(__m512i acc, const void* x_row, int64_t g, const void* w) {
-    return _mm512_dpbusd_epi32(acc, _mm512_set1_epi32(static_cast<const int32_t*>(x_row)[g]), _mm512_loadu_si512(w));
-  }
+  using X = __m512i;
+  static __m512i load(const void* w) { return _mm512_loadu_si512(w); }
+  static X broadcast(const void* x_row, int64_t g) { return _mm512_set1_epi32(static_cast<const int32_t*>(x_row)[g]); }
+  static __m512i madd(__m512i acc, X x, __m512i w) { return _mm512_dpbusd_epi32(acc, x, w); }
   static constexpr int64_t kGroup = 4;
   using Acc = __m512i;
   static Acc zero() { return _mm512_setzero_si512(); }
   static Acc add(Acc a, Acc b) { return _mm512_add_epi32(a, b); }
 };
 
+template <typename Op>
+typename Op::Acc step(typename Op::Acc acc, const void* x_row, int64_t g, const void* w) {
+  return Op::madd(acc, Op::broadcast(x_row, g), Op::load(w));
+}
+
+const int8_t* panels_of(const PackedLinear& w) {
+  return w.kind == WeightKind::kFloat32    ? reinterpret_cast<const int8_t*>(w.f32.data())
+         : w.kind == WeightKind::kBFloat16 ? reinterpret_cast<const int8_t*>(w.bf16.data())
+                                           : w.i8.data();
+}
+
 // Calls epilogue(row, panel, acc) for every row and panel with the panel's accumulated dot products.
 template <typename Op, typename Epilogue>
 void panel_loop(const PackedLinear& w, const uint8_t* x, int64_t x_row_bytes, int64_t row_begin, int64_t row_end,
                 int64_t panel_begin, int64_t panel_end, Epilogue epilogue) {
   const int64_t groups = w.k_padded / Op::kGroup;
-  const int8_t* base = w.kind == WeightKind::kFloat32 ? reinterpret_cast<const int8_t*>(w.f32.data())
-                       : w.kind == WeightKind::kBFloat16 ? reinterpret_cast<const int8_t*>(w.bf16.data())
-                                                         : w.i8.data();
+  const int8_t* base = panels_of(w);
   for (int64_t p = panel_begin; p < panel_end; ++p) {
     const int8_t* panel = base + p * groups * 64;
     for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowBlock) {
@@ -75,15 +91,15 @@ void panel_loop(const PackedLinear& w, const uint8_t* x, int64_t x_row_bytes, in
 #pragma GCC unroll 8
         for (int64_t r = 0; r < kRowBlock; ++r) {
           if (r < rows) {
-            even[r] = Op::step(even[r], xr[r], g, w0);
-            odd[r] = Op::step(odd[r], xr[r], g + 1, w0 + 64);
+            even[r] = step<Op>(even[r], xr[r], g, w0);
+            odd[r] = step<Op>(odd[r], xr[r], g + 1, w0 + 64);
           }
         }
       }
       if (g < groups) {
 #pragma GCC unroll 8
         for (int64_t r = 0; r < kRowBlock; ++r) {
-          if (r < rows) even[r] = Op::step(even[r], xr[r], g, panel + g * 64);
+          if (r < rows) even[r] = step<Op>(even[r], xr[r], g, panel + g * 64);
         }
       }
       // Constant indices only (unrolled, the row count checked per row): an array indexed by a variable lives
@@ -134,7 +150,121 @@ void finish(const PackedLinear& w, int64_t r, int64_t p, __m512 v, Activation ac
   }
 }
 
+// The max loop's blocks: kMaxRows rows of one sequence against two panels hold 24 accumulators, 2 weight vectors
+// and a broadcast in the 32 zmm registers; per k-group 2 weight loads and 12 broadcasts feed 24 multiply-adds, so
+// the FMA ports bound it (the linear loop's 8 rows against one panel load 9 times per 8).
+constexpr int kMaxRows = 10;
+
+// The largest value(acc, row, panel) over rows[0..kMaxRows) for panels p and p + 1 (kPanels = 1: p only),
+// taken into best[], while `lines` lines from `ahead` are prefetched. rows may repeat (a run's last block): a
+// repeated row does not change a maximum.
+template <int kPanels, typename Op, typename Value>
+inline void max_block(const int8_t* panel, int64_t groups, const uint8_t* x, int64_t x_row_bytes,
+                      const int64_t (&rows)[kMaxRows], int64_t p, Value& value, uintptr_t ahead, int64_t lines,
+                      __m512 (&best)[2]) {
+  typename Op::Acc acc[kPanels][kMaxRows];
+  const uint8_t* xr[kMaxRows];
+#pragma GCC unroll 12
+  for (int r = 0; r < kMaxRows; ++r) {
+    xr[r] = x + rows[r] * x_row_bytes;
+#pragma GCC unroll 2
+    for (int q = 0; q < kPanels; ++q) acc[q][r] = Op::zero();
+  }
+  // And the rows of the block after the next, a line per k-group (a block's rows span at most one line per group),
+  // into L1: rows read 4 bytes at a time a row apart are streams the hardware prefetchers do not follow.
+  const uintptr_t soon = reinterpret_cast<uintptr_t>(x + (rows[0] + 2 * kMaxRows) * x_row_bytes);
+  for (int64_t g = 0; g < groups; ++g) {
+    if (g < lines) prefetch_lines(ahead, g, g + 1);  // a line per k-group, the rest after the loop
+    _mm_prefetch(reinterpret_cast<const char*>(soon + g * 64), _MM_HINT_T0);
+    decltype(Op::load(panel)) wv[kPanels];
+#pragma GCC unroll 2
+    for (int q = 0; q < kPanels; ++q) {
+      const int8_t* w = panel + (q * groups + g) * 64;
+      _mm_prefetch(reinterpret_cast<const char*>(prefetch_address(w)), _MM_HINT_T0);  // weights out of cache (SPLADE's)
+      wv[q] = Op::load(w);
+    }
+#pragma GCC unroll 12
+    for (int r = 0; r < kMaxRows; ++r) {
+      const typename Op::X xb = Op::broadcast(xr[r], g);
+#pragma GCC unroll 2
+      for (int q = 0; q < kPanels; ++q) acc[q][r] = Op::madd(acc[q][r], xb, wv[q]);
+    }
+  }
+  prefetch_lines(ahead, groups, lines);
+#pragma GCC unroll 12
+  for (int r = 0; r < kMaxRows; ++r) {
+#pragma GCC unroll 2
+    for (int q = 0; q < kPanels; ++q) best[q] = _mm512_max_ps(best[q], value(acc[q][r], rows[r], p + q));
+  }
+}
+
+// Rows [row_begin, row_end) reduced by max into o's sequences (PanelOutput::kMax) for panels [panel_begin,
+// panel_end), two panels at a time: each run of rows of one sequence in blocks of kMaxRows, the run's maximum
+// kept in registers and then taken into its sequence's row (bias added: a constant does not move a maximum).
+// The first panel pair prefetches as it goes (see RowPrefetch).
+template <typename Op, typename Value>
+void max_loop(const PackedLinear& w, const uint8_t* x, int64_t x_row_bytes, int64_t row_begin, int64_t row_end,
+              const PanelOutput& o, int64_t panel_begin, int64_t panel_end, const RowPrefetch& prefetch, Value value) {
+  const int64_t groups = w.k_padded / Op::kGroup;
+  for (int64_t p = panel_begin; p < panel_end; p += 2) {
+    const int8_t* panel = panels_of(w) + p * groups * 64;
+    const bool pair = p + 1 < panel_end;
+    const bool fetch = prefetch.rows != 0 && p == panel_begin;
+    for (int64_t run = row_begin; run < row_end;) {
+      const int32_t sequence = o.row_sequence[run];
+      int64_t end = run + 1;
+      while (end < row_end && o.row_sequence[end] == sequence) ++end;
+      __m512 best[2] = {_mm512_set1_ps(-INFINITY), _mm512_set1_ps(-INFINITY)};
+      for (int64_t r0 = run; r0 < end; r0 += kMaxRows) {
+        int64_t rows[kMaxRows];
+        for (int r = 0; r < kMaxRows; ++r) rows[r] = r0 + r < end ? r0 + r : end - 1;
+        const uintptr_t ahead = fetch ? prefetch.rows + r0 * prefetch.row_bytes : 0;
+        const int64_t lines = fetch ? std::min<int64_t>(kMaxRows, end - r0) * prefetch.row_bytes / 64 : 0;
+        if (pair) {
+          max_block<2, Op>(panel, groups, x, x_row_bytes, rows, p, value, ahead, lines, best);
+        } else {
+          max_block<1, Op>(panel, groups, x, x_row_bytes, rows, p, value, ahead, lines, best);
+        }
+      }
+      for (int q = 0; q < (pair ? 2 : 1); ++q) {
+        const __mmask16 mask = column_mask(w, p + q);
+        __m512 v = best[q];
+        if (!w.bias.empty()) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, w.bias.data() + (p + q) * kPanel));
+        float* out = o.out + sequence * w.n + (p + q) * kPanel;
+        _mm512_mask_storeu_ps(out, mask, _mm512_max_ps(_mm512_maskz_loadu_ps(mask, out), v));
+      }
+      run = end;
+    }
+  }
+}
+
+// Row r's int8 dot products with panel p as float32: the +128 shift taken back off (it added 128 * the column's
+// weight sum), then scaled by the row's and the columns' scales, exactly as the linear epilogue does.
+__m512 dequantized(const PackedLinear& w, const float* row_scales, __m512i acc, int64_t r, int64_t p) {
+  const __mmask16 mask = column_mask(w, p);
+  const __m512i sums = _mm512_maskz_loadu_epi32(mask, w.column_sums.data() + p * kPanel);
+  const __m512i exact = _mm512_sub_epi32(acc, _mm512_slli_epi32(sums, 7));
+  const __m512 col = _mm512_maskz_loadu_ps(mask, w.column_scales.data() + p * kPanel);
+  return _mm512_mul_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(_mm512_set1_ps(row_scales[r]), col));
+}
+
 }  // namespace
+
+void max_panels_avx512(const PackedLinear& w, const float* x, const uint8_t* scratch, int64_t m, int64_t row_begin,
+                       int64_t row_end, const PanelOutput& out, int64_t panel_begin, int64_t panel_end,
+                       const RowPrefetch& prefetch) {
+  auto as_is = [](__m512 acc, int64_t, int64_t) { return acc; };
+  if (w.kind == WeightKind::kFloat32) {
+    max_loop<F32Op>(w, reinterpret_cast<const uint8_t*>(x), w.k * 4, row_begin, row_end, out, panel_begin, panel_end,
+                    prefetch, as_is);
+  } else if (w.kind == WeightKind::kBFloat16) {
+    max_loop<BF16Op>(w, scratch, w.k_padded * 2, row_begin, row_end, out, panel_begin, panel_end, prefetch, as_is);
+  } else {
+    const auto* scales = reinterpret_cast<const float*>(scratch + m * w.k_padded * code_bytes(w));
+    max_loop<I8Op>(w, scratch, w.k_padded, row_begin, row_end, out, panel_begin, panel_end, prefetch,
+                   [&](__m512i acc, int64_t r, int64_t p) { return dequantized(w, scales, acc, r, p); });
+  }
+}
 
 void linear_panels_avx512(const PackedLinear& w, const float* x, const uint8_t* scratch, int64_t m, int64_t row_begin,
                           int64_t row_end, Activation act, bool round_output, const PanelOutput& out,
@@ -148,13 +278,7 @@ void linear_panels_avx512(const PackedLinear& w, const float* x, const uint8_t* 
   } else {
     const auto* scales = reinterpret_cast<const float*>(scratch + m * w.k_padded * code_bytes(w));
     panel_loop<I8Op>(w, scratch, w.k_padded, row_begin, row_end, panel_begin, panel_end, [&](int64_t r, int64_t p, __m512i acc) {
-      // The +128 shift added 128 * (sum of the column's weights) to each dot product.
-      const __mmask16 mask = column_mask(w, p);
-      const __m512i sums = _mm512_maskz_loadu_epi32(mask, w.column_sums.data() + p * kPanel);
-      const __m512i exact = _mm512_sub_epi32(acc, _mm512_slli_epi32(sums, 7));
-      const __m512 col = _mm512_maskz_loadu_ps(mask, w.column_scales.data() + p * kPanel);
-      const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(_mm512_set1_ps(scales[r]), col));
-      finish(w, r, p, v, act, false, out);
+      finish(w, r, p, dequantized(w, scales, acc, r, p), act, false, out);
     });
   }
 }

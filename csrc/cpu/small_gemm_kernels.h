@@ -1,6 +1,8 @@
 // The per-ISA bodies of small_gemm.h, each compiled for its instruction set in its own file.
 #pragma once
 
+#include <xmmintrin.h>
+
 #include <cstdint>
 
 #include "small_gemm.h"
@@ -26,6 +28,20 @@ int64_t code_bytes(const PackedLinear& p);
 // k values per packed group: what one 32-bit lane of a dot-product instruction takes.
 int64_t group_of(const PackedLinear& p);
 
+// What a max kernel prefetches as it goes, so that the next chunk of rows is in cache when its turn comes (then
+// read at cache speed by the pass that prepares it, or by the kernel itself): while it computes row r of its
+// chunk, row r of `rows` (row_bytes each). rows == 0: nothing.
+// rows is an address, not a pointer: past the last chunk it lies past the buffer, which a prefetch tolerates.
+struct RowPrefetch {
+  uintptr_t rows = 0;
+  int64_t row_bytes = 0;
+};
+
+// Prefetches lines [begin, end) of those from `ahead` on into L2.
+inline void prefetch_lines(uintptr_t ahead, int64_t begin, int64_t end) {
+  for (int64_t l = begin; l < end; ++l) _mm_prefetch(reinterpret_cast<const char*>(ahead + l * 64), _MM_HINT_T1);
+}
+
 // Where the kernels put row r's finished panel (bias, scales and activation applied): stored in row r of
 // out [m, n] (a linear layer), or reduced into row row_sequence[r] of out [sequences, n] without the [m, n]
 // product ever existing: kMax keeps the largest value (from out's starting value: 0 gives relu of the max, as
@@ -50,6 +66,14 @@ void linear_panels_avx512(const PackedLinear& w, const float* x, const uint8_t* 
 void linear_panels_avx2(const PackedLinear& w, const float* x, const uint8_t* scratch, int64_t m, int64_t row_begin,
                         int64_t row_end, Activation act, bool round_output, const PanelOutput& out,
                         int64_t panel_begin, int64_t panel_end);
+// For PanelOutput::kMax: the same products, rows [row_begin, row_end) taken by max into their sequences' rows of
+// out, each run of one sequence's rows a block at a time with its maximum kept in registers (MaxSim, SPLADE's max).
+void max_panels_avx512(const PackedLinear& w, const float* x, const uint8_t* scratch, int64_t m, int64_t row_begin,
+                       int64_t row_end, const PanelOutput& out, int64_t panel_begin, int64_t panel_end,
+                       const RowPrefetch& prefetch);
+void max_panels_avx2(const PackedLinear& w, const float* x, const uint8_t* scratch, int64_t m, int64_t row_begin,
+                     int64_t row_end, const PanelOutput& out, int64_t panel_begin, int64_t panel_end,
+                     const RowPrefetch& prefetch);
 // Columns of panels [panel_begin, panel_end) of an AVX2 bfloat16 layer as float32 into out [k, n].
 void widen_bfloat16_panels_avx2(const PackedLinear& w, float* out, int64_t panel_begin, int64_t panel_end);
 // One panel of one row as the PanelOutput wants it; lanes hold the 16 finished values, `cols` of them real.

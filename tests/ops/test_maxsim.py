@@ -10,7 +10,10 @@ from fastembed_rt import _C, isa, ops
 from fastembed_rt.ops import reference
 
 DIMS = [1, 7, 96, 128, 130]
-LAYOUTS = [([1], [1]), ([32], [0, 5, 300]), ([1, 0, 32, 7], [600, 1, 0, 17]), ([0], [3])]
+# The last: documents over several of the 512-row chunks the kernels prepare and prefetch at a time, runs cut at
+# chunk ends, query tokens over two panel pairs
+LAYOUTS = [([1], [1]), ([32], [0, 5, 300]), ([1, 0, 32, 7], [600, 1, 0, 17]), ([0], [3]),
+           ([32, 5, 17], [700, 3, 1200, 0, 513, 1])]
 
 
 @pytest.fixture(params=[i for i in _C.supported_isas() if i != "scalar"], autouse=True)
