@@ -516,11 +516,16 @@ class PackedLinear {
   }
 
   // out [sequences, out]: per sequence of cu_seqlens, the largest x . W^T + bias over its rows (cpu::max_linear).
-  // x: float32 rows, or (an int8 layer) int8 codes with their per-row scales.
+  // x: float32 rows, (a float32 or bfloat16 layer) bfloat16 rows as their int16 bits, or (an int8 layer) int8
+  // codes with their per-row scales.
   py::array_t<float> max_pooled(const py::array& x, const py::array& cu_seqlens, const py::object& scales,
                                 int num_threads) const {
     cpu::RowsIn rows;
-    if (scales.is_none()) {
+    if (scales.is_none() && x.dtype().is(py::dtype::of<int16_t>())) {
+      if (packed_->kind == cpu::WeightKind::kInt8) throw py::value_error("x as bfloat16 rows needs a float layer");
+      require_array<int16_t>(x, "x", 2);
+      rows.bf16 = static_cast<const uint16_t*>(x.data());
+    } else if (scales.is_none()) {
       require_array<float>(x, "x", 2);
       rows.floats = static_cast<const float*>(x.data());
     } else {
@@ -981,7 +986,8 @@ PYBIND11_MODULE(_C, m) {
       .def("max_pooled", &PackedLinear::max_pooled, py::arg("x"), py::arg("cu_seqlens"), py::arg("scales") = py::none(),
            py::arg("num_threads") = 0,
            "Per sequence, the largest x @ W.T + bias over its rows: [sequences, out]; -inf for an empty sequence. x: "
-           "float32 rows, or int8 codes with their per-row scales (an int8 layer).")
+           "float32 rows, bfloat16 rows as int16 bits (a float32 or bfloat16 layer), or int8 codes with their per-row "
+           "scales (an int8 layer).")
       .def("unpack", &PackedLinear::unpack, "The weight [out, in] as given: float32, bfloat16 bits (int16) or int8 codes.")
       .def("widened", &PackedLinear::widened, py::arg("num_threads") = 0,
            "A bfloat16 layer packed for AVX2 as float32 [in, out] (the transposed weight), for a float32 GEMM.")

@@ -179,6 +179,24 @@ void prepare_codes(const PackedLinear& w, const int8_t* codes, const float* scal
   place_codes(w, codes, zeros, 0, m, scratch);
 }
 
+// bfloat16 rows [m, k] as the kernels read them: as they are (a bfloat16 layer on AVX-512) or widened to float32
+// (exact: a float32 layer, or AVX2), rows zero-padded to k_padded.
+void prepare_bfloat16_rows(const PackedLinear& w, const uint16_t* x, int64_t m, uint8_t* scratch) {
+  const int64_t k = w.k, kp = w.k_padded;
+  for (int64_t r = 0; r < m; ++r) {
+    const uint16_t* xr = x + r * k;
+    if (w.kind == WeightKind::kBFloat16 && w.isa == Isa::kAvx512) {
+      uint16_t* row = reinterpret_cast<uint16_t*>(scratch) + r * kp;
+      std::copy(xr, xr + k, row);
+      std::fill(row + k, row + kp, uint16_t{0});
+    } else {
+      float* row = reinterpret_cast<float*>(scratch) + r * kp;
+      for (int64_t i = 0; i < k; ++i) row[i] = to_float(bf16{xr[i]});
+      std::fill(row + k, row + kp, 0.0f);
+    }
+  }
+}
+
 // Rows per pass over the weights: a block of x (<= 256 KiB for k = 384) stays in L2 while every panel of
 // this worker streams past it, instead of x streaming from memory once per panel.
 constexpr int64_t kRowChunk = 120;  // a multiple of both kernels' row blocks (8 and 6)
@@ -224,12 +242,15 @@ void run_panels(const PackedLinear& w, const float* x, int64_t m, Activation act
 
 // x's rows [0, m) as the kernels read them, into `scratch`: bf16 rows (2 bytes), float rows, int16 or byte codes
 // (4, 2, 1) [m, k_padded], then m scales, m zero points and the signed codes [m, k], under m * (k_padded + 16) * 4
-// bytes. int8 rows given as codes are laid out without quantizing again; float32 layers read x itself.
+// bytes. int8 rows given as codes are laid out without quantizing again, bfloat16 rows without rounding again;
+// float32 layers read float32 x itself, bfloat16 x widened here.
 void prepare_scratch(const PackedLinear& w, const RowsIn& x, int64_t m, std::vector<uint8_t>& scratch, int num_threads) {
-  if (w.kind == WeightKind::kFloat32) return;
+  if (w.kind == WeightKind::kFloat32 && !x.bf16) return;
   scratch.resize(static_cast<size_t>(m) * (w.k_padded + kPanel) * 4);
   if (x.codes) {
     prepare_codes(w, x.codes, x.scales, m, scratch.data());
+  } else if (x.bf16) {
+    prepare_bfloat16_rows(w, x.bf16, m, scratch.data());
   } else {
     prepare_rows(w, x.floats, m, scratch.data(), num_threads);
   }
@@ -248,19 +269,23 @@ void reduce_row_range(const PackedLinear& w, const RowsIn& x, int64_t r0, int64_
                       std::vector<uint8_t>& scratch, int num_threads) {
   const int32_t* row_sequence = o.row_sequence;
   const int64_t step = o.mode == PanelOutput::kMax ? kMaxPreparedRows : kPreparedRows;
-  const int64_t source_row_bytes = x.codes ? w.k : w.k * 4;
-  const auto source = reinterpret_cast<uintptr_t>(x.codes ? static_cast<const void*>(x.codes) : x.floats);
+  const int64_t source_row_bytes = x.codes ? w.k : x.bf16 ? w.k * 2 : w.k * 4;
+  const auto source = reinterpret_cast<uintptr_t>(x.codes ? static_cast<const void*>(x.codes)
+                                                  : x.bf16 ? static_cast<const void*>(x.bf16)
+                                                           : static_cast<const void*>(x.floats));
   for (int64_t start = r0; start < r1; start += step) {
     const int64_t rows = std::min(step, r1 - start);
     const RowsIn chunk{x.floats ? x.floats + start * w.k : nullptr, x.codes ? x.codes + start * w.k : nullptr,
-                       x.scales ? x.scales + start : nullptr};
+                       x.scales ? x.scales + start : nullptr, x.bf16 ? x.bf16 + start * w.k : nullptr};
     prepare_scratch(w, chunk, rows, scratch, num_threads);
     o.row_sequence = row_sequence + start;
-    const bool prepared = w.kind != WeightKind::kFloat32;
+    const bool prepared = w.kind != WeightKind::kFloat32 || x.bf16;
     const RowPrefetch next = prepared && start + rows < r1
                                  ? RowPrefetch{source + (start + rows) * source_row_bytes, source_row_bytes}
                                  : RowPrefetch{};
-    run_panels(w, chunk.floats, rows, Activation::kNone, false, o, scratch, num_threads, next);
+    const float* floats = chunk.bf16 && w.kind == WeightKind::kFloat32 ? reinterpret_cast<const float*>(scratch.data())
+                                                                      : chunk.floats;
+    run_panels(w, floats, rows, Activation::kNone, false, o, scratch, num_threads, next);
   }
 }
 

@@ -89,13 +89,15 @@ void pooled_linear(const PackedLinear& w, const float* x, const int32_t* cu_seql
                    TermPooling pooling, TermActivation activation, float* out, std::vector<uint8_t>& scratch,
                    int num_threads);
 
-// A layer's input rows: float32 [m, k], or (int8 layers without asymmetric_input only) rows already quantized
+// A layer's input rows: float32 [m, k]; or (int8 layers without asymmetric_input only) rows already quantized
 // as quantize_rows does symmetrically, int8 codes [m, k] and scales [m] (a corpus stored as int8 token codes:
-// nothing to quantize per call).
+// nothing to quantize per call); or (float32 and bfloat16 layers) bfloat16 rows [m, k] (a corpus stored as
+// bfloat16; a float32 layer widens them).
 struct RowsIn {
   const float* floats = nullptr;
   const int8_t* codes = nullptr;
   const float* scales = nullptr;
+  const uint16_t* bf16 = nullptr;
 };
 
 // out [num_seqs, n] float32: for each sequence, the largest x . W^T + bias over its rows (no floor; -inf for an

@@ -172,9 +172,12 @@ def splade_pool(hidden, cu_seqlens, layer, pooling="max", activation="relu"):
 def maxsim(queries, query_cu, documents, doc_cu, int8: bool = False):
     """MaxSim on the panel kernels: the query tokens are the layer's weights (packed per call: a few KB), the
     documents' tokens its rows, each row reduced into its document by max in the epilogue (the [query tokens x
-    document tokens] products are never written); then each query's maxima are summed. bfloat16 inputs run on
-    bfloat16 weights (native, or widened on AVX2); int8 on per-token int8 codes of both sides, the documents' as
-    given ((codes, scales): nothing to quantize per call) or quantized as they stream."""
+    document tokens] products are never written); then each query's maxima are summed. Float tokens run in float32:
+    bfloat16 ones are widened exactly (documents chunk by chunk as they stream, so a bfloat16 corpus is read at half
+    float32's bytes), their products exact and summed in float32 — on the Sapphire-Rapids-class Xeon we measured,
+    vdpbf16ps ran MaxSim at half the FMA kernel's rate (51 against 106 GMAC/s per core in cache). int8 runs on
+    per-token int8 codes of both sides, the documents' as given ((codes, scales): nothing to quantize per call) or
+    quantized as they stream."""
     q = queries.detach().contiguous()
     nq, nd = len(query_cu) - 1, len(doc_cu) - 1
     if q.shape[0] == 0 or nd == 0:
@@ -182,9 +185,11 @@ def maxsim(queries, query_cu, documents, doc_cu, int8: bool = False):
     if int8:
         layer = _C.PackedLinear((*_C.quantize_rows(_array(q.float()), torch.get_num_threads()), None))
     else:
-        layer = _C.PackedLinear((_array(q), None, None))
+        layer = _C.PackedLinear((_array(q.float()), None, None))
     if isinstance(documents, tuple):
         rows, row_scales = (t.detach().contiguous().numpy() for t in documents)
+    elif documents.dtype == torch.bfloat16 and not int8:
+        rows, row_scales = _array(documents.contiguous()), None
     else:
         rows, row_scales = documents.detach().float().contiguous().numpy(), None
     maxima = torch.from_numpy(layer.max_pooled(rows, _cu(doc_cu), scales=row_scales, num_threads=torch.get_num_threads()))
