@@ -4,6 +4,7 @@
 // the activation and stores the 16 columns (masked at the last panel).
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "activations.h"
 #include "small_gemm_kernels.h"
@@ -150,29 +151,28 @@ void finish(const PackedLinear& w, int64_t r, int64_t p, __m512 v, Activation ac
   }
 }
 
-// The max loop's blocks: kMaxRows rows of one sequence against two panels hold 24 accumulators, 2 weight vectors
-// and a broadcast in the 32 zmm registers; per k-group 2 weight loads and 12 broadcasts feed 24 multiply-adds, so
-// the FMA ports bound it (the linear loop's 8 rows against one panel load 9 times per 8).
+// The max loop's blocks: kMaxRows rows of one sequence against two panels hold 20 accumulators, 2 weight vectors
+// and a broadcast in the 32 zmm registers; per k-group 2 weight loads and 10 broadcasts feed 20 multiply-adds, so
+// the FMA ports bound it (the linear loop's 8 rows against one panel load 9 times per 8). 10 rather than 12: at
+// 12 the compiler spilled a weight vector and ran 0.6x as fast in cache.
 constexpr int kMaxRows = 10;
 
-// The largest value(acc, row, panel) over rows[0..kMaxRows) for panels p and p + 1 (kPanels = 1: p only),
-// taken into best[], while `lines` lines from `ahead` are prefetched. rows may repeat (a run's last block): a
-// repeated row does not change a maximum.
-template <int kPanels, typename Op, typename Value>
-inline void max_block(const int8_t* panel, int64_t groups, const uint8_t* x, int64_t x_row_bytes,
-                      const int64_t (&rows)[kMaxRows], int64_t p, Value& value, uintptr_t ahead, int64_t lines,
-                      __m512 (&best)[2]) {
-  typename Op::Acc acc[kPanels][kMaxRows];
-  const uint8_t* xr[kMaxRows];
-#pragma GCC unroll 12
-  for (int r = 0; r < kMaxRows; ++r) {
-    xr[r] = x + rows[r] * x_row_bytes;
+// The largest value(acc, row, panel) over rows r0 ... r0 + kRows - 1 for panels p and p + 1 (kPanels = 1: p only),
+// taken into best[], while `lines` lines from `ahead` are prefetched.
+template <int kRows, int kPanels, typename Op, typename Value>
+inline void max_block(const int8_t* panel, int64_t groups, const uint8_t* x, int64_t x_row_bytes, int64_t r0,
+                      int64_t p, Value& value, uintptr_t ahead, int64_t lines, __m512 (&best)[2]) {
+  typename Op::Acc acc[kPanels][kRows];
+  const uint8_t* xr[kRows];
+#pragma GCC unroll 10
+  for (int r = 0; r < kRows; ++r) {
+    xr[r] = x + (r0 + r) * x_row_bytes;
 #pragma GCC unroll 2
     for (int q = 0; q < kPanels; ++q) acc[q][r] = Op::zero();
   }
   // And the rows of the block after the next, a line per k-group (a block's rows span at most one line per group),
   // into L1: rows read 4 bytes at a time a row apart are streams the hardware prefetchers do not follow.
-  const uintptr_t soon = reinterpret_cast<uintptr_t>(x + (rows[0] + 2 * kMaxRows) * x_row_bytes);
+  const uintptr_t soon = reinterpret_cast<uintptr_t>(x + (r0 + 2 * kMaxRows) * x_row_bytes);
   for (int64_t g = 0; g < groups; ++g) {
     if (g < lines) prefetch_lines(ahead, g, g + 1);  // a line per k-group, the rest after the loop
     _mm_prefetch(reinterpret_cast<const char*>(soon + g * 64), _MM_HINT_T0);
@@ -183,25 +183,43 @@ inline void max_block(const int8_t* panel, int64_t groups, const uint8_t* x, int
       _mm_prefetch(reinterpret_cast<const char*>(prefetch_address(w)), _MM_HINT_T0);  // weights out of cache (SPLADE's)
       wv[q] = Op::load(w);
     }
-#pragma GCC unroll 12
-    for (int r = 0; r < kMaxRows; ++r) {
+#pragma GCC unroll 10
+    for (int r = 0; r < kRows; ++r) {
       const typename Op::X xb = Op::broadcast(xr[r], g);
 #pragma GCC unroll 2
       for (int q = 0; q < kPanels; ++q) acc[q][r] = Op::madd(acc[q][r], xb, wv[q]);
     }
   }
   prefetch_lines(ahead, groups, lines);
-#pragma GCC unroll 12
-  for (int r = 0; r < kMaxRows; ++r) {
+#pragma GCC unroll 10
+  for (int r = 0; r < kRows; ++r) {
 #pragma GCC unroll 2
-    for (int q = 0; q < kPanels; ++q) best[q] = _mm512_max_ps(best[q], value(acc[q][r], rows[r], p + q));
+    for (int q = 0; q < kPanels; ++q) best[q] = _mm512_max_ps(best[q], value(acc[q][r], r0 + r, p + q));
   }
 }
 
+// Rows [r0, end) of one sequence as blocks of kMaxRows, then of 5, 2 and 1 rows (no block reads a row twice:
+// short sequences, ColBERT documents of 30 tokens, would have wasted up to a third of a block).
+template <int kPanels, typename Op, typename Value>
+void max_run(const int8_t* panel, int64_t groups, const uint8_t* x, int64_t x_row_bytes, int64_t r0, int64_t end,
+             int64_t p, Value& value, const RowPrefetch* prefetch, __m512 (&best)[2]) {
+  auto block = [&](auto rows) {
+    constexpr int kRows = decltype(rows)::value;
+    const uintptr_t ahead = prefetch ? prefetch->rows + r0 * prefetch->row_bytes : 0;
+    const int64_t lines = prefetch ? kRows * prefetch->row_bytes / 64 : 0;
+    max_block<kRows, kPanels, Op>(panel, groups, x, x_row_bytes, r0, p, value, ahead, lines, best);
+    r0 += kRows;
+  };
+  while (end - r0 >= kMaxRows) block(std::integral_constant<int, kMaxRows>{});
+  if (end - r0 >= 5) block(std::integral_constant<int, 5>{});
+  while (end - r0 >= 2) block(std::integral_constant<int, 2>{});
+  if (end - r0 == 1) block(std::integral_constant<int, 1>{});
+}
+
 // Rows [row_begin, row_end) reduced by max into o's sequences (PanelOutput::kMax) for panels [panel_begin,
-// panel_end), two panels at a time: each run of rows of one sequence in blocks of kMaxRows, the run's maximum
-// kept in registers and then taken into its sequence's row (bias added: a constant does not move a maximum).
-// The first panel pair prefetches as it goes (see RowPrefetch).
+// panel_end), two panels at a time: each run of rows of one sequence a block at a time, the run's maximum kept in
+// registers and then taken into its sequence's row (bias added: a constant does not move a maximum). The first
+// panel pair prefetches as it goes (see RowPrefetch).
 template <typename Op, typename Value>
 void max_loop(const PackedLinear& w, const uint8_t* x, int64_t x_row_bytes, int64_t row_begin, int64_t row_end,
               const PanelOutput& o, int64_t panel_begin, int64_t panel_end, const RowPrefetch& prefetch, Value value) {
@@ -209,22 +227,16 @@ void max_loop(const PackedLinear& w, const uint8_t* x, int64_t x_row_bytes, int6
   for (int64_t p = panel_begin; p < panel_end; p += 2) {
     const int8_t* panel = panels_of(w) + p * groups * 64;
     const bool pair = p + 1 < panel_end;
-    const bool fetch = prefetch.rows != 0 && p == panel_begin;
+    const RowPrefetch* fetch = prefetch.rows != 0 && p == panel_begin ? &prefetch : nullptr;
     for (int64_t run = row_begin; run < row_end;) {
       const int32_t sequence = o.row_sequence[run];
       int64_t end = run + 1;
       while (end < row_end && o.row_sequence[end] == sequence) ++end;
       __m512 best[2] = {_mm512_set1_ps(-INFINITY), _mm512_set1_ps(-INFINITY)};
-      for (int64_t r0 = run; r0 < end; r0 += kMaxRows) {
-        int64_t rows[kMaxRows];
-        for (int r = 0; r < kMaxRows; ++r) rows[r] = r0 + r < end ? r0 + r : end - 1;
-        const uintptr_t ahead = fetch ? prefetch.rows + r0 * prefetch.row_bytes : 0;
-        const int64_t lines = fetch ? std::min<int64_t>(kMaxRows, end - r0) * prefetch.row_bytes / 64 : 0;
-        if (pair) {
-          max_block<2, Op>(panel, groups, x, x_row_bytes, rows, p, value, ahead, lines, best);
-        } else {
-          max_block<1, Op>(panel, groups, x, x_row_bytes, rows, p, value, ahead, lines, best);
-        }
+      if (pair) {
+        max_run<2, Op>(panel, groups, x, x_row_bytes, run, end, p, value, fetch, best);
+      } else {
+        max_run<1, Op>(panel, groups, x, x_row_bytes, run, end, p, value, fetch, best);
       }
       for (int q = 0; q < (pair ? 2 : 1); ++q) {
         const __mmask16 mask = column_mask(w, p + q);
