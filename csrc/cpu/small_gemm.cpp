@@ -200,7 +200,8 @@ void prepare_bfloat16_rows(const PackedLinear& w, const uint16_t* x, int64_t m, 
 // Rows per pass over the weights: a block of x (<= 256 KiB for k = 384) stays in L2 while every panel of
 // this worker streams past it, instead of x streaming from memory once per panel.
 constexpr int64_t kRowChunk = 120;  // a multiple of both kernels' row blocks (8 and 6)
-// The bytes of x rows per chunk of the max kernels (kMax), which take each run of one sequence's rows whole.
+// The max kernels' chunks: up to this many bytes of x rows, so that short rows (MaxSim's 128 dims) come in long
+// chunks, which cut fewer of a sequence's runs of rows in two.
 constexpr int64_t kMaxChunkBytes = 512 << 10;
 
 // The bytes of one row of x as the kernels read it: float32 rows, or scratch's bfloat16 (AVX-512) or float32
@@ -212,8 +213,8 @@ int64_t row_bytes(const PackedLinear& w) {
 }
 
 // The panels of `w` for rows [0, m) into `o`: the workers split the panels (so no two write the same
-// columns), each taking its rows a chunk at a time.
-// kMax runs the max kernels, which prefetch as `prefetch` says.
+// columns), each taking its rows a chunk at a time. kMax runs the max kernels, which prefetch as `prefetch` says;
+// the others the linear kernels.
 void run_panels(const PackedLinear& w, const float* x, int64_t m, Activation act, bool round_output,
                 const PanelOutput& o, const std::vector<uint8_t>& scratch, int num_threads,
                 const RowPrefetch& prefetch = {}) {
@@ -321,10 +322,6 @@ void put_panel(const PanelOutput& o, int64_t n, int64_t r, int64_t p, float* lan
     return;
   }
   float* row = o.out + static_cast<int64_t>(o.row_sequence[r]) * n + p * kPanel;
-  if (o.mode == PanelOutput::kMax) {
-    for (int64_t j = 0; j < cols; ++j) row[j] = std::max(row[j], lanes[j]);
-    return;
-  }
   for (int64_t j = 0; j < cols; ++j) {
     if (lanes[j] <= 0.0f) continue;  // relu: most logits of a vocabulary projection are negative
     float v = lanes[j];

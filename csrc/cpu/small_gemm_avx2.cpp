@@ -145,10 +145,6 @@ void finish(const PackedLinear& w, int64_t r, int64_t p, float* lanes, Activatio
   if (o.mode == PanelOutput::kStore) {
     float* row = o.out + r * w.n + p * kPanel;
     for (int64_t j = 0; j < cols; ++j) row[j] = lanes[j];
-  } else if (o.mode == PanelOutput::kMax && cols == kPanel) {
-    float* row = o.out + o.row_sequence[r] * w.n + p * kPanel;
-    _mm256_storeu_ps(row, _mm256_max_ps(_mm256_loadu_ps(row), _mm256_load_ps(lanes)));
-    _mm256_storeu_ps(row + 8, _mm256_max_ps(_mm256_loadu_ps(row + 8), _mm256_load_ps(lanes + 8)));
   } else {
     put_panel(o, w.n, r, p, lanes, cols);
   }

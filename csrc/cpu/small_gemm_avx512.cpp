@@ -141,9 +141,6 @@ void finish(const PackedLinear& w, int64_t r, int64_t p, __m512 v, Activation ac
   }
   if (o.mode == PanelOutput::kStore) {
     _mm512_mask_storeu_ps(o.out + r * w.n + p * kPanel, mask, v);
-  } else if (o.mode == PanelOutput::kMax) {
-    float* row = o.out + o.row_sequence[r] * w.n + p * kPanel;
-    _mm512_mask_storeu_ps(row, mask, _mm512_max_ps(_mm512_maskz_loadu_ps(mask, row), v));
   } else {
     alignas(64) float lanes[kPanel];
     _mm512_store_ps(lanes, v);

@@ -45,8 +45,8 @@ inline void prefetch_lines(uintptr_t ahead, int64_t begin, int64_t end) {
 // Where the kernels put row r's finished panel (bias, scales and activation applied): stored in row r of
 // out [m, n] (a linear layer), or reduced into row row_sequence[r] of out [sequences, n] without the [m, n]
 // product ever existing: kMax keeps the largest value (from out's starting value: 0 gives relu of the max, as
-// SPLADE wants; -inf the max itself, as MaxSim does), kSum adds log1p applied `log1p_times` times to relu(value)
-// (SPLADE's sum pooling).
+// SPLADE wants; -inf the max itself, as MaxSim does; the max kernels), kSum adds log1p applied `log1p_times`
+// times to relu(value) (SPLADE's sum pooling; the linear kernels, as kStore).
 struct PanelOutput {
   enum Mode : int32_t { kStore = 0, kMax = 1, kSum = 2 };
   float* out = nullptr;
