@@ -782,7 +782,8 @@ void check_sparse_rows(const py::array& indptr, const py::array& terms, const py
   }
 }
 
-// An inverted index (postings per term), checked once when made, then searched without copying.
+// An inverted index (postings per term), checked once when made, then searched without copying; the terms in at
+// least half the documents also as dense columns, made here (no more memory than those terms' postings take).
 class SparsePostings {
  public:
   SparsePostings(py::array term_offsets, py::array doc_ids, py::array weights, int64_t num_docs)
@@ -803,11 +804,24 @@ class SparsePostings {
     for (py::ssize_t i = 0; i < doc_ids_.shape(0); ++i) {
       if (ids[i] < 0 || ids[i] >= num_docs) throw py::value_error("postings: doc id " + std::to_string(ids[i]) + " out of range");
     }
+    for (int64_t t = 0; t < terms; ++t) {  // the search walks each list in order, a block of documents at a time
+      for (int64_t i = off[t] + 1; i < off[t + 1]; ++i) {
+        if (ids[i] <= ids[i - 1]) {
+          throw py::value_error("postings: the doc ids of term " + std::to_string(t) + " must increase, at posting " +
+                                std::to_string(i));
+        }
+      }
+    }
     const auto* w = static_cast<const float*>(weights_.data());
     for (py::ssize_t i = 0; i < weights_.shape(0); ++i) {  // 0 x inf would spread NaN to other queries' scores
       if (!std::isfinite(w[i])) throw py::value_error("postings: weight " + std::to_string(i) + " is not finite");
     }
     view_ = {off, ids, static_cast<const float*>(weights_.data()), terms, num_docs};
+    dense_slot_.resize(terms);
+    dense_.resize(cpu::build_dense_columns(view_, dense_slot_.data(), nullptr) * num_docs);
+    cpu::build_dense_columns(view_, dense_slot_.data(), dense_.data());
+    view_.dense_slot = dense_slot_.data();
+    view_.dense = dense_.data();
   }
 
   py::tuple search(const py::array& indptr, const py::array& terms, const py::array& weights, int64_t k, int num_threads) const {
@@ -831,6 +845,8 @@ class SparsePostings {
 
  private:
   py::array term_offsets_, doc_ids_, weights_;
+  std::vector<int32_t> dense_slot_;
+  std::vector<float> dense_;  // the frequent terms' dense columns (cpu::dense_worthy), derived in memory
   cpu::PostingsView view_{};
 };
 

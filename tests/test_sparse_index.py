@@ -1,6 +1,6 @@
 """SparseIndex against scipy (a CSR product, then a stable sort: scores and ids, ties to the lower id), with
-empty queries, terms absent from the corpus, k past the corpus, negative weights, every thread count, save /
-load (memory-mapped) and bad input; hybrid fusion against its formulas."""
+empty queries, terms absent from the corpus, k past the corpus, corpora past one block of scores, negative
+weights, every thread count, save / load (memory-mapped) and bad input; hybrid fusion against its formulas."""
 
 import numpy as np
 import pytest
@@ -39,6 +39,22 @@ def test_matches_scipy(n, dim, k, negative, threads):
     scores, ids = index.search(queries, k, num_threads=threads)
     want_scores, want_ids = scipy_topk(queries, corpus, k)
     assert scores.shape == ids.shape == (17, min(k, n)) and scores.dtype == np.float32 and ids.dtype == np.int64
+    assert np.array_equal(scores, want_scores) and np.array_equal(ids, want_ids)
+
+
+@pytest.mark.parametrize("k", [10, 300_000])
+def test_corpora_past_one_block_of_scores_match_scipy(k):
+    """The search scores 2^18 documents at a time: postings, dense columns (terms 0-2, in ~70% of documents) and
+    ties (integer weights) across block boundaries, and a k larger than a block."""
+    rng = np.random.default_rng(k)
+    n, dim = 2 * 2**18 + 1_000, 50
+    present = rng.random((n, dim)) < np.where(np.arange(dim) < 3, 0.7, 0.06)
+    rows, terms = np.nonzero(present)
+    indptr = np.concatenate([[0], np.cumsum(present.sum(axis=1))]).astype(np.int64)
+    corpus = SparseEmbeddings(indptr, terms.astype(np.int32), rng.integers(1, 4, len(terms)).astype(np.float32), dim)
+    queries = random_sparse(5, dim, 8, seed=k, integer=True)
+    scores, ids = SparseIndex.build(corpus).search(queries, k, num_threads=2)
+    want_scores, want_ids = scipy_topk(queries, corpus, k)
     assert np.array_equal(scores, want_scores) and np.array_equal(ids, want_ids)
 
 
@@ -82,6 +98,9 @@ def test_bad_input_is_refused(tmp_path):
     index.save(tmp_path / "idx")
     np.save(tmp_path / "idx" / "doc_ids.npy", np.full(index.nnz, 99, np.int32))
     with pytest.raises(ValueError, match="doc id 99 out of range"):
+        SparseIndex.load(tmp_path / "idx")
+    np.save(tmp_path / "idx" / "doc_ids.npy", index.doc_ids[::-1].copy())  # in range, but each list backwards
+    with pytest.raises(ValueError, match="the doc ids of term .* must increase"):
         SparseIndex.load(tmp_path / "idx")
     np.save(tmp_path / "idx" / "doc_ids.npy", index.doc_ids)
     np.save(tmp_path / "idx" / "weights.npy", np.full(index.nnz, np.inf, np.float32))
