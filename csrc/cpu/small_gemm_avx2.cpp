@@ -73,24 +73,32 @@ struct ByteI8Op : I16Op {
   }
 };
 
-// kRows rows (rows r0...) of one panel: the row count is a compile-time constant, so that the accumulators
-// stay in registers and the inner loop has no branch.
-template <int kRows, typename Op, typename Epilogue>
-inline void row_block(const int8_t* panel, int64_t groups, const uint8_t* x, int64_t x_row_bytes, int64_t r0,
-                      int64_t p, Epilogue& epilogue) {
-  typename Op::Acc lo[kRows], hi[kRows];
+// Rows r0 ... r0 + kRows - 1 of x against one panel, summed over all k-groups into lo/hi (its columns 0-7, 8-15),
+// with the panel's weights prefetched ahead; with `rows_ahead` (the max kernels) also x's rows two blocks on into
+// L1 (rows read 4 bytes at a time a row apart are streams the hardware prefetchers do not follow), and `lines`
+// lines from `ahead` (the next chunk's rows, see RowPrefetch) into L2, a line per k-group, the rest after the loop.
+// The row count is a compile-time constant, so that the accumulators stay in registers and the loop has no branch.
+template <int kRows, typename Op, bool rows_ahead = false>
+inline void accumulate(const int8_t* panel, int64_t groups, const uint8_t* x, int64_t x_row_bytes, int64_t r0,
+                       typename Op::Acc (&lo)[kRows], typename Op::Acc (&hi)[kRows], uintptr_t ahead = 0,
+                       int64_t lines = 0) {
   const uint8_t* xr[kRows];
 #pragma GCC unroll 6
   for (int r = 0; r < kRows; ++r) {
     lo[r] = hi[r] = Op::zero();
     xr[r] = x + (r0 + r) * x_row_bytes;
   }
-  const uintptr_t ahead = prefetch_address(panel);
+  const uintptr_t weights_ahead = prefetch_address(panel);
+  const uintptr_t soon = reinterpret_cast<uintptr_t>(x + (r0 + 2 * Op::kRowBlock) * x_row_bytes);
   for (int64_t g = 0; g < groups; ++g) {
-    typename Op::W w_lo, w_hi;
-    if (Op::kGroupBytes >= 64 || g % 2 == 0) {  // one prefetch per 64-byte line
-      _mm_prefetch(reinterpret_cast<const char*>(ahead + g * Op::kGroupBytes), _MM_HINT_T0);
+    if (rows_ahead) {
+      if (g < lines) prefetch_lines(ahead, g, g + 1);
+      _mm_prefetch(reinterpret_cast<const char*>(soon + g * 64), _MM_HINT_T0);
     }
+    if (Op::kGroupBytes >= 64 || g % 2 == 0) {  // one prefetch per 64-byte line
+      _mm_prefetch(reinterpret_cast<const char*>(weights_ahead + g * Op::kGroupBytes), _MM_HINT_T0);
+    }
+    typename Op::W w_lo, w_hi;
     Op::load(panel + g * Op::kGroupBytes, w_lo, w_hi);
 #pragma GCC unroll 6
     for (int r = 0; r < kRows; ++r) {
@@ -99,6 +107,15 @@ inline void row_block(const int8_t* panel, int64_t groups, const uint8_t* x, int
       hi[r] = Op::madd(hi[r], xv, w_hi);
     }
   }
+  if (rows_ahead) prefetch_lines(ahead, groups, lines);
+}
+
+// kRows rows (rows r0...) of one panel, each then to the epilogue.
+template <int kRows, typename Op, typename Epilogue>
+inline void row_block(const int8_t* panel, int64_t groups, const uint8_t* x, int64_t x_row_bytes, int64_t r0,
+                      int64_t p, Epilogue& epilogue) {
+  typename Op::Acc lo[kRows], hi[kRows];
+  accumulate<kRows, Op>(panel, groups, x, x_row_bytes, r0, lo, hi);
   // Unrolled like every loop over the rows: an array indexed by a variable anywhere lives in memory, and the
   // accumulators were stored on every step of the k loop.
 #pragma GCC unroll 6
@@ -156,31 +173,7 @@ template <int kRows, typename Op, typename Value>
 inline void max_block(const int8_t* panel, int64_t groups, const uint8_t* x, int64_t x_row_bytes, int64_t r0,
                       int64_t p, Value& value, uintptr_t ahead, int64_t lines, __m256& best_lo, __m256& best_hi) {
   typename Op::Acc lo[kRows], hi[kRows];
-  const uint8_t* xr[kRows];
-#pragma GCC unroll 6
-  for (int r = 0; r < kRows; ++r) {
-    lo[r] = hi[r] = Op::zero();
-    xr[r] = x + (r0 + r) * x_row_bytes;
-  }
-  // And the rows of the block after the next, a line per k-group (a block's rows span at most one line per group),
-  // into L1: rows read 4 bytes at a time a row apart are streams the hardware prefetchers do not follow.
-  const uintptr_t soon = reinterpret_cast<uintptr_t>(x + (r0 + 2 * Op::kRowBlock) * x_row_bytes);
-  for (int64_t g = 0; g < groups; ++g) {
-    if (g < lines) prefetch_lines(ahead, g, g + 1);  // a line per k-group, the rest after the loop
-    _mm_prefetch(reinterpret_cast<const char*>(soon + g * 64), _MM_HINT_T0);
-    if (Op::kGroupBytes >= 64 || g % 2 == 0) {  // weights out of cache (SPLADE's): one prefetch per 64-byte line
-      _mm_prefetch(reinterpret_cast<const char*>(prefetch_address(panel + g * Op::kGroupBytes)), _MM_HINT_T0);
-    }
-    typename Op::W w_lo, w_hi;
-    Op::load(panel + g * Op::kGroupBytes, w_lo, w_hi);
-#pragma GCC unroll 6
-    for (int r = 0; r < kRows; ++r) {
-      const typename Op::W xv = Op::broadcast(xr[r], g);
-      lo[r] = Op::madd(lo[r], xv, w_lo);
-      hi[r] = Op::madd(hi[r], xv, w_hi);
-    }
-  }
-  prefetch_lines(ahead, groups, lines);
+  accumulate<kRows, Op, true>(panel, groups, x, x_row_bytes, r0, lo, hi, ahead, lines);
 #pragma GCC unroll 6
   for (int r = 0; r < kRows; ++r) {
     __m256 v_lo, v_hi;
