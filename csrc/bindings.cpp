@@ -613,8 +613,8 @@ class FusedEncoder {
                const py::array& norm_weight, const py::array& norm_bias, int64_t heads, double eps, int activation,
                int64_t position_offset)
       : word_(word), position_(position) {
-    const bool bfloat16 = word.dtype().is(py::dtype::of<int16_t>());
-    const Storage storage = bfloat16 ? Storage::kBFloat16 : Storage::kFloat32;
+    const Storage storage = storage_of(word, "word_embeddings");
+    const bool bfloat16 = storage == Storage::kBFloat16;
     require_stored(word, storage, "word_embeddings", 2);
     require_stored(position, storage, "position_embeddings", 2);
     hidden_ = word.shape(1);
@@ -801,12 +801,10 @@ class SparsePostings {
       if (off[t + 1] < off[t]) throw py::value_error("postings: term_offsets decrease at term " + std::to_string(t));
     }
     const auto* ids = static_cast<const int32_t*>(doc_ids_.data());
-    for (py::ssize_t i = 0; i < doc_ids_.shape(0); ++i) {
-      if (ids[i] < 0 || ids[i] >= num_docs) throw py::value_error("postings: doc id " + std::to_string(ids[i]) + " out of range");
-    }
     for (int64_t t = 0; t < terms; ++t) {  // the search walks each list in order, a block of documents at a time
-      for (int64_t i = off[t] + 1; i < off[t + 1]; ++i) {
-        if (ids[i] <= ids[i - 1]) {
+      for (int64_t i = off[t]; i < off[t + 1]; ++i) {
+        if (ids[i] < 0 || ids[i] >= num_docs) throw py::value_error("postings: doc id " + std::to_string(ids[i]) + " out of range");
+        if (i > off[t] && ids[i] <= ids[i - 1]) {
           throw py::value_error("postings: the doc ids of term " + std::to_string(t) + " must increase, at posting " +
                                 std::to_string(i));
         }
@@ -818,8 +816,7 @@ class SparsePostings {
     }
     view_ = {off, ids, static_cast<const float*>(weights_.data()), terms, num_docs};
     dense_slot_.resize(terms);
-    dense_.resize(cpu::build_dense_columns(view_, dense_slot_.data(), nullptr) * num_docs);
-    cpu::build_dense_columns(view_, dense_slot_.data(), dense_.data());
+    dense_ = cpu::build_dense_columns(view_, dense_slot_.data());
     view_.dense_slot = dense_slot_.data();
     view_.dense = dense_.data();
   }

@@ -241,12 +241,23 @@ void run_panels(const PackedLinear& w, const float* x, int64_t m, Activation act
   });
 }
 
+// Whether the kernels read x from prepare_scratch's layout rather than as given: all but float32 rows into a
+// float32 layer.
+bool needs_scratch(const PackedLinear& w, const RowsIn& x) { return w.kind != WeightKind::kFloat32 || x.bf16; }
+
+// Where x's rows are as given, and the bytes of each: what the max kernels prefetch of the next chunk.
+RowPrefetch given_rows(const RowsIn& x, int64_t k) {
+  if (x.codes) return {reinterpret_cast<uintptr_t>(x.codes), k};
+  if (x.bf16) return {reinterpret_cast<uintptr_t>(x.bf16), k * 2};
+  return {reinterpret_cast<uintptr_t>(x.floats), k * 4};
+}
+
 // x's rows [0, m) as the kernels read them, into `scratch`: bf16 rows (2 bytes), float rows, int16 or byte codes
 // (4, 2, 1) [m, k_padded], then m scales, m zero points and the signed codes [m, k], under m * (k_padded + 16) * 4
 // bytes. int8 rows given as codes are laid out without quantizing again, bfloat16 rows without rounding again;
 // float32 layers read float32 x itself, bfloat16 x widened here.
 void prepare_scratch(const PackedLinear& w, const RowsIn& x, int64_t m, std::vector<uint8_t>& scratch, int num_threads) {
-  if (w.kind == WeightKind::kFloat32 && !x.bf16) return;
+  if (!needs_scratch(w, x)) return;
   scratch.resize(static_cast<size_t>(m) * (w.k_padded + kPanel) * 4);
   if (x.codes) {
     prepare_codes(w, x.codes, x.scales, m, scratch.data());
@@ -270,22 +281,20 @@ void reduce_row_range(const PackedLinear& w, const RowsIn& x, int64_t r0, int64_
                       std::vector<uint8_t>& scratch, int num_threads) {
   const int32_t* row_sequence = o.row_sequence;
   const int64_t step = o.mode == PanelOutput::kMax ? kMaxPreparedRows : kPreparedRows;
-  const int64_t source_row_bytes = x.codes ? w.k : x.bf16 ? w.k * 2 : w.k * 4;
-  const auto source = reinterpret_cast<uintptr_t>(x.codes ? static_cast<const void*>(x.codes)
-                                                  : x.bf16 ? static_cast<const void*>(x.bf16)
-                                                           : static_cast<const void*>(x.floats));
+  const RowPrefetch given = given_rows(x, w.k);
   for (int64_t start = r0; start < r1; start += step) {
     const int64_t rows = std::min(step, r1 - start);
     const RowsIn chunk{x.floats ? x.floats + start * w.k : nullptr, x.codes ? x.codes + start * w.k : nullptr,
                        x.scales ? x.scales + start : nullptr, x.bf16 ? x.bf16 + start * w.k : nullptr};
     prepare_scratch(w, chunk, rows, scratch, num_threads);
     o.row_sequence = row_sequence + start;
-    const bool prepared = w.kind != WeightKind::kFloat32 || x.bf16;
+    const bool prepared = needs_scratch(w, x);
     const RowPrefetch next = prepared && start + rows < r1
-                                 ? RowPrefetch{source + (start + rows) * source_row_bytes, source_row_bytes}
+                                 ? RowPrefetch{given.rows + (start + rows) * given.row_bytes, given.row_bytes}
                                  : RowPrefetch{};
-    const float* floats = chunk.bf16 && w.kind == WeightKind::kFloat32 ? reinterpret_cast<const float*>(scratch.data())
-                                                                      : chunk.floats;
+    // a float32 layer given bfloat16 rows reads them widened in the scratch
+    const float* floats = prepared && w.kind == WeightKind::kFloat32 ? reinterpret_cast<const float*>(scratch.data())
+                                                                    : chunk.floats;
     run_panels(w, floats, rows, Activation::kNone, false, o, scratch, num_threads, next);
   }
 }

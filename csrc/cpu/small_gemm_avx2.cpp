@@ -268,7 +268,7 @@ void linear_panels_avx2(const PackedLinear& w, const float* x, const uint8_t* sc
                             row_begin, row_end, panel_begin, panel_end, float_epilogue);
     return;
   }
-  const auto* scales = reinterpret_cast<const float*>(scratch + m * w.k_padded * code_bytes(w));
+  const float* scales = scratch_scales(w, scratch, m);
   const auto* zeros = reinterpret_cast<const int32_t*>(scales + m);
   auto int8_epilogue = [&](int64_t r, int64_t p, __m256i lo, __m256i hi) {
     __m256 v_lo, v_hi;
@@ -299,7 +299,7 @@ void max_panels_avx2(const PackedLinear& w, const float* x, const uint8_t* scrat
                           row_begin, row_end, out, panel_begin, panel_end, prefetch, as_is);
     return;
   }
-  const auto* scales = reinterpret_cast<const float*>(scratch + m * w.k_padded * code_bytes(w));
+  const float* scales = scratch_scales(w, scratch, m);
   const auto* zeros = reinterpret_cast<const int32_t*>(scales + m);
   auto int8_value = [&](__m256i lo, __m256i hi, int64_t r, int64_t p, __m256& v_lo, __m256& v_hi) {
     dequantized(w, scales, zeros, lo, hi, r, p, v_lo, v_hi);

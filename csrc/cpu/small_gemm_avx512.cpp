@@ -269,7 +269,7 @@ void max_panels_avx512(const PackedLinear& w, const float* x, const uint8_t* scr
   } else if (w.kind == WeightKind::kBFloat16) {
     max_loop<BF16Op>(w, scratch, w.k_padded * 2, row_begin, row_end, out, panel_begin, panel_end, prefetch, as_is);
   } else {
-    const auto* scales = reinterpret_cast<const float*>(scratch + m * w.k_padded * code_bytes(w));
+    const float* scales = scratch_scales(w, scratch, m);
     max_loop<I8Op>(w, scratch, w.k_padded, row_begin, row_end, out, panel_begin, panel_end, prefetch,
                    [&](__m512i acc, int64_t r, int64_t p) { return dequantized(w, scales, acc, r, p); });
   }
@@ -285,7 +285,7 @@ void linear_panels_avx512(const PackedLinear& w, const float* x, const uint8_t* 
     panel_loop<BF16Op>(w, scratch, w.k_padded * 2, row_begin, row_end, panel_begin, panel_end,
                        [&](int64_t r, int64_t p, __m512 acc) { finish(w, r, p, acc, act, round_output, out); });
   } else {
-    const auto* scales = reinterpret_cast<const float*>(scratch + m * w.k_padded * code_bytes(w));
+    const float* scales = scratch_scales(w, scratch, m);
     panel_loop<I8Op>(w, scratch, w.k_padded, row_begin, row_end, panel_begin, panel_end, [&](int64_t r, int64_t p, __m512i acc) {
       finish(w, r, p, dequantized(w, scales, acc, r, p), act, false, out);
     });

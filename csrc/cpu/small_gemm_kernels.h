@@ -60,6 +60,10 @@ struct PanelOutput {
 // rounded to bfloat16, unsigned int8 codes or int16 codes; then, for int8, the m row scales and zero points);
 // float32 layers read x itself.
 namespace kernels {
+// The m row scales of an int8 layer's rows in the scratch (after the codes; the m zero points follow them).
+inline const float* scratch_scales(const PackedLinear& w, const uint8_t* scratch, int64_t m) {
+  return reinterpret_cast<const float*>(scratch + m * w.k_padded * code_bytes(w));
+}
 void linear_panels_avx512(const PackedLinear& w, const float* x, const uint8_t* scratch, int64_t m, int64_t row_begin,
                           int64_t row_end, Activation act, bool round_output, const PanelOutput& out,
                           int64_t panel_begin, int64_t panel_end);

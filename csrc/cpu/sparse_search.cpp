@@ -29,23 +29,19 @@ void build_postings(const int64_t* doc_indptr, const int32_t* terms, const float
   }
 }
 
-int64_t build_dense_columns(const PostingsView& index, int32_t* dense_slot, float* dense) {
+std::vector<float> build_dense_columns(const PostingsView& index, int32_t* dense_slot) {
   int64_t count = 0;
   for (int64_t t = 0; t < index.num_terms; ++t) {
-    const int64_t a = index.term_offsets[t], b = index.term_offsets[t + 1];
-    if (!dense_worthy(b - a, index.num_docs)) {
-      if (dense_slot) dense_slot[t] = -1;
-      continue;
-    }
-    if (dense_slot) dense_slot[t] = static_cast<int32_t>(count);
-    if (dense) {
-      float* column = dense + count * index.num_docs;
-      std::fill(column, column + index.num_docs, 0.0f);
-      for (int64_t j = a; j < b; ++j) column[index.doc_ids[j]] = index.weights[j];
-    }
-    ++count;
+    const bool dense = dense_worthy(index.term_offsets[t + 1] - index.term_offsets[t], index.num_docs);
+    dense_slot[t] = dense ? static_cast<int32_t>(count++) : -1;
   }
-  return count;
+  std::vector<float> columns(count * index.num_docs, 0.0f);
+  for (int64_t t = 0; t < index.num_terms; ++t) {
+    if (dense_slot[t] < 0) continue;
+    float* column = columns.data() + dense_slot[t] * index.num_docs;
+    for (int64_t j = index.term_offsets[t]; j < index.term_offsets[t + 1]; ++j) column[index.doc_ids[j]] = index.weights[j];
+  }
+  return columns;
 }
 
 namespace {

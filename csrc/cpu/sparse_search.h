@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace fastembed_rt::cpu {
 
@@ -27,9 +28,9 @@ struct PostingsView {
 // Whether a term of `postings` postings among num_docs documents is worth a dense column.
 inline bool dense_worthy(int64_t postings, int64_t num_docs) { return num_docs > 0 && 2 * postings >= num_docs; }
 
-// The dense columns of the terms dense_worthy picks, in term order: dense_slot [num_terms] (-1: none) and the
-// columns, [count * num_docs] (count returned by the first call with dense == nullptr).
-int64_t build_dense_columns(const PostingsView& index, int32_t* dense_slot, float* dense);
+// The dense columns of the terms dense_worthy picks, in term order, [count * num_docs]; dense_slot [num_terms]
+// gets each term's column (-1: none).
+std::vector<float> build_dense_columns(const PostingsView& index, int32_t* dense_slot);
 
 // For each query (CSR rows over the same terms; terms outside [0, num_terms) are the caller's to refuse), the k
 // highest dot products over every document, ties to the lower id; documents sharing no term score 0 and take
