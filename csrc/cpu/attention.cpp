@@ -15,19 +15,20 @@ namespace {
 // A tile of kRows queries meets the keys in a layout transposed so that the vector lanes run across the
 // tile's queries: each query's max, denominator and rescaling are then plain lane-wise operations, and no
 // step of the softmax needs a horizontal reduction. Register tiles: kKeys scores at a time (one accumulator
-// each), kValueChunk output dimensions at a time. 8 x 8 x 8 with 256-bit lanes for AVX2 and AVX-512 alike
-// (measured on an AVX-512 Xeon: as fast as 16-lane zmm tiles; an AVX-512 tile split over ymm registers
-// spilled and ran 25x slower), 4 x 8 x 8 on baseline x86-64. Loops over the score and output registers are
-// unrolled, so that the arrays stay in registers.
+// each), kValueChunk output dimensions at a time: a register's width of queries (16 with AVX-512, 8 with AVX2,
+// 4 on baseline x86-64) x 8 keys x 8 dimensions. On the model-167 Xeon, 16 zmm lanes ran 512-token sequences
+// 1.36x faster than 8 ymm lanes; 16 keys or 16 dimensions per register tile were no faster. Loops over the
+// score and output registers are unrolled, so that the arrays stay in registers.
 template <int kVectorBytes>
 struct Tile {
-  static constexpr int64_t kRows = (kVectorBytes < 32 ? kVectorBytes : 32) / sizeof(float);
+  static constexpr int64_t kRows = kVectorBytes / sizeof(float);
   static constexpr int64_t kKeys = 8;
   static constexpr int64_t kValueChunk = 8;
   using Lanes = typename ::fastembed_rt::cpu::Lanes<kRows>::type;
 };
-constexpr int64_t kMaxRows = 8;
-// Keys per softmax block: its scores, [kKeyBlock][kRows] floats (16 KiB), stay in L1 between the passes.
+constexpr int64_t kMaxRows = 16;
+// Keys per softmax block: its scores, [kKeyBlock][kRows] floats (16 or 32 KiB), stay in L1 between the passes
+// (256 or 128 keys were no faster).
 constexpr int64_t kKeyBlock = 512;
 
 template <typename T>
@@ -72,7 +73,9 @@ FE_INLINE void store_lanes(float* p, V v) {
   std::memcpy(p, &v, sizeof v);
 }
 
-// Softmax attention for one tile: queries_t [dim][kRows] (pre-scaled), keys and values [padded_len][dim];
+// Softmax attention for one tile: queries_t [dim][kRows] (pre-scaled), keys [padded_len][dim], values by
+// chunks of kValueChunk dimensions, [dim / kValueChunk][padded_len][kValueChunk] (chunk_stride floats apart, so
+// that each pass of P V over the keys reads consecutive memory);
 // query r sees keys lower[r] <= j < limit[r], from key j_start on, with bias_t [key][kRows] added when given.
 // Leaves softmax(q K^T) V transposed in acc_t [dim][kRows]. Keys go by blocks of up to kKeyBlock, each in three
 // passes: scores into scores_t (and the block's max), their exponentials, then the values they weigh. Three
@@ -80,7 +83,8 @@ FE_INLINE void store_lanes(float* p, V v) {
 // softmax over 8 keys at a time rescaled the outputs after every 8 keys and chained each output register
 // through 8 dependent FMAs. The running max and denominator carry the online softmax across blocks.
 template <int kVectorBytes, int64_t kDim>
-FE_INLINE void attend_tile(const float* keys, const float* values, int64_t dim_runtime, const float* queries_t,
+FE_INLINE void attend_tile(const float* keys, const float* values, int64_t chunk_stride, int64_t dim_runtime,
+                           const float* queries_t,
                            const float* lower_ptr, const float* limit_ptr, int64_t j_start, int64_t n_keys,
                            const float* bias_t, float* acc_t, float* scores_t) {
   using Lanes = typename Tile<kVectorBytes>::Lanes;
@@ -135,7 +139,7 @@ FE_INLINE void attend_tile(const float* keys, const float* values, int64_t dim_r
       for (int64_t d = 0; d < width; ++d) o[d] = load_lanes<Lanes>(acc_t + (d0 + d) * kRows) * correction;
       for (int64_t j = b0; j < b1; ++j) {
         const Lanes p = load_lanes<Lanes>(scores_t + (j - b0) * kRows);
-        const float* v = values + j * dim + d0;
+        const float* v = values + d0 / kValueChunk * chunk_stride + j * kValueChunk;
         #pragma GCC unroll 16
         for (int64_t d = 0; d < width; ++d) o[d] += p * v[d];
       }
@@ -150,14 +154,15 @@ FE_INLINE void attend_tile(const float* keys, const float* values, int64_t dim_r
 template <int kVectorBytes, typename T, int64_t kDim>
 FE_INLINE void attend_item(const AttentionArgs<T>& a, int64_t seq, int64_t kv_head, Scratch& w) {
   constexpr int64_t kRows = Tile<kVectorBytes>::kRows, kKeys = Tile<kVectorBytes>::kKeys;
+  constexpr int64_t kValueChunk = Tile<kVectorBytes>::kValueChunk;
   const AttentionShape& sh = a.shape;
   const int64_t start = a.cu_seqlens[seq], len = a.cu_seqlens[seq + 1] - start, dim = sh.head_dim;
   if (len == 0) return;
   const int64_t padded = (len + kKeys - 1) / kKeys * kKeys;
   w.keys.resize(padded * dim);
-  w.values.resize(padded * dim);
   std::fill(w.keys.begin() + len * dim, w.keys.end(), 0.0f);
-  std::fill(w.values.begin() + len * dim, w.values.end(), 0.0f);
+  const int64_t chunk_stride = padded * kValueChunk;
+  w.values.assign((dim + kValueChunk - 1) / kValueChunk * chunk_stride, 0.0f);
   const int64_t query_rows = (len + kRows - 1) / kRows * kRows;  // whole tiles
   w.queries_t.resize(query_rows * dim);
   w.acc_t.resize(dim * kRows);
@@ -170,11 +175,9 @@ FE_INLINE void attend_item(const AttentionArgs<T>& a, int64_t seq, int64_t kv_he
       prefetch_row(vr + kPrefetchRows * sh.v_token_stride, dim);
     }
     float* kd = w.keys.data() + t * dim;
-    float* vd = w.values.data() + t * dim;
-    for (int64_t d = 0; d < dim; ++d) {
-      kd[d] = to_float(kr[d]);
-      vd[d] = to_float(vr[d]);
-    }
+    for (int64_t d = 0; d < dim; ++d) kd[d] = to_float(kr[d]);
+    float* vd = w.values.data() + t * kValueChunk;
+    for (int64_t d = 0; d < dim; ++d) vd[d / kValueChunk * chunk_stride + d % kValueChunk] = to_float(vr[d]);
   }
   const int64_t group = sh.num_heads / sh.num_kv_heads;
   const AttentionExtras& x = a.extras;
@@ -213,7 +216,7 @@ FE_INLINE void attend_item(const AttentionArgs<T>& a, int64_t seq, int64_t kv_he
         }
         bias_t = w.bias_t.data();
       }
-      attend_tile<kVectorBytes, kDim>(w.keys.data(), w.values.data(), dim, w.queries_t.data() + i0 * dim, lower, limit, j_start, n_keys, bias_t,
+      attend_tile<kVectorBytes, kDim>(w.keys.data(), w.values.data(), chunk_stride, dim, w.queries_t.data() + i0 * dim, lower, limit, j_start, n_keys, bias_t,
                                       w.acc_t.data(), w.scores_t.data());
       for (int64_t r = 0; r < rows; ++r) {
         T* out = a.out + ((start + i0 + r) * sh.num_heads + h) * dim;
