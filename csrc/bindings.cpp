@@ -260,7 +260,8 @@ int64_t packed_heads_stride(const py::array& a, const char* name) {
 
 py::array attention_varlen(const py::array& q, const py::array& k, const py::array& v, const py::array& cu_seqlens,
                            double scale, bool causal, int num_threads, int64_t window_left, int64_t window_right,
-                           const py::object& relative_bias, const py::object& key_lengths) {
+                           const py::object& relative_bias, const py::object& key_lengths,
+                           const std::string& bf16_products) {
   const Storage storage = storage_of(q, "q");
   const cpu::AttentionShape shape{
       cu_seqlens.ndim() == 1 ? cu_seqlens.shape(0) - 1 : 0, q.ndim() == 3 ? q.shape(1) : 0,
@@ -299,6 +300,17 @@ py::array attention_varlen(const py::array& q, const py::array& k, const py::arr
   }
   py::array key_counts;
   extras.key_lengths = checked_key_lengths(key_lengths, cu_seqlens, key_counts);
+  if (bf16_products == "dot") {
+    extras.bf16_products = cpu::Bf16Products::kDot;
+    if (storage != Storage::kBFloat16 || !cpu::bf16_dot_applies(shape, extras)) {
+      throw py::value_error("bf16_products='dot' needs bfloat16 q, k, v, AVX512_BF16 at the active ISA, an even head "
+                            "size and no window, relative bias or key lengths");
+    }
+  } else if (bf16_products == "widened") {
+    extras.bf16_products = cpu::Bf16Products::kWidened;
+  } else if (bf16_products != "auto") {
+    throw py::value_error("bf16_products must be 'auto', 'dot' or 'widened', got '" + bf16_products + "'");
+  }
   py::array out(q.dtype(), {q.shape(0), q.shape(1), q.shape(2)});
   const int threads = resolve_threads(num_threads);
   with_storage(storage, [&](auto tag) {
@@ -960,9 +972,15 @@ PYBIND11_MODULE(_C, m) {
   m.def("attention_varlen", &attention_varlen, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("cu_seqlens"),
         py::arg("scale"), py::arg("causal") = false, py::arg("num_threads") = 0, py::arg("window_left") = -1,
         py::arg("window_right") = -1, py::arg("relative_bias") = py::none(), py::arg("key_lengths") = py::none(),
+        py::arg("bf16_products") = "auto",
         "Softmax attention within each packed sequence: q [T, H, D], k/v [T, Hkv, D] -> [T, H, D]; optional sliding "
         "window (key j for query i if i - left <= j <= i + right; -1: no limit), relative position bias "
-        "[H, 2R+1] (adds bias[h, R + j - i]) and key lengths int32 [B] (keys: each sequence's first tokens).");
+        "[H, 2R+1] (adds bias[h, R + j - i]) and key lengths int32 [B] (keys: each sequence's first tokens). "
+        "bf16_products: 'auto' (this CPU's choice, bf16_attention_products()), 'dot' (AVX512_BF16 dot products) "
+        "or 'widened' (float32 arithmetic).");
+  m.def("bf16_attention_products", [] { return cpu::bf16_dot_preferred() ? "dot" : "widened"; },
+        "How attention multiplies bfloat16 inputs on this CPU at the active ISA: 'dot' (AVX512_BF16 dot products) "
+        "or 'widened' (to float32).");
   m.def("embed_tokens", &embed_tokens, py::arg("word"), py::arg("position"), py::arg("token_type"), py::arg("ids"),
         py::arg("cu_seqlens"), py::arg("position_offset") = 0, py::arg("num_threads") = 0,
         "word[ids] + position[offset + index in sequence] (+ token_type) per packed token; float32 or bfloat16 bits.");

@@ -6,6 +6,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu_features.h"
+
 #include "attention_bf16.h"
 #include "parallel.h"
 
@@ -248,20 +250,18 @@ FE_ISA_DISPATCH(void, attend_one, (const AttentionArgs<bf16>& a, int64_t s, int6
 
 }  // namespace
 
-namespace {
-// bfloat16 with AVX512_BF16 and an even head size: the dot-product kernel of attention_bf16.cpp.
-bool use_bf16_dot(const AttentionShape&, const float*) { return false; }
-bool use_bf16_dot(const AttentionShape& shape, const bf16*) {
-  return shape.head_dim % 2 == 0 && kernels::bf16_dot_supported();
+bool bf16_dot_applies(const AttentionShape& shape, const AttentionExtras& extras) {
+  const bool plain = extras.window_left < 0 && extras.window_right < 0 && !extras.relative_bias && !extras.key_lengths;
+  return plain && shape.head_dim % 2 == 0 && kernels::bf16_dot_supported();
 }
-}  // namespace
+
+bool bf16_dot_preferred() { return kernels::bf16_dot_supported() && cpu_features().amd; }
 
 template <typename T>
 void attention_varlen(const T* q, const T* k, const T* v, T* out, const int32_t* cu_seqlens,
                       const AttentionShape& shape, float scale, bool causal, int num_threads,
                       const AttentionExtras& extras) {
   const AttentionArgs<T> args{q, k, v, out, cu_seqlens, shape, scale, causal, extras};
-  const bool plain = extras.window_left < 0 && extras.window_right < 0 && !extras.relative_bias && !extras.key_lengths;
   double work = 0.0;
   for (int64_t s = 0; s < shape.num_seqs; ++s) {
     const double len = cu_seqlens[s + 1] - cu_seqlens[s];
@@ -270,7 +270,9 @@ void attention_varlen(const T* q, const T* k, const T* v, T* out, const int32_t*
   work *= static_cast<double>(shape.num_heads * shape.head_dim) * 2.0;
   const int threads = threads_for(work, num_threads, 1 << 20);
   if constexpr (std::is_same_v<T, bf16>) {
-    if (plain && use_bf16_dot(shape, q)) {
+    const bool dot = extras.bf16_products == Bf16Products::kDot ||
+                     (extras.bf16_products == Bf16Products::kCpuChoice && bf16_dot_preferred());
+    if (dot && bf16_dot_applies(shape, extras)) {
       int64_t longest = 0;
       for (int64_t s = 0; s < shape.num_seqs; ++s) longest = std::max<int64_t>(longest, cu_seqlens[s + 1] - cu_seqlens[s]);
       const int64_t words = kernels::bf16_scratch_words(longest, shape.head_dim);

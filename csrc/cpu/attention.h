@@ -1,6 +1,6 @@
 // Softmax attention over packed variable-length sequences (flash-attn's varlen layout): each sequence's keys
 // in blocks of up to 512 with an online softmax across blocks; no padding, and no score matrix in memory
-// beyond one block's scores for 8 queries.
+// beyond one block's scores for a register's width of queries.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +18,13 @@ struct AttentionShape {
   int64_t q_token_stride, k_token_stride, v_token_stride;
 };
 
+// How bfloat16 q, k and v are multiplied: AVX512_BF16 dot products (two multiply-adds per lane per instruction,
+// probabilities rounded to bfloat16 for P V), or widened to float32 for the float32 kernel. The CPU's choice is
+// the dot products on AMD only: Intel cores issue vdpbf16ps at half their FMA rate, and on the model-167 Xeon
+// (Intel, AVX512_BF16) the dot products took 1.3-1.7x the time of widening (512-token sequences, heads of 32 to
+// 128). kDot is refused where the dot-product kernel cannot run (bf16_dot_applies).
+enum class Bf16Products { kCpuChoice, kDot, kWidened };
+
 // What some models add on top of plain (causal) attention, all within each sequence:
 // a sliding window (ModernBERT, Mistral, Gemma 3): key j is seen by query i only if i - left <= j <= i + right
 // (flash-attn's window_size; -1: no limit on that side); a relative position bias (MPNet): relative_bias
@@ -29,11 +36,17 @@ struct AttentionExtras {
   const float* relative_bias = nullptr;
   int64_t bias_radius = 0;  // at least the longest sequence minus one
   const int32_t* key_lengths = nullptr;
+  Bf16Products bf16_products = Bf16Products::kCpuChoice;
 };
 
 // q: [T, num_heads, head_dim], k and v: [T, num_kv_heads, head_dim] (strided as above);
 // out: [T, num_heads, head_dim] contiguous. Sequence s is tokens cu_seqlens[s]..cu_seqlens[s+1].
 // causal: token i attends to tokens <= i of its own sequence. Computed in float32; the caller checks sizes.
+// Whether the bfloat16 dot-product kernel can run these (AVX512_BF16 at the active ISA, an even head size, no
+// extras), and whether this CPU prefers it (Bf16Products).
+bool bf16_dot_applies(const AttentionShape& shape, const AttentionExtras& extras);
+bool bf16_dot_preferred();
+
 template <typename T>
 void attention_varlen(const T* q, const T* k, const T* v, T* out, const int32_t* cu_seqlens,
                       const AttentionShape& shape, float scale, bool causal, int num_threads,

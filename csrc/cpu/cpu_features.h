@@ -16,6 +16,7 @@ struct CpuFeatures {
   bool avx512_vnni = false;
   bool avx512_bf16 = false;
   bool avx512_vpopcntdq = false;
+  bool amd = false;  // vendor AuthenticAMD
 };
 
 // Features both the CPU reports (cpuid) and the OS saves across context switches (xgetbv).

@@ -168,12 +168,13 @@ def widened_bfloat16(device: torch.device | str = "cpu") -> bool:
 
 def precision_paths() -> dict[str, str]:
     """How the CPU computes the linear layers of each weight precision at the active ISA, in words."""
-    from .. import isa
+    from .. import _C, isa
 
     level = isa.active()
     packed = level != "scalar"
     if isa.onednn_bfloat16():
-        bf16 = "oneDNN bfloat16 GEMMs (AVX512_BF16)"
+        attention = {"dot": "AVX512_BF16 dot products", "widened": "float32 arithmetic"}[_C.bf16_attention_products()]
+        bf16 = f"oneDNN bfloat16 GEMMs (AVX512_BF16), attention in {attention}"
     elif packed:
         bf16 = ("bfloat16 weights and embedding tables, float32 activations: the weights widened to float32 for MKL "
                 "sgemm from 256 rows, packed AVX2 FMA kernels below (no native bfloat16)")

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from fastembed_rt import _C, ops
+from fastembed_rt import _C, isa, ops
 from fastembed_rt.ops import cpu, reference
 
 LENGTH_SETS = [[1], [1, 7, 129, 3], [5, 0, 2], [16, 17, 15, 33], [300, 1]]
@@ -36,15 +36,30 @@ def test_float32_matches_reference(lengths, heads, kv_heads, head_dim, causal):
     torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=2e-5)
 
 
+def dot_products_run(head_dim):
+    """Whether the AVX512_BF16 dot-product kernel can take plain attention with this head size here."""
+    return _C.cpu_features()["avx512_bf16"] and isa.active() == "avx512" and head_dim % 2 == 0
+
+
+def bf16_attention(q, k, v, cu, scale, causal, products):
+    out = _C.attention_varlen(*(cpu._array(t) for t in (q, k, v)), cu.numpy(), scale, causal, bf16_products=products)
+    return cpu._tensor(out, torch.bfloat16)
+
+
 @pytest.mark.parametrize("lengths", [[1, 7, 129, 3], [40], [16, 17, 1, 300]], ids=str)
-# Even head sizes take the AVX512_BF16 dot-product kernel where the CPU has it; odd ones the float32 tile loop.
+# The dot-product kernel takes even head sizes where the CPU has AVX512_BF16; odd ones the float32 tile loop.
 @pytest.mark.parametrize("heads,kv_heads,head_dim", [(12, 12, 32), (8, 2, 80), (4, 4, 17), (2, 1, 2), (3, 3, 1)], ids=str)
 @pytest.mark.parametrize("causal", [False, True])
-def test_bfloat16_within_twice_torchs_own_error(lengths, heads, kv_heads, head_dim, causal):
+@pytest.mark.parametrize("products", ["auto", "dot", "widened"])
+def test_bfloat16_within_twice_torchs_own_error(lengths, heads, kv_heads, head_dim, causal, products):
     q, k, v, cu = qkv(lengths, heads, kv_heads, head_dim, dtype=torch.bfloat16, seed=1)
+    if products == "dot" and not dot_products_run(head_dim):
+        with pytest.raises(ValueError, match="bf16_products='dot' needs"):
+            bf16_attention(q, k, v, cu, 0.2, causal, products)
+        return
     want = oracle(q, k, v, cu, 0.2, causal)
-    got = cpu.attention(q, k, v, cu, max(lengths), scale=0.2, causal=causal)
-    assert got.dtype == torch.bfloat16
+    got = bf16_attention(q, k, v, cu, 0.2, causal, products)
+    assert got.dtype == torch.bfloat16 and got.shape == q.shape
     torch_own = reference.attention(q.float(), k.float(), v.float(), cu, 0, scale=0.2, causal=causal).bfloat16()
     allowed = 2 * (torch_own.double() - want).abs().max() + 1e-6
     assert (got.double() - want).abs().max() <= allowed
@@ -57,14 +72,34 @@ def test_strided_fused_projection_views():
                                rtol=1e-5, atol=2e-5)  # fmt: skip
 
 
+def test_auto_bfloat16_products_are_this_cpus_choice():
+    q, k, v, cu = qkv([70, 1, 33], 4, 2, 32, dtype=torch.bfloat16, seed=3)
+    choice = _C.bf16_attention_products()
+    assert choice == "widened" or dot_products_run(32)
+    assert torch.equal(bf16_attention(q, k, v, cu, 0.2, False, "auto"), bf16_attention(q, k, v, cu, 0.2, False, choice))
+
+
+# The bfloat16 kernels: both where the dot products run here, else the widened one.
+KERNELS = [(torch.float32, "auto"), (torch.bfloat16, "widened")] + [(torch.bfloat16, "dot")] * dot_products_run(32)
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3, 8])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_threads_agree(threads, dtype):
+@pytest.mark.parametrize("dtype,products", KERNELS, ids=str)
+def test_threads_agree(threads, dtype, products):
     q, k, v, cu = qkv([200, 3, 150, 64, 1, 90], 12, 12, 32, dtype=dtype, seed=5)
     arrays = [cpu._array(t) for t in (q, k, v)]
-    one = _C.attention_varlen(*arrays, cu.numpy(), 0.17, False, 1)
-    many = _C.attention_varlen(*arrays, cu.numpy(), 0.17, False, threads)
+    one = _C.attention_varlen(*arrays, cu.numpy(), 0.17, False, 1, bf16_products=products)
+    many = _C.attention_varlen(*arrays, cu.numpy(), 0.17, False, threads, bf16_products=products)
     assert (one == many).all()
+
+
+def test_bad_bf16_products_named():
+    q, k, v, cu = qkv([5], 2, 2, 8, dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match="bf16_products must be 'auto', 'dot' or 'widened', got 'fast'"):
+        bf16_attention(q, k, v, cu, 0.2, False, "fast")
+    q, k, v, cu = qkv([5], 2, 2, 8)
+    with pytest.raises(ValueError, match="bf16_products='dot' needs bfloat16"):
+        _C.attention_varlen(*(t.numpy() for t in (q, k, v)), cu.numpy(), 0.2, bf16_products="dot")
 
 
 def test_empty_batch():
