@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -258,6 +259,10 @@ int64_t packed_heads_stride(const py::array& a, const char* name) {
   return a.strides(0) / item;
 }
 
+const std::map<std::string, cpu::Bf16Products> BF16_PRODUCTS = {
+    {"auto", cpu::Bf16Products::kCpuChoice}, {"amx", cpu::Bf16Products::kAmx},
+    {"dot", cpu::Bf16Products::kDot}, {"widened", cpu::Bf16Products::kWidened}};
+
 py::array attention_varlen(const py::array& q, const py::array& k, const py::array& v, const py::array& cu_seqlens,
                            double scale, bool causal, int num_threads, int64_t window_left, int64_t window_right,
                            const py::object& relative_bias, const py::object& key_lengths,
@@ -300,16 +305,18 @@ py::array attention_varlen(const py::array& q, const py::array& k, const py::arr
   }
   py::array key_counts;
   extras.key_lengths = checked_key_lengths(key_lengths, cu_seqlens, key_counts);
-  if (bf16_products == "dot") {
-    extras.bf16_products = cpu::Bf16Products::kDot;
-    if (storage != Storage::kBFloat16 || !cpu::bf16_dot_applies(shape, extras)) {
-      throw py::value_error("bf16_products='dot' needs bfloat16 q, k, v, AVX512_BF16 at the active ISA, an even head "
-                            "size and no window, relative bias or key lengths");
+  const auto kernel = BF16_PRODUCTS.find(bf16_products);
+  if (kernel == BF16_PRODUCTS.end()) {
+    throw py::value_error("bf16_products must be 'auto', 'amx', 'dot' or 'widened', got '" + bf16_products + "'");
+  }
+  extras.bf16_products = kernel->second;
+  if (kernel->second == cpu::Bf16Products::kAmx || kernel->second == cpu::Bf16Products::kDot) {
+    if (storage != Storage::kBFloat16 || !cpu::bf16_kernel_applies(kernel->second, shape, extras)) {
+      throw py::value_error("bf16_products='" + bf16_products + "' needs bfloat16 q, k, v, " +
+                            (kernel->second == cpu::Bf16Products::kAmx ? "AMX tiles (AMX-BF16) at the active ISA, a head size that is a multiple of 32"
+                                                                        : "AVX512_BF16 at the active ISA, an even head size") +
+                            " and no window, relative bias or key lengths");
     }
-  } else if (bf16_products == "widened") {
-    extras.bf16_products = cpu::Bf16Products::kWidened;
-  } else if (bf16_products != "auto") {
-    throw py::value_error("bf16_products must be 'auto', 'dot' or 'widened', got '" + bf16_products + "'");
   }
   py::array out(q.dtype(), {q.shape(0), q.shape(1), q.shape(2)});
   const int threads = resolve_threads(num_threads);
@@ -765,6 +772,7 @@ py::dict cpu_features() {
   d["avx512_vnni"] = f.avx512_vnni;
   d["avx512_bf16"] = f.avx512_bf16;
   d["avx512_vpopcntdq"] = f.avx512_vpopcntdq;
+  d["amx_bf16"] = f.amx_bf16;
   return d;
 }
 
@@ -976,11 +984,18 @@ PYBIND11_MODULE(_C, m) {
         "Softmax attention within each packed sequence: q [T, H, D], k/v [T, Hkv, D] -> [T, H, D]; optional sliding "
         "window (key j for query i if i - left <= j <= i + right; -1: no limit), relative position bias "
         "[H, 2R+1] (adds bias[h, R + j - i]) and key lengths int32 [B] (keys: each sequence's first tokens). "
-        "bf16_products: 'auto' (this CPU's choice, bf16_attention_products()), 'dot' (AVX512_BF16 dot products) "
-        "or 'widened' (float32 arithmetic).");
-  m.def("bf16_attention_products", [] { return cpu::bf16_dot_preferred() ? "dot" : "widened"; },
-        "How attention multiplies bfloat16 inputs on this CPU at the active ISA: 'dot' (AVX512_BF16 dot products) "
-        "or 'widened' (to float32).");
+        "bf16_products: 'auto' (this CPU's choice, bf16_attention_products()), 'amx' (AMX tiles), 'dot' "
+        "(AVX512_BF16 dot products) or 'widened' (float32 arithmetic).");
+  m.def("bf16_attention_products",
+        [] {
+          for (const auto& [name, kernel] : BF16_PRODUCTS) {
+            if (kernel == cpu::bf16_cpu_choice()) return name;
+          }
+          return std::string("widened");
+        },
+        "How attention multiplies bfloat16 inputs on this CPU at the active ISA where its kernel applies: 'amx' "
+        "(AMX tiles; head sizes that are multiples of 32), 'dot' (AVX512_BF16 dot products; even head sizes) or "
+        "'widened' (to float32; every other case).");
   m.def("embed_tokens", &embed_tokens, py::arg("word"), py::arg("position"), py::arg("token_type"), py::arg("ids"),
         py::arg("cu_seqlens"), py::arg("position_offset") = 0, py::arg("num_threads") = 0,
         "word[ids] + position[offset + index in sequence] (+ token_type) per packed token; float32 or bfloat16 bits.");

@@ -18,12 +18,13 @@ struct AttentionShape {
   int64_t q_token_stride, k_token_stride, v_token_stride;
 };
 
-// How bfloat16 q, k and v are multiplied: AVX512_BF16 dot products (two multiply-adds per lane per instruction,
-// probabilities rounded to bfloat16 for P V), or widened to float32 for the float32 kernel. The CPU's choice is
-// the dot products on AMD only: Intel cores issue vdpbf16ps at half their FMA rate, and on the model-167 Xeon
-// (Intel, AVX512_BF16) the dot products took 1.3-1.7x the time of widening (512-token sequences, heads of 32 to
-// 128). kDot is refused where the dot-product kernel cannot run (bf16_dot_applies).
-enum class Bf16Products { kCpuChoice, kDot, kWidened };
+// How bfloat16 q, k and v are multiplied: on AMX tiles, by AVX512_BF16 dot products (two multiply-adds per lane
+// per instruction), both with the probabilities rounded to bfloat16 for P V, or widened to float32 for the float32
+// kernel. The CPU's choice: AMX where it applies; else the dot products on AMD only: Intel cores issue vdpbf16ps
+// at half their FMA rate, and on the model-167 Xeon (Intel, AVX512_BF16) the dot products took 1.3-1.7x the time
+// of widening (512-token sequences, heads of 32 to 128). kAmx and kDot are refused where their kernel cannot run
+// (bf16_kernel_applies).
+enum class Bf16Products { kCpuChoice, kAmx, kDot, kWidened };
 
 // What some models add on top of plain (causal) attention, all within each sequence:
 // a sliding window (ModernBERT, Mistral, Gemma 3): key j is seen by query i only if i - left <= j <= i + right
@@ -42,10 +43,10 @@ struct AttentionExtras {
 // q: [T, num_heads, head_dim], k and v: [T, num_kv_heads, head_dim] (strided as above);
 // out: [T, num_heads, head_dim] contiguous. Sequence s is tokens cu_seqlens[s]..cu_seqlens[s+1].
 // causal: token i attends to tokens <= i of its own sequence. Computed in float32; the caller checks sizes.
-// Whether the bfloat16 dot-product kernel can run these (AVX512_BF16 at the active ISA, an even head size, no
-// extras), and whether this CPU prefers it (Bf16Products).
-bool bf16_dot_applies(const AttentionShape& shape, const AttentionExtras& extras);
-bool bf16_dot_preferred();
+// Whether the AMX or the dot-product kernel can run these (AMX or AVX512_BF16 at the active ISA; a head size
+// that is a multiple of 32 or even; no extras), and which kernel this CPU takes where all can run.
+bool bf16_kernel_applies(Bf16Products kernel, const AttentionShape& shape, const AttentionExtras& extras);
+Bf16Products bf16_cpu_choice();
 
 template <typename T>
 void attention_varlen(const T* q, const T* k, const T* v, T* out, const int32_t* cu_seqlens,

@@ -41,6 +41,8 @@ CpuFeatures detect() {
   f.avx512vl = f.avx512f && (ebx & (1u << 31));
   f.avx512_vnni = f.avx512f && (ecx & (1u << 11));
   f.avx512_vpopcntdq = f.avx512f && (ecx & (1u << 14));
+  const bool os_amx = (xcr0 & 0x60000) == 0x60000;  // XTILECFG, XTILEDATA
+  f.amx_bf16 = os_amx && (edx & (1u << 24)) && (edx & (1u << 22));  // AMX-TILE, AMX-BF16
   __cpuid_count(7, 1, eax, ebx, ecx, edx);
   f.avx512_bf16 = f.avx512f && (eax & (1u << 5));
   return f;

@@ -36,9 +36,13 @@ def test_float32_matches_reference(lengths, heads, kv_heads, head_dim, causal):
     torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=2e-5)
 
 
-def dot_products_run(head_dim):
-    """Whether the AVX512_BF16 dot-product kernel can take plain attention with this head size here."""
-    return _C.cpu_features()["avx512_bf16"] and isa.active() == "avx512" and head_dim % 2 == 0
+def kernel_runs(products, head_dim):
+    """Whether the AMX or AVX512_BF16 dot-product kernel can take plain attention with this head size here."""
+    needs = {"amx": ("amx_bf16", 32), "dot": ("avx512_bf16", 2)}
+    if products not in needs:
+        return True
+    feature, multiple = needs[products]
+    return _C.cpu_features()[feature] and isa.active() == "avx512" and head_dim % multiple == 0
 
 
 def bf16_attention(q, k, v, cu, scale, causal, products):
@@ -46,15 +50,19 @@ def bf16_attention(q, k, v, cu, scale, causal, products):
     return cpu._tensor(out, torch.bfloat16)
 
 
-@pytest.mark.parametrize("lengths", [[1, 7, 129, 3], [40], [16, 17, 1, 300]], ids=str)
-# The dot-product kernel takes even head sizes where the CPU has AVX512_BF16; odd ones the float32 tile loop.
-@pytest.mark.parametrize("heads,kv_heads,head_dim", [(12, 12, 32), (8, 2, 80), (4, 4, 17), (2, 1, 2), (3, 3, 1)], ids=str)
+# AMX takes head sizes that are multiples of 32 where the CPU has it (under "auto" only sequences of 64 tokens or
+# more), the dot products even ones where it has AVX512_BF16; the others widen into the float32 tile loop.
+HEADS_BF16 = [(12, 12, 32), (8, 2, 80), (4, 2, 64), (3, 3, 96), (2, 1, 128), (4, 4, 17), (2, 1, 2), (3, 3, 1)]
+
+
+@pytest.mark.parametrize("lengths", [[1, 7, 129, 3], [40], [16, 17, 1, 300], [64, 0, 200]], ids=str)
+@pytest.mark.parametrize("heads,kv_heads,head_dim", HEADS_BF16, ids=str)
 @pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("products", ["auto", "dot", "widened"])
+@pytest.mark.parametrize("products", ["auto", "amx", "dot", "widened"])
 def test_bfloat16_within_twice_torchs_own_error(lengths, heads, kv_heads, head_dim, causal, products):
     q, k, v, cu = qkv(lengths, heads, kv_heads, head_dim, dtype=torch.bfloat16, seed=1)
-    if products == "dot" and not dot_products_run(head_dim):
-        with pytest.raises(ValueError, match="bf16_products='dot' needs"):
+    if not kernel_runs(products, head_dim):
+        with pytest.raises(ValueError, match=f"bf16_products='{products}' needs"):
             bf16_attention(q, k, v, cu, 0.2, causal, products)
         return
     want = oracle(q, k, v, cu, 0.2, causal)
@@ -72,15 +80,24 @@ def test_strided_fused_projection_views():
                                rtol=1e-5, atol=2e-5)  # fmt: skip
 
 
-def test_auto_bfloat16_products_are_this_cpus_choice():
-    q, k, v, cu = qkv([70, 1, 33], 4, 2, 32, dtype=torch.bfloat16, seed=3)
+@pytest.mark.parametrize("lengths,choice_for_all", [([70, 64, 130], True), ([70, 1, 33, 63], False)], ids=str)
+def test_auto_bfloat16_products_are_this_cpus_choice(lengths, choice_for_all):
+    q, k, v, cu = qkv(lengths, 4, 2, 32, dtype=torch.bfloat16, seed=3)
     choice = _C.bf16_attention_products()
-    assert choice == "widened" or dot_products_run(32)
-    assert torch.equal(bf16_attention(q, k, v, cu, 0.2, False, "auto"), bf16_attention(q, k, v, cu, 0.2, False, choice))
+    assert kernel_runs(choice, 32)
+    auto = bf16_attention(q, k, v, cu, 0.2, False, "auto")
+    if choice != "amx" or choice_for_all:  # AMX leaves sequences under 64 tokens to the widened kernel
+        assert torch.equal(auto, bf16_attention(q, k, v, cu, 0.2, False, choice))
+    else:
+        bounds = cu.tolist()
+        for start, end in zip(bounds[:-1], bounds[1:]):
+            one = torch.tensor([0, end - start], dtype=torch.int32)
+            own = "amx" if end - start >= 64 else "widened"
+            assert torch.equal(auto[start:end], bf16_attention(q[start:end], k[start:end], v[start:end], one, 0.2, False, own))
 
 
-# The bfloat16 kernels: both where the dot products run here, else the widened one.
-KERNELS = [(torch.float32, "auto"), (torch.bfloat16, "widened")] + [(torch.bfloat16, "dot")] * dot_products_run(32)
+# The bfloat16 kernels that run here.
+KERNELS = [(torch.float32, "auto")] + [(torch.bfloat16, p) for p in ("amx", "dot", "widened") if kernel_runs(p, 32)]
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3, 8])
@@ -95,7 +112,7 @@ def test_threads_agree(threads, dtype, products):
 
 def test_bad_bf16_products_named():
     q, k, v, cu = qkv([5], 2, 2, 8, dtype=torch.bfloat16)
-    with pytest.raises(ValueError, match="bf16_products must be 'auto', 'dot' or 'widened', got 'fast'"):
+    with pytest.raises(ValueError, match="bf16_products must be 'auto', 'amx', 'dot' or 'widened', got 'fast'"):
         bf16_attention(q, k, v, cu, 0.2, False, "fast")
     q, k, v, cu = qkv([5], 2, 2, 8)
     with pytest.raises(ValueError, match="bf16_products='dot' needs bfloat16"):
