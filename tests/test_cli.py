@@ -94,6 +94,10 @@ def test_info_lists_ops_features_and_architectures():
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith("  ") and len(line.split()) == 3}
     assert rows["pool"][0] == rows["attention"][0] == rows["layer_norm"][0] == rows["int8_feed_forward"][0] == "cpp"
     assert rows["attention"][1] == "cpp"  # bfloat16
+    bfloat16 = next(line for line in out.splitlines() if line.strip().startswith("bfloat16 "))
+    if isa.onednn_bfloat16():  # the attention kernel the CPU takes for bfloat16 is named
+        kernel = {"amx": "on AMX tiles", "dot": "AVX512_BF16 dot products", "widened": "float32 arithmetic"}
+        assert kernel[_C.bf16_attention_products()] in bfloat16
     assert ("fused encoder  on" in out) == _C.fused_encoder_supported("float32")
     assert "distilbert" in out and "xlm-roberta" in out
 

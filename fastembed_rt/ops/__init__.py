@@ -173,8 +173,9 @@ def precision_paths() -> dict[str, str]:
     level = isa.active()
     packed = level != "scalar"
     if isa.onednn_bfloat16():
-        attention = {"dot": "AVX512_BF16 dot products", "widened": "float32 arithmetic"}[_C.bf16_attention_products()]
-        bf16 = f"oneDNN bfloat16 GEMMs (AVX512_BF16), attention in {attention}"
+        attention = {"amx": "on AMX tiles (sequences of 64 tokens or more)", "dot": "in AVX512_BF16 dot products",
+                     "widened": "in float32 arithmetic"}[_C.bf16_attention_products()]
+        bf16 = f"oneDNN bfloat16 GEMMs (AVX512_BF16), attention {attention}"
     elif packed:
         bf16 = ("bfloat16 weights and embedding tables, float32 activations: the weights widened to float32 for MKL "
                 "sgemm from 256 rows, packed AVX2 FMA kernels below (no native bfloat16)")
