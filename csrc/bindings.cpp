@@ -988,10 +988,11 @@ PYBIND11_MODULE(_C, m) {
         "(AVX512_BF16 dot products) or 'widened' (float32 arithmetic).");
   m.def("bf16_attention_products",
         [] {
-          for (const auto& [name, kernel] : BF16_PRODUCTS) {
-            if (kernel == cpu::bf16_cpu_choice()) return name;
+          switch (cpu::bf16_cpu_choice()) {
+            case cpu::Bf16Products::kAmx: return "amx";
+            case cpu::Bf16Products::kDot: return "dot";
+            default: return "widened";
           }
-          return std::string("widened");
         },
         "How attention multiplies bfloat16 inputs on this CPU at the active ISA where its kernel applies: 'amx' "
         "(AMX tiles; head sizes that are multiples of 32), 'dot' (AVX512_BF16 dot products; even head sizes) or "

@@ -40,14 +40,14 @@ struct AttentionExtras {
   Bf16Products bf16_products = Bf16Products::kCpuChoice;
 };
 
-// q: [T, num_heads, head_dim], k and v: [T, num_kv_heads, head_dim] (strided as above);
-// out: [T, num_heads, head_dim] contiguous. Sequence s is tokens cu_seqlens[s]..cu_seqlens[s+1].
-// causal: token i attends to tokens <= i of its own sequence. Computed in float32; the caller checks sizes.
 // Whether the AMX or the dot-product kernel can run these (AMX or AVX512_BF16 at the active ISA; a head size
 // that is a multiple of 32 or even; no extras), and which kernel this CPU takes where all can run.
 bool bf16_kernel_applies(Bf16Products kernel, const AttentionShape& shape, const AttentionExtras& extras);
 Bf16Products bf16_cpu_choice();
 
+// q: [T, num_heads, head_dim], k and v: [T, num_kv_heads, head_dim] (strided as above);
+// out: [T, num_heads, head_dim] contiguous. Sequence s is tokens cu_seqlens[s]..cu_seqlens[s+1].
+// causal: token i attends to tokens <= i of its own sequence. Computed in float32; the caller checks sizes.
 template <typename T>
 void attention_varlen(const T* q, const T* k, const T* v, T* out, const int32_t* cu_seqlens,
                       const AttentionShape& shape, float scale, bool causal, int num_threads,

@@ -167,7 +167,8 @@ def widened_bfloat16(device: torch.device | str = "cpu") -> bool:
 
 
 def precision_paths() -> dict[str, str]:
-    """How the CPU computes the linear layers of each weight precision at the active ISA, in words."""
+    """How the CPU computes the linear layers of each weight precision at the active ISA (and bfloat16's attention
+    where it is native), in words."""
     from .. import _C, isa
 
     level = isa.active()
