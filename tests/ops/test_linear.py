@@ -232,7 +232,7 @@ def test_dequantize_binding_rejects_mismatched_scales():
         _C.dequantize_rows(acc, torch.ones(3).numpy(), torch.ones(5).numpy())
 
 
-@pytest.mark.parametrize("rows", [1, 17, 63, 65, 1023, 1024, 1025, 2500])
+@pytest.mark.parametrize("rows", [1, 17, 63, 65, 1023, 1024, 1025, 2500, 4096, 4097, 9000])
 def test_onednn_sees_only_row_blocks_and_padded_remainders(rows, monkeypatch):
     from fastembed_rt.ops import linear as linear_module
 
@@ -252,5 +252,5 @@ def test_onednn_sees_only_row_blocks_and_padded_remainders(rows, monkeypatch):
     monkeypatch.setattr(linear_module.torch.ops, "mkldnn", Spy())
     got = linear_module.onednn_linear(linear, x)
     torch.testing.assert_close(got, torch.nn.functional.linear(x, weight, bias), rtol=1e-5, atol=1e-5)
-    sizes = {linear_module.ROW_BLOCK, 16, 32, 48, *range(64, linear_module.ROW_BLOCK, 64)}
-    assert seen and set(seen) <= sizes
+    sizes = {16, 32, 48, *range(64, 1025, 64), *range(2048, linear_module.ROW_BLOCK + 1, 1024)}
+    assert seen and set(seen) <= sizes and len(sizes) == 22
