@@ -147,12 +147,13 @@ def test_binding_rejects_bad_input(change, message):
         _C.attention_varlen(q.numpy(), k.numpy(), v.numpy(), cu.numpy(), 0.5, False, 1)
 
 
-def test_kernels_work_in_a_forked_child():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])  # bfloat16: this CPU's kernel (AMX where it runs)
+def test_kernels_work_in_a_forked_child(dtype):
     """A child made by fork() has none of the parent's worker threads: it must start its own, not hang."""
     import multiprocessing
     import queue
 
-    q, k, v, cu = qkv([300, 200], 12, 12, 32, seed=2)
+    q, k, v, cu = qkv([300, 200], 12, 12, 32, dtype=dtype, seed=2)
     want = cpu.attention(q, k, v, cu, 300)  # the parent's pool now has workers
     context = multiprocessing.get_context("fork")
     results = context.Queue()
@@ -166,8 +167,8 @@ def test_kernels_work_in_a_forked_child():
         child.join(timeout=10)
         if child.is_alive():
             child.kill()
-    assert (got == want.numpy()).all()
+    assert (got == cpu._array(want)).all()
 
 
 def _attention_in_child(q, k, v, cu, results):
-    results.put(_C.attention_varlen(q.numpy(), k.numpy(), v.numpy(), cu.numpy(), 32**-0.5, False, 2))
+    results.put(_C.attention_varlen(*(cpu._array(t) for t in (q, k, v)), cu.numpy(), 32**-0.5, False, 2))
