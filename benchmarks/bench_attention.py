@@ -34,11 +34,17 @@ def best_ms(fn, repeats: int) -> float:
     return min(times) * 1e3
 
 
-def bf16_kernels() -> list[str]:
-    features = _C.cpu_features()
-    at_avx512 = isa.active() == "avx512"
-    runs = {"amx": at_avx512 and features["amx_bf16"], "dot": at_avx512 and features["avx512_bf16"], "widened": True}
-    return [name for name, ok in runs.items() if ok]
+def bf16_kernels(head_dim: int) -> list[str]:
+    """The bfloat16 kernels that run here for this head size: those the binding does not refuse."""
+    x = cpu._array(torch.zeros(1, 1, head_dim, dtype=torch.bfloat16))
+    runnable = []
+    for name in ("amx", "dot", "widened"):
+        try:
+            _C.attention_varlen(x, x, x, torch.tensor([0, 1], dtype=torch.int32).numpy(), 1.0, bf16_products=name)
+        except ValueError:
+            continue
+        runnable.append(name)
+    return runnable
 
 
 def main() -> None:
@@ -55,7 +61,7 @@ def main() -> None:
         cu = torch.arange(0, tokens + 1, length, dtype=torch.int32).numpy()
         flops = 4 * seqs * length * length * heads * dim
         shape = f"{seqs}x{length} {heads}x{dim}"
-        for dtype, kernels in ((torch.float32, ["auto"]), (torch.bfloat16, bf16_kernels())):
+        for dtype, kernels in ((torch.float32, ["auto"]), (torch.bfloat16, bf16_kernels(dim))):
             x = qkv.to(dtype)
             arrays = [cpu._array(x[:, i]) for i in range(3)]
             padded = [x[:, i].reshape(seqs, length, heads, dim).transpose(1, 2) for i in range(3)]

@@ -57,12 +57,6 @@ inline __m512 exp_probability(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
-uint32_t word_at(const bf16* p) {
-  uint32_t w;
-  std::memcpy(&w, p, 4);
-  return w;
-}
-
 struct Layout {
   int64_t padded, pairs, chunks;
   uint32_t* keys_t;    // [pairs][padded]: key j's dims (2p, 2p+1) in word p * padded + j (the B tiles of Q K^T)
@@ -248,7 +242,7 @@ void attend_item_amx(const bf16* q, const bf16* k, const bf16* v, bf16* out, con
   const Layout l = layout(scratch, len, dim);
   for (int64_t j = 0; j < l.padded; ++j) {
     const bf16* kr = j < len ? k + (start + j) * sh.k_token_stride + kv_head * dim : nullptr;
-    for (int64_t p = 0; p < l.pairs; ++p) l.keys_t[p * l.padded + j] = kr ? word_at(kr + 2 * p) : 0;
+    for (int64_t p = 0; p < l.pairs; ++p) l.keys_t[p * l.padded + j] = kr ? bf16_pair(kr + 2 * p) : 0;
   }
   for (int64_t kp = 0; kp < l.padded / 2; ++kp) {
     const int64_t j = 2 * kp;

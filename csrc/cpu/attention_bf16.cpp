@@ -30,12 +30,6 @@ inline __m512i pack_pairs(__m512 lo, __m512 hi) {
                          _mm512_and_si512(round(hi), _mm512_set1_epi32(static_cast<int32_t>(0xFFFF0000u))));
 }
 
-uint32_t word_at(const bf16* p) {
-  uint32_t w;
-  std::memcpy(&w, p, 4);
-  return w;
-}
-
 // kDim: the head size when known at compile time (then the value accumulators stay in registers), else 0.
 template <int64_t kDim>
 void attend_item(const bf16* q, const bf16* k, const bf16* v, bf16* out, const int32_t* cu_seqlens,
@@ -72,7 +66,7 @@ void attend_item(const bf16* q, const bf16* k, const bf16* v, bf16* out, const i
       for (int64_t r = 0; r < kBf16Rows; ++r) {
         const int64_t i = i0 + r < len ? i0 + r : len - 1;  // rows past the end repeat the last query
         const bf16* qr = q + (start + i) * sh.q_token_stride + h * dim;
-        for (int64_t p = 0; p < pairs; ++p) queries[p * kBf16Rows + r] = word_at(qr + 2 * p);
+        for (int64_t p = 0; p < pairs; ++p) queries[p * kBf16Rows + r] = bf16_pair(qr + 2 * p);
         limit_lanes[r] = static_cast<float>(causal ? i + 1 : len);
       }
       const __m512 limit = _mm512_load_ps(limit_lanes);

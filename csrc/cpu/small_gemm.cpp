@@ -282,13 +282,13 @@ void reduce_row_range(const PackedLinear& w, const RowsIn& x, int64_t r0, int64_
   const int32_t* row_sequence = o.row_sequence;
   const int64_t step = o.mode == PanelOutput::kMax ? kMaxPreparedRows : kPreparedRows;
   const RowPrefetch given = given_rows(x, w.k);
+  const bool prepared = needs_scratch(w, x);
   for (int64_t start = r0; start < r1; start += step) {
     const int64_t rows = std::min(step, r1 - start);
     const RowsIn chunk{x.floats ? x.floats + start * w.k : nullptr, x.codes ? x.codes + start * w.k : nullptr,
                        x.scales ? x.scales + start : nullptr, x.bf16 ? x.bf16 + start * w.k : nullptr};
     prepare_scratch(w, chunk, rows, scratch, num_threads);
     o.row_sequence = row_sequence + start;
-    const bool prepared = needs_scratch(w, x);
     const RowPrefetch next = prepared && start + rows < r1
                                  ? RowPrefetch{given.rows + (start + rows) * given.row_bytes, given.row_bytes}
                                  : RowPrefetch{};

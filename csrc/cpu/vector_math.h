@@ -43,6 +43,14 @@ struct bf16 {
   uint16_t bits;
 };
 
+// Two consecutive bfloat16 values as one 32-bit word, the first in the low half: the pair layout of the bfloat16
+// dot-product instructions (vdpbf16ps, AMX's tdpbf16ps).
+FE_INLINE uint32_t bf16_pair(const bf16* p) {
+  uint32_t w;
+  std::memcpy(&w, p, sizeof w);
+  return w;
+}
+
 FE_INLINE float to_float(float x) { return x; }
 FE_INLINE float to_float(bf16 x) {
   const uint32_t u = static_cast<uint32_t>(x.bits) << 16;
