@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "cpu/activations.h"
+#include "cpu/amx.h"
 #include "cpu/attention.h"
 #include "cpu/ceilings.h"
 #include "cpu/cpu_features.h"
@@ -501,18 +502,29 @@ class PackedLinear {
         pack_checked_linear(spec, weight.shape(0), weight.shape(1), "linear", asymmetric_input));
   }
 
+  // x: float32 rows, or (int8 layers) bfloat16 rows as their bits (int16), quantized as they are.
   py::array_t<float> call(const py::array& x, int activation, bool round_output, int num_threads) const {
-    require_array<float>(x, "x", 2);
+    const bool bf16_rows = packed_->kind == cpu::WeightKind::kInt8 && py::dtype::of<int16_t>().is(x.dtype());
+    if (bf16_rows) {
+      require_array<int16_t>(x, "x", 2);
+    } else {
+      require_array<float>(x, "x", 2);
+    }
     if (x.shape(1) != packed_->k) throw py::value_error("x: expected " + std::to_string(packed_->k) + " columns");
     const cpu::Activation act = parse_activation(activation);
     py::array_t<float> out({x.shape(0), static_cast<py::ssize_t>(packed_->n)});
-    const auto* xp = static_cast<const float*>(x.data());
+    cpu::RowsIn rows;
+    if (bf16_rows) {
+      rows.bf16 = static_cast<const uint16_t*>(x.data());
+    } else {
+      rows.floats = static_cast<const float*>(x.data());
+    }
     float* op = out.mutable_data();
     const int threads = resolve_threads(num_threads);
     {
       py::gil_scoped_release release;
       std::vector<uint8_t> scratch;
-      cpu::small_linear(*packed_, xp, x.shape(0), act, round_output, op, scratch, threads);
+      cpu::small_linear(*packed_, rows, x.shape(0), act, round_output, op, scratch, threads);
     }
     return out;
   }
@@ -773,6 +785,7 @@ py::dict cpu_features() {
   d["avx512_bf16"] = f.avx512_bf16;
   d["avx512_vpopcntdq"] = f.avx512_vpopcntdq;
   d["amx_bf16"] = f.amx_bf16;
+  d["amx_int8"] = f.amx_int8;
   return d;
 }
 
@@ -1052,4 +1065,10 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("kind"), "Whether this CPU runs FusedEncoder linear layers with weights of this kind.");
   m.def("cpu_features", &cpu_features, "Instruction-set extensions detected at run time (cpuid + xgetbv).");
+  m.def("amx_int8_ready", &cpu::kernels::amx_int8_ready,
+        "Whether int8 linear layers run on AMX tiles here: the CPU has AMX-INT8, the OS lets this process use the "
+        "tiles, the active ISA is avx512 and set_amx_allowed has not forbidden them.");
+  m.def("set_amx_allowed", &cpu::kernels::set_amx_allowed, py::arg("allowed"),
+        "Allows or forbids every AMX kernel (bfloat16 attention, int8 linear layers) for the process; the kernels "
+        "they replace run instead. Returns the previous setting.");
 }

@@ -79,6 +79,11 @@ def int_mm_fast() -> bool:
     return has("avx512_vnni") and _torch_cap is None
 
 
+def amx_int8() -> bool:
+    """Whether our int8 linear layers run on AMX tiles here (AMX-INT8, at the avx512 level, allowed)."""
+    return _C.amx_int8_ready()
+
+
 @contextlib.contextmanager
 def use(name: str) -> Iterator[None]:
     """Runs our kernels at `name` for a while (tests: every level on one machine). oneDNN and ATen are not
@@ -89,3 +94,13 @@ def use(name: str) -> Iterator[None]:
         yield
     finally:
         _C.set_active_isa(previous)
+
+
+@contextlib.contextmanager
+def amx_allowed(allowed: bool) -> Iterator[None]:
+    """Allows or forbids our AMX kernels for a while (tests and benchmarks of the kernels they replace)."""
+    previous = _C.set_amx_allowed(allowed)
+    try:
+        yield
+    finally:
+        _C.set_amx_allowed(previous)

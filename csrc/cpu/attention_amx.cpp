@@ -8,15 +8,11 @@
 // the B operands in turn, 2-5 the float32 sums.
 #include "attention_amx.h"
 
-#include <sys/syscall.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstring>
 #include <limits>
 
-#include "cpu_features.h"
-#include "isa.h"
+#include "amx.h"
 
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,amx-bf16")
 #include <immintrin.h>
@@ -24,24 +20,10 @@
 namespace fastembed_rt::cpu::kernels {
 namespace {
 
-constexpr int64_t kRows = 16;       // queries per tile: a tile's 16 rows
-constexpr int64_t kKeyTile = 16;    // keys per score tile: its 16 float32 columns
-constexpr int64_t kOutTiles = 4;    // output tiles (16 dims each) per pass of P V: tile registers 2-5
-constexpr int64_t kRowBytes = 64;   // every tile is configured as 16 rows of 64 bytes
-
-struct alignas(64) TileConfig {
-  uint8_t palette;
-  uint8_t start_row;
-  uint8_t reserved[14];
-  uint16_t bytes_per_row[16];
-  uint8_t rows[16];
-};
-
-// A constant: GCC 12 dropped the stores of a configuration filled on the stack before ldtilecfg read it.
-constexpr TileConfig kTileConfig = {1, 0, {}, {kRowBytes, kRowBytes, kRowBytes, kRowBytes, kRowBytes, kRowBytes, kRowBytes, kRowBytes},
-                                    {kRows, kRows, kRows, kRows, kRows, kRows, kRows, kRows}};
-
-void configure_tiles() { _tile_loadconfig(&kTileConfig); }
+constexpr int64_t kRows = kTileRows;  // queries per tile
+constexpr int64_t kKeyTile = 16;       // keys per score tile: its 16 float32 columns
+constexpr int64_t kOutTiles = 4;       // output tiles (16 dims each) per pass of P V: tile registers 2-5
+constexpr int64_t kRowBytes = kTileRowBytes;
 
 // e^x for x <= 0 to bfloat16's precision (relative error below 1e-4; the probabilities are rounded to 8 bits):
 // a degree-4 polynomial on the reduced argument and the power of two by vscalefps, half exp_approx's work.
@@ -217,17 +199,6 @@ void attend_tile(const Layout& l, int64_t dim, int64_t len, int64_t i0, float sc
 }
 
 }  // namespace
-
-bool amx_bf16_ready() {
-  static const bool permitted = [] {
-    const CpuFeatures& f = cpu_features();
-    if (!f.amx_bf16 || !f.avx512_bf16) return false;
-    // Linux hands out AMX's 8 KiB of tile state only to processes that ask (ARCH_REQ_XCOMP_PERM for
-    // XFEATURE_XTILEDATA); until then the first tile instruction faults.
-    return syscall(SYS_arch_prctl, 0x1023, 18) == 0;
-  }();
-  return permitted && active_isa() == Isa::kAvx512;
-}
 
 int64_t amx_scratch_words(int64_t len, int64_t dim) {
   const int64_t padded = (len + kAmxKeyBlock - 1) / kAmxKeyBlock * kAmxKeyBlock;

@@ -5,16 +5,13 @@
 
 #include <cstdint>
 
+#include "amx.h"
 #include "attention.h"
 
 namespace fastembed_rt::cpu::kernels {
 
 constexpr int64_t kAmxDimChunk = 32;  // head dimensions per tile row (64 bytes of bfloat16)
 constexpr int64_t kAmxKeyBlock = 128;  // keys per softmax block
-
-// Whether the CPU has AMX tiles with bfloat16 and this process may use them (asked of the kernel once),
-// at the active ISA (AVX-512).
-bool amx_bf16_ready();
 
 // Scratch in 32-bit words for a sequence of `len` tokens and head size `dim`.
 int64_t amx_scratch_words(int64_t len, int64_t dim);

@@ -43,6 +43,7 @@ CpuFeatures detect() {
   f.avx512_vpopcntdq = f.avx512f && (ecx & (1u << 14));
   const bool os_amx = (xcr0 & 0x60000) == 0x60000;  // XTILECFG, XTILEDATA
   f.amx_bf16 = os_amx && (edx & (1u << 24)) && (edx & (1u << 22));  // AMX-TILE, AMX-BF16
+  f.amx_int8 = os_amx && (edx & (1u << 24)) && (edx & (1u << 25));  // AMX-TILE, AMX-INT8
   __cpuid_count(7, 1, eax, ebx, ecx, edx);
   f.avx512_bf16 = f.avx512f && (eax & (1u << 5));
   return f;

@@ -17,6 +17,7 @@ struct CpuFeatures {
   bool avx512_bf16 = false;
   bool avx512_vpopcntdq = false;
   bool amx_bf16 = false;  // AMX tiles with bfloat16 products, tile state enabled by the OS
+  bool amx_int8 = false;  // AMX tiles with int8 products, tile state enabled by the OS
   bool amd = false;  // vendor AuthenticAMD
 };
 

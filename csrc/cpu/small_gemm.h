@@ -69,11 +69,26 @@ void widen_bfloat16(const PackedLinear& p, float* out, int num_threads);
 // The memory the packed layer holds.
 int64_t packed_bytes(const PackedLinear& p);
 
+// A layer's input rows: float32 [m, k]; or (int8 layers without asymmetric_input only) rows already quantized
+// as quantize_rows does symmetrically, int8 codes [m, k] and scales [m] (a corpus stored as int8 token codes:
+// nothing to quantize per call); or bfloat16 rows [m, k] (a corpus stored as bfloat16, which a float32 layer
+// widens; an int8 layer in small_linear quantizes them as they are).
+struct RowsIn {
+  const float* floats = nullptr;
+  const int8_t* codes = nullptr;
+  const float* scales = nullptr;
+  const uint16_t* bf16 = nullptr;
+};
+
 // out [m, n] float32 = act(x [m, k] float32 . W^T + bias). int8 layers quantize each row of x as quantize_rows
 // does (symmetric, or asymmetric for asymmetric_input) and dequantize with row scale x column scale, as dequantize_rows does; bfloat16 layers
 // round x to bfloat16 and, with round_output, their result too (as a bfloat16 GEMM's output would be).
 // `scratch` is reused; the output panels are split across `num_threads` workers of the persistent pool.
 void small_linear(const PackedLinear& w, const float* x, int64_t m, Activation act, bool round_output, float* out,
+                  std::vector<uint8_t>& scratch, int num_threads);
+// The same for x given as RowsIn: float32 rows, or bfloat16 rows (a bfloat16 layer's output feeding an int8 one:
+// quantized as they are); not as codes.
+void small_linear(const PackedLinear& w, const RowsIn& x, int64_t m, Activation act, bool round_output, float* out,
                   std::vector<uint8_t>& scratch, int num_threads);
 
 // How pooled_linear reduces each sequence's rows, term by term: SPLADE's max or sum of
@@ -89,16 +104,6 @@ void pooled_linear(const PackedLinear& w, const float* x, const int32_t* cu_seql
                    TermPooling pooling, TermActivation activation, float* out, std::vector<uint8_t>& scratch,
                    int num_threads);
 
-// A layer's input rows: float32 [m, k]; or (int8 layers without asymmetric_input only) rows already quantized
-// as quantize_rows does symmetrically, int8 codes [m, k] and scales [m] (a corpus stored as int8 token codes:
-// nothing to quantize per call); or (float32 and bfloat16 layers) bfloat16 rows [m, k] (a corpus stored as
-// bfloat16; a float32 layer widens them).
-struct RowsIn {
-  const float* floats = nullptr;
-  const int8_t* codes = nullptr;
-  const float* scales = nullptr;
-  const uint16_t* bf16 = nullptr;
-};
 
 // out [num_seqs, n] float32: for each sequence, the largest x . W^T + bias over its rows (no floor; -inf for an
 // empty sequence). With W the tokens of queries and x the tokens of documents: the max half of MaxSim.

@@ -1,12 +1,14 @@
 // AVX-512 bodies of the small-batch linear layers. One panel loop serves the three weight kinds: per
 // 16-column panel, up to 8 rows accumulate in registers over the k-groups (two chains each, even and odd
 // groups, so that a single row is not bound by FMA latency), then an epilogue applies scales, bias and
-// the activation and stores the 16 columns (masked at the last panel).
+// the activation and stores the 16 columns (masked at the last panel). int8 layers run on AMX tiles where the
+// CPU has them (int8_tiles), with the same epilogue.
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
 
 #include "activations.h"
+#include "amx.h"
 #include "small_gemm_kernels.h"
 
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16")
@@ -118,11 +120,12 @@ __mmask16 column_mask(const PackedLinear& w, int64_t p) {
   return left >= kPanel ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
 }
 
-// bias, activation and (for bfloat16 outputs) rounding, then one panel of row r to where `o` wants it.
+// bias (unless added already), activation and (for bfloat16 outputs) rounding, then one panel of row r to where
+// `o` wants it.
 void finish(const PackedLinear& w, int64_t r, int64_t p, __m512 v, Activation act, bool round_to_bf16,
-            const PanelOutput& o) {
+            const PanelOutput& o, bool add_bias = true) {
   const __mmask16 mask = column_mask(w, p);
-  if (!w.bias.empty()) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, w.bias.data() + p * kPanel));
+  if (add_bias && !w.bias.empty()) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, w.bias.data() + p * kPanel));
   if (act != Activation::kNone) {
     alignas(64) float lanes[kPanel];
     _mm512_store_ps(lanes, v);
@@ -257,6 +260,113 @@ __m512 dequantized(const PackedLinear& w, const float* row_scales, __m512i acc, 
   return _mm512_mul_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(_mm512_set1_ps(row_scales[r]), col));
 }
 
+// int8 on AMX tiles: 16 or 32 rows against one or two panels, their 16 x 16 int32 sums in tile registers 0-3
+// over all of k (A tiles 4-5: 16 rows x 64 unsigned codes, a row apart in x; B tiles 6-7: a panel's next 16
+// k-groups, which its packed layout [k/4][16][4] already holds as a tile's rows), then stored and finished 16 rows
+// at a time. tdpbusd sums what vpdpbusd sums, and the epilogue computes what finish(dequantized(...)) does: the
+// results equal the panel loop's bit for bit.
+template <int kRowTiles, int kPanelTiles>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,amx-tile,amx-int8"))) void int8_tile_block(
+    const PackedLinear& w, const uint8_t* x, const float* row_scales, int64_t r0, int64_t p, Activation act,
+    const PanelOutput& o) {
+  const int64_t kp = w.k_padded, panel_bytes = kp * kPanel;
+  const uint8_t* a = x + r0 * kp;
+  const int8_t* b = w.i8.data() + p * panel_bytes;
+  _tile_zero(0);
+  if (kPanelTiles > 1) _tile_zero(1);
+  if (kRowTiles > 1) _tile_zero(2);
+  if (kRowTiles > 1 && kPanelTiles > 1) _tile_zero(3);
+  for (int64_t step = 0; step < kp; step += kTileRowBytes) {
+    _tile_loadd(4, a + step, kp);
+    if (kRowTiles > 1) _tile_loadd(5, a + kTileRows * kp + step, kp);
+    _tile_loadd(6, b + step * kPanel, kTileRowBytes);
+    if (kPanelTiles > 1) _tile_loadd(7, b + panel_bytes + step * kPanel, kTileRowBytes);
+    _tile_dpbusd(0, 4, 6);
+    if (kPanelTiles > 1) _tile_dpbusd(1, 4, 7);
+    if (kRowTiles > 1) _tile_dpbusd(2, 5, 6);
+    if (kRowTiles > 1 && kPanelTiles > 1) _tile_dpbusd(3, 5, 7);
+  }
+  alignas(64) int32_t sums[4][kTileRows][kPanel];
+  _tile_stored(0, sums[0], kTileRowBytes);
+  if (kPanelTiles > 1) _tile_stored(1, sums[1], kTileRowBytes);
+  if (kRowTiles > 1) _tile_stored(2, sums[2], kTileRowBytes);
+  if (kRowTiles > 1 && kPanelTiles > 1) _tile_stored(3, sums[3], kTileRowBytes);
+  for (int q = 0; q < kPanelTiles; ++q) {
+    const __mmask16 mask = column_mask(w, p + q);
+    const __m512i shift = _mm512_slli_epi32(_mm512_maskz_loadu_epi32(mask, w.column_sums.data() + (p + q) * kPanel), 7);
+    const __m512 col = _mm512_maskz_loadu_ps(mask, w.column_scales.data() + (p + q) * kPanel);
+    const __m512 bias = w.bias.empty() ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask, w.bias.data() + (p + q) * kPanel);
+    for (int t = 0; t < kRowTiles; ++t) {
+      for (int64_t i = 0; i < kTileRows; ++i) {
+        const int64_t r = r0 + t * kTileRows + i;
+        const __m512i exact = _mm512_sub_epi32(_mm512_load_si512(sums[2 * t + q][i]), shift);
+        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(_mm512_set1_ps(row_scales[r]), col));
+        if (!w.bias.empty()) v = _mm512_add_ps(v, bias);
+        if (act == Activation::kNone && o.mode == PanelOutput::kStore) {
+          _mm512_mask_storeu_ps(o.out + r * w.n + (p + q) * kPanel, mask, v);
+        } else {
+          finish(w, r, p + q, v, act, false, o, false);
+        }
+      }
+    }
+  }
+}
+
+// The whole tiles of rows [row_begin, row_end) for panels [panel_begin, panel_end), two panels at a time, each
+// pair against every row block while its weights are in L1; returns the first row left (under 16 from the end).
+int64_t int8_tiles(const PackedLinear& w, const uint8_t* x, const float* row_scales, int64_t row_begin, int64_t row_end,
+                   int64_t panel_begin, int64_t panel_end, Activation act, const PanelOutput& o) {
+  configure_tiles();
+  const int64_t whole = row_begin + (row_end - row_begin) / kTileRows * kTileRows;
+  for (int64_t p = panel_begin; p < panel_end; p += 2) {
+    const bool pair = p + 1 < panel_end;
+    int64_t r = row_begin;
+    for (; r + 2 * kTileRows <= whole; r += 2 * kTileRows) {
+      pair ? int8_tile_block<2, 2>(w, x, row_scales, r, p, act, o) : int8_tile_block<2, 1>(w, x, row_scales, r, p, act, o);
+    }
+    if (r < whole) {
+      pair ? int8_tile_block<1, 2>(w, x, row_scales, r, p, act, o) : int8_tile_block<1, 1>(w, x, row_scales, r, p, act, o);
+    }
+  }
+  return whole;
+}
+
+// 16 values of x from p (float32 or bfloat16 bits), the lanes outside `mask` zero.
+inline __m512 load_floats(const float* p, __mmask16 mask) { return _mm512_maskz_loadu_ps(mask, p); }
+inline __m512 load_floats(const uint16_t* p, __mmask16 mask) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, p)), 16));
+}
+
+// quantize_rows' symmetric codes of rows [begin, end) of x [m, k], shifted by 128 into the unsigned bytes the
+// kernels read, in one pass over each row after its max (the generic quantize_rows and place_codes took three).
+template <typename T>
+void quantize_rows_to_codes(const PackedLinear& w, const T* x, int64_t m, int64_t begin, int64_t end, uint8_t* scratch) {
+  const int64_t k = w.k, kp = w.k_padded;
+  float* scales = const_cast<float*>(scratch_scales(w, scratch, m));
+  int32_t* zeros = reinterpret_cast<int32_t*>(scales + m);
+  for (int64_t r = begin; r < end; ++r) {
+    const T* xr = x + r * k;
+    __m512 largest = _mm512_setzero_ps();
+    for (int64_t j = 0; j < k; j += 16) {
+      const __mmask16 mask = k - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (k - j)) - 1);
+      largest = _mm512_max_ps(_mm512_abs_ps(load_floats(xr + j, mask)), largest);  // a NaN is passed over, as there
+    }
+    const float absmax = _mm512_reduce_max_ps(largest);
+    const __m512 inv = _mm512_set1_ps(absmax > 0.0f ? 127.0f / absmax : 0.0f);
+    uint8_t* row = scratch + r * kp;
+    for (int64_t j = 0; j < k; j += 16) {
+      const __mmask16 mask = k - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (k - j)) - 1);
+      __m512 v = _mm512_roundscale_ps(_mm512_mul_ps(load_floats(xr + j, mask), inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      v = _mm512_min_ps(_mm512_set1_ps(127.0f), _mm512_max_ps(_mm512_set1_ps(-127.0f), v));
+      const __m512i code = _mm512_add_epi32(_mm512_cvttps_epi32(v), _mm512_set1_epi32(128));
+      _mm512_mask_cvtepi32_storeu_epi8(row + j, mask, code);
+    }
+    std::fill(row + k, row + kp, uint8_t{128});
+    scales[r] = absmax / 127.0f;
+    zeros[r] = 128;
+  }
+}
+
 }  // namespace
 
 void max_panels_avx512(const PackedLinear& w, const float* x, const uint8_t* scratch, int64_t m, int64_t row_begin,
@@ -286,9 +396,20 @@ void linear_panels_avx512(const PackedLinear& w, const float* x, const uint8_t* 
                        [&](int64_t r, int64_t p, __m512 acc) { finish(w, r, p, acc, act, round_output, out); });
   } else {
     const float* scales = scratch_scales(w, scratch, m);
-    panel_loop<I8Op>(w, scratch, w.k_padded, row_begin, row_end, panel_begin, panel_end, [&](int64_t r, int64_t p, __m512i acc) {
+    const int64_t rest =
+        int8_on_tiles(w) ? int8_tiles(w, scratch, scales, row_begin, row_end, panel_begin, panel_end, act, out) : row_begin;
+    panel_loop<I8Op>(w, scratch, w.k_padded, rest, row_end, panel_begin, panel_end, [&](int64_t r, int64_t p, __m512i acc) {
       finish(w, r, p, dequantized(w, scales, acc, r, p), act, false, out);
     });
+  }
+}
+
+void quantize_codes_avx512(const PackedLinear& w, const RowsIn& x, int64_t m, int64_t begin, int64_t end,
+                           uint8_t* scratch) {
+  if (x.bf16) {
+    quantize_rows_to_codes(w, x.bf16, m, begin, end, scratch);
+  } else {
+    quantize_rows_to_codes(w, x.floats, m, begin, end, scratch);
   }
 }
 

@@ -27,6 +27,9 @@ bool byte_codes(const PackedLinear& p);
 int64_t code_bytes(const PackedLinear& p);
 // k values per packed group: what one 32-bit lane of a dot-product instruction takes.
 int64_t group_of(const PackedLinear& p);
+// Whether an int8 layer runs its whole tiles of rows on AMX (kernels::amx_int8_ready; packed for AVX-512, whose int8
+// layers pad k to whole tiles of 64).
+bool int8_on_tiles(const PackedLinear& p);
 
 // What a max kernel prefetches as it goes, so that the next chunk of rows is in cache when its turn comes (then
 // read at cache speed by the pass that prepares it, or by the kernel itself): while it computes row r of its
@@ -78,6 +81,10 @@ void max_panels_avx512(const PackedLinear& w, const float* x, const uint8_t* scr
 void max_panels_avx2(const PackedLinear& w, const float* x, const uint8_t* scratch, int64_t m, int64_t row_begin,
                      int64_t row_end, const PanelOutput& out, int64_t panel_begin, int64_t panel_end,
                      const RowPrefetch& prefetch);
+// Rows [begin, end) of x [m, k] (float32 or bfloat16 rows) into the scratch of an AVX-512 int8 layer, exactly as
+// the generic preparation quantizes and places them (symmetric codes + 128, scales, zero points of 128).
+void quantize_codes_avx512(const PackedLinear& w, const RowsIn& x, int64_t m, int64_t begin, int64_t end,
+                           uint8_t* scratch);
 // Columns of panels [panel_begin, panel_end) of an AVX2 bfloat16 layer as float32 into out [k, n].
 void widen_bfloat16_panels_avx2(const PackedLinear& w, float* out, int64_t panel_begin, int64_t panel_end);
 // One panel of one row as the PanelOutput wants it; lanes hold the 16 finished values, `cols` of them real.

@@ -207,7 +207,12 @@ def test_bfloat16_weights_with_float32_activations(rows):
 
 def test_dispatch_table():
     table = ops.implementation_table("cpu", torch.float32)
-    assert table["int8_linear"] == ("cpp" if isa.int_mm_fast() or isa.active() == "scalar" else "packed")
+    # int8: our packed kernels, except where torch._int_mm is fast (VNNI) and AMX tiles are not there to beat it
+    amx = _C.cpu_features()["amx_int8"] and isa.active() == "avx512"
+    assert table["int8_linear"] == ("packed" if amx or not (isa.int_mm_fast() or isa.active() == "scalar") else "cpp")
+    with isa.amx_allowed(False):
+        int8 = ops.implementation_table("cpu", torch.float32)["int8_linear"]
+        assert int8 == ("cpp" if isa.int_mm_fast() or isa.active() == "scalar" else "packed")
     assert table["linear"] == ("mkl" if torch.backends.mkl.is_available() else "onednn" if ops.onednn_available() else "reference")
     bf16 = ops.implementation_table("cpu", torch.bfloat16)["linear"]
     assert bf16 == ("onednn" if isa.onednn_bfloat16() else "reference" if isa.active() == "scalar" else "packed")

@@ -1,6 +1,6 @@
 """The packed linear layers (the fused encoder's, and the op path's bfloat16 / int8 ones where no library is
 fast) against their reference twins, at every ISA this CPU runs: AVX-512 panels (float32 FMA, bfloat16 dot,
-int8 VNNI) and AVX2 panels (float32 FMA, bfloat16 widened, int8 vpmaddubsw on 7-bit weights or on 7-bit asymmetric
+int8 VNNI, or AMX tiles for int8 rows in whole tiles of 16 where the CPU has AMX-INT8) and AVX2 panels (float32 FMA, bfloat16 widened, int8 vpmaddubsw on 7-bit weights or on 7-bit asymmetric
 input codes, else vpmaddwd); int8
 matches exactly."""
 
@@ -10,7 +10,10 @@ import torch
 from fastembed_rt import _C, isa, ops
 from fastembed_rt.ops import cpu, reference
 
-SHAPES = [(1, 1, 1), (1, 384, 1152), (3, 13, 17), (8, 1536, 384), (9, 384, 1536), (17, 2, 33), (0, 8, 16)]
+# from 16 rows (a whole AMX tile), and from 256 (a 128-row chunk per worker on 2 threads), int8 runs on AMX tiles
+# where the CPU has them: whole tiles and the rows left over, k and n not multiples of the tiles'
+SHAPES = [(1, 1, 1), (1, 384, 1152), (3, 13, 17), (8, 1536, 384), (9, 384, 1536), (17, 2, 33), (0, 8, 16), (47, 130, 33),
+          (300, 64, 17)]
 KINDS = ["float32", "bfloat16", "int8"]
 
 
@@ -228,3 +231,53 @@ def test_only_bfloat16_layers_widen(kernel_isa):
     for spec in (ops.Linear(weight, bias).arrays(), ops.Linear(weight, bias, int8=True).arrays()):
         with pytest.raises(ValueError, match="only bfloat16 layers packed for AVX2"):
             _C.PackedLinear(spec).widened()
+
+
+AMX_SHAPES = [(16, 64, 16), (31, 1, 1), (32, 384, 40), (33, 130, 17), (257, 1536, 33), (300, 70, 1)]
+
+
+@pytest.mark.parametrize("m,k,n", AMX_SHAPES, ids=str)
+@pytest.mark.parametrize("activation", [None, "gelu"])
+def test_int8_on_amx_tiles_equals_the_vnni_panels_bit_for_bit(m, k, n, activation):
+    """tdpbusd sums what vpdpbusd sums and the tile epilogue computes what the panel epilogue does: with AMX allowed
+    and forbidden the outputs are equal (on a CPU without AMX-INT8 both runs take the panels)."""
+    x, weight, bias = layer(m, k, n, seed=m + k + n)
+    linear = ops.Linear(weight, bias, int8=True)
+    if not supported("int8"):
+        return  # refused at packing (test_rejects_bad_input)
+    packed = _C.PackedLinear(linear.arrays())
+    code = cpu.ACTIVATION_CODES[activation]
+    with isa.amx_allowed(False):
+        assert not isa.amx_int8()
+        panels = packed(x.numpy(), code, num_threads=2)
+    tiles = packed(x.numpy(), code, num_threads=2)
+    assert isa.amx_int8() == (_C.cpu_features()["amx_int8"] and isa.active() == "avx512")
+    assert (tiles == panels).all()
+    torch.testing.assert_close(torch.from_numpy(tiles), reference.int8_linear(x, linear, activation), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("m,k,n", [(1, 7, 5), (40, 384, 33), (300, 130, 17)], ids=str)
+@pytest.mark.parametrize("asymmetric", [False, True])
+def test_int8_layers_take_bfloat16_rows_as_they_are(m, k, n, asymmetric):
+    """bfloat16 rows (a bfloat16 layer's output) are quantized without a float32 copy: the same result as their
+    float32 values."""
+    x, weight, bias = layer(m, k, n, seed=k)
+    linear = ops.Linear(weight, bias, int8=True, asymmetric_input=asymmetric)
+    if not supported("int8"):
+        return  # refused at packing (test_rejects_bad_input)
+    packed = _C.PackedLinear(linear.arrays(), asymmetric_input=asymmetric)
+    rows = x.bfloat16()
+    got = packed(rows.view(torch.int16).numpy(), 1)
+    assert (got == packed(rows.float().numpy(), 1)).all()
+    float_layer = _C.PackedLinear(ops.Linear(weight, bias).arrays())
+    with pytest.raises(TypeError, match="x: expected dtype float32, got int16"):
+        float_layer(rows.view(torch.int16).numpy())
+    with pytest.raises(ValueError, match=f"x: expected {k} columns"):
+        packed(torch.zeros(2, k + 1, dtype=torch.int16).numpy())
+
+
+def test_amx_allowed_switches_the_bfloat16_attention_kernel_too():
+    with isa.amx_allowed(False):
+        assert _C.bf16_attention_products() != "amx"
+        assert not isa.amx_int8()
+    assert _C.set_amx_allowed(True) is True  # the context put the setting back
