@@ -182,7 +182,10 @@ def precision_paths() -> dict[str, str]:
                 "sgemm from 256 rows, packed AVX2 FMA kernels below (no native bfloat16)")
     else:
         bf16 = "reference (torch bfloat16 matmul: slow; no AVX2)"
-    if isa.int_mm_fast():
+    if isa.amx_int8():
+        int8 = ("AMX tiles (AMX-INT8), exact: packed kernels quantizing each 128-row chunk in cache, AVX512_VNNI for "
+                "rows short of a 16-row tile")
+    elif isa.int_mm_fast():
         int8 = "torch._int_mm (oneDNN, AVX512_VNNI)"
     elif packed:
         qkv = "bfloat16" if fast_bfloat16() else "float32"
