@@ -5,6 +5,9 @@ when set before torch is first imported, torch's too (ONEDNN_MAX_CPU_ISA, ATEN_C
 MKL_ENABLE_INSTRUCTIONS; a value the user set for those is kept). An AVX-512 machine then takes the paths of an AVX2-only or a
 baseline x86-64 CPU, and meets their speed. A level this CPU cannot run is refused here, at import, with a
 message, instead of a SIGILL later.
+
+FASTEMBED_RT_AMX=0 forbids our AMX kernels (bfloat16 attention, int8 linear layers) where the CPU has them: the
+AVX-512 kernels they replace run instead, to measure or compare those.
 """
 
 from __future__ import annotations
@@ -54,6 +57,10 @@ def configure() -> None:
         os.environ.setdefault(key, value)
     _torch_cap = name if caps else None
     _C.set_active_isa(name)
+    amx = os.environ.get("FASTEMBED_RT_AMX", "1").strip()
+    if amx not in ("0", "1"):
+        raise ValueError(f"FASTEMBED_RT_AMX={amx!r}: use 1 (AMX kernels where the CPU has them, the default) or 0")
+    _C.set_amx_allowed(amx == "1")
 
 
 def active() -> str:

@@ -45,6 +45,18 @@ def test_a_level_the_cpu_lacks_is_refused_with_a_message(monkeypatch):
         _C.set_active_isa("avx9")
 
 
+def test_fastembed_rt_amx_0_forbids_the_amx_kernels():
+    code = "import fastembed_rt\nfrom fastembed_rt import _C\nprint(_C.amx_int8_ready(), _C.bf16_attention_products())"
+    env = {**os.environ, "FASTEMBED_RT_AMX": "0"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    ready, attention = result.stdout.split()
+    assert ready == "False" and attention != "amx"
+    env["FASTEMBED_RT_AMX"] = "yes"
+    result = subprocess.run([sys.executable, "-c", "import fastembed_rt"], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "FASTEMBED_RT_AMX='yes': use 1" in result.stderr
+
+
 @pytest.fixture(scope="module")
 def vectors_by_level(minilm_path, real_texts):
     texts = TEXTS + real_texts[:40]

@@ -232,11 +232,11 @@ int64_t row_bytes(const PackedLinear& w) {
 }
 
 // The panels of `w` for rows [0, m) into `o`: the workers split the panels (so no two write the same
-// columns), each taking its rows a chunk at a time. kMax runs the max kernels, which prefetch as `prefetch` says;
-// the others the linear kernels.
+// columns), each taking its rows a chunk at a time. kMax runs the max kernels, which prefetch as `prefetch` says
+// and may take int8 on AMX tiles as `int8_tiles` says; the others the linear kernels.
 void run_panels(const PackedLinear& w, const float* x, int64_t m, Activation act, bool round_output,
                 const PanelOutput& o, const std::vector<uint8_t>& scratch, int num_threads,
-                const RowPrefetch& prefetch = {}) {
+                const RowPrefetch& prefetch = {}, bool int8_tiles = true) {
   // A panel streams 16 columns of weights; below ~64 KiB of weights per worker, one thread is faster.
   const int64_t element_bytes = w.kind == WeightKind::kFloat32 ? 4 : w.kind == WeightKind::kBFloat16 ? 2 : 1;
   const int64_t bytes = w.panels * kPanel * w.k_padded * element_bytes * ((m + kRowChunk - 1) / kRowChunk);
@@ -247,7 +247,7 @@ void run_panels(const PackedLinear& w, const float* x, int64_t m, Activation act
     const int64_t chunk = std::max(kRowChunk, kMaxChunkBytes / row_bytes(w));
     parallel_for(w.panels, threads, [&](int64_t begin, int64_t end) {
       for (int64_t r = 0; r < m; r += chunk) {
-        max_panels(w, x, scratch.data(), m, r, std::min(m, r + chunk), o, begin, end, prefetch);
+        max_panels(w, x, scratch.data(), m, r, std::min(m, r + chunk), o, begin, end, prefetch, int8_tiles);
       }
     });
     return;
@@ -303,6 +303,11 @@ void reduce_row_range(const PackedLinear& w, const RowsIn& x, int64_t r0, int64_
   const int64_t step = o.mode == PanelOutput::kMax ? kMaxPreparedRows : kPreparedRows;
   const RowPrefetch given = given_rows(x, w.k);
   const bool prepared = needs_scratch(w, x);
+  // The max kernels take int8 on AMX tiles where the rows come as codes or the layer is wide. MaxSim's 32 query
+  // tokens (2 panels) against float rows, quantized per call, ran 1.2x slower on tiles than on VNNI, whose longer
+  // compute covers its prefetch of the next chunk; against stored codes 1.2x faster; SPLADE's vocabulary (1,908
+  // panels) 3.4x faster (model-167 Xeon).
+  const bool int8_tiles = o.mode != PanelOutput::kMax || x.codes || w.panels >= 4;
   for (int64_t start = r0; start < r1; start += step) {
     const int64_t rows = std::min(step, r1 - start);
     const RowsIn chunk{x.floats ? x.floats + start * w.k : nullptr, x.codes ? x.codes + start * w.k : nullptr,
@@ -315,7 +320,7 @@ void reduce_row_range(const PackedLinear& w, const RowsIn& x, int64_t r0, int64_
     // a float32 layer given bfloat16 rows reads them widened in the scratch
     const float* floats = prepared && w.kind == WeightKind::kFloat32 ? reinterpret_cast<const float*>(scratch.data())
                                                                     : chunk.floats;
-    run_panels(w, floats, rows, Activation::kNone, false, o, scratch, num_threads, next);
+    run_panels(w, floats, rows, Activation::kNone, false, o, scratch, num_threads, next, int8_tiles);
   }
 }
 

@@ -286,7 +286,7 @@ void linear_panels_avx2(const PackedLinear& w, const float* x, const uint8_t* sc
 
 void max_panels_avx2(const PackedLinear& w, const float* x, const uint8_t* scratch, int64_t m, int64_t row_begin,
                      int64_t row_end, const PanelOutput& out, int64_t panel_begin, int64_t panel_end,
-                     const RowPrefetch& prefetch) {
+                     const RowPrefetch& prefetch, bool) {
   const int64_t groups = w.k_padded / group_of(w);
   auto as_is = [](__m256 lo, __m256 hi, int64_t, int64_t, __m256& v_lo, __m256& v_hi) { v_lo = lo, v_hi = hi; };
   if (w.kind == WeightKind::kFloat32) {

@@ -260,77 +260,6 @@ __m512 dequantized(const PackedLinear& w, const float* row_scales, __m512i acc, 
   return _mm512_mul_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(_mm512_set1_ps(row_scales[r]), col));
 }
 
-// int8 on AMX tiles: 16 or 32 rows against one or two panels, their 16 x 16 int32 sums in tile registers 0-3
-// over all of k (A tiles 4-5: 16 rows x 64 unsigned codes, a row apart in x; B tiles 6-7: a panel's next 16
-// k-groups, which its packed layout [k/4][16][4] already holds as a tile's rows), then stored and finished 16 rows
-// at a time. tdpbusd sums what vpdpbusd sums, and the epilogue computes what finish(dequantized(...)) does: the
-// results equal the panel loop's bit for bit.
-template <int kRowTiles, int kPanelTiles>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,amx-tile,amx-int8"))) void int8_tile_block(
-    const PackedLinear& w, const uint8_t* x, const float* row_scales, int64_t r0, int64_t p, Activation act,
-    const PanelOutput& o) {
-  const int64_t kp = w.k_padded, panel_bytes = kp * kPanel;
-  const uint8_t* a = x + r0 * kp;
-  const int8_t* b = w.i8.data() + p * panel_bytes;
-  _tile_zero(0);
-  if (kPanelTiles > 1) _tile_zero(1);
-  if (kRowTiles > 1) _tile_zero(2);
-  if (kRowTiles > 1 && kPanelTiles > 1) _tile_zero(3);
-  for (int64_t step = 0; step < kp; step += kTileRowBytes) {
-    _tile_loadd(4, a + step, kp);
-    if (kRowTiles > 1) _tile_loadd(5, a + kTileRows * kp + step, kp);
-    _tile_loadd(6, b + step * kPanel, kTileRowBytes);
-    if (kPanelTiles > 1) _tile_loadd(7, b + panel_bytes + step * kPanel, kTileRowBytes);
-    _tile_dpbusd(0, 4, 6);
-    if (kPanelTiles > 1) _tile_dpbusd(1, 4, 7);
-    if (kRowTiles > 1) _tile_dpbusd(2, 5, 6);
-    if (kRowTiles > 1 && kPanelTiles > 1) _tile_dpbusd(3, 5, 7);
-  }
-  alignas(64) int32_t sums[4][kTileRows][kPanel];
-  _tile_stored(0, sums[0], kTileRowBytes);
-  if (kPanelTiles > 1) _tile_stored(1, sums[1], kTileRowBytes);
-  if (kRowTiles > 1) _tile_stored(2, sums[2], kTileRowBytes);
-  if (kRowTiles > 1 && kPanelTiles > 1) _tile_stored(3, sums[3], kTileRowBytes);
-  for (int q = 0; q < kPanelTiles; ++q) {
-    const __mmask16 mask = column_mask(w, p + q);
-    const __m512i shift = _mm512_slli_epi32(_mm512_maskz_loadu_epi32(mask, w.column_sums.data() + (p + q) * kPanel), 7);
-    const __m512 col = _mm512_maskz_loadu_ps(mask, w.column_scales.data() + (p + q) * kPanel);
-    const __m512 bias = w.bias.empty() ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask, w.bias.data() + (p + q) * kPanel);
-    for (int t = 0; t < kRowTiles; ++t) {
-      for (int64_t i = 0; i < kTileRows; ++i) {
-        const int64_t r = r0 + t * kTileRows + i;
-        const __m512i exact = _mm512_sub_epi32(_mm512_load_si512(sums[2 * t + q][i]), shift);
-        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(_mm512_set1_ps(row_scales[r]), col));
-        if (!w.bias.empty()) v = _mm512_add_ps(v, bias);
-        if (act == Activation::kNone && o.mode == PanelOutput::kStore) {
-          _mm512_mask_storeu_ps(o.out + r * w.n + (p + q) * kPanel, mask, v);
-        } else {
-          finish(w, r, p + q, v, act, false, o, false);
-        }
-      }
-    }
-  }
-}
-
-// The whole tiles of rows [row_begin, row_end) for panels [panel_begin, panel_end), two panels at a time, each
-// pair against every row block while its weights are in L1; returns the first row left (under 16 from the end).
-int64_t int8_tiles(const PackedLinear& w, const uint8_t* x, const float* row_scales, int64_t row_begin, int64_t row_end,
-                   int64_t panel_begin, int64_t panel_end, Activation act, const PanelOutput& o) {
-  configure_tiles();
-  const int64_t whole = row_begin + (row_end - row_begin) / kTileRows * kTileRows;
-  for (int64_t p = panel_begin; p < panel_end; p += 2) {
-    const bool pair = p + 1 < panel_end;
-    int64_t r = row_begin;
-    for (; r + 2 * kTileRows <= whole; r += 2 * kTileRows) {
-      pair ? int8_tile_block<2, 2>(w, x, row_scales, r, p, act, o) : int8_tile_block<2, 1>(w, x, row_scales, r, p, act, o);
-    }
-    if (r < whole) {
-      pair ? int8_tile_block<1, 2>(w, x, row_scales, r, p, act, o) : int8_tile_block<1, 1>(w, x, row_scales, r, p, act, o);
-    }
-  }
-  return whole;
-}
-
 // 16 values of x from p (float32 or bfloat16 bits), the lanes outside `mask` zero.
 inline __m512 load_floats(const float* p, __mmask16 mask) { return _mm512_maskz_loadu_ps(mask, p); }
 inline __m512 load_floats(const uint16_t* p, __mmask16 mask) {
@@ -367,11 +296,156 @@ void quantize_rows_to_codes(const PackedLinear& w, const T* x, int64_t m, int64_
   }
 }
 
+// int8 on AMX tiles: 16 or 32 rows against one or two panels, their 16 x 16 int32 sums in tile registers 0-3
+// over all of k (A tiles 4-5: 16 rows x 64 unsigned codes, a row apart in x; B tiles 6-7: a panel's next 16
+// k-groups, which its packed layout [k/4][16][4] already holds as a tile's rows), stored into sums[2 * row tile +
+// panel]. tdpbusd sums what vpdpbusd sums, and the epilogues below compute what the panel loops' do from there: the
+// results equal theirs bit for bit.
+#define FE_AMX_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,amx-tile,amx-int8")))
+using TileSums = int32_t[4][kTileRows][kPanel];
+
+template <int kRowTiles, int kPanelTiles>
+FE_AMX_TARGET void int8_tile_sums(const PackedLinear& w, const uint8_t* x, int64_t r0, int64_t p, TileSums& sums) {
+  const int64_t kp = w.k_padded, panel_bytes = kp * kPanel;
+  const uint8_t* a = x + r0 * kp;
+  const int8_t* b = w.i8.data() + p * panel_bytes;
+  _tile_zero(0);
+  if (kPanelTiles > 1) _tile_zero(1);
+  if (kRowTiles > 1) _tile_zero(2);
+  if (kRowTiles > 1 && kPanelTiles > 1) _tile_zero(3);
+  for (int64_t step = 0; step < kp; step += kTileRowBytes) {
+    _tile_loadd(4, a + step, kp);
+    if (kRowTiles > 1) _tile_loadd(5, a + kTileRows * kp + step, kp);
+    _tile_loadd(6, b + step * kPanel, kTileRowBytes);
+    if (kPanelTiles > 1) _tile_loadd(7, b + panel_bytes + step * kPanel, kTileRowBytes);
+    _tile_dpbusd(0, 4, 6);
+    if (kPanelTiles > 1) _tile_dpbusd(1, 4, 7);
+    if (kRowTiles > 1) _tile_dpbusd(2, 5, 6);
+    if (kRowTiles > 1 && kPanelTiles > 1) _tile_dpbusd(3, 5, 7);
+  }
+  _tile_stored(0, sums[0], kTileRowBytes);
+  if (kPanelTiles > 1) _tile_stored(1, sums[1], kTileRowBytes);
+  if (kRowTiles > 1) _tile_stored(2, sums[2], kTileRowBytes);
+  if (kRowTiles > 1 && kPanelTiles > 1) _tile_stored(3, sums[3], kTileRowBytes);
+}
+
+// What dequantized() needs of panel p, loaded once per tile rather than per row.
+struct PanelScales {
+  __mmask16 mask;
+  __m512i shift;  // 128 x the column sums: the unsigned codes' offset
+  __m512 col, bias;
+  PanelScales(const PackedLinear& w, int64_t p) : mask(column_mask(w, p)) {
+    shift = _mm512_slli_epi32(_mm512_maskz_loadu_epi32(mask, w.column_sums.data() + p * kPanel), 7);
+    col = _mm512_maskz_loadu_ps(mask, w.column_scales.data() + p * kPanel);
+    bias = w.bias.empty() ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask, w.bias.data() + p * kPanel);
+  }
+  __m512 dequantized(const int32_t* sums, float row_scale) const {
+    const __m512i exact = _mm512_sub_epi32(_mm512_load_si512(sums), shift);
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(_mm512_set1_ps(row_scale), col));
+  }
+};
+
+// The linear epilogue of a block of tiles: as finish(dequantized(...)), row by row.
+template <int kRowTiles, int kPanelTiles>
+void finish_tiles(const PackedLinear& w, const TileSums& sums, const float* row_scales, int64_t r0, int64_t p,
+                  Activation act, const PanelOutput& o) {
+  for (int q = 0; q < kPanelTiles; ++q) {
+    const PanelScales panel(w, p + q);
+    for (int t = 0; t < kRowTiles; ++t) {
+      for (int64_t i = 0; i < kTileRows; ++i) {
+        const int64_t r = r0 + t * kTileRows + i;
+        __m512 v = panel.dequantized(sums[2 * t + q][i], row_scales[r]);
+        if (!w.bias.empty()) v = _mm512_add_ps(v, panel.bias);
+        if (act == Activation::kNone && o.mode == PanelOutput::kStore) {
+          _mm512_mask_storeu_ps(o.out + r * w.n + (p + q) * kPanel, panel.mask, v);
+        } else {
+          finish(w, r, p + q, v, act, false, o, false);
+        }
+      }
+    }
+  }
+}
+
+// The whole tiles of rows [row_begin, row_end) for panels [panel_begin, panel_end), two panels at a time, each
+// pair against every row block while its weights are in L1; returns the first row left (under 16 from the end).
+int64_t int8_tiles(const PackedLinear& w, const uint8_t* x, const float* row_scales, int64_t row_begin, int64_t row_end,
+                   int64_t panel_begin, int64_t panel_end, Activation act, const PanelOutput& o) {
+  configure_tiles();
+  const int64_t whole = row_begin + (row_end - row_begin) / kTileRows * kTileRows;
+  alignas(64) TileSums sums;
+  for (int64_t p = panel_begin; p < panel_end; p += 2) {
+    auto block = [&](auto row_tiles, auto panel_tiles, int64_t r) {
+      constexpr int kRowTiles = decltype(row_tiles)::value, kPanelTiles = decltype(panel_tiles)::value;
+      int8_tile_sums<kRowTiles, kPanelTiles>(w, x, r, p, sums);
+      finish_tiles<kRowTiles, kPanelTiles>(w, sums, row_scales, r, p, act, o);
+    };
+    using One = std::integral_constant<int, 1>;
+    using Two = std::integral_constant<int, 2>;
+    const bool pair = p + 1 < panel_end;
+    int64_t r = row_begin;
+    for (; r + 2 * kTileRows <= whole; r += 2 * kTileRows) pair ? block(Two{}, Two{}, r) : block(Two{}, One{}, r);
+    if (r < whole) pair ? block(One{}, Two{}, r) : block(One{}, One{}, r);
+  }
+  return whole;
+}
+
+// int8 max on AMX tiles (MaxSim, SPLADE's max pooling): the sums of each block of whole tiles, then row by row in
+// order, each run of one sequence's rows kept as its maximum (two panels) and taken into the sequence's row of out,
+// bias added, when the run ends, as max_loop does. Where there is one pair of panels, as it takes each row, the row of
+// the next chunk at the same place is prefetched (RowPrefetch). Returns the first row left (under 16 from the end).
+int64_t int8_max_tiles(const PackedLinear& w, const uint8_t* x, const float* row_scales, int64_t row_begin,
+                       int64_t row_end, const PanelOutput& o, int64_t panel_begin, int64_t panel_end,
+                       const RowPrefetch& prefetch) {
+  configure_tiles();
+  const int64_t whole = row_begin + (row_end - row_begin) / kTileRows * kTileRows;
+  alignas(64) TileSums sums;
+  for (int64_t p = panel_begin; p < panel_end; p += 2) {
+    // Only where one pair of panels is all there is (MaxSim's queries): over many (SPLADE's vocabulary), the first
+    // pair's burst of prefetches for rows of 3 KiB made the whole 2x slower.
+    const bool one_pair = panel_end - panel_begin <= 2;
+    const int64_t fetch_lines = prefetch.rows != 0 && one_pair ? (prefetch.row_bytes + 63) / 64 : 0;
+    const int panels = p + 1 < panel_end ? 2 : 1;
+    const PanelScales scales[2] = {PanelScales(w, p), PanelScales(w, panels > 1 ? p + 1 : p)};
+    int32_t sequence = -1;
+    __m512 best[2];
+    auto take_run = [&] {
+      if (sequence < 0) return;
+      for (int q = 0; q < panels; ++q) {
+        __m512 v = best[q];
+        if (!w.bias.empty()) v = _mm512_add_ps(v, scales[q].bias);
+        float* out = o.out + sequence * w.n + (p + q) * kPanel;
+        _mm512_mask_storeu_ps(out, scales[q].mask, _mm512_max_ps(_mm512_maskz_loadu_ps(scales[q].mask, out), v));
+      }
+    };
+    for (int64_t r0 = row_begin; r0 < whole; r0 += 2 * kTileRows) {
+      const int row_tiles = r0 + 2 * kTileRows <= whole ? 2 : 1;
+      if (row_tiles == 2) {
+        panels == 2 ? int8_tile_sums<2, 2>(w, x, r0, p, sums) : int8_tile_sums<2, 1>(w, x, r0, p, sums);
+      } else {
+        panels == 2 ? int8_tile_sums<1, 2>(w, x, r0, p, sums) : int8_tile_sums<1, 1>(w, x, r0, p, sums);
+      }
+      for (int64_t i = 0; i < row_tiles * kTileRows; ++i) {
+        const int64_t r = r0 + i;
+        if (fetch_lines) prefetch_lines(prefetch.rows + r * prefetch.row_bytes, 0, fetch_lines);  // a row at a time
+        if (o.row_sequence[r] != sequence) {
+          take_run();
+          sequence = o.row_sequence[r];
+          best[0] = best[1] = _mm512_set1_ps(-INFINITY);
+        }
+        const int t = static_cast<int>(i / kTileRows), row = static_cast<int>(i % kTileRows);
+        for (int q = 0; q < panels; ++q) best[q] = _mm512_max_ps(best[q], scales[q].dequantized(sums[2 * t + q][row], row_scales[r]));
+      }
+    }
+    take_run();
+  }
+  return whole;
+}
+
 }  // namespace
 
 void max_panels_avx512(const PackedLinear& w, const float* x, const uint8_t* scratch, int64_t m, int64_t row_begin,
                        int64_t row_end, const PanelOutput& out, int64_t panel_begin, int64_t panel_end,
-                       const RowPrefetch& prefetch) {
+                       const RowPrefetch& prefetch, bool int8_tiles) {
   auto as_is = [](__m512 acc, int64_t, int64_t) { return acc; };
   if (w.kind == WeightKind::kFloat32) {
     max_loop<F32Op>(w, reinterpret_cast<const uint8_t*>(x), w.k * 4, row_begin, row_end, out, panel_begin, panel_end,
@@ -380,7 +454,9 @@ void max_panels_avx512(const PackedLinear& w, const float* x, const uint8_t* scr
     max_loop<BF16Op>(w, scratch, w.k_padded * 2, row_begin, row_end, out, panel_begin, panel_end, prefetch, as_is);
   } else {
     const float* scales = scratch_scales(w, scratch, m);
-    max_loop<I8Op>(w, scratch, w.k_padded, row_begin, row_end, out, panel_begin, panel_end, prefetch,
+    const int64_t rest = int8_tiles && int8_on_tiles(w) ? int8_max_tiles(w, scratch, scales, row_begin, row_end, out, panel_begin, panel_end, prefetch)
+                                          : row_begin;
+    max_loop<I8Op>(w, scratch, w.k_padded, rest, row_end, out, panel_begin, panel_end, rest == row_begin ? prefetch : RowPrefetch{},
                    [&](__m512i acc, int64_t r, int64_t p) { return dequantized(w, scales, acc, r, p); });
   }
 }

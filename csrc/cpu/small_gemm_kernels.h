@@ -75,12 +75,13 @@ void linear_panels_avx2(const PackedLinear& w, const float* x, const uint8_t* sc
                         int64_t panel_begin, int64_t panel_end);
 // For PanelOutput::kMax: the same products, rows [row_begin, row_end) taken by max into their sequences' rows of
 // out, each run of one sequence's rows a block at a time with its maximum kept in registers (MaxSim, SPLADE's max).
+// int8_tiles: whether an int8 layer may run on AMX tiles (int8_on_tiles) here (the AVX2 kernels have none).
 void max_panels_avx512(const PackedLinear& w, const float* x, const uint8_t* scratch, int64_t m, int64_t row_begin,
                        int64_t row_end, const PanelOutput& out, int64_t panel_begin, int64_t panel_end,
-                       const RowPrefetch& prefetch);
+                       const RowPrefetch& prefetch, bool int8_tiles);
 void max_panels_avx2(const PackedLinear& w, const float* x, const uint8_t* scratch, int64_t m, int64_t row_begin,
                      int64_t row_end, const PanelOutput& out, int64_t panel_begin, int64_t panel_end,
-                     const RowPrefetch& prefetch);
+                     const RowPrefetch& prefetch, bool int8_tiles);
 // Rows [begin, end) of x [m, k] (float32 or bfloat16 rows) into the scratch of an AVX-512 int8 layer, exactly as
 // the generic preparation quantizes and places them (symmetric codes + 128, scales, zero points of 128).
 void quantize_codes_avx512(const PackedLinear& w, const RowsIn& x, int64_t m, int64_t begin, int64_t end,

@@ -4,6 +4,7 @@ int8 VNNI, or AMX tiles for int8 rows in whole tiles of 16 where the CPU has AMX
 input codes, else vpmaddwd); int8
 matches exactly."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -281,3 +282,36 @@ def test_amx_allowed_switches_the_bfloat16_attention_kernel_too():
         assert _C.bf16_attention_products() != "amx"
         assert not isa.amx_int8()
     assert _C.set_amx_allowed(True) is True  # the context put the setting back
+
+
+@pytest.mark.parametrize("lengths", [[0, 1, 15, 16, 17, 33, 300], [40], [5, 0, 64, 2]], ids=str)
+@pytest.mark.parametrize("k,n", [(128, 32), (70, 17), (384, 49)], ids=str)
+def test_int8_max_and_pooling_on_amx_tiles_equal_the_vnni_panels(lengths, k, n):
+    """MaxSim's max (from codes and from float rows) and SPLADE's max and sum pooling of an int8 layer: the tile
+    epilogue keeps each sequence's run of rows as the panel kernels do, across tile blocks, chunk ends and the rows
+    left over, so the results are equal with AMX allowed and forbidden, and equal the reference."""
+    g = torch.Generator().manual_seed(k + n + len(lengths))
+    x = torch.randn(sum(lengths), k, generator=g)
+    weight, bias = torch.randn(n, k, generator=g) / k**0.5, torch.randn(n, generator=g)
+    linear = ops.Linear(weight, bias, int8=True)
+    if not supported("int8"):
+        return  # refused at packing (test_rejects_bad_input)
+    packed = _C.PackedLinear(linear.arrays())
+    cu = torch.tensor([0, *lengths]).cumsum(0).to(torch.int32).numpy()
+    codes, scales = reference.quantize_rows(x, 127)
+    runs = {
+        "max of codes": lambda: packed.max_pooled(codes.numpy(), cu, scales=scales.numpy(), num_threads=2),
+        "max of rows": lambda: packed.max_pooled(x.numpy(), cu, num_threads=2),
+        "splade max": lambda: packed.pooled(x.numpy(), cu, 0, 0, 2),
+        "splade sum": lambda: packed.pooled(x.numpy(), cu, 1, 1, 2),
+    }
+    for name, run in runs.items():
+        with isa.amx_allowed(False):
+            panels = run()
+        tiles = run()
+        assert np.array_equal(tiles, panels), name
+    codes_int = codes.long() @ linear.qweight.long().T
+    products = codes_int.double() * scales.double()[:, None] * linear.weight_scales.double()[None, :] + bias.double()[None, :]
+    want = torch.stack([products[s:e].max(0).values if e > s else torch.full((n,), -np.inf, dtype=torch.float64)
+                        for s, e in zip(cu[:-1], cu[1:])])  # fmt: skip
+    torch.testing.assert_close(torch.from_numpy(runs["max of codes"]()).double(), want, rtol=1e-5, atol=1e-5)
