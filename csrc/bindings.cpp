@@ -504,27 +504,34 @@ class PackedLinear {
 
   // x: float32 rows, or (int8 layers) bfloat16 rows as their bits (int16), quantized as they are.
   py::array_t<float> call(const py::array& x, int activation, bool round_output, int num_threads) const {
-    const bool bf16_rows = packed_->kind == cpu::WeightKind::kInt8 && py::dtype::of<int16_t>().is(x.dtype());
-    if (bf16_rows) {
-      require_array<int16_t>(x, "x", 2);
-    } else {
-      require_array<float>(x, "x", 2);
-    }
-    if (x.shape(1) != packed_->k) throw py::value_error("x: expected " + std::to_string(packed_->k) + " columns");
+    const cpu::RowsIn rows = input_rows(x);
     const cpu::Activation act = parse_activation(activation);
     py::array_t<float> out({x.shape(0), static_cast<py::ssize_t>(packed_->n)});
-    cpu::RowsIn rows;
-    if (bf16_rows) {
-      rows.bf16 = static_cast<const uint16_t*>(x.data());
-    } else {
-      rows.floats = static_cast<const float*>(x.data());
-    }
     float* op = out.mutable_data();
     const int threads = resolve_threads(num_threads);
     {
       py::gil_scoped_release release;
       std::vector<uint8_t> scratch;
       cpu::small_linear(*packed_, rows, x.shape(0), act, round_output, op, scratch, threads);
+    }
+    return out;
+  }
+
+  // down(act(this(x))) with x as for call(): a feed-forward block, fused where both layers run int8 on AMX tiles
+  // (cpu::small_feed_forward).
+  py::array_t<float> feed_forward(const PackedLinear& down, const py::array& x, int activation, int num_threads) const {
+    if (down.packed_->k != packed_->n) {
+      throw py::value_error("down: expected " + std::to_string(packed_->n) + " inputs (this layer's outputs), got " +
+                            std::to_string(down.packed_->k));
+    }
+    const cpu::RowsIn rows = input_rows(x);
+    const cpu::Activation act = parse_activation(activation);
+    py::array_t<float> out({x.shape(0), static_cast<py::ssize_t>(down.packed_->n)});
+    float* op = out.mutable_data();
+    const int threads = resolve_threads(num_threads);
+    {
+      py::gil_scoped_release release;
+      cpu::small_feed_forward(*packed_, *down.packed_, rows, x.shape(0), act, op, threads);
     }
     return out;
   }
@@ -632,6 +639,24 @@ class PackedLinear {
       reduce(cu, num_seqs, op, scratch, threads);
     }
     return out;
+  }
+
+  // x [m, k] checked: float32 rows, or bfloat16 rows as int16 bits for an int8 layer.
+  cpu::RowsIn input_rows(const py::array& x) const {
+    const bool bf16_rows = packed_->kind == cpu::WeightKind::kInt8 && py::dtype::of<int16_t>().is(x.dtype());
+    if (bf16_rows) {
+      require_array<int16_t>(x, "x", 2);
+    } else {
+      require_array<float>(x, "x", 2);
+    }
+    if (x.shape(1) != packed_->k) throw py::value_error("x: expected " + std::to_string(packed_->k) + " columns");
+    cpu::RowsIn rows;
+    if (bf16_rows) {
+      rows.bf16 = static_cast<const uint16_t*>(x.data());
+    } else {
+      rows.floats = static_cast<const float*>(x.data());
+    }
+    return rows;
   }
 
   std::shared_ptr<const cpu::PackedLinear> packed_;
@@ -1038,7 +1063,12 @@ PYBIND11_MODULE(_C, m) {
                            "A linear layer (weight, scales, bias) packed for the panel kernels of small_gemm.h.")
       .def(py::init<const py::tuple&, bool>(), py::arg("linear"), py::arg("asymmetric_input") = false)
       .def("__call__", &PackedLinear::call, py::arg("x"), py::arg("activation") = 0, py::arg("round_output") = false,
-           py::arg("num_threads") = 0, "act(x . W^T + bias) for float32 x [m, k]: float32 [m, n].")
+           py::arg("num_threads") = 0,
+           "act(x . W^T + bias) for float32 x [m, k] (an int8 layer: or bfloat16 x as int16 bits): float32 [m, n].")
+      .def("feed_forward", &PackedLinear::feed_forward, py::arg("down"), py::arg("x"), py::arg("activation") = 0,
+           py::arg("num_threads") = 0,
+           "down(act(x . W^T + bias)) for x as __call__ takes it: a feed-forward block, its layers run fused where both "
+           "are int8 on AMX tiles (the activations between them stay in cache); the same result as two calls.")
       .def("pooled", &PackedLinear::pooled, py::arg("x"), py::arg("cu_seqlens"), py::arg("pooling") = 0,
            py::arg("activation") = 0, py::arg("num_threads") = 0,
            "SPLADE pooling per sequence of activation(x @ W.T + bias): [sequences, out], never [rows, out]; pooling "

@@ -91,6 +91,13 @@ void small_linear(const PackedLinear& w, const float* x, int64_t m, Activation a
 void small_linear(const PackedLinear& w, const RowsIn& x, int64_t m, Activation act, bool round_output, float* out,
                   std::vector<uint8_t>& scratch, int num_threads);
 
+// out [m, down.n] float32 = down(act(up(x))): a feed-forward block, x float32 or bfloat16 rows (RowsIn). Where both
+// layers run int8 on AMX tiles, each worker takes chunks of rows through both, the up projection's activations
+// kept in the worker's cache (never written out for the whole batch); elsewhere the two small_linear calls. The
+// result equals those two calls' bit for bit. up.n must equal down.k.
+void small_feed_forward(const PackedLinear& up, const PackedLinear& down, const RowsIn& x, int64_t m, Activation act,
+                        float* out, int num_threads);
+
 // How pooled_linear reduces each sequence's rows, term by term: SPLADE's max or sum of
 // log1p(relu(v)) ("relu"), or of log1p(log1p(relu(v))) ("log1p_relu").
 enum class TermPooling : int32_t { kMax = 0, kSum = 1 };

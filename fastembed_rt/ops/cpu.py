@@ -147,18 +147,24 @@ def packed_linear(layer, x, activation=None):
     return out.to(x.dtype).view(*x.shape[:-1], layer.out_features)
 
 
+def _int8_rows(x):
+    """x's rows as an int8 layer's panels take them: bfloat16 ones (a bfloat16 layer's output) as they are, quantized
+    without a float32 copy; others as float32."""
+    rows = _rows(x)
+    return _array(rows if rows.dtype == torch.bfloat16 else rows.float())
+
+
 def packed_int8_linear(x, layer, activation=None):
     """int8_linear on the panel kernels (AVX2: vpmaddubsw on 7-bit weights, exact; AVX-512: VNNI, AMX tiles), where
-    torch._int_mm has no fast kernel or AMX beats it. bfloat16 rows (a bfloat16 layer's output) are quantized as
-    they are, without a float32 copy."""
-    rows = _rows(x)
-    if rows.dtype == torch.bfloat16:
-        return torch.from_numpy(layer.panels()(_array(rows), ACTIVATION_CODES[activation], False, torch.get_num_threads()))
-    return torch.from_numpy(_on_panels(layer, rows, activation))
+    torch._int_mm has no fast kernel or AMX beats it."""
+    return torch.from_numpy(layer.panels()(_int8_rows(x), ACTIVATION_CODES[activation], False, torch.get_num_threads()))
 
 
 def packed_int8_feed_forward(x, up, down, activation):
-    return packed_int8_linear(packed_int8_linear(x, up, activation), down)
+    """The two layers in one call: on AMX tiles, chunks of rows go through both with the activations between them
+    in cache."""
+    out = up.panels().feed_forward(down.panels(), _int8_rows(x), ACTIVATION_CODES[activation], torch.get_num_threads())
+    return torch.from_numpy(out)
 
 
 _SPLADE_POOLINGS = {"max": 0, "sum": 1}

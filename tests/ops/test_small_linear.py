@@ -315,3 +315,27 @@ def test_int8_max_and_pooling_on_amx_tiles_equal_the_vnni_panels(lengths, k, n):
     want = torch.stack([products[s:e].max(0).values if e > s else torch.full((n,), -np.inf, dtype=torch.float64)
                         for s, e in zip(cu[:-1], cu[1:])])  # fmt: skip
     torch.testing.assert_close(torch.from_numpy(runs["max of codes"]()).double(), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("m", [0, 1, 31, 64, 65, 300], ids=str)
+@pytest.mark.parametrize("k,hidden,n", [(384, 1536, 384), (70, 33, 17)], ids=str)
+def test_feed_forward_equals_its_two_layers_bit_for_bit(m, k, hidden, n):
+    """The fused block (on AMX tiles: chunks of rows through both layers, the activations in cache) gives what the
+    two layer calls give, from float32 and from bfloat16 rows; the op layer's int8 block runs it."""
+    g = torch.Generator().manual_seed(m + k + hidden)
+    x = torch.randn(m, k, generator=g)
+    up = ops.Linear(torch.randn(hidden, k, generator=g) / k**0.5, torch.randn(hidden, generator=g), int8=True)
+    down = ops.Linear(torch.randn(n, hidden, generator=g) / hidden**0.5, torch.randn(n, generator=g), int8=True)
+    if not supported("int8"):
+        return  # refused at packing (test_rejects_bad_input)
+    up_packed, down_packed = _C.PackedLinear(up.arrays()), _C.PackedLinear(down.arrays())
+    gelu = cpu.ACTIVATION_CODES["gelu"]
+    for rows in (x, x.bfloat16()):
+        given = rows.view(torch.int16).numpy() if rows.dtype == torch.bfloat16 else rows.numpy()
+        two_calls = down_packed(up_packed(given, gelu, num_threads=2), num_threads=2)
+        assert np.array_equal(up_packed.feed_forward(down_packed, given, gelu, num_threads=2), two_calls)
+    with pytest.raises(ValueError, match=f"down: expected {hidden} inputs"):
+        up_packed.feed_forward(up_packed, x.numpy())
+    if ops.select("int8_feed_forward", torch.device("cpu"), torch.float32).name == "packed":
+        want = reference.int8_linear(reference.int8_linear(x, up, "gelu"), down)
+        torch.testing.assert_close(ops.feed_forward(x, up, down, "gelu"), want, rtol=1e-4, atol=1e-4)
