@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 
 #include "amx.h"
 #include "cpu_features.h"
@@ -414,10 +415,10 @@ constexpr int64_t kFeedForwardChunk = 32;
 void small_feed_forward(const PackedLinear& up, const PackedLinear& down, const RowsIn& x, int64_t m, Activation act,
                         float* out, int num_threads) {
   if (!(int8_on_tiles(up) && int8_on_tiles(down) && m >= num_threads * kFeedForwardChunk)) {
-    std::vector<float> hidden(static_cast<size_t>(m) * up.n);
+    const std::unique_ptr<float[]> hidden(new float[static_cast<size_t>(m) * up.n]);  // not zeroed: all written
     std::vector<uint8_t> scratch;
-    small_linear(up, x, m, act, false, hidden.data(), scratch, num_threads);
-    small_linear(down, RowsIn{hidden.data()}, m, Activation::kNone, false, out, scratch, num_threads);
+    small_linear(up, x, m, act, false, hidden.get(), scratch, num_threads);
+    small_linear(down, RowsIn{hidden.get()}, m, Activation::kNone, false, out, scratch, num_threads);
     return;
   }
   parallel_for((m + kFeedForwardChunk - 1) / kFeedForwardChunk, num_threads, [&](int64_t begin, int64_t end) {
