@@ -1,8 +1,8 @@
 // AVX-512 bodies of the small-batch linear layers. One panel loop serves the three weight kinds: per
 // 16-column panel, up to 8 rows accumulate in registers over the k-groups (two chains each, even and odd
 // groups, so that a single row is not bound by FMA latency), then an epilogue applies scales, bias and
-// the activation and stores the 16 columns (masked at the last panel). int8 layers run on AMX tiles where the
-// CPU has them (int8_tiles), with the same epilogue.
+// the activation and stores the 16 columns (masked at the last panel). int8 layers run their whole tiles of rows on
+// AMX where the CPU has them (int8_tiles, int8_max_tiles), with results equal to the panel loops'.
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
@@ -250,14 +250,27 @@ void max_loop(const PackedLinear& w, const uint8_t* x, int64_t x_row_bytes, int6
   }
 }
 
+// What an int8 panel's epilogue needs of panel p (its column sums, scales and bias), loaded once: the tile epilogues
+// load it once per tile rather than per row.
+struct PanelScales {
+  __mmask16 mask;
+  __m512i shift;  // 128 x the column sums: the unsigned codes' offset
+  __m512 col, bias;
+  PanelScales(const PackedLinear& w, int64_t p) : mask(column_mask(w, p)) {
+    shift = _mm512_slli_epi32(_mm512_maskz_loadu_epi32(mask, w.column_sums.data() + p * kPanel), 7);
+    col = _mm512_maskz_loadu_ps(mask, w.column_scales.data() + p * kPanel);
+    bias = w.bias.empty() ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask, w.bias.data() + p * kPanel);
+  }
+  __m512 dequantized(__m512i acc, float row_scale) const {
+    const __m512i exact = _mm512_sub_epi32(acc, shift);
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(_mm512_set1_ps(row_scale), col));
+  }
+};
+
 // Row r's int8 dot products with panel p as float32: the +128 shift taken back off (it added 128 * the column's
 // weight sum), then scaled by the row's and the columns' scales, exactly as the linear epilogue does.
 __m512 dequantized(const PackedLinear& w, const float* row_scales, __m512i acc, int64_t r, int64_t p) {
-  const __mmask16 mask = column_mask(w, p);
-  const __m512i sums = _mm512_maskz_loadu_epi32(mask, w.column_sums.data() + p * kPanel);
-  const __m512i exact = _mm512_sub_epi32(acc, _mm512_slli_epi32(sums, 7));
-  const __m512 col = _mm512_maskz_loadu_ps(mask, w.column_scales.data() + p * kPanel);
-  return _mm512_mul_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(_mm512_set1_ps(row_scales[r]), col));
+  return PanelScales(w, p).dequantized(acc, row_scales[r]);
 }
 
 // 16 values of x from p (float32 or bfloat16 bits), the lanes outside `mask` zero.
@@ -278,7 +291,7 @@ void quantize_rows_to_codes(const PackedLinear& w, const T* x, int64_t m, int64_
     __m512 largest = _mm512_setzero_ps();
     for (int64_t j = 0; j < k; j += 16) {
       const __mmask16 mask = k - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (k - j)) - 1);
-      largest = _mm512_max_ps(_mm512_abs_ps(load_floats(xr + j, mask)), largest);  // a NaN is passed over, as there
+      largest = _mm512_max_ps(_mm512_abs_ps(load_floats(xr + j, mask)), largest);  // passes a NaN over, as quantize_rows does
     }
     const float absmax = _mm512_reduce_max_ps(largest);
     const __m512 inv = _mm512_set1_ps(absmax > 0.0f ? 127.0f / absmax : 0.0f);
@@ -329,22 +342,6 @@ FE_AMX_TARGET void int8_tile_sums(const PackedLinear& w, const uint8_t* x, int64
   if (kRowTiles > 1 && kPanelTiles > 1) _tile_stored(3, sums[3], kTileRowBytes);
 }
 
-// What dequantized() needs of panel p, loaded once per tile rather than per row.
-struct PanelScales {
-  __mmask16 mask;
-  __m512i shift;  // 128 x the column sums: the unsigned codes' offset
-  __m512 col, bias;
-  PanelScales(const PackedLinear& w, int64_t p) : mask(column_mask(w, p)) {
-    shift = _mm512_slli_epi32(_mm512_maskz_loadu_epi32(mask, w.column_sums.data() + p * kPanel), 7);
-    col = _mm512_maskz_loadu_ps(mask, w.column_scales.data() + p * kPanel);
-    bias = w.bias.empty() ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask, w.bias.data() + p * kPanel);
-  }
-  __m512 dequantized(const int32_t* sums, float row_scale) const {
-    const __m512i exact = _mm512_sub_epi32(_mm512_load_si512(sums), shift);
-    return _mm512_mul_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(_mm512_set1_ps(row_scale), col));
-  }
-};
-
 // The linear epilogue of a block of tiles: as finish(dequantized(...)), row by row.
 template <int kRowTiles, int kPanelTiles>
 void finish_tiles(const PackedLinear& w, const TileSums& sums, const float* row_scales, int64_t r0, int64_t p,
@@ -354,7 +351,7 @@ void finish_tiles(const PackedLinear& w, const TileSums& sums, const float* row_
     for (int t = 0; t < kRowTiles; ++t) {
       for (int64_t i = 0; i < kTileRows; ++i) {
         const int64_t r = r0 + t * kTileRows + i;
-        __m512 v = panel.dequantized(sums[2 * t + q][i], row_scales[r]);
+        __m512 v = panel.dequantized(_mm512_load_si512(sums[2 * t + q][i]), row_scales[r]);
         if (!w.bias.empty()) v = _mm512_add_ps(v, panel.bias);
         if (act == Activation::kNone && o.mode == PanelOutput::kStore) {
           _mm512_mask_storeu_ps(o.out + r * w.n + (p + q) * kPanel, panel.mask, v);
@@ -399,11 +396,11 @@ int64_t int8_max_tiles(const PackedLinear& w, const uint8_t* x, const float* row
   configure_tiles();
   const int64_t whole = row_begin + (row_end - row_begin) / kTileRows * kTileRows;
   alignas(64) TileSums sums;
+  // Only where one pair of panels is all there is (MaxSim's queries): over many (SPLADE's vocabulary), the first
+  // pair's burst of prefetches for rows of 3 KiB made the whole 2x slower.
+  const bool one_pair = panel_end - panel_begin <= 2;
+  const int64_t fetch_lines = prefetch.rows != 0 && one_pair ? (prefetch.row_bytes + 63) / 64 : 0;
   for (int64_t p = panel_begin; p < panel_end; p += 2) {
-    // Only where one pair of panels is all there is (MaxSim's queries): over many (SPLADE's vocabulary), the first
-    // pair's burst of prefetches for rows of 3 KiB made the whole 2x slower.
-    const bool one_pair = panel_end - panel_begin <= 2;
-    const int64_t fetch_lines = prefetch.rows != 0 && one_pair ? (prefetch.row_bytes + 63) / 64 : 0;
     const int panels = p + 1 < panel_end ? 2 : 1;
     const PanelScales scales[2] = {PanelScales(w, p), PanelScales(w, panels > 1 ? p + 1 : p)};
     int32_t sequence = -1;
@@ -433,7 +430,9 @@ int64_t int8_max_tiles(const PackedLinear& w, const uint8_t* x, const float* row
           best[0] = best[1] = _mm512_set1_ps(-INFINITY);
         }
         const int t = static_cast<int>(i / kTileRows), row = static_cast<int>(i % kTileRows);
-        for (int q = 0; q < panels; ++q) best[q] = _mm512_max_ps(best[q], scales[q].dequantized(sums[2 * t + q][row], row_scales[r]));
+        for (int q = 0; q < panels; ++q) {
+          best[q] = _mm512_max_ps(best[q], scales[q].dequantized(_mm512_load_si512(sums[2 * t + q][row]), row_scales[r]));
+        }
       }
     }
     take_run();
