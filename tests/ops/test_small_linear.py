@@ -339,3 +339,23 @@ def test_feed_forward_equals_its_two_layers_bit_for_bit(m, k, hidden, n):
     if ops.select("int8_feed_forward", torch.device("cpu"), torch.float32).name == "packed":
         want = reference.int8_linear(reference.int8_linear(x, up, "gelu"), down)
         torch.testing.assert_close(ops.feed_forward(x, up, down, "gelu"), want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("threads", [1, 3, 8])
+def test_int8_tiles_agree_across_thread_counts(threads):
+    """Row chunks per worker (linear, fused block) and sequences per worker (max): every thread count gives the
+    two-thread result exactly."""
+    x, weight, bias = layer(300, 384, 1536, seed=11)
+    up = ops.Linear(weight, bias, int8=True)
+    down = ops.Linear(weight.T.contiguous(), bias[:384], int8=True)
+    if not supported("int8"):
+        return  # refused at packing (test_rejects_bad_input)
+    up_packed, down_packed = _C.PackedLinear(up.arrays()), _C.PackedLinear(down.arrays())
+    cu = torch.tensor([0, 1, 40, 200, 300], dtype=torch.int32).numpy()
+    runs = {
+        "linear": lambda t: up_packed(x.numpy(), 1, num_threads=t),
+        "feed forward": lambda t: up_packed.feed_forward(down_packed, x.numpy(), 1, num_threads=t),
+        "max": lambda t: up_packed.max_pooled(x.numpy(), cu, num_threads=t),
+    }
+    for name, run in runs.items():
+        assert np.array_equal(run(threads), run(2)), name
