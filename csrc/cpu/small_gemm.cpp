@@ -265,6 +265,12 @@ void run_panels(const PackedLinear& w, const float* x, int64_t m, Activation act
   });
 }
 
+// x's rows from row `start` on (each k wide, scales one per row).
+RowsIn rows_from(const RowsIn& x, int64_t start, int64_t k) {
+  return {x.floats ? x.floats + start * k : nullptr, x.codes ? x.codes + start * k : nullptr,
+          x.scales ? x.scales + start : nullptr, x.bf16 ? x.bf16 + start * k : nullptr};
+}
+
 // Whether the kernels read x from prepare_scratch's layout rather than as given: all but float32 rows into a
 // float32 layer.
 bool needs_scratch(const PackedLinear& w, const RowsIn& x) { return w.kind != WeightKind::kFloat32 || x.bf16; }
@@ -314,8 +320,7 @@ void reduce_row_range(const PackedLinear& w, const RowsIn& x, int64_t r0, int64_
   const bool int8_tiles = o.mode != PanelOutput::kMax || x.codes || w.panels >= 4;
   for (int64_t start = r0; start < r1; start += step) {
     const int64_t rows = std::min(step, r1 - start);
-    const RowsIn chunk{x.floats ? x.floats + start * w.k : nullptr, x.codes ? x.codes + start * w.k : nullptr,
-                       x.scales ? x.scales + start : nullptr, x.bf16 ? x.bf16 + start * w.k : nullptr};
+    const RowsIn chunk = rows_from(x, start, w.k);
     prepare_scratch(w, chunk, rows, scratch, num_threads);
     o.row_sequence = row_sequence + start;
     const RowPrefetch next = prepared && start + rows < r1
@@ -381,8 +386,7 @@ void tiled_int8_linear(const PackedLinear& w, const RowsIn& x, int64_t m, Activa
     std::vector<uint8_t> scratch;
     for (int64_t c = begin; c < end; ++c) {
       const int64_t r0 = c * kTileRowChunk, rows = std::min(kTileRowChunk, m - r0);
-      const RowsIn chunk{x.floats ? x.floats + r0 * w.k : nullptr, nullptr, nullptr, x.bf16 ? x.bf16 + r0 * w.k : nullptr};
-      prepare_scratch(w, chunk, rows, scratch, 1);
+      prepare_scratch(w, rows_from(x, r0, w.k), rows, scratch, 1);
       kernels::linear_panels_avx512(w, nullptr, scratch.data(), rows, 0, rows, act, false, PanelOutput{out + r0 * w.n}, 0,
                                     w.panels);
     }
@@ -426,8 +430,7 @@ void small_feed_forward(const PackedLinear& up, const PackedLinear& down, const 
     std::vector<float> hidden(static_cast<size_t>(kFeedForwardChunk) * up.n);
     for (int64_t c = begin; c < end; ++c) {
       const int64_t r0 = c * kFeedForwardChunk, rows = std::min(kFeedForwardChunk, m - r0);
-      const RowsIn chunk{x.floats ? x.floats + r0 * up.k : nullptr, nullptr, nullptr, x.bf16 ? x.bf16 + r0 * up.k : nullptr};
-      prepare_scratch(up, chunk, rows, scratch, 1);
+      prepare_scratch(up, rows_from(x, r0, up.k), rows, scratch, 1);
       kernels::linear_panels_avx512(up, nullptr, scratch.data(), rows, 0, rows, act, false, PanelOutput{hidden.data()}, 0,
                                     up.panels);
       prepare_scratch(down, RowsIn{hidden.data()}, rows, scratch, 1);

@@ -111,7 +111,6 @@ void pooled_linear(const PackedLinear& w, const float* x, const int32_t* cu_seql
                    TermPooling pooling, TermActivation activation, float* out, std::vector<uint8_t>& scratch,
                    int num_threads);
 
-
 // out [num_seqs, n] float32: for each sequence, the largest x . W^T + bias over its rows (no floor; -inf for an
 // empty sequence). With W the tokens of queries and x the tokens of documents: the max half of MaxSim.
 void max_linear(const PackedLinear& w, const RowsIn& x, const int32_t* cu_seqlens, int64_t num_seqs, float* out,

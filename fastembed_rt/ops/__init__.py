@@ -183,7 +183,7 @@ def precision_paths() -> dict[str, str]:
     else:
         bf16 = "reference (torch bfloat16 matmul: slow; no AVX2)"
     if isa.amx_int8():
-        int8 = ("AMX tiles (AMX-INT8), exact: packed kernels quantizing each 128-row chunk in cache, AVX512_VNNI for "
+        int8 = ("AMX tiles (AMX-INT8), exact: packed kernels quantizing each 32-row chunk in cache, AVX512_VNNI for "
                 "rows short of a 16-row tile")
     elif isa.int_mm_fast():
         int8 = "torch._int_mm (oneDNN, AVX512_VNNI)"

@@ -245,7 +245,7 @@ def panels_on_cpu(device: torch.device, dtype: torch.dtype) -> bool:
 
 def packed_int8_on_cpu(device: torch.device, dtype: torch.dtype) -> bool:
     """Where torch._int_mm has no fast kernel, and on AMX tiles, which beat it: 4,096 rows of MiniLM's layers took
-    0.4-0.7x its time (quantization and dequantization included) on the model-167 Xeon."""
+    0.2-0.6x the time of its path (quantization and dequantization included) on the model-167 Xeon."""
     return float32_on_cpu(device, dtype) and isa.active() != "scalar" and (not isa.int_mm_fast() or isa.amx_int8())
 
 
