@@ -245,8 +245,10 @@ FE_INLINE void attend_item(const AttentionArgs<T>& a, int64_t seq, int64_t kv_he
 template <int kVectorBytes, typename T>
 FE_INLINE void attend_sized(const AttentionArgs<T>& a, int64_t seq, int64_t kv_head, Scratch& w) {
   if constexpr (kVectorBytes == 64) {
+    constexpr int64_t kWide = Tile<64>::kRows, kNarrow = Tile<32>::kRows;
     const int64_t len = a.cu_seqlens[seq + 1] - a.cu_seqlens[seq];
-    if (len < 64 && (len + 15) / 16 * 16 > (len + 7) / 8 * 8) return attend_item<32>(a, seq, kv_head, w);
+    const bool pads_more = (len + kWide - 1) / kWide * kWide > (len + kNarrow - 1) / kNarrow * kNarrow;
+    if (len < 64 && pads_more) return attend_item<32>(a, seq, kv_head, w);
   }
   attend_item<kVectorBytes>(a, seq, kv_head, w);
 }

@@ -271,6 +271,12 @@ RowsIn rows_from(const RowsIn& x, int64_t start, int64_t k) {
           x.scales ? x.scales + start : nullptr, x.bf16 ? x.bf16 + start * k : nullptr};
 }
 
+// The float32 rows the kernels read for x: x's own, or (a float32 layer given bfloat16 rows) those prepare_scratch
+// widened into the scratch.
+const float* float_rows(const PackedLinear& w, const RowsIn& x, const std::vector<uint8_t>& scratch) {
+  return x.bf16 && w.kind == WeightKind::kFloat32 ? reinterpret_cast<const float*>(scratch.data()) : x.floats;
+}
+
 // Whether the kernels read x from prepare_scratch's layout rather than as given: all but float32 rows into a
 // float32 layer.
 bool needs_scratch(const PackedLinear& w, const RowsIn& x) { return w.kind != WeightKind::kFloat32 || x.bf16; }
@@ -317,7 +323,7 @@ void reduce_row_range(const PackedLinear& w, const RowsIn& x, int64_t r0, int64_
   // tokens (2 panels) against float rows, quantized per call, ran 1.2x slower on tiles than on VNNI, whose longer
   // compute covers its prefetch of the next chunk; against stored codes 1.2x faster; SPLADE's vocabulary (1,908
   // panels) 3.4x faster (model-167 Xeon).
-  const bool int8_tiles = o.mode != PanelOutput::kMax || x.codes || w.panels >= 4;
+  const bool int8_tiles = x.codes || w.panels >= 4;
   for (int64_t start = r0; start < r1; start += step) {
     const int64_t rows = std::min(step, r1 - start);
     const RowsIn chunk = rows_from(x, start, w.k);
@@ -326,10 +332,7 @@ void reduce_row_range(const PackedLinear& w, const RowsIn& x, int64_t r0, int64_
     const RowPrefetch next = prepared && start + rows < r1
                                  ? RowPrefetch{given.rows + (start + rows) * given.row_bytes, given.row_bytes}
                                  : RowPrefetch{};
-    // a float32 layer given bfloat16 rows reads them widened in the scratch
-    const float* floats = prepared && w.kind == WeightKind::kFloat32 ? reinterpret_cast<const float*>(scratch.data())
-                                                                    : chunk.floats;
-    run_panels(w, floats, rows, Activation::kNone, false, o, scratch, num_threads, next, int8_tiles);
+    run_panels(w, float_rows(w, chunk, scratch), rows, Activation::kNone, false, o, scratch, num_threads, next, int8_tiles);
   }
 }
 
@@ -381,14 +384,19 @@ namespace {
 // a time into its own scratch, which stays in cache while every panel passes over it, and the weights stay in each
 // core's L2 across the chunks. (Split by panels, both workers read every row's codes, prepared for the whole
 // batch first, from memory: at 4,096 x 1,536 -> 384 that took 1.5x as long.)
+// `rows` rows of x through every panel of an AVX-512 int8 layer on this thread, into out [rows, w.n].
+void int8_chunk(const PackedLinear& w, const RowsIn& x, int64_t rows, Activation act, float* out,
+                std::vector<uint8_t>& scratch) {
+  prepare_scratch(w, x, rows, scratch, 1);
+  kernels::linear_panels_avx512(w, nullptr, scratch.data(), rows, 0, rows, act, false, PanelOutput{out}, 0, w.panels);
+}
+
 void tiled_int8_linear(const PackedLinear& w, const RowsIn& x, int64_t m, Activation act, float* out, int threads) {
   parallel_for((m + kTileRowChunk - 1) / kTileRowChunk, threads, [&](int64_t begin, int64_t end) {
     std::vector<uint8_t> scratch;
     for (int64_t c = begin; c < end; ++c) {
-      const int64_t r0 = c * kTileRowChunk, rows = std::min(kTileRowChunk, m - r0);
-      prepare_scratch(w, rows_from(x, r0, w.k), rows, scratch, 1);
-      kernels::linear_panels_avx512(w, nullptr, scratch.data(), rows, 0, rows, act, false, PanelOutput{out + r0 * w.n}, 0,
-                                    w.panels);
+      const int64_t r0 = c * kTileRowChunk;
+      int8_chunk(w, rows_from(x, r0, w.k), std::min(kTileRowChunk, m - r0), act, out + r0 * w.n, scratch);
     }
   });
 }
@@ -399,9 +407,7 @@ void small_linear(const PackedLinear& w, const RowsIn& x, int64_t m, Activation 
                   std::vector<uint8_t>& scratch, int num_threads) {
   if (int8_on_tiles(w) && m >= num_threads * kTileRowChunk) return tiled_int8_linear(w, x, m, act, out, num_threads);
   prepare_scratch(w, x, m, scratch, num_threads);
-  // a float32 layer given bfloat16 rows reads them widened in the scratch
-  const float* floats = x.bf16 && w.kind == WeightKind::kFloat32 ? reinterpret_cast<const float*>(scratch.data()) : x.floats;
-  run_panels(w, floats, m, act, round_output, PanelOutput{out}, scratch, num_threads);
+  run_panels(w, float_rows(w, x, scratch), m, act, round_output, PanelOutput{out}, scratch, num_threads);
 }
 
 void small_linear(const PackedLinear& w, const float* x, int64_t m, Activation act, bool round_output, float* out,
@@ -430,12 +436,8 @@ void small_feed_forward(const PackedLinear& up, const PackedLinear& down, const 
     std::vector<float> hidden(static_cast<size_t>(kFeedForwardChunk) * up.n);
     for (int64_t c = begin; c < end; ++c) {
       const int64_t r0 = c * kFeedForwardChunk, rows = std::min(kFeedForwardChunk, m - r0);
-      prepare_scratch(up, rows_from(x, r0, up.k), rows, scratch, 1);
-      kernels::linear_panels_avx512(up, nullptr, scratch.data(), rows, 0, rows, act, false, PanelOutput{hidden.data()}, 0,
-                                    up.panels);
-      prepare_scratch(down, RowsIn{hidden.data()}, rows, scratch, 1);
-      kernels::linear_panels_avx512(down, nullptr, scratch.data(), rows, 0, rows, Activation::kNone, false,
-                                    PanelOutput{out + r0 * down.n}, 0, down.panels);
+      int8_chunk(up, rows_from(x, r0, up.k), rows, act, hidden.data(), scratch);
+      int8_chunk(down, RowsIn{hidden.data()}, rows, Activation::kNone, out + r0 * down.n, scratch);
     }
   });
 }
