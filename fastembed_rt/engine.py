@@ -152,12 +152,31 @@ class Embedder:
         """One packed batch through the model and the sentence-embedding head: float32 [num_seqs, d]."""
         batch = batch.to(self.device)
         with torch.inference_mode():
-            hidden = self.model.forward(batch.input_ids, batch.cu_seqlens, batch.max_seqlen)
+            rows = self._cls_rows(batch)
+            if rows is None:
+                hidden = self.model.forward(batch.input_ids, batch.cu_seqlens, batch.max_seqlen)
+                cu_seqlens, skip = batch.cu_seqlens, batch.skip
+            else:  # one row per text: each its own sequence of one token
+                hidden = self.model.forward(batch.input_ids, batch.cu_seqlens, batch.max_seqlen, rows=rows)
+                cu_seqlens, skip = torch.arange(len(rows) + 1, dtype=batch.cu_seqlens.dtype, device=rows.device), None
             vectors = sentence_embeddings(
-                hidden, batch.cu_seqlens, self.spec.pooling, skip=batch.skip, dense=self.dense,
-                truncate_dim=truncate_dim, normalize=normalize,
+                hidden, cu_seqlens, self.spec.pooling, skip=skip, dense=self.dense, truncate_dim=truncate_dim,
+                normalize=normalize,
             )  # fmt: skip
             return vectors.float().cpu().numpy()
+
+    def _cls_rows(self, batch: PackedBatch) -> torch.Tensor | None:
+        """Under CLS pooling alone, the one token of each text pooling reads (the first, or the first after a skipped
+        prompt, as reference.pool picks it), where the model can run its last layer on those rows only; else None."""
+        if self.spec.pooling.modes != ("cls",) or not getattr(self.model, "takes_rows", False):
+            return None
+        lengths = batch.cu_seqlens[1:] - batch.cu_seqlens[:-1]
+        if len(lengths) == 0 or int(lengths.min()) < 1:
+            return None
+        skipped = not self.spec.pooling.include_prompt and batch.skip is not None
+        offset = batch.skip.to(lengths.dtype) if skipped else torch.zeros_like(lengths)
+        offset = torch.where(offset < lengths, offset, torch.zeros_like(offset))  # all skipped: the first token
+        return (batch.cu_seqlens[:-1] + offset).long()
 
     def prompt_skip(self, prompt: str) -> int:
         """Leading tokens of `prompt` that pooling leaves out (0 unless the model pools without its prompt)."""

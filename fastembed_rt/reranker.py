@@ -290,9 +290,14 @@ class Reranker:
         # token types only where the model has a second one (BERT); RoBERTa-likes, ModernBERT and LLMs read none
         types = batch.token_types if getattr(self.model, "token_type_delta", None) is not None else None
         extra = {} if types is None else {"token_types": types}
+        # a [CLS] head reads one row per pair: the encoder's last layer computes that row alone
+        wanted = self.head.pooling == "first" and getattr(self.model, "takes_rows", False)
+        rows = self.head.rows(batch.cu_seqlens) if wanted else None
+        if rows is not None:
+            extra["rows"] = rows
         with torch.inference_mode():
             hidden = self.model.forward(batch.input_ids, batch.cu_seqlens, batch.max_seqlen, **extra)
-            return self.head(hidden, batch.cu_seqlens).cpu().numpy()
+            return self.head(hidden, batch.cu_seqlens, pooled=rows is not None).cpu().numpy()
 
     def logits(self, pairs: EncodedPairs, *, batch_tokens: int | None = None,
                max_batch_sequences: int = DEFAULT_MAX_BATCH_SEQUENCES,

@@ -78,6 +78,22 @@ def test_prompt_excluded_from_pooling(minilm_path, st_transformer, real_texts):
     assert max(per_mode_min_cosine(got, with_prompt, modes).values()) < 0.9999  # the prompt really was left out
 
 
+@pytest.mark.parametrize("include_prompt", [True, False])
+def test_cls_pooling_alone_runs_the_last_layer_on_those_rows(minilm_path, st_transformer, real_texts, include_prompt,
+                                                             monkeypatch):  # fmt: skip
+    """CLS pooling alone reads one row per text (the first after the prompt where that is left out), so the last
+    layer computes that row only: the vectors are still sentence-transformers'."""
+    prompt, texts = "query: represent this sentence for searching relevant passages: ", real_texts[:150]
+    want = st_model(st_transformer, ("cls",), include_prompt).encode(texts, prompt=prompt, batch_size=64)
+    ours = ours_with_pooling(minilm_path, ("cls",), include_prompt)
+    model_class, seen = type(ours.model), []
+    forward = model_class.forward
+    monkeypatch.setattr(model_class, "forward", lambda self, *a, **kw: seen.append(kw.get("rows")) or forward(self, *a, **kw))
+    got = ours.encode(texts, prompt=prompt)
+    assert seen and all(rows is not None for rows in seen)
+    assert cosines(got, want).min() >= 0.99999
+
+
 def test_matryoshka_truncation_renormalizes(minilm, minilm_path, real_texts):
     from sentence_transformers import SentenceTransformer
 

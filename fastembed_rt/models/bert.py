@@ -48,13 +48,20 @@ class EncoderLayer:
     ffn_norm_weight: torch.Tensor
     ffn_norm_bias: torch.Tensor
 
-    def forward(self, x, cu_seqlens, max_seqlen, config: EncoderConfig, relative_bias=None, key_lengths=None):
+    def forward(self, x, cu_seqlens, max_seqlen, config: EncoderConfig, relative_bias=None, key_lengths=None,
+                rows=None):  # fmt: skip
+        """rows [B]: one token per sequence whose query sees every key (see Encoder.forward); the layer then returns
+        only those rows, having computed the rest of the tokens as far as attention's keys and values."""
         tokens = x.shape[0]
         head_dim = config.hidden_size // config.num_heads
         qkv = self.qkv(x).view(tokens, 3, config.num_heads, head_dim)
-        context = ops.attention(qkv[:, 0], qkv[:, 1], qkv[:, 2], cu_seqlens, max_seqlen, relative_bias=relative_bias,
-                                key_lengths=key_lengths)  # fmt: skip
-        attn_out = self.out(context.view(tokens, config.hidden_size))
+        if rows is None:
+            context = ops.attention(qkv[:, 0], qkv[:, 1], qkv[:, 2], cu_seqlens, max_seqlen, relative_bias=relative_bias,
+                                    key_lengths=key_lengths)  # fmt: skip
+        else:
+            context = ops.attention_one_query(qkv[rows, 0], qkv[:, 1], qkv[:, 2], cu_seqlens)
+            x = x[rows]
+        attn_out = self.out(context.reshape(x.shape[0], config.hidden_size))
         x = ops.layer_norm(attn_out, self.attn_norm_weight, self.attn_norm_bias, config.layer_norm_eps, residual=x)
         ffn_out = ops.feed_forward(x, self.up, self.down, GELU_ACTIVATIONS[config.activation])
         return ops.layer_norm(ffn_out, self.ffn_norm_weight, self.ffn_norm_bias, config.layer_norm_eps, residual=x)
@@ -67,6 +74,8 @@ FUSED_MAX_TOKENS = 48
 
 class Encoder:
     """Embeddings + post-LN encoder layers; forward(input_ids [T], cu_seqlens [B+1]) -> [T, H]."""
+
+    takes_rows = True  # forward(..., rows=) computes the last layer for those rows only
 
     def __init__(self, config: EncoderConfig, word, position, token_type, norm_weight, norm_bias, layers,
                  token_type_delta=None):  # fmt: skip
@@ -115,21 +124,28 @@ class Encoder:
         return self.position_embeddings.shape[0] - self.config.position_offset
 
     def forward(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
-                token_types: torch.Tensor | None = None, key_lengths: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+                token_types: torch.Tensor | None = None, key_lengths: torch.Tensor | None = None,
+                rows: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         """token_types [T] (0 or 1): the segment of each token of text pairs; None: all 0. key_lengths [B]: attention
-        keys are each sequence's first tokens (ColBERT's query expansion); None: all of them."""
+        keys are each sequence's first tokens (ColBERT's query expansion); None: all of them. rows [B]: the index
+        of one token per sequence (its first, as a [CLS] head reads it), the only hidden states wanted: returns
+        [B, H], the last layer run past its keys and values for those rows alone (a sixth of MiniLM's work)."""
+        if rows is not None and key_lengths is not None:
+            raise ValueError("rows and key_lengths cannot be combined: a row's query would not see every key")
         fusable = token_types is None and not (ops.reference_only() or ops.forcing())
         if input_ids.numel() <= FUSED_MAX_TOKENS and fusable and self.fused() is not None:
             keys = None if key_lengths is None else key_lengths.to(torch.int32).numpy()
-            return torch.from_numpy(self._fused.forward(input_ids.numpy(), cu_seqlens.to(torch.int32).numpy(),
-                                                        torch.get_num_threads(), keys))  # fmt: skip
+            hidden = torch.from_numpy(self._fused.forward(input_ids.numpy(), cu_seqlens.to(torch.int32).numpy(),
+                                                          torch.get_num_threads(), keys))  # fmt: skip
+            return hidden if rows is None else hidden[rows]
         x = ops.embed(self.word_embeddings, self.position_embeddings, self.token_type_embedding, input_ids, cu_seqlens,
                       self.config.position_offset).to(self.norm_weight.dtype)  # fmt: skip
         x = add_token_types(x, token_types, self.token_type_delta)
         x = ops.layer_norm(x, self.norm_weight, self.norm_bias, self.config.layer_norm_eps)
-        for layer in self.layers:
-            x = layer.forward(x, cu_seqlens, max_seqlen, self.config, key_lengths=key_lengths)
-        return x
+        for i, layer in enumerate(self.layers):
+            last = i == len(self.layers) - 1
+            x = layer.forward(x, cu_seqlens, max_seqlen, self.config, key_lengths=key_lengths, rows=rows if last else None)
+        return x if rows is None or self.layers else x[rows]
 
 
 def add_token_types(x: torch.Tensor, token_types: torch.Tensor | None, delta: torch.Tensor | None) -> torch.Tensor:

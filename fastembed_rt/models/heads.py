@@ -44,12 +44,20 @@ class Head:
     steps: list[Callable[[torch.Tensor], torch.Tensor]]
     num_labels: int
 
-    def __call__(self, hidden: torch.Tensor, cu_seqlens: torch.Tensor) -> torch.Tensor:
+    def rows(self, cu_seqlens: torch.Tensor) -> torch.Tensor | None:
+        """The one token of each sequence this head reads (its first or last), or None (mean: all of them)."""
         if self.pooling == "mean":
+            return None
+        return (cu_seqlens[:-1] if self.pooling == "first" else cu_seqlens[1:] - 1).long()
+
+    def __call__(self, hidden: torch.Tensor, cu_seqlens: torch.Tensor, pooled: bool = False) -> torch.Tensor:
+        """hidden: every token's states [T, H]; or, pooled, only those of rows() [B, H]."""
+        if pooled:
+            x = hidden.float()
+        elif self.pooling == "mean":
             x = ops.pool(hidden, cu_seqlens, "mean").float()
         else:
-            rows = cu_seqlens[:-1] if self.pooling == "first" else cu_seqlens[1:] - 1
-            x = hidden[rows.long()].float()
+            x = hidden[self.rows(cu_seqlens)].float()
         for step in self.steps:
             x = step(x)
         return x

@@ -25,6 +25,8 @@ def relative_position_buckets(offsets: torch.Tensor, num_buckets: int = 32, max_
 
 
 class MPNetEncoder(Encoder):
+    takes_rows = False  # attention_one_query has no relative position bias
+
     def __init__(self, *args, relative_attention_bias: torch.Tensor, num_buckets: int, **kwargs):
         super().__init__(*args, **kwargs)
         self.relative_attention_bias = relative_attention_bias  # [num_buckets, heads]

@@ -62,6 +62,13 @@ def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False, window=
                                                      key_lengths)  # fmt: skip
 
 
+def attention_one_query(q, k, v, cu_seqlens, scale=None):
+    """attention's output at one row per sequence whose query sees all the sequence's keys (an encoder's first token,
+    a causal model's last): q [B, Hq, D] those rows' queries, k / v [T, Hkv, D] every token's; -> [B, Hq, D]. For a
+    last layer of which a head reads one row per sequence."""
+    return reference.attention_one_query(q, k, v, cu_seqlens, scale)
+
+
 def rotary(x, cos, sin):
     """Rotary position embedding of x [T, H, D] with per-token angles cos / sin [T, R/2] (rotate-half form)."""
     return reference.rotary(x, cos, sin)
@@ -212,6 +219,7 @@ __all__ = [
     "POOL_MODES",
     "Linear",
     "attention",
+    "attention_one_query",
     "embed",
     "fast_bfloat16",
     "feed_forward",

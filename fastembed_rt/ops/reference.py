@@ -68,6 +68,32 @@ def attention(q, k, v, cu_seqlens, max_seqlen, scale=None, causal=False, window=
     return out
 
 
+def attention_one_query(q, k, v, cu_seqlens, scale=None):
+    """Attention of one query per packed sequence over every key of its sequence (unmasked): q [B, Hq, D], k, v
+    [T, Hkv, D] -> [B, Hq, D]. This is `attention`'s output at the row of that query where the query sees every key
+    (a bidirectional encoder's first token; a causal model's last). Its cost is O(T * H * D): segment sums instead
+    of a [L, L] score matrix per sequence."""
+    sequences, heads, head_dim = q.shape
+    lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).long()
+    if len(lengths) != sequences:
+        raise ValueError(f"attention_one_query: {sequences} queries for {len(lengths)} sequences")
+    if sequences and int(lengths.min()) < 1:
+        raise ValueError(f"attention_one_query: sequence {int(torch.argmin(lengths))} is empty; it has no query")
+    group = heads // k.shape[1]
+    scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
+    compute = torch.promote_types(q.dtype, torch.float32)
+    of_token = torch.repeat_interleave(torch.arange(sequences, device=q.device), lengths)  # [T]
+    keys = k.to(compute).repeat_interleave(group, dim=1)
+    values = v.to(compute).repeat_interleave(group, dim=1)
+    scores = (q.to(compute)[of_token] * keys).sum(-1) * scale  # [T, Hq]
+    peak = scores.new_full((sequences, heads), float("-inf"))
+    peak = peak.scatter_reduce(0, of_token[:, None].expand(-1, heads), scores, "amax")
+    weights = torch.exp(scores - peak[of_token])
+    total = scores.new_zeros(sequences, heads).index_add_(0, of_token, weights)
+    context = values.new_zeros(sequences, heads, head_dim).index_add_(0, of_token, weights[..., None] * values)
+    return (context / total[..., None]).to(q.dtype)
+
+
 def rotary(x, cos, sin):
     """Rotary position embedding, rotate-half form (Llama, Qwen, Gemma, ModernBERT, GTE, NomicBERT): for
     x [T, H, D] and cos / sin [T, R/2] (R <= D rotated dims), pairs (x[i], x[i + R/2]) turn by each angle;

@@ -317,3 +317,41 @@ def test_a_huge_query_is_not_tokenized_per_document(tmp_path, minilm_path):
     assert encoded.ids[0] == whole.ids and len(encoded.ids[0]) == reranker.max_length
     long_words = "x" * 700  # over the character cap, but one token: kept whole
     assert reranker.encode_pairs([long_words], ["doc"]).ids[0] == reranker.spec.tokenizer.encode(long_words, "doc").ids[:80]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int8"])
+def test_the_last_layer_runs_on_the_head_rows_alone(minilm_cross_encoder, dtype, data_dir, monkeypatch):
+    """A [CLS] head reads one row per pair, so the encoder's last layer computes that row alone past its keys and
+    values: the scores are the whole forward's."""
+    reranker = fastembed_rt.load(minilm_cross_encoder, dtype=dtype)
+    pairs = [(q, d) for q in arguana(data_dir, "queries.jsonl", 2, 40) for d in arguana(data_dir, "corpus.jsonl", 20)]
+    pairs.append(("a", "b"))
+    model_class, seen = type(reranker.model), []
+    forward = model_class.forward
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("rows"))
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(model_class, "forward", spy)
+    got = reranker.predict(pairs, raw_scores=True, batch_tokens=1000)
+    assert seen and all(rows is not None for rows in seen)
+    monkeypatch.setattr(model_class, "takes_rows", False)
+    seen.clear()
+    want = reranker.predict(pairs, raw_scores=True, batch_tokens=1000)
+    assert seen and all(rows is None for rows in seen)
+    tolerance = 1e-5 if dtype == "float32" else 2e-2
+    np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("tokens", [[1, 5, 9], [40, 1, 130]], ids=str)  # the fused encoder's batches, the op path's
+def test_encoder_rows_are_the_full_forwards_rows(minilm_cross_encoder, tokens):
+    model = fastembed_rt.load(minilm_cross_encoder).model
+    g = torch.Generator().manual_seed(sum(tokens))
+    ids = torch.randint(1000, 20000, (sum(tokens),), generator=g)
+    cu = torch.tensor([0, *torch.tensor(tokens).cumsum(0).tolist()], dtype=torch.int32)
+    rows = cu[:-1].long()
+    got = model.forward(ids, cu, max(tokens), rows=rows)
+    torch.testing.assert_close(got, model.forward(ids, cu, max(tokens))[rows], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="rows and key_lengths"):
+        model.forward(ids, cu, max(tokens), key_lengths=torch.tensor(tokens), rows=rows)

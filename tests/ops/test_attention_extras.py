@@ -1,4 +1,5 @@
-"""Sliding windows and relative position bias in the C++ attention kernel, against the float64 reference."""
+"""Sliding windows and relative position bias in the C++ attention kernel, and attention_one_query, against the
+float64 reference."""
 
 import pytest
 import torch
@@ -130,3 +131,31 @@ def test_binding_checks_key_lengths():
         call(torch.tensor([1, 1, 3], dtype=torch.int32).numpy())
     with pytest.raises(TypeError, match="key_lengths: expected dtype int32"):
         call(torch.tensor([1, 0, 3], dtype=torch.int64).numpy())
+
+
+# --- attention_one_query: one row per sequence whose query sees every key (an encoder's last layer under a head) ---
+
+
+@pytest.mark.parametrize("lengths", [[1], [1, 7, 129, 3], [16, 17, 15, 33], [300, 1, 2]], ids=str)
+@pytest.mark.parametrize("heads,kv_heads,head_dim", [(12, 12, 32), (8, 2, 16), (3, 3, 1), (4, 4, 17)], ids=str)
+@pytest.mark.parametrize("which", ["first", "last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_one_query_is_attention_at_its_row(lengths, heads, kv_heads, head_dim, which, dtype):
+    """The first token of a bidirectional encoder, or the last under a causal mask: the query sees every key."""
+    q, k, v, cu = qkv(lengths, heads, kv_heads, head_dim, dtype=dtype, seed=len(lengths) + head_dim)
+    rows = (cu[:-1] if which == "first" else cu[1:] - 1).long()
+    want = reference.attention(q.double(), k.double(), v.double(), cu, 0, causal=which == "last")[rows]
+    got = ops.attention_one_query(q[rows], k, v, cu)
+    assert got.shape == (len(lengths), heads, head_dim) and got.dtype == dtype
+    tolerance = {torch.float64: 1e-12, torch.float32: 2e-6, torch.bfloat16: 1e-2}[dtype]
+    torch.testing.assert_close(got.double(), want, rtol=tolerance, atol=tolerance)
+
+
+def test_one_query_names_bad_input():
+    q, k, v, cu = qkv([3, 0, 2], 2, 2, 4)
+    with pytest.raises(ValueError, match="sequence 1 is empty"):
+        ops.attention_one_query(q[:3], k, v, cu)
+    q, k, v, cu = qkv([3, 2], 2, 2, 4)
+    with pytest.raises(ValueError, match="3 queries for 2 sequences"):
+        ops.attention_one_query(q[:3], k, v, cu)
+    assert ops.attention_one_query(q[:0], k[:0], v[:0], cu[:1]).shape == (0, 2, 4)
