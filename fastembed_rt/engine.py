@@ -152,7 +152,7 @@ class Embedder:
         """One packed batch through the model and the sentence-embedding head: float32 [num_seqs, d]."""
         batch = batch.to(self.device)
         with torch.inference_mode():
-            rows = self._cls_rows(batch)
+            rows = self._pooled_rows(batch)
             if rows is None:
                 hidden = self.model.forward(batch.input_ids, batch.cu_seqlens, batch.max_seqlen)
                 cu_seqlens, skip = batch.cu_seqlens, batch.skip
@@ -165,17 +165,21 @@ class Embedder:
             )  # fmt: skip
             return vectors.float().cpu().numpy()
 
-    def _cls_rows(self, batch: PackedBatch) -> torch.Tensor | None:
-        """Under CLS pooling alone, the one token of each text pooling reads (the first, or the first after a skipped
-        prompt, as reference.pool picks it), where the model can run its last layer on those rows only; else None."""
-        if self.spec.pooling.modes != ("cls",) or not getattr(self.model, "takes_rows", False):
+    def _pooled_rows(self, batch: PackedBatch) -> torch.Tensor | None:
+        """Under CLS or last-token pooling alone, the one token of each text pooling reads, as reference.pool picks
+        it (CLS: the first after a left-out prompt, or the first if all is prompt), where the model can run its last
+        layer on those rows only; else None."""
+        modes = self.spec.pooling.modes
+        if modes not in (("cls",), ("lasttoken",)) or not getattr(self.model, "takes_rows", False):
             return None
         lengths = batch.cu_seqlens[1:] - batch.cu_seqlens[:-1]
-        if len(lengths) == 0 or int(lengths.min()) < 1:
-            return None
         skipped = not self.spec.pooling.include_prompt and batch.skip is not None
         offset = batch.skip.to(lengths.dtype) if skipped else torch.zeros_like(lengths)
-        offset = torch.where(offset < lengths, offset, torch.zeros_like(offset))  # all skipped: the first token
+        if len(lengths) == 0 or int(lengths.min()) < 1 or (modes == ("lasttoken",) and bool((offset >= lengths).any())):
+            return None  # an empty text, or one all prompt: pooled from no row (lasttoken's zeros)
+        if modes == ("lasttoken",):
+            return (batch.cu_seqlens[1:] - 1).long()
+        offset = torch.where(offset < lengths, offset, torch.zeros_like(offset))  # all prompt: the first token
         return (batch.cu_seqlens[:-1] + offset).long()
 
     def prompt_skip(self, prompt: str) -> int:

@@ -290,8 +290,8 @@ class Reranker:
         # token types only where the model has a second one (BERT); RoBERTa-likes, ModernBERT and LLMs read none
         types = batch.token_types if getattr(self.model, "token_type_delta", None) is not None else None
         extra = {} if types is None else {"token_types": types}
-        # a [CLS] head reads one row per pair: the encoder's last layer computes that row alone
-        wanted = self.head.pooling == "first" and getattr(self.model, "takes_rows", False)
+        # a head that reads one row per pair ([CLS], or an LLM's last token): the last layer computes that row alone
+        wanted = self.head.pooling in ("first", "last") and getattr(self.model, "takes_rows", False)
         rows = self.head.rows(batch.cu_seqlens) if wanted else None
         if rows is not None:
             extra["rows"] = rows

@@ -107,12 +107,17 @@ class DecoderLayer:
 class Decoder:
     """forward(input_ids [T], cu_seqlens [B+1], max_seqlen) -> final hidden states [T, H]."""
 
+    takes_rows = True  # forward(..., rows=) computes the last layer for those rows only
+
     def __init__(self, config: DecoderConfig, embeddings, layers, final_norm, rotary: Rotary, max_positions: int):
         self.config, self.embeddings, self.layers, self.final_norm = config, embeddings, layers, final_norm
         self.rotary = rotary
         self.max_positions = max_positions
 
-    def forward(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
+                rows: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """rows [B]: the index of each sequence's last token (a yes/no or score head's), the only hidden states
+        wanted: returns [B, H], the last layer run past its keys and values for those rows alone."""
         c = self.config
         x = self.embeddings[input_ids].to(self.final_norm.dtype)
         if c.gemma:
@@ -121,7 +126,7 @@ class Decoder:
         tokens = x.shape[0]
         q_size, kv_size = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
         residual = None
-        for layer, window, kind in zip(self.layers, c.windows, c.rope_layer_types):
+        for i, (layer, window, kind) in enumerate(zip(self.layers, c.windows, c.rope_layer_types)):
             if residual is None:
                 h, residual = ops.rms_norm(x, layer.attn_norm, c.eps, return_sum=True)
             else:
@@ -135,7 +140,12 @@ class Decoder:
                 k = ops.rms_norm(k.reshape(-1, c.head_dim), layer.k_norm, c.eps).view(k.shape)
             cos, sin = angles[kind]
             q, k = ops.rotary(q, cos, sin).contiguous(), ops.rotary(k, cos, sin).contiguous()
-            context = ops.attention(q, k, v, cu_seqlens, max_seqlen, c.scale, c.causal, window)
+            # the last token's query sees every key of its sequence, unless a sliding window hides some
+            if rows is not None and i == len(self.layers) - 1 and (window is None or window[0] >= max_seqlen - 1):
+                context = ops.attention_one_query(q[rows], k, v, cu_seqlens, c.scale)
+                residual, tokens, rows = residual[rows], len(rows), None
+            else:
+                context = ops.attention(q, k, v, cu_seqlens, max_seqlen, c.scale, c.causal, window)
             x = layer.out(context.reshape(tokens, q_size))
             if layer.post_attn_norm is not None:
                 x = ops.rms_norm(x, layer.post_attn_norm, c.eps)
@@ -143,7 +153,8 @@ class Decoder:
             x = layer.down(ops.glu(layer.gate_up(h), c.activation))
             if layer.post_mlp_norm is not None:
                 x = ops.rms_norm(x, layer.post_mlp_norm, c.eps)
-        return ops.rms_norm(x, self.final_norm, c.eps, residual)
+        out = ops.rms_norm(x, self.final_norm, c.eps, residual)
+        return out if rows is None else out[rows]
 
 
 def build_decoder(config: dict, weights, device, dtype, int8: bool = False, float_ffn_up: bool = False) -> Decoder:

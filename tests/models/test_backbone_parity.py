@@ -134,3 +134,19 @@ def test_every_precision_runs_close_to_float32(kind, dtype, tmp_path, minilm_pat
     want = fastembed_rt.load(tmp_path).encode(texts, normalize=True)
     got = fastembed_rt.load(tmp_path, dtype=dtype).encode(texts, normalize=True)
     assert (got * want).sum(1).min() >= 0.98, kind
+
+
+@pytest.mark.parametrize("kind", DECODERS)
+def test_last_layer_on_the_last_rows_alone(kind, tmp_path, minilm_path):
+    """forward(rows=each sequence's last token) runs the last layer past its keys and values for those rows only
+    (where a sliding window hides no key from them; else the whole layer): the full forward's rows."""
+    import fastembed_rt
+
+    save_random(tiny(kind), tmp_path, minilm_path)
+    model = fastembed_rt.load(tmp_path).model
+    lengths = [1, 9, 40, 3]
+    ids = torch.randint(5, VOCAB, (sum(lengths),), generator=torch.Generator().manual_seed(len(kind)))
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32)
+    rows = cu[1:].long() - 1
+    got = model.forward(ids, cu, max(lengths), rows=rows)
+    torch.testing.assert_close(got, model.forward(ids, cu, max(lengths))[rows], rtol=1e-5, atol=1e-5)
