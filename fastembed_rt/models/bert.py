@@ -128,8 +128,9 @@ class Encoder:
                 rows: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         """token_types [T] (0 or 1): the segment of each token of text pairs; None: all 0. key_lengths [B]: attention
         keys are each sequence's first tokens (ColBERT's query expansion); None: all of them. rows [B]: the index
-        of one token per sequence (its first, as a [CLS] head reads it), the only hidden states wanted: returns
-        [B, H], the last layer run past its keys and values for those rows alone (a sixth of MiniLM's work)."""
+        of one token per sequence (its first, as a [CLS] head reads it; any token's query sees every key here), the
+        only hidden states wanted: returns [B, H], the last layer run past its keys and values for those rows alone
+        (a sixth of MiniLM's work)."""
         if rows is not None and key_lengths is not None:
             raise ValueError("rows and key_lengths cannot be combined: a row's query would not see every key")
         fusable = token_types is None and not (ops.reference_only() or ops.forcing())

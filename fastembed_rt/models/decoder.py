@@ -116,8 +116,9 @@ class Decoder:
 
     def forward(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
                 rows: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
-        """rows [B]: the index of each sequence's last token (a yes/no or score head's), the only hidden states
-        wanted: returns [B, H], the last layer run past its keys and values for those rows alone."""
+        """rows [B]: the index of one token per sequence, the only hidden states wanted (a yes/no or score head's last
+        token): returns [B, H]; where that token's query sees every key (causal: the last token), the last layer is
+        run past its keys and values for those rows alone."""
         c = self.config
         x = self.embeddings[input_ids].to(self.final_norm.dtype)
         if c.gemma:
@@ -140,8 +141,10 @@ class Decoder:
                 k = ops.rms_norm(k.reshape(-1, c.head_dim), layer.k_norm, c.eps).view(k.shape)
             cos, sin = angles[kind]
             q, k = ops.rotary(q, cos, sin).contiguous(), ops.rotary(k, cos, sin).contiguous()
-            # the last token's query sees every key of its sequence, unless a sliding window hides some
-            if rows is not None and i == len(self.layers) - 1 and (window is None or window[0] >= max_seqlen - 1):
+            # the last token's query sees every key of its sequence (any token's, bidirectional), unless a sliding
+            # window hides some
+            sees_all = rows is not None and (not c.causal or torch.equal(rows, cu_seqlens[1:].long() - 1))
+            if sees_all and i == len(self.layers) - 1 and (window is None or window[0] >= max_seqlen - 1):
                 context = ops.attention_one_query(q[rows], k, v, cu_seqlens, c.scale)
                 residual, tokens, rows = residual[rows], len(rows), None
             else:

@@ -147,6 +147,6 @@ def test_last_layer_on_the_last_rows_alone(kind, tmp_path, minilm_path):
     lengths = [1, 9, 40, 3]
     ids = torch.randint(5, VOCAB, (sum(lengths),), generator=torch.Generator().manual_seed(len(kind)))
     cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32)
-    rows = cu[1:].long() - 1
-    got = model.forward(ids, cu, max(lengths), rows=rows)
-    torch.testing.assert_close(got, model.forward(ids, cu, max(lengths))[rows], rtol=1e-5, atol=1e-5)
+    full = model.forward(ids, cu, max(lengths))
+    for rows in (cu[1:].long() - 1, cu[:-1].long()):  # the last tokens; the first (under a causal mask: the whole layer)
+        torch.testing.assert_close(model.forward(ids, cu, max(lengths), rows=rows), full[rows], rtol=1e-5, atol=1e-5)
