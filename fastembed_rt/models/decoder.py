@@ -142,9 +142,10 @@ class Decoder:
             cos, sin = angles[kind]
             q, k = ops.rotary(q, cos, sin).contiguous(), ops.rotary(k, cos, sin).contiguous()
             # the last token's query sees every key of its sequence (any token's, bidirectional), unless a sliding
-            # window hides some
+            # window hides some (causal: only the keys before it count)
             sees_all = rows is not None and (not c.causal or torch.equal(rows, cu_seqlens[1:].long() - 1))
-            if sees_all and i == len(self.layers) - 1 and (window is None or window[0] >= max_seqlen - 1):
+            unwindowed = window is None or (window[0] >= max_seqlen - 1 and (c.causal or window[1] >= max_seqlen - 1))
+            if sees_all and unwindowed and i == len(self.layers) - 1:
                 context = ops.attention_one_query(q[rows], k, v, cu_seqlens, c.scale)
                 residual, tokens, rows = residual[rows], len(rows), None
             else:

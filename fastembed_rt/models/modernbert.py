@@ -16,7 +16,7 @@ import torch
 from .. import ops
 from .bert import WeightReader
 from .decoder import ACTIVATIONS
-from .rotary import Rotary, rotary_attention
+from .rotary import Rotary, rotary_attention, sees_every_key
 
 
 @dataclass
@@ -44,17 +44,28 @@ class ModernBert:
         self.config, self.embeddings, self.embedding_norm = config, embeddings, embedding_norm
         self.layers, self.final_norm, self.rotary, self.max_positions = layers, final_norm, rotary, max_positions
 
+    takes_rows = True  # forward(..., rows=) computes the last layer for those rows only
+
     def forward(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
-                key_lengths: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
-        """key_lengths [B]: attention keys are each sequence's first tokens (ColBERT's query expansion)."""
+                key_lengths: torch.Tensor | None = None, rows: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """key_lengths [B]: attention keys are each sequence's first tokens (ColBERT's query expansion). rows [B]: one
+        token per sequence, the only hidden states wanted ([B, H]); a last layer without a sliding window computes
+        them alone past its keys and values."""
+        if rows is not None and key_lengths is not None:
+            raise ValueError("rows and key_lengths cannot be combined: a row's query would not see every key")
         c = self.config
         x = ops.layer_norm(self.embeddings[input_ids].to(self.embedding_norm[0].dtype), *self.embedding_norm, c.eps)
         angles = self.rotary.angles(cu_seqlens)
-        for layer, window, kind in zip(self.layers, c.windows, c.rope_kinds):
+        for i, (layer, window, kind) in enumerate(zip(self.layers, c.windows, c.rope_kinds)):
+            alone = rows is not None and i == len(self.layers) - 1 and sees_every_key(window, max_seqlen)
             h = x if layer.attn_norm is None else ops.layer_norm(x, *layer.attn_norm, c.eps)
-            context = rotary_attention(layer.qkv(h), c.num_heads, *angles[kind], cu_seqlens, max_seqlen, window, key_lengths)
+            context = rotary_attention(layer.qkv(h), c.num_heads, *angles[kind], cu_seqlens, max_seqlen, window, key_lengths,
+                                       rows if alone else None)  # fmt: skip
+            if alone:
+                x, rows = x[rows], None
             x = x + layer.out(context)
             x = x + layer.down(ops.glu(layer.up(ops.layer_norm(x, *layer.mlp_norm, c.eps)), c.activation))
+        x = x if rows is None else x[rows]
         return ops.layer_norm(x, *self.final_norm, c.eps)
 
 

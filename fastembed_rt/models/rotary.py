@@ -74,11 +74,19 @@ class Rotary:
 
 
 def rotary_attention(qkv: torch.Tensor, heads: int, cos, sin, cu_seqlens, max_seqlen: int, window=None,
-                     key_lengths=None) -> torch.Tensor:  # fmt: skip
+                     key_lengths=None, rows=None) -> torch.Tensor:  # fmt: skip
     """Self-attention over a fused q|k|v projection [T, 3 * hidden] with rotary positions on q and k (the
-    encoders' form: as many kv heads as query heads); returns the context [T, hidden]. key_lengths: see ops.attention."""
+    encoders' form: as many kv heads as query heads); returns the context [T, hidden]. key_lengths: see ops.attention.
+    rows [B]: one token per sequence whose query sees every key (no window): only their context, [B, hidden]."""
     tokens, hidden = qkv.shape[0], qkv.shape[1] // 3
     qkv = qkv.view(tokens, 3, heads, hidden // heads)
     q, k = (ops.rotary(qkv[:, i], cos, sin).contiguous() for i in (0, 1))
+    if rows is not None:
+        return ops.attention_one_query(q[rows], k, qkv[:, 2], cu_seqlens).view(len(rows), hidden)
     return ops.attention(q, k, qkv[:, 2].contiguous(), cu_seqlens, max_seqlen, window=window,
                          key_lengths=key_lengths).view(tokens, hidden)
+
+
+def sees_every_key(window, max_seqlen: int) -> bool:
+    """Whether a layer with this attention window (None: none) hides no key of any sequence from any query."""
+    return window is None or (window[0] >= max_seqlen - 1 and window[1] >= max_seqlen - 1)

@@ -46,8 +46,12 @@ class RotaryEncoder:
         self.layers, self.rotary, self.max_positions = layers, rotary, max_positions
         self.token_type_delta = token_type_delta  # as bert.Encoder's
 
+    takes_rows = True  # forward(..., rows=) computes the last layer for those rows only
+
     def forward(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
-                token_types: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+                token_types: torch.Tensor | None = None, rows: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """rows [B]: one token per sequence, the only hidden states wanted ([B, H]): the last layer computes them alone
+        past its keys and values."""
         c = self.config
         x = self.embeddings[input_ids].to(self.norm[0].dtype)
         if self.token_type is not None:
@@ -55,12 +59,14 @@ class RotaryEncoder:
         x = add_token_types(x, token_types, self.token_type_delta)
         x = ops.layer_norm(x, *self.norm, c.eps)
         cos, sin = self.rotary.angles(cu_seqlens)["all"]
-        for layer in self.layers:
-            context = rotary_attention(layer.qkv(x), c.num_heads, cos, sin, cu_seqlens, max_seqlen)
+        for i, layer in enumerate(self.layers):
+            alone = rows if i == len(self.layers) - 1 else None
+            context = rotary_attention(layer.qkv(x), c.num_heads, cos, sin, cu_seqlens, max_seqlen, rows=alone)
+            x = x if alone is None else x[alone]
             x = ops.layer_norm(layer.out(context), *layer.attn_norm, c.eps, residual=x)
             hidden = ops.glu(layer.up(x), c.activation) if c.gated else layer.up(x, c.activation)
             x = ops.layer_norm(layer.down(hidden), *layer.mlp_norm, c.eps, residual=x)
-        return x
+        return x if rows is None or self.layers else x[rows]
 
 
 # Checkpoint tensor names per model_type: (layer prefix, qkv, out, attention norm, MLP in, MLP out, MLP norm,
