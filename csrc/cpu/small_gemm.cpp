@@ -384,11 +384,12 @@ namespace {
 // a time into its own scratch, which stays in cache while every panel passes over it, and the weights stay in each
 // core's L2 across the chunks. (Split by panels, both workers read every row's codes, prepared for the whole
 // batch first, from memory: at 4,096 x 1,536 -> 384 that took 1.5x as long.)
-// `rows` rows of x through every panel of an AVX-512 int8 layer on this thread, into out [rows, w.n].
+// `rows` rows of x through every panel of an int8 layer on this thread, into out [rows, w.n].
 void int8_chunk(const PackedLinear& w, const RowsIn& x, int64_t rows, Activation act, float* out,
                 std::vector<uint8_t>& scratch) {
   prepare_scratch(w, x, rows, scratch, 1);
-  kernels::linear_panels_avx512(w, nullptr, scratch.data(), rows, 0, rows, act, false, PanelOutput{out}, 0, w.panels);
+  auto panels = w.isa == Isa::kAvx512 ? kernels::linear_panels_avx512 : kernels::linear_panels_avx2;
+  panels(w, nullptr, scratch.data(), rows, 0, rows, act, false, PanelOutput{out}, 0, w.panels);
 }
 
 void tiled_int8_linear(const PackedLinear& w, const RowsIn& x, int64_t m, Activation act, float* out, int threads) {
@@ -420,22 +421,35 @@ namespace {
 // both layers' weights (1.2 MiB). MiniLM's int8 block on 4,000 rows (model-167 Xeon, best of 40 in one process):
 // 4.53 ms in chunks of 32 rows, 4.75 of 64, 4.92 of 128, 5.09 of 16; 6.52 as two layer calls.
 constexpr int64_t kFeedForwardChunk = 32;
+// The AVX2 kernels' chunk: MiniLM's int8 block (7-bit up, asymmetric down) under FASTEMBED_RT_ISA=avx2 on 4,000
+// rows (model-167 Xeon, best of 30 in one process) took 26.5 ms in chunks of 32 or 64 rows, 26.8 of 120, against
+// 49.8 as two layer calls; 1,000 rows 6.6 / 6.6 / 8.5 against 7.6 ms.
+constexpr int64_t kFeedForwardChunkAvx2 = 32;
+
+// Whether both layers of a feed-forward block take chunks of rows through both (int8 on AMX tiles, or on the AVX2
+// kernels: there the block on 4,000 rows otherwise wrote and re-read 25 MB of float32 activations).
+bool fused_feed_forward(const PackedLinear& up, const PackedLinear& down) {
+  const bool avx2 = up.kind == WeightKind::kInt8 && down.kind == WeightKind::kInt8 && up.isa == Isa::kAvx2 &&
+                    down.isa == Isa::kAvx2;
+  return (int8_on_tiles(up) && int8_on_tiles(down)) || avx2;
+}
 }  // namespace
 
 void small_feed_forward(const PackedLinear& up, const PackedLinear& down, const RowsIn& x, int64_t m, Activation act,
                         float* out, int num_threads) {
-  if (!(int8_on_tiles(up) && int8_on_tiles(down) && m >= num_threads * kFeedForwardChunk)) {
+  const int64_t chunk = up.isa == Isa::kAvx2 ? kFeedForwardChunkAvx2 : kFeedForwardChunk;
+  if (!(fused_feed_forward(up, down) && m >= num_threads * chunk)) {
     const std::unique_ptr<float[]> hidden(new float[static_cast<size_t>(m) * up.n]);  // not zeroed: all written
     std::vector<uint8_t> scratch;
     small_linear(up, x, m, act, false, hidden.get(), scratch, num_threads);
     small_linear(down, RowsIn{hidden.get()}, m, Activation::kNone, false, out, scratch, num_threads);
     return;
   }
-  parallel_for((m + kFeedForwardChunk - 1) / kFeedForwardChunk, num_threads, [&](int64_t begin, int64_t end) {
+  parallel_for((m + chunk - 1) / chunk, num_threads, [&](int64_t begin, int64_t end) {
     std::vector<uint8_t> scratch;
-    std::vector<float> hidden(static_cast<size_t>(kFeedForwardChunk) * up.n);
+    std::vector<float> hidden(static_cast<size_t>(chunk) * up.n);
     for (int64_t c = begin; c < end; ++c) {
-      const int64_t r0 = c * kFeedForwardChunk, rows = std::min(kFeedForwardChunk, m - r0);
+      const int64_t r0 = c * chunk, rows = std::min(chunk, m - r0);
       int8_chunk(up, rows_from(x, r0, up.k), rows, act, hidden.data(), scratch);
       int8_chunk(down, RowsIn{hidden.data()}, rows, Activation::kNone, out + r0 * down.n, scratch);
     }

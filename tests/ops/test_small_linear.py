@@ -319,16 +319,20 @@ def test_int8_max_and_pooling_on_amx_tiles_equal_the_vnni_panels(lengths, k, n):
 
 @pytest.mark.parametrize("m", [0, 1, 31, 64, 65, 300], ids=str)
 @pytest.mark.parametrize("k,hidden,n", [(384, 1536, 384), (70, 33, 17)], ids=str)
-def test_feed_forward_equals_its_two_layers_bit_for_bit(m, k, hidden, n):
-    """The fused block (on AMX tiles: chunks of rows through both layers, the activations in cache) gives what the
-    two layer calls give, from float32 and from bfloat16 rows; the op layer's int8 block runs it."""
+@pytest.mark.parametrize("as_in_models", [False, True], ids=["8-bit", "7-bit up, asymmetric down"])
+def test_feed_forward_equals_its_two_layers_bit_for_bit(m, k, hidden, n, as_in_models):
+    """The fused block (on AMX tiles and the AVX2 kernels: chunks of rows through both layers, the activations in
+    cache) gives what the two layer calls give, from float32 and from bfloat16 rows, with the weight and input codes
+    the models ask for on AVX2 too; the op layer's int8 block runs it."""
     g = torch.Generator().manual_seed(m + k + hidden)
     x = torch.randn(m, k, generator=g)
-    up = ops.Linear(torch.randn(hidden, k, generator=g) / k**0.5, torch.randn(hidden, generator=g), int8=True)
-    down = ops.Linear(torch.randn(n, hidden, generator=g) / hidden**0.5, torch.randn(n, generator=g), int8=True)
+    up = ops.Linear(torch.randn(hidden, k, generator=g) / k**0.5, torch.randn(hidden, generator=g), int8=True,
+                    seven_bit=as_in_models)  # fmt: skip
+    down = ops.Linear(torch.randn(n, hidden, generator=g) / hidden**0.5, torch.randn(n, generator=g), int8=True,
+                      asymmetric_input=as_in_models)  # fmt: skip
     if not supported("int8"):
         return  # refused at packing (test_rejects_bad_input)
-    up_packed, down_packed = _C.PackedLinear(up.arrays()), _C.PackedLinear(down.arrays())
+    up_packed, down_packed = up.panels(), down.panels()
     gelu = cpu.ACTIVATION_CODES["gelu"]
     for rows in (x, x.bfloat16()):
         given = rows.view(torch.int16).numpy() if rows.dtype == torch.bfloat16 else rows.numpy()
@@ -338,7 +342,9 @@ def test_feed_forward_equals_its_two_layers_bit_for_bit(m, k, hidden, n):
         up_packed.feed_forward(up_packed, x.numpy())
     if ops.select("int8_feed_forward", torch.device("cpu"), torch.float32).name == "packed":
         want = reference.int8_linear(reference.int8_linear(x, up, "gelu"), down)
-        torch.testing.assert_close(ops.feed_forward(x, up, down, "gelu"), want, rtol=1e-4, atol=1e-4)
+        # asymmetric 7-bit codes of the GELU output: our erf and torch's may round a value at a code's edge apart
+        tolerance = 5e-3 if as_in_models else 1e-4
+        torch.testing.assert_close(ops.feed_forward(x, up, down, "gelu"), want, rtol=tolerance, atol=tolerance)
 
 
 @pytest.mark.parametrize("threads", [1, 3, 8])
