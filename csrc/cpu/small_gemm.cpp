@@ -419,12 +419,10 @@ void small_linear(const PackedLinear& w, const float* x, int64_t m, Activation a
 namespace {
 // Rows per chunk of the fused feed-forward: its [32, up.n] activations (192 KiB for MiniLM's 1,536) stay in L2 with
 // both layers' weights (1.2 MiB). MiniLM's int8 block on 4,000 rows (model-167 Xeon, best of 40 in one process):
-// 4.53 ms in chunks of 32 rows, 4.75 of 64, 4.92 of 128, 5.09 of 16; 6.52 as two layer calls.
+// 4.53 ms in chunks of 32 rows, 4.75 of 64, 4.92 of 128, 5.09 of 16; 6.52 as two layer calls. On the AVX2 kernels
+// (7-bit up, asymmetric down, under FASTEMBED_RT_ISA=avx2, best of 30): 26.5 ms in chunks of 32 or 64 rows, 26.8 of
+// 120, 49.8 as two layer calls; 1,000 rows 6.6 / 6.6 / 8.5 against 7.6 ms.
 constexpr int64_t kFeedForwardChunk = 32;
-// The AVX2 kernels' chunk: MiniLM's int8 block (7-bit up, asymmetric down) under FASTEMBED_RT_ISA=avx2 on 4,000
-// rows (model-167 Xeon, best of 30 in one process) took 26.5 ms in chunks of 32 or 64 rows, 26.8 of 120, against
-// 49.8 as two layer calls; 1,000 rows 6.6 / 6.6 / 8.5 against 7.6 ms.
-constexpr int64_t kFeedForwardChunkAvx2 = 32;
 
 // Whether both layers of a feed-forward block take chunks of rows through both (int8 on AMX tiles, or on the AVX2
 // kernels: there the block on 4,000 rows otherwise wrote and re-read 25 MB of float32 activations).
@@ -437,7 +435,7 @@ bool fused_feed_forward(const PackedLinear& up, const PackedLinear& down) {
 
 void small_feed_forward(const PackedLinear& up, const PackedLinear& down, const RowsIn& x, int64_t m, Activation act,
                         float* out, int num_threads) {
-  const int64_t chunk = up.isa == Isa::kAvx2 ? kFeedForwardChunkAvx2 : kFeedForwardChunk;
+  const int64_t chunk = kFeedForwardChunk;
   if (!(fused_feed_forward(up, down) && m >= num_threads * chunk)) {
     const std::unique_ptr<float[]> hidden(new float[static_cast<size_t>(m) * up.n]);  // not zeroed: all written
     std::vector<uint8_t> scratch;
