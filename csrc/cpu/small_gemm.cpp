@@ -435,19 +435,18 @@ bool fused_feed_forward(const PackedLinear& up, const PackedLinear& down) {
 
 void small_feed_forward(const PackedLinear& up, const PackedLinear& down, const RowsIn& x, int64_t m, Activation act,
                         float* out, int num_threads) {
-  const int64_t chunk = kFeedForwardChunk;
-  if (!(fused_feed_forward(up, down) && m >= num_threads * chunk)) {
+  if (!(fused_feed_forward(up, down) && m >= num_threads * kFeedForwardChunk)) {
     const std::unique_ptr<float[]> hidden(new float[static_cast<size_t>(m) * up.n]);  // not zeroed: all written
     std::vector<uint8_t> scratch;
     small_linear(up, x, m, act, false, hidden.get(), scratch, num_threads);
     small_linear(down, RowsIn{hidden.get()}, m, Activation::kNone, false, out, scratch, num_threads);
     return;
   }
-  parallel_for((m + chunk - 1) / chunk, num_threads, [&](int64_t begin, int64_t end) {
+  parallel_for((m + kFeedForwardChunk - 1) / kFeedForwardChunk, num_threads, [&](int64_t begin, int64_t end) {
     std::vector<uint8_t> scratch;
-    std::vector<float> hidden(static_cast<size_t>(chunk) * up.n);
+    std::vector<float> hidden(static_cast<size_t>(kFeedForwardChunk) * up.n);
     for (int64_t c = begin; c < end; ++c) {
-      const int64_t r0 = c * chunk, rows = std::min(chunk, m - r0);
+      const int64_t r0 = c * kFeedForwardChunk, rows = std::min(kFeedForwardChunk, m - r0);
       int8_chunk(up, rows_from(x, r0, up.k), rows, act, hidden.data(), scratch);
       int8_chunk(down, RowsIn{hidden.data()}, rows, Activation::kNone, out + r0 * down.n, scratch);
     }
