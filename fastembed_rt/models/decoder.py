@@ -20,7 +20,7 @@ import torch
 
 from .. import ops
 from .bert import WeightReader
-from .rotary import Rotary, rope_parameters
+from .rotary import Rotary, rope_parameters, sees_every_key
 
 ACTIVATIONS = {"silu": "silu", "swish": "silu", "gelu_pytorch_tanh": "gelu_tanh", "gelu_tanh": "gelu_tanh", "gelu": "gelu"}
 GEMMA = ("gemma3_text",)
@@ -127,6 +127,11 @@ class Decoder:
         tokens = x.shape[0]
         q_size, kv_size = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
         residual = None
+        # the last layer takes the rows alone where their queries see every key of their sequence: any token's
+        # (bidirectional) or the last token's (causal), unless a sliding window hides some
+        last = len(self.layers) - 1
+        alone = (rows is not None and last >= 0 and (not c.causal or torch.equal(rows, cu_seqlens[1:].long() - 1))
+                 and sees_every_key(c.windows[last], max_seqlen, c.causal))  # fmt: skip
         for i, (layer, window, kind) in enumerate(zip(self.layers, c.windows, c.rope_layer_types)):
             if residual is None:
                 h, residual = ops.rms_norm(x, layer.attn_norm, c.eps, return_sum=True)
@@ -141,11 +146,7 @@ class Decoder:
                 k = ops.rms_norm(k.reshape(-1, c.head_dim), layer.k_norm, c.eps).view(k.shape)
             cos, sin = angles[kind]
             q, k = ops.rotary(q, cos, sin).contiguous(), ops.rotary(k, cos, sin).contiguous()
-            # the last token's query sees every key of its sequence (any token's, bidirectional), unless a sliding
-            # window hides some (causal: only the keys before it count)
-            sees_all = rows is not None and (not c.causal or torch.equal(rows, cu_seqlens[1:].long() - 1))
-            unwindowed = window is None or (window[0] >= max_seqlen - 1 and (c.causal or window[1] >= max_seqlen - 1))
-            if sees_all and unwindowed and i == len(self.layers) - 1:
+            if alone and i == last:
                 context = ops.attention_one_query(q[rows], k, v, cu_seqlens, c.scale)
                 residual, tokens, rows = residual[rows], len(rows), None
             else:

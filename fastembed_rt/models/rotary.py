@@ -87,6 +87,7 @@ def rotary_attention(qkv: torch.Tensor, heads: int, cos, sin, cu_seqlens, max_se
                          key_lengths=key_lengths).view(tokens, hidden)
 
 
-def sees_every_key(window, max_seqlen: int) -> bool:
-    """Whether a layer with this attention window (None: none) hides no key of any sequence from any query."""
-    return window is None or (window[0] >= max_seqlen - 1 and window[1] >= max_seqlen - 1)
+def sees_every_key(window, max_seqlen: int, causal: bool = False) -> bool:
+    """Whether a layer with this attention window (None: none) hides no key of any sequence from any query: on both
+    sides, or (causal) before it, the only keys a causal mask leaves."""
+    return window is None or (window[0] >= max_seqlen - 1 and (causal or window[1] >= max_seqlen - 1))
