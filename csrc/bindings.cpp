@@ -696,9 +696,13 @@ class FusedEncoder {
 
   void add_layer(const PackedLinear& qkv, const PackedLinear& out, const py::array& attn_norm_weight,
                  const py::array& attn_norm_bias, const PackedLinear& up, const PackedLinear& down,
-                 const py::array& ffn_norm_weight, const py::array& ffn_norm_bias) {
+                 const py::array& ffn_norm_weight, const py::array& ffn_norm_bias, const PackedLinear* value) {
     cpu::FusedEncoderLayer layer;
-    layer.qkv = checked(qkv, 3 * hidden_, hidden_, "qkv");
+    layer.qkv = checked(qkv, (value ? 2 : 3) * hidden_, hidden_, value ? "qkv (queries and keys)" : "qkv");
+    if (value) {
+      layer.value = checked(*value, hidden_, hidden_, "value");
+      if (layer.value->kind != cpu::WeightKind::kFloat32) throw py::value_error("value: expected float32 weights");
+    }
     layer.out = checked(out, hidden_, hidden_, "out");
     layer.up = checked(up, up.shared()->n, hidden_, "up");
     layer.down = checked(down, hidden_, up.shared()->n, "down");
@@ -1055,7 +1059,7 @@ PYBIND11_MODULE(_C, m) {
            py::arg("norm_bias"), py::arg("heads"), py::arg("eps"), py::arg("activation"), py::arg("position_offset"))
       .def("add_layer", &FusedEncoder::add_layer, py::arg("qkv"), py::arg("out"), py::arg("attn_norm_weight"),
            py::arg("attn_norm_bias"), py::arg("up"), py::arg("down"), py::arg("ffn_norm_weight"),
-           py::arg("ffn_norm_bias"))
+           py::arg("ffn_norm_bias"), py::arg("value") = nullptr)
       .def("forward", &FusedEncoder::forward, py::arg("ids"), py::arg("cu_seqlens"), py::arg("num_threads") = 0,
            py::arg("key_lengths") = py::none(),
            "Hidden states [tokens, hidden] float32 of packed int64 ids; key_lengths as for attention_varlen.");

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import fastembed_rt
-from fastembed_rt import evaluation, ops
+from fastembed_rt import _C, evaluation, isa, ops
 
 # The issue's gates: per-vector cosine to float32, and STS-B dev Spearman within this many points.
 GATES = {"bfloat16": (0.999, 0.3), "int8": (0.99, 0.5)}
@@ -54,11 +54,18 @@ def test_fast_path_matches_reference_path(minilm_path, gate_texts, dtype, min_co
     assert (fast * reference).sum(axis=1).min() >= min_cosine
 
 
-def test_int8_model_keeps_int8_weights_and_a_float_attention_projection(minilm_path):
-    model = fastembed_rt.load(minilm_path, dtype="int8")
+@pytest.mark.parametrize("level", _C.supported_isas())
+def test_int8_model_keeps_int8_weights_and_float_attention_values(level, minilm_path):
+    """Where bfloat16 is fast, the attention's input projection stays one bfloat16 layer; elsewhere queries and keys
+    take one int8 layer and the values a float32 one (on the fused path too: test_fused_encoder)."""
+    with isa.use(level):
+        model, fast_bfloat16 = fastembed_rt.load(minilm_path, dtype="int8"), ops.fast_bfloat16()
     layer = model.model.layers[0]
     assert layer.up.int8 and layer.down.int8 and layer.out.int8
-    assert not layer.qkv.int8
+    if fast_bfloat16:
+        assert (layer.qkv.kind, layer.qkv.out_features, layer.value) == ("bfloat16", 1152, None)
+    else:
+        assert (layer.qkv.kind, layer.qkv.out_features, layer.value.kind, layer.value.out_features) == ("int8", 768, "float32", 384)
     assert model.dtype == fastembed_rt.load(minilm_path).dtype
 
 

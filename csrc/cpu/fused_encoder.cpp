@@ -36,18 +36,26 @@ void FusedEncoder::forward(const int64_t* ids, const int32_t* cu_seqlens, int64_
   norm_rows<float>(x, nullptr, embeddings_.norm_weight.data(), embeddings_.norm_bias.data(), x, nullptr, tokens, h,
                    eps_, NormKind::kLayerNorm, 1);
   const int64_t head_dim = h / heads_;
-  const AttentionShape shape{num_seqs, heads_, heads_, head_dim, 3 * h, 3 * h, 3 * h};
   AttentionExtras extras;
   extras.key_lengths = key_lengths;
   for (const FusedEncoderLayer& layer : layers_) {
     const PackedLinear &qkv = *layer.qkv, &out = *layer.out, &up = *layer.up, &down = *layer.down;
-    qkv_.resize(tokens * 3 * h);
+    qkv_.resize(tokens * qkv.n);
     context_.resize(tokens * h);
     projected_.resize(tokens * h);
     ffn_.resize(tokens * up.n);
     // A bfloat16 QKV projection rounds its output to bfloat16, as the op-by-op path's oneDNN GEMM does.
     small_linear(qkv, x, tokens, Activation::kNone, qkv.kind == WeightKind::kBFloat16, qkv_.data(), scratch_, num_threads);
-    attention_varlen<float>(qkv_.data(), qkv_.data() + h, qkv_.data() + 2 * h, context_.data(), cu_seqlens, shape,
+    const float* values = qkv_.data() + 2 * h;
+    int64_t values_stride = qkv.n;
+    if (layer.value) {
+      values_.resize(tokens * h);
+      small_linear(*layer.value, x, tokens, Activation::kNone, false, values_.data(), scratch_, num_threads);
+      values = values_.data();
+      values_stride = h;
+    }
+    const AttentionShape shape{num_seqs, heads_, heads_, head_dim, qkv.n, qkv.n, values_stride};
+    attention_varlen<float>(qkv_.data(), qkv_.data() + h, values, context_.data(), cu_seqlens, shape,
                             1.0f / std::sqrt(static_cast<float>(head_dim)), false, 1, extras);
     if (qkv.kind == WeightKind::kBFloat16) {  // attention on bfloat16 inputs writes bfloat16
       for (float& v : context_) v = to_float(from_float<bf16>(v));

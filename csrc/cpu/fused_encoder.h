@@ -17,8 +17,9 @@
 namespace fastembed_rt::cpu {
 
 struct FusedEncoderLayer {
-  // Shared with the op path's layers (the same panels serve both, so a model holds its weights once).
-  std::shared_ptr<const PackedLinear> qkv, out, up, down;
+  // Shared with the op path's layers (the same panels serve both, so a model holds its weights once). qkv is
+  // [3 * hidden, hidden], or [2 * hidden, hidden] (queries and keys) with the values in `value` (float32 weights).
+  std::shared_ptr<const PackedLinear> qkv, out, up, down, value;
   std::vector<float> attn_norm_weight, attn_norm_bias, ffn_norm_weight, ffn_norm_bias;
 };
 
@@ -49,7 +50,7 @@ class FusedEncoder {
   EncoderEmbeddings embeddings_;
   std::vector<FusedEncoderLayer> layers_;
   std::mutex mutex_;  // the buffers below serve one call at a time
-  std::vector<float> qkv_, context_, projected_, ffn_;
+  std::vector<float> qkv_, values_, context_, projected_, ffn_;
   std::vector<bf16> embedded_;
   std::vector<uint8_t> scratch_;
 };

@@ -19,9 +19,11 @@ def build_distilbert(config: dict, weights, device, dtype, int8: bool = False, f
     for i in range(cfg.num_layers):
         p = f"transformer.layer.{i}."
         attn = p + "attention."
+        qkv, value = w.attention_inputs(attn + "q_lin", attn + "k_lin", attn + "v_lin", H)
         layers.append(
             EncoderLayer(
-                qkv=w.linear(attn + "q_lin", attn + "k_lin", attn + "v_lin", rows=H, cols=H, sensitive=True),
+                qkv=qkv,
+                value=value,
                 out=w.linear(attn + "out_lin", rows=H, cols=H),
                 attn_norm_weight=w(p + "sa_layer_norm.weight", (H,)),
                 attn_norm_bias=w(p + "sa_layer_norm.bias", (H,)),

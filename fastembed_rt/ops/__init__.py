@@ -195,12 +195,13 @@ def precision_paths() -> dict[str, str]:
     elif isa.int_mm_fast():
         int8 = "torch._int_mm (oneDNN, AVX512_VNNI)"
     elif packed:
-        qkv = "bfloat16" if fast_bfloat16() else "float32"
         int8 = (f"packed kernels ({'AVX-512 without VNNI: ' if level == 'avx512' else ''}AVX2), exact: vpmaddubsw on "
                 "7-bit weights against 8-bit codes, or on 8-bit weights against 7-bit asymmetric codes (layers fed by "
-                f"GELU), else vpmaddwd; QKV in {qkv}")
+                "GELU), else vpmaddwd")
     else:
         int8 = "exact int64 matmul (slow; no AVX2)"
+    # the attention's input projections (models/bert.py: WeightReader.attention_inputs)
+    int8 += "; QKV in bfloat16" if fast_bfloat16() else "; QKV in float32 (BERT family: queries and keys in int8)"
     float32 = f"MKL sgemm + C++ GELU ({level})" if mkl_on_cpu(torch.device("cpu"), torch.float32) else f"oneDNN float32 GEMMs ({level})"
     return {"float32": float32, "bfloat16": bf16, "int8": int8}
 

@@ -93,8 +93,18 @@ def test_binding_checks_layers_and_tables(model):
     norms = [t.float().numpy() for t in (layer.attn_norm_weight, layer.attn_norm_bias)]
     with pytest.raises(ValueError, match=r"qkv: expected a \[1152, 384\] layer, got \[384, 384\]"):
         fused.add_layer(layer.out.panels(), layer.out.panels(), *norms, layer.up.panels(), layer.down.panels(), *norms)
+    value = layer.value and layer.value.panels()
     with pytest.raises(ValueError, match=r"down: expected a \[384, 1536\] layer, got \[1536, 384\]"):
-        fused.add_layer(layer.qkv.panels(), layer.out.panels(), *norms, layer.up.panels(), layer.up.panels(), *norms)
+        fused.add_layer(layer.qkv.panels(), layer.out.panels(), *norms, layer.up.panels(), layer.up.panels(), *norms, value=value)
+    # Queries and keys in one layer take the values in another, of float32 weights.
+    rest = (layer.out.panels(), *norms, layer.up.panels(), layer.down.panels(), *norms)
+    queries_keys = ops.Linear(torch.randn(768, 384), int8=True).panels()
+    with pytest.raises(ValueError, match=r"qkv \(queries and keys\): expected a \[768, 384\] layer, got \[1152, 384\]"):
+        fused.add_layer(ops.Linear(torch.randn(1152, 384)).panels(), *rest, value=ops.Linear(torch.randn(384, 384)).panels())
+    with pytest.raises(ValueError, match=r"value: expected a \[384, 384\] layer, got \[768, 384\]"):
+        fused.add_layer(queries_keys, *rest, value=queries_keys)
+    with pytest.raises(ValueError, match="value: expected float32 weights"):
+        fused.add_layer(queries_keys, *rest, value=ops.Linear(torch.randn(384, 384), int8=True).panels())
     word = encoder.word_embeddings.bfloat16().view(torch.int16).numpy()
     with pytest.raises(TypeError, match="position_embeddings: expected dtype int16"):
         _C.FusedEncoder(word, encoder.position_embeddings.float().numpy(), None, *norms, 12, 1e-12, 1, 0)
