@@ -62,8 +62,8 @@ def build_mpnet(config: dict, weights, device, dtype, int8: bool = False, float_
         a = p + "attention.attn."
         # Under int8, QKV stays in float here and the output and up projections take 7-bit weights: on 2,000 bench
         # texts (all-mpnet-base-v2, FASTEMBED_RT_ISA=avx2) the min cosine to float32 was 0.9918 (0.9925 with 8-bit
-        # weights, which ran vpmaddwd at 0.90x the speed); int8 queries and keys (WeightReader.attention_inputs) took
-        # it to 0.9897, under the 0.99 gate.
+        # weights, which take vpmaddwd on AVX2: the model ran at 0.90x the speed); int8 queries and keys
+        # (WeightReader.attention_inputs) took it to 0.9897, under the 0.99 gate.
         layers.append(EncoderLayer(
             qkv=w.linear(a + "q", a + "k", a + "v", rows=H, cols=H, sensitive=True), out=w.linear(a + "o", rows=H, cols=H, seven_bit=True),
             attn_norm_weight=w(p + "attention.LayerNorm.weight", (H,)), attn_norm_bias=w(p + "attention.LayerNorm.bias", (H,)),
