@@ -199,7 +199,7 @@ class ColBERT:
     similarity_fn_name = "MaxSim"
 
     def __init__(self, spec: ColBERTSpec, device: str | torch.device | None = None, dtype=None):
-        self.spec = dataclasses.replace(spec, weights={})
+        self.spec = dataclasses.replace(spec, weights={}, projection=[])  # the model holds what it uses (copies)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         self.int8 = dtype == INT8

@@ -58,7 +58,7 @@ class Embedder:
     def __init__(self, spec: ModelSpec, device: str | torch.device | None = None, dtype=None):
         # Kept without its weights: the model holds what it uses, and a load()ed spec then unmaps the file (a
         # converted model keeps no float32 copy). The caller's spec is left as it was.
-        self.spec = dataclasses.replace(spec, weights={})
+        self.spec = dataclasses.replace(spec, weights={}, dense=[])
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         self.int8 = dtype == INT8

@@ -99,8 +99,11 @@ class Dense:
         return cls(weight, bias, activation, use_residual, residual)
 
     def to(self, device, dtype=torch.float32) -> Dense:
-        bias, residual = (None if t is None else t.to(device, dtype) for t in (self.bias, self.residual_weight))
-        return Dense(self.weight.to(device, dtype), bias, self.activation, self.use_residual, residual)
+        """Copies (a few MB at most), so that no view keeps the weights file mapped (for ColBERT's projection, the
+        model's own)."""
+        weight, bias, residual = (None if t is None else t.to(device, dtype, copy=True)
+                                  for t in (self.weight, self.bias, self.residual_weight))  # fmt: skip
+        return Dense(weight, bias, self.activation, self.use_residual, residual)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         y = _DENSE_ACTIVATIONS[self.activation](F.linear(x, self.weight, self.bias))

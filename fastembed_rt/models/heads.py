@@ -81,7 +81,13 @@ class _Tensors:
             raise ValueError(f"checkpoint is missing the head tensor {name!r}")
         if (problem := shape_problem(key, self.weights[key], shape)) is not None:
             raise ValueError(problem)
-        return self.weights[key].to(self.device, torch.float32).contiguous()
+        stored = self.weights[key]
+        tensor = stored.to(self.device, torch.float32).contiguous()
+        # Heads are small: copies, so that no view keeps a converted model's file mapped. A vocabulary table (tens of
+        # MB, packed right away) stays a view.
+        if tensor.data_ptr() == stored.data_ptr() and tensor.numel() < 1 << 20:
+            tensor = tensor.clone()
+        return tensor
 
     def linear(self, prefix: str, rows: int, cols: int, bias: bool = True) -> Callable:
         weight = self.get(prefix + ".weight", (rows, cols))
