@@ -115,13 +115,20 @@ def test_unpack_gives_back_the_weight_exactly(m, k, n, kind):
     assert packed.nbytes >= given.nbytes  # padded to whole panels, plus scales and bias
 
 
+@pytest.mark.parametrize("level", _C.supported_isas())
 @pytest.mark.parametrize("kind", ["bfloat16", "int8"])
-def test_a_layer_on_the_panels_holds_no_other_copy(kind):
+def test_a_layer_on_the_panels_holds_no_other_copy(kind, level):
+    with isa.use(level):
+        _check_panels_hold_the_only_copy(kind)
+
+
+def _check_panels_hold_the_only_copy(kind):
     _, weight, bias = layer(1, 384, 1536, seed=5)
     linear = ops.Linear(weight, bias, int8=True, seven_bit=True) if kind == "int8" else ops.Linear(weight.bfloat16(), bias.bfloat16())
     on_panels = ops.select("int8_linear" if kind == "int8" else "linear", torch.device("cpu"), linear.dtype).name == "packed"
-    # int8 on the AVX2 panels: 7-bit weights (the vpmaddubsw path)
-    want = weight.bfloat16() if kind == "bfloat16" else reference.quantize_rows(weight, 63 if on_panels else 127)[0]
+    # int8 on the AVX2 panels: 7-bit weights (the vpmaddubsw path); VNNI takes 8-bit ones
+    seven_bit = on_panels and not isa.has("avx512_vnni")
+    want = weight.bfloat16() if kind == "bfloat16" else reference.quantize_rows(weight, 63 if seven_bit else 127)[0]
     # On the panels (AVX2, or AVX-512 without the native instruction): bfloat16 or int8 panels and nothing else,
     # half (a quarter) of a float32 layer, plus bias, scales, column sums and panel padding. Elsewhere: the
     # stored weights only.
