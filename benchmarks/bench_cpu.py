@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
 import fastembed_rt  # first: it sets the OpenMP spin policy before torch loads
 import numpy as np
 import torch
-from latency import query_latency_ms
+from latency import best_of_rounds, query_latency_ms
 from results_csv import append_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,14 +122,7 @@ def main() -> None:
     }
     for encode in systems.values():
         encode(texts[:64])
-    seconds = {name: float("inf") for name in systems}
-    vectors = {}
-    for _ in range(args.rounds):
-        for name, encode in systems.items():
-            start = time.perf_counter()
-            vectors[name] = encode(texts)
-            seconds[name] = min(seconds[name], time.perf_counter() - start)
-            print(f"  measured {name}: {tokens / seconds[name]:,.0f} tokens/s (best so far)", flush=True)
+    seconds, vectors = best_of_rounds(systems, texts, tokens, args.rounds)
     reference = vectors["sentence-transformers fp32"]
     latency = query_latency_ms(systems, QUERY, repeats=200, warmup=5)
     results = {name: dict(seconds=seconds[name], p50=latency[name][0], p99=latency[name][1],

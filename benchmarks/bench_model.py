@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 import warnings
 from pathlib import Path
 
 import fastembed_rt  # first: it sets the OpenMP spin policy and the ISA cap before torch loads
 import numpy as np
 import torch
-from latency import query_latency_ms
+from latency import best_of_rounds, query_latency_ms
 from results_csv import append_rows
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench" / "corpus.jsonl"
@@ -53,13 +52,7 @@ def main() -> None:
         systems[f"fastembed_rt {dtype}"] = lambda t, p=args.prompt_name, m=model: m.encode(t, prompt_name=p, normalize=True)
     for encode in systems.values():
         encode(texts[:16])
-    seconds, vectors = {name: float("inf") for name in systems}, {}
-    for _ in range(args.rounds):
-        for name, encode in systems.items():
-            start = time.perf_counter()
-            vectors[name] = encode(texts)
-            seconds[name] = min(seconds[name], time.perf_counter() - start)
-            print(f"  measured {name}: {tokens / seconds[name]:,.0f} tokens/s (best so far)", flush=True)
+    seconds, vectors = best_of_rounds(systems, texts, tokens, args.rounds)
     latency = query_latency_ms({name: (lambda q, e=encode: e([q], p=query_prompt)) for name, encode in systems.items()},
                                QUERY, repeats=50, warmup=3)  # fmt: skip
     reference, base = vectors["sentence-transformers fp32"], seconds["sentence-transformers fp32"]
