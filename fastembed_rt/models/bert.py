@@ -201,12 +201,9 @@ class WeightReader:
 
     def __call__(self, name: str, shape: tuple) -> torch.Tensor:
         stored = self.raw(name, shape)
-        tensor = stored.to(self.device, self.dtype).contiguous()
         # A model whose weights are converted keeps no view of the file: one float32 norm left as a view kept all
         # of a bfloat16 MiniLM's 90 MB file mapped and resident.
-        if self.weight_dtype != stored.dtype and tensor.data_ptr() == stored.data_ptr():
-            tensor = tensor.clone()
-        return tensor
+        return stored.to(self.device, self.dtype, copy=self.weight_dtype != stored.dtype).contiguous()
 
     def table(self, name: str, shape: tuple) -> torch.Tensor:
         """An embedding table, in the weights' precision: in a small model, most of its bytes."""

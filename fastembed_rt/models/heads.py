@@ -82,12 +82,9 @@ class _Tensors:
         if (problem := shape_problem(key, self.weights[key], shape)) is not None:
             raise ValueError(problem)
         stored = self.weights[key]
-        tensor = stored.to(self.device, torch.float32).contiguous()
         # Heads are small: copies, so that no view keeps a converted model's file mapped. A vocabulary table (tens of
         # MB, packed right away) stays a view.
-        if tensor.data_ptr() == stored.data_ptr() and tensor.numel() < 1 << 20:
-            tensor = tensor.clone()
-        return tensor
+        return stored.to(self.device, torch.float32, copy=stored.numel() < 1 << 20).contiguous()
 
     def linear(self, prefix: str, rows: int, cols: int, bias: bool = True) -> Callable:
         weight = self.get(prefix + ".weight", (rows, cols))
