@@ -7,6 +7,7 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import save_file
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
@@ -121,3 +122,9 @@ def principal_head(directory: str | Path, queries: list[str], documents: list[st
     tensors["classifier.weight"] = torch.linalg.svd(spread, full_matrices=False).Vh[:1].contiguous()
     save_file(tensors, str(directory / "model.safetensors"))
     return directory
+
+
+def row_cosines(a, b) -> np.ndarray:
+    """The cosine of each row of a with the same row of b, in float64: how the tests compare vectors to a reference."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)

@@ -11,10 +11,7 @@ from fastembed_rt.engine import Embedder
 from fastembed_rt.loading import load_model_spec
 from fastembed_rt.ops import POOL_MODES
 from fastembed_rt.pooling import PoolingConfig
-
-
-def cosines(a, b):
-    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+from fastembed_rt.testing import row_cosines
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +36,7 @@ def ours_with_pooling(minilm_path, modes, include_prompt=True):
 def per_mode_min_cosine(got, want, modes):
     """Several modes concatenate (as in sentence-transformers); compare each mode's slice on its own."""
     dim = got.shape[1] // len(modes)
-    return {m: cosines(got[:, i * dim : (i + 1) * dim], want[:, i * dim : (i + 1) * dim]).min() for i, m in enumerate(modes)}
+    return {m: row_cosines(got[:, i * dim : (i + 1) * dim], want[:, i * dim : (i + 1) * dim]).min() for i, m in enumerate(modes)}
 
 
 def test_texts_cover_short_and_truncated(minilm, real_texts):
@@ -62,7 +59,7 @@ def test_default_model_matches_normalized(minilm, minilm_path, real_texts):
     want = SentenceTransformer(str(minilm_path), device="cpu").encode(real_texts[:200], batch_size=64)
     got = minilm.encode(real_texts[:200])
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, rtol=1e-5)
-    assert cosines(got, want).min() >= 0.99999
+    assert row_cosines(got, want).min() >= 0.99999
     np.testing.assert_allclose(got, want, atol=2e-5)
 
 
@@ -91,7 +88,7 @@ def test_cls_pooling_alone_runs_the_last_layer_on_those_rows(minilm_path, st_tra
     monkeypatch.setattr(model_class, "forward", lambda self, *a, **kw: seen.append(kw.get("rows")) or forward(self, *a, **kw))
     got = ours.encode(texts, prompt=prompt)
     assert seen and all(rows is not None for rows in seen)
-    assert cosines(got, want).min() >= 0.99999
+    assert row_cosines(got, want).min() >= 0.99999
 
 
 def test_matryoshka_truncation_renormalizes(minilm, minilm_path, real_texts):
@@ -104,7 +101,7 @@ def test_matryoshka_truncation_renormalizes(minilm, minilm_path, real_texts):
     got = minilm.encode(texts, truncate_dim=128)
     assert got.shape == (100, 128)
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, rtol=1e-5)
-    assert cosines(got, want).min() >= 0.99999
+    assert row_cosines(got, want).min() >= 0.99999
 
 
 def test_stsb_dev_spearman(minilm, data_dir):
@@ -112,7 +109,7 @@ def test_stsb_dev_spearman(minilm, data_dir):
     gold = np.array([float(r[0]) for r in rows])
     vectors = minilm.encode([r[1] for r in rows] + [r[2] for r in rows])
     a, b = vectors[: len(rows)], vectors[len(rows) :]
-    spearman = 100 * spearmanr(gold, cosines(a, b)).statistic
+    spearman = 100 * spearmanr(gold, row_cosines(a, b)).statistic
     assert len(rows) == 1500
     assert abs(spearman - 86.72) <= 0.01, spearman
 

@@ -1,23 +1,17 @@
 """Whole models through the Triton kernels: under the interpreter on the CPU (a tiny BERT), and on a CUDA
 GPU (all-MiniLM-L6-v2 in bfloat16 / float16 against float32 on the CPU)."""
 
-import numpy as np
 import pytest
 import torch
 
 import fastembed_rt
 from fastembed_rt import ops
-from fastembed_rt.testing import random_bert, synthetic_texts
+from fastembed_rt.testing import random_bert, row_cosines, synthetic_texts
 
 from .common import GPU, needs_gpu
 
 TRITON_OPS = ("attention", "layer_norm", "gelu", "pool")
 TEXTS = ["A man is playing a guitar.", "x", "Stock markets fell sharply on Tuesday after the report. " * 4, ""]
-
-
-def cosines(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
 @pytest.mark.skipif(GPU, reason="the interpreter run is for machines without a GPU; the GPU test covers the rest")
@@ -28,7 +22,7 @@ def test_tiny_bert_through_triton_kernels_under_the_interpreter(tiny_bert_dir, d
     with ops.use_implementation("triton", *TRITON_OPS), ops.use_implementation("cublas", "linear"):
         assert {ops.select(op, torch.device("cpu"), model.dtype).name for op in TRITON_OPS} == {"triton"}
         vectors = model.encode(TEXTS)
-    assert cosines(vectors, reference_vectors).min() >= (0.99999 if dtype == "float32" else 0.999)
+    assert row_cosines(vectors, reference_vectors).min() >= (0.99999 if dtype == "float32" else 0.999)
 
 
 def test_use_implementation_names_what_is_missing():
@@ -47,4 +41,4 @@ def test_bert_on_cuda_matches_float32_on_the_cpu(tmp_path, dtype):
     expected = fastembed_rt.load(directory, device="cpu").encode(texts)
     model = fastembed_rt.load(directory, device="cuda", dtype=dtype)
     assert {ops.select(op, torch.device("cuda"), model.dtype).name for op in TRITON_OPS} == {"triton"}
-    assert cosines(model.encode(texts), expected).min() >= 0.999
+    assert row_cosines(model.encode(texts), expected).min() >= 0.999

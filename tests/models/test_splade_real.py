@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import fastembed_rt
+from fastembed_rt.testing import row_cosines
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +27,6 @@ def reference(splade_tiny_path, texts, tmp_path_factory) -> np.ndarray:
     return model.encode(texts, batch_size=16, convert_to_tensor=True).to_dense().numpy()
 
 
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-
-
 def test_splade_tiny_matches_sentence_transformers(splade_tiny_path, texts, reference):
     model = fastembed_rt.load(splade_tiny_path)
     assert isinstance(model, fastembed_rt.SparseEncoder) and model.dimension == 30522 and model.max_seq_length == 512
@@ -38,10 +35,10 @@ def test_splade_tiny_matches_sentence_transformers(splade_tiny_path, texts, refe
     # The same terms: a weight may only appear or vanish where it is within rounding of zero.
     differs = (got != 0) != (reference != 0)
     assert np.abs(got[differs] - reference[differs]).max(initial=0.0) < 1e-5
-    assert cosines(got, reference).min() >= 0.99999
+    assert row_cosines(got, reference).min() >= 0.99999
 
 
 @pytest.mark.parametrize("dtype, gate", [("bfloat16", 0.999), ("int8", 0.99)])
 def test_splade_tiny_quantized_precisions_keep_their_gates(splade_tiny_path, texts, reference, dtype, gate):
     got = fastembed_rt.load(splade_tiny_path, dtype=dtype).encode(texts).to_dense()
-    assert cosines(got, reference).min() >= gate
+    assert row_cosines(got, reference).min() >= gate

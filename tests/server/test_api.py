@@ -6,12 +6,9 @@ import numpy as np
 import openai
 import pytest
 
+from fastembed_rt.testing import row_cosines
+
 from .conftest import MODEL_NAME, get, metric, post
-
-
-def cosines(a, b) -> np.ndarray:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +33,7 @@ def test_openai_client_gets_the_vectors_of_encode(client, server, minilm, texts,
     else:  # the client's default: it asks for base64 and decodes it itself
         vectors = np.array([d.embedding for d in response.data])
     assert vectors.shape == (len(texts), 384)
-    assert cosines(vectors, minilm.encode(texts)).min() >= 0.99999
+    assert row_cosines(vectors, minilm.encode(texts)).min() >= 0.99999
     assert response.model == server.name
     tokens = sum(minilm.count_tokens(texts))
     assert (response.usage.prompt_tokens, response.usage.total_tokens) == (tokens, tokens)
@@ -46,7 +43,7 @@ def test_base64_is_little_endian_float32(server, minilm):
     status, body, _ = post(server.url, "/v1/embeddings", {"input": "a guitar", "encoding_format": "base64"})
     assert status == 200
     vector = np.frombuffer(base64.b64decode(body["data"][0]["embedding"]), dtype="<f4")
-    assert cosines(vector[None], minilm.encode(["a guitar"])).min() >= 0.99999
+    assert row_cosines(vector[None], minilm.encode(["a guitar"])).min() >= 0.99999
 
 
 @pytest.mark.parametrize("dimensions", [1, 64, 383])
@@ -56,7 +53,7 @@ def test_openai_dimensions_truncate_and_renormalize(client, minilm, texts, dimen
     assert vectors.shape == (5, dimensions)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     expected = minilm.encode(texts[:5], truncate_dim=dimensions)
-    assert cosines(vectors, expected).min() >= 0.99999
+    assert row_cosines(vectors, expected).min() >= 0.99999
 
 
 def test_openai_token_id_inputs(client, minilm, texts):
@@ -64,8 +61,8 @@ def test_openai_token_id_inputs(client, minilm, texts):
     by_ids = client.embeddings.create(input=ids, model=MODEL_NAME, encoding_format="float")
     one = client.embeddings.create(input=ids[0], model=MODEL_NAME, encoding_format="float")  # a flat list: one input
     expected = minilm.encode(texts[:3])
-    assert cosines([d.embedding for d in by_ids.data], expected).min() >= 0.99999
-    assert len(one.data) == 1 and cosines([one.data[0].embedding], expected[:1]).min() >= 0.99999
+    assert row_cosines([d.embedding for d in by_ids.data], expected).min() >= 0.99999
+    assert len(one.data) == 1 and row_cosines([one.data[0].embedding], expected[:1]).min() >= 0.99999
     assert by_ids.usage.prompt_tokens == sum(len(x) for x in ids)
 
 
@@ -79,7 +76,7 @@ def test_openai_client_sees_errors_naming_the_field(client):
 def test_tei_embed_options(server, minilm, texts):
     status, body, _ = post(server.url, "/embed", {"inputs": texts[:6]})
     assert status == 200
-    assert cosines(body, minilm.encode(texts[:6])).min() >= 0.99999
+    assert row_cosines(body, minilm.encode(texts[:6])).min() >= 0.99999
     status, body, _ = post(server.url, "/embed", {"inputs": texts[:6], "normalize": False, "dimensions": 100})
     assert status == 200
     raw = minilm.encode(texts[:6], normalize=False, truncate_dim=100)
