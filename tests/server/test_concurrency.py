@@ -5,8 +5,9 @@ import random
 
 import aiohttp
 
+from fastembed_rt.testing import row_cosines
+
 from .conftest import MODEL_NAME, metric
-from .test_api import cosines
 
 
 def test_200_concurrent_requests_each_get_their_own_vectors_in_order(server, minilm, data_dir):
@@ -39,7 +40,7 @@ def test_200_concurrent_requests_each_get_their_own_vectors_in_order(server, min
         assert status == 200, body
         if i % 2:
             assert [d["index"] for d in body["data"]] == list(range(len(picks)))
-        assert cosines(vectors, expected[picks]).min() >= 0.99999, f"request {i}"
+        assert row_cosines(vectors, expected[picks]).min() >= 0.99999, f"request {i}"
     texts = sum(len(p) for p in requests)
     batches = metric(server.url, "fastembed_rt_batch_size_texts_count") - batches_before
     assert batches < len(requests), f"{texts} texts of {len(requests)} requests ran in {batches} batches: none shared"

@@ -12,9 +12,9 @@ import pytest
 
 from fastembed_rt import TruncationWarning
 from fastembed_rt.server.process import ServerProcess
+from fastembed_rt.testing import row_cosines
 
 from .conftest import API_KEY, MODEL_NAME, get, metric, post
-from .test_api import cosines
 
 LONG = "word " * 300  # 302 tokens: over the model's 256
 SLOW = "a " * 250  # 252 tokens, 500 bytes: slow to embed, small to send
@@ -45,7 +45,7 @@ def test_too_many_concurrent_requests_get_429(limited_server, minilm):
     expected = minilm.encode([SLOW])[0]
     for status, body in answers:
         if status == 200:
-            assert cosines(body, [expected] * 8).min() >= 0.99999
+            assert row_cosines(body, [expected] * 8).min() >= 0.99999
     still_serves(limited_server.url)
 
 
@@ -71,10 +71,10 @@ def test_an_over_long_input_gets_413_naming_it_unless_truncation_is_asked_for(li
     status, right, _ = post(limited_server.url, "/embed", {"inputs": [LONG + "end"], "truncate": True})
     with pytest.warns(TruncationWarning):
         expected = minilm.encode([LONG + "end"])
-    assert status == 200 and cosines(right, expected).min() >= 0.99999
+    assert status == 200 and row_cosines(right, expected).min() >= 0.99999
     status, left, _ = post(limited_server.url, "/embed", {"inputs": [LONG + "end"], "truncate": True,
                                                           "truncation_direction": "left"})  # fmt: skip
-    assert status == 200 and cosines(left, right).min() < 0.9999  # the tail was kept instead of the head
+    assert status == 200 and row_cosines(left, right).min() < 0.9999  # the tail was kept instead of the head
     still_serves(limited_server.url)
 
 
@@ -119,7 +119,7 @@ def test_api_key_guards_every_route_but_health(auth_server, minilm):
     # This server runs with --auto-truncate: the over-long input is truncated, as encode() does.
     with pytest.warns(TruncationWarning):
         expected = minilm.encode(["auth ok", LONG])
-    assert cosines(vectors, expected).min() >= 0.99999
+    assert row_cosines(vectors, expected).min() >= 0.99999
     with pytest.raises(openai.AuthenticationError, match="missing or wrong API key"):
         openai.OpenAI(base_url=url + "/v1", api_key="wrong", max_retries=0).embeddings.create(input="x", model=MODEL_NAME)
     still_serves(url, headers=good)
@@ -190,6 +190,6 @@ def test_sigterm_drains_requests_in_flight_then_exits(minilm_path, minilm):
     expected = minilm.encode(texts)
     for i, (status, body) in enumerate(answers):
         assert status == 200, body
-        assert cosines(body, [expected[i]] * 4).min() >= 0.99999
+        assert row_cosines(body, [expected[i]] * 4).min() >= 0.99999
     with pytest.raises(OSError):  # and it is gone
         socket.create_connection(process.url.removeprefix("http://").split(":"), timeout=2).close()

@@ -10,9 +10,9 @@ import pytest
 
 import fastembed_rt
 from fastembed_rt.server.process import ServerProcess
+from fastembed_rt.testing import row_cosines
 
 from .conftest import post
-from .test_api import cosines
 
 PROMPTS = {"query": "query: ", "passage": "passage: "}
 
@@ -39,12 +39,12 @@ def test_prompts_through_the_server(prompt_model):
     with ServerProcess(["--model", str(prompt_model)]) as server:
         status, body, _ = post(server.url, "/embed", {"inputs": texts, "prompt_name": "query"})
         assert status == 200
-        assert cosines(body, model.encode(texts, prompt_name="query")).min() >= 0.99999
+        assert row_cosines(body, model.encode(texts, prompt_name="query")).min() >= 0.99999
         # No prompt_name: the model's default prompt, on both routes.
         default = model.encode(texts)
-        assert cosines(post(server.url, "/embed", {"inputs": texts})[1], default).min() >= 0.99999
+        assert row_cosines(post(server.url, "/embed", {"inputs": texts})[1], default).min() >= 0.99999
         status, body, _ = post(server.url, "/v1/embeddings", {"input": texts})
-        assert cosines([d["embedding"] for d in body["data"]], default).min() >= 0.99999
+        assert row_cosines([d["embedding"] for d in body["data"]], default).min() >= 0.99999
         assert body["usage"]["prompt_tokens"] == sum(len(model.tokenizer.encode(["passage: " + t]).ids[0]) for t in texts)
         status, tokens, _ = post(server.url, "/tokenize", {"inputs": "hi", "prompt_name": "query"})
         assert [t["text"] for t in tokens[0]] == ["[CLS]", "query", ":", "hi", "[SEP]"]
@@ -62,5 +62,5 @@ def test_prompts_through_the_server(prompt_model):
 
         expected = {name: model.encode(texts, prompt_name=name) for name in PROMPTS}
         for name, vectors in asyncio.run(mixed()):
-            assert cosines(vectors, expected[name]).min() >= 0.99999
+            assert row_cosines(vectors, expected[name]).min() >= 0.99999
     assert not np.allclose(expected["query"], expected["passage"])
