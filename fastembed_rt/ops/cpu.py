@@ -12,7 +12,7 @@ import torch
 
 from .. import _C, isa
 from .linear import float32_gemm
-from .reference import POOL_MODES
+from .reference import POOL_MODES, int8_matmul
 
 # Activation codes of the C++ kernels (csrc/cpu/activations.h).
 ACTIVATION_CODES = {None: 0, "gelu": 1, "gelu_tanh": 2}
@@ -93,12 +93,12 @@ def pool(hidden, cu_seqlens, mode, normalize=False, skip=None):
 
 def _int8_matmul(codes, qweight) -> torch.Tensor:
     """int8 [rows, in] codes (numpy) times int8 weights [out, in]^T, exactly, in int32: torch._int_mm where oneDNN
-    runs it with VNNI; elsewhere in int64 (oneDNN's AVX2 int8 GEMM saturates int16 sums: not exact)."""
+    runs it with VNNI; elsewhere in float64 (oneDNN's AVX2 int8 GEMM saturates int16 sums: not exact)."""
     codes = torch.from_numpy(codes)
     # torch._int_mm also answers wrongly for a single input feature on the CPU (torch 2.13)
     if qweight.shape[1] > 1 and isa.int_mm_fast():
         return torch._int_mm(codes, qweight.t())
-    return (codes.long() @ qweight.long().t()).to(torch.int32)
+    return int8_matmul(codes, qweight)
 
 
 def int8_linear(x, layer, activation=None):
