@@ -84,8 +84,8 @@ def test_precisions_and_formats(precision, fmt, tiny, tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
 def test_interrupt_then_resume_equals_uninterrupted_run(sig, tiny_bert_dir, tmp_path):
-    source = write_jsonl(tmp_path / "in.jsonl", synthetic_rows(40_000))
-    common = ["embed", source, "--model", tiny_bert_dir, "--shard-size", 2048, "--chunk-size", 512, "--quiet"]
+    source = write_jsonl(tmp_path / "in.jsonl", synthetic_rows(20_000))
+    common = ["embed", source, "--model", tiny_bert_dir, "--shard-size", 1024, "--chunk-size", 512, "--quiet"]
     run_cli(*common, "--out", tmp_path / "whole")
 
     crashed = tmp_path / "crashed"
@@ -109,7 +109,7 @@ def test_interrupt_then_resume_equals_uninterrupted_run(sig, tiny_bert_dir, tmp_
     run_cli(*common, "--out", crashed)
     _, whole_ids, whole_vectors = outputs(tmp_path / "whole")
     manifest, ids, vectors = outputs(crashed)
-    assert manifest["complete"] and manifest["rows"] == 40_000
+    assert manifest["complete"] and manifest["rows"] == 20_000
     assert ids == whole_ids
     assert np.array_equal(vectors, whole_vectors)
     assert run_cli("verify", crashed).stdout.strip().endswith("verified: output matches its manifest")
