@@ -56,3 +56,14 @@ def test_pool_matches_padded_sentence_transformers_math():
     weights = mask * torch.arange(1, 7).float()[None, :, None]
     torch.testing.assert_close(reference.pool(hidden, cu, "weightedmean"), (padded * weights).sum(1) / weights.sum(1))
     torch.testing.assert_close(reference.pool(hidden, cu, "max"), padded.masked_fill(mask == 0, -1e9).max(1).values)
+
+
+@pytest.mark.parametrize("m,n,k", [(0, 3, 5), (1, 1, 1), (7, 5, 4099), (33, 17, 384)])
+def test_int8_matmul_is_exact(m, n, k):
+    """The float64 GEMM behind the int8 references gives int64 matmul's sums, at the extremes of int8 too."""
+    g = torch.Generator().manual_seed(k)
+    a = torch.randint(-128, 128, (m, k), generator=g, dtype=torch.int8)
+    b = torch.randint(-128, 128, (n, k), generator=g, dtype=torch.int8)
+    a[:, : k // 2], b[:, : k // 2] = -128, -128  # the largest products, all of one sign
+    got = reference.int8_matmul(a, b)
+    assert got.dtype == torch.int32 and torch.equal(got.long(), a.long() @ b.long().t())
