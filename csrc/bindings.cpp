@@ -815,6 +815,7 @@ py::dict cpu_features() {
   d["avx512_vpopcntdq"] = f.avx512_vpopcntdq;
   d["amx_bf16"] = f.amx_bf16;
   d["amx_int8"] = f.amx_int8;
+  d["amd"] = f.amd;
   return d;
 }
 

@@ -28,6 +28,10 @@ bool byte_codes(const PackedLinear& p) { return p.isa == Isa::kAvx512 || p.narro
 
 int64_t code_bytes(const PackedLinear& p) { return byte_codes(p) ? 1 : 2; }
 
+bool reads_float_rows(const PackedLinear& p) {
+  return p.kind == WeightKind::kFloat32 || (p.kind == WeightKind::kBFloat16 && p.isa == Isa::kAvx2);
+}
+
 bool int8_on_tiles(const PackedLinear& p) {
   return p.kind == WeightKind::kInt8 && p.isa == Isa::kAvx512 && p.k_padded % kernels::kTileRowBytes == 0 &&
          kernels::amx_int8_ready();
@@ -147,25 +151,17 @@ void place_codes(const PackedLinear& w, const int8_t* codes, const int32_t* zero
 }
 
 // x (float32 rows; bfloat16 rows for an int8 layer) as the kernels read it (see small_gemm_kernels.h), rows
-// zero-padded to k_padded. bfloat16 layers round x to nearest even; int8 layers quantize it exactly as
+// zero-padded to k_padded. bfloat16 layers on AVX-512 round x to nearest even; int8 layers quantize it exactly as
 // quantize_rows does.
 void prepare_rows(const PackedLinear& w, const RowsIn& rows, int64_t m, uint8_t* scratch, int num_threads) {
   const int64_t k = w.k, kp = w.k_padded;
   const float* x = rows.floats;
-  // One loop per layout, each without a branch inside, so that each vectorizes.
-  if (w.kind == WeightKind::kBFloat16) {
+  if (w.kind == WeightKind::kBFloat16) {  // AVX-512 (on AVX2 the kernels read float32 rows as they are)
     parallel_for(m, threads_for(static_cast<double>(m) * k, num_threads), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
-        const float* xr = x + r * k;
-        if (w.isa == Isa::kAvx512) {
-          bf16* row = reinterpret_cast<bf16*>(scratch) + r * kp;
-          for (int64_t i = 0; i < k; ++i) row[i] = from_float<bf16>(xr[i]);
-          std::fill(row + k, row + kp, bf16{0});
-        } else {
-          float* row = reinterpret_cast<float*>(scratch) + r * kp;
-          for (int64_t i = 0; i < k; ++i) row[i] = to_float(from_float<bf16>(xr[i]));
-          std::fill(row + k, row + kp, 0.0f);
-        }
+        bf16* row = reinterpret_cast<bf16*>(scratch) + r * kp;
+        for (int64_t i = 0; i < k; ++i) row[i] = from_float<bf16>(x[r * k + i]);
+        std::fill(row + k, row + kp, bf16{0});
       }
     });
   } else if (w.kind == WeightKind::kInt8 && w.isa == Isa::kAvx512) {
@@ -199,7 +195,7 @@ void prepare_codes(const PackedLinear& w, const int8_t* codes, const float* scal
 }
 
 // bfloat16 rows [m, k] as the kernels read them: as they are (a bfloat16 layer on AVX-512) or widened to float32
-// (exact: a float32 layer, or AVX2), rows zero-padded to k_padded.
+// (exact: a layer that reads float rows), rows zero-padded to k_padded.
 void prepare_bfloat16_rows(const PackedLinear& w, const uint16_t* x, int64_t m, uint8_t* scratch) {
   const int64_t k = w.k, kp = w.k_padded;
   for (int64_t r = 0; r < m; ++r) {
@@ -227,11 +223,11 @@ constexpr int64_t kTileRowChunk = 32;
 // chunks, which cut fewer of a sequence's runs of rows in two.
 constexpr int64_t kMaxChunkBytes = 512 << 10;
 
-// The bytes of one row of x as the kernels read it: float32 rows, or scratch's bfloat16 (AVX-512) or float32
-// (AVX2) rows, int16 or byte codes.
+// The bytes of one row of x as the kernels read it: float32 rows, or scratch's bfloat16 rows (AVX-512), int16 or
+// byte codes.
 int64_t row_bytes(const PackedLinear& w) {
-  if (w.kind == WeightKind::kFloat32) return w.k * 4;
-  if (w.kind == WeightKind::kBFloat16) return w.k_padded * (w.isa == Isa::kAvx512 ? 2 : 4);
+  if (reads_float_rows(w)) return w.k * 4;
+  if (w.kind == WeightKind::kBFloat16) return w.k_padded * 2;
   return w.k_padded * code_bytes(w);
 }
 
@@ -271,15 +267,15 @@ RowsIn rows_from(const RowsIn& x, int64_t start, int64_t k) {
           x.scales ? x.scales + start : nullptr, x.bf16 ? x.bf16 + start * k : nullptr};
 }
 
-// The float32 rows the kernels read for x: x's own, or (a float32 layer given bfloat16 rows) those prepare_scratch
-// widened into the scratch.
+// The float32 rows the kernels read for x: x's own, or (a layer that reads float rows, given bfloat16 rows) those
+// prepare_scratch widened into the scratch.
 const float* float_rows(const PackedLinear& w, const RowsIn& x, const std::vector<uint8_t>& scratch) {
-  return x.bf16 && w.kind == WeightKind::kFloat32 ? reinterpret_cast<const float*>(scratch.data()) : x.floats;
+  return x.bf16 && reads_float_rows(w) ? reinterpret_cast<const float*>(scratch.data()) : x.floats;
 }
 
 // Whether the kernels read x from prepare_scratch's layout rather than as given: all but float32 rows into a
-// float32 layer.
-bool needs_scratch(const PackedLinear& w, const RowsIn& x) { return w.kind != WeightKind::kFloat32 || x.bf16; }
+// layer that reads float rows.
+bool needs_scratch(const PackedLinear& w, const RowsIn& x) { return !reads_float_rows(w) || x.bf16; }
 
 // Where x's rows are as given, and the bytes of each: what the max kernels prefetch of the next chunk.
 RowPrefetch given_rows(const RowsIn& x, int64_t k) {

@@ -81,8 +81,10 @@ struct RowsIn {
 };
 
 // out [m, n] float32 = act(x [m, k] float32 . W^T + bias). int8 layers quantize each row of x as quantize_rows
-// does (symmetric, or asymmetric for asymmetric_input) and dequantize with row scale x column scale, as dequantize_rows does; bfloat16 layers
-// round x to bfloat16 and, with round_output, their result too (as a bfloat16 GEMM's output would be).
+// does (symmetric, or asymmetric for asymmetric_input) and dequantize with row scale x column scale, as dequantize_rows
+// does. bfloat16 layers on AVX-512 round x to bfloat16 (their products are bfloat16 dot products); on AVX2 they take
+// float32 x as it is against the weights widened exactly to float32; with round_output both round their result to
+// bfloat16 (as a bfloat16 GEMM's output would be).
 // `scratch` is reused; the output panels are split across `num_threads` workers of the persistent pool.
 void small_linear(const PackedLinear& w, const float* x, int64_t m, Activation act, bool round_output, float* out,
                   std::vector<uint8_t>& scratch, int num_threads);

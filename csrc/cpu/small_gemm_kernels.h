@@ -22,6 +22,9 @@ inline uintptr_t prefetch_address(const void* w) { return reinterpret_cast<uintp
 // Whether an int8 layer takes x as unsigned byte codes (code + zero point: vpdpbusd, vpmaddubsw) rather than
 // int16 (vpmaddwd), and so 4 k per group rather than 2.
 bool byte_codes(const PackedLinear& p);
+// Whether the kernels read x as float32 rows [m, k] as given (no preparing pass): float32 layers, and bfloat16 ones
+// on AVX2, whose weights are widened to float32 to meet x as it is (no bfloat16 product that would round x).
+bool reads_float_rows(const PackedLinear& p);
 // Bytes per x code of an int8 layer in small_linear's scratch, where the m row scales and then the m row zero
 // points (int32: 128, or quantize_rows' asymmetric ones) follow the [m, k_padded] codes.
 int64_t code_bytes(const PackedLinear& p);
@@ -58,10 +61,9 @@ struct PanelOutput {
   int log1p_times = 1;
 };
 
-// Output panels [panel_begin, panel_end) of rows [row_begin, row_end). bfloat16 and int8 layers read x as
-// small_linear prepared it in `scratch` (AVX-512: bfloat16 rows or unsigned int8 codes; AVX2: float32 rows
-// rounded to bfloat16, unsigned int8 codes or int16 codes; then, for int8, the m row scales and zero points);
-// float32 layers read x itself.
+// Output panels [panel_begin, panel_end) of rows [row_begin, row_end). Layers that read float rows read x itself;
+// the others read x as small_linear prepared it in `scratch` (AVX-512: bfloat16 rows or unsigned int8 codes; AVX2:
+// unsigned int8 codes or int16 codes; then, for int8, the m row scales and zero points).
 namespace kernels {
 // The m row scales of an int8 layer's rows in the scratch (after the codes; the m zero points follow them).
 inline const float* scratch_scales(const PackedLinear& w, const uint8_t* scratch, int64_t m) {

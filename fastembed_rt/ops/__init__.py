@@ -29,10 +29,10 @@ register("int8_linear", "packed", cpu.packed_int8_linear, cpu.packed_int8_on_cpu
 register("int8_feed_forward", "packed", cpu.packed_int8_feed_forward, cpu.packed_int8_on_cpu)
 register("int8_linear", "cpp", cpu.int8_linear, cpu.float32_on_cpu)
 register("int8_feed_forward", "cpp", cpu.int8_feed_forward, cpu.float32_on_cpu)
+register("linear", "packed", cpu.packed_linear, cpu.packed_float_on_cpu)
 register("linear", "mkl", mkl_linear, mkl_on_cpu)
 if onednn_available():
     register("linear", "onednn", onednn_linear, onednn_on_cpu)
-register("linear", "packed", cpu.packed_linear, cpu.packed_bfloat16_on_cpu)
 register("linear", "cublas", gpu.linear, gpu.float_on_cuda)
 register("splade_pool", REFERENCE, reference.splade_pool, _anywhere)
 register("splade_pool", "packed", cpu.splade_pool, cpu.panels_on_cpu)
@@ -184,6 +184,9 @@ def precision_paths() -> dict[str, str]:
         attention = {"amx": "on AMX tiles (sequences of 64 tokens or more)", "dot": "in AVX512_BF16 dot products",
                      "widened": "in float32 arithmetic"}[_C.bf16_attention_products()]
         bf16 = f"oneDNN bfloat16 GEMMs (AVX512_BF16), attention {attention}"
+    elif isa.float_panels_preferred():
+        bf16 = ("bfloat16 weights and embedding tables, float32 activations: packed AVX2 FMA kernels widening the "
+                "weights in registers, every batch size (no native bfloat16; AMD, where they beat MKL)")
     elif packed:
         bf16 = ("bfloat16 weights and embedding tables, float32 activations: the weights widened to float32 for MKL "
                 "sgemm from 256 rows, packed AVX2 FMA kernels below (no native bfloat16)")
@@ -202,7 +205,12 @@ def precision_paths() -> dict[str, str]:
         int8 = "exact int64 matmul (slow; no AVX2)"
     # the attention's input projections (models/bert.py: WeightReader.attention_inputs)
     int8 += "; QKV in bfloat16" if fast_bfloat16() else "; QKV in float32 (BERT family: queries and keys in int8)"
-    float32 = f"MKL sgemm + C++ GELU ({level})" if mkl_on_cpu(torch.device("cpu"), torch.float32) else f"oneDNN float32 GEMMs ({level})"
+    if isa.float_panels_preferred():
+        float32 = "packed AVX2 FMA kernels, bias and GELU in their epilogue (AMD, where they beat MKL sgemm)"
+    elif mkl_on_cpu(torch.device("cpu"), torch.float32):
+        float32 = f"MKL sgemm + C++ GELU ({level})"
+    else:
+        float32 = f"oneDNN float32 GEMMs ({level})"
     return {"float32": float32, "bfloat16": bf16, "int8": int8}
 
 

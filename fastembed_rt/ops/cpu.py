@@ -129,22 +129,36 @@ def _on_panels(layer, x, activation):
 
 
 # From this many rows, a bfloat16 layer without native bfloat16 runs as MKL float32 on its weights widened for
-# the call: 1.3x the panel kernels at 1,024 rows of MiniLM's layers under AVX2; below ~200 rows the panels win.
+# the call (unless isa.float_panels_preferred): 1.3x the panel kernels at 1,024 rows of MiniLM's layers under AVX2
+# (Intel); below ~200 rows the panels win.
 WIDEN_MIN_ROWS = 256
 
 
+def on_panels(rows: int) -> bool:
+    """Whether packed_linear runs `rows` rows on the panel kernels (else on MKL, the weights widened)."""
+    return rows < WIDEN_MIN_ROWS or isa.float_panels_preferred()
+
+
 def packed_linear(layer, x, activation=None):
-    """A bfloat16 layer where oneDNN has no bfloat16 GEMM: weights stay bfloat16 (half the memory); the result has
-    x's dtype (bfloat16 x: rounded as a bfloat16 GEMM rounds; float32 x: a bfloat16 model's float32 activations).
-    Small batches: the panel kernels, which widen the weights to float32 in registers (and round x to bfloat16);
-    large ones: MKL on the weights widened to float32 for this call."""
+    """A layer on the panel kernels: bfloat16 where oneDNN has no bfloat16 GEMM, and float32 or bfloat16 where they
+    beat MKL (isa.float_panels_preferred). bfloat16 weights stay bfloat16 (half the memory); the result has x's
+    dtype (bfloat16 x: rounded as a bfloat16 GEMM rounds; float32 x: a bfloat16 model's float32 activations).
+    The panels widen bfloat16 weights to float32 in registers against x as it is (panel_input); large bfloat16
+    batches (not on_panels) run on MKL on the weights widened to float32 for the call."""
     rows = _rows(x)
-    if rows.shape[0] < WIDEN_MIN_ROWS:
+    if layer.dtype == torch.float32 or on_panels(rows.shape[0]):
         out = torch.from_numpy(_on_panels(layer, rows, activation))
     else:
         widened_t = torch.from_numpy(layer.panels().widened(torch.get_num_threads()))  # [in, out]
         out = float32_gemm(rows.float(), widened_t.T, None if layer.bias is None else layer.bias.float(), activation)
     return out.to(x.dtype).view(*x.shape[:-1], layer.out_features)
+
+
+def panel_input(layer, x: torch.Tensor) -> torch.Tensor:
+    """x as a float layer's panel kernels multiply it: rounded to bfloat16 for a bfloat16 layer packed for AVX-512
+    (bfloat16 dot products), else as it is (on AVX2 the bfloat16 weights are widened to float32 instead)."""
+    rounds = layer.dtype == torch.bfloat16 and isa.has("avx512_bf16")  # where bfloat16 layers are packed for AVX-512
+    return x.bfloat16().float() if rounds else x
 
 
 def _int8_rows(x):
@@ -234,8 +248,11 @@ def uint8_on_cpu(device: torch.device, dtype: torch.dtype) -> bool:
     return device.type == "cpu" and dtype == torch.uint8
 
 
-def packed_bfloat16_on_cpu(device: torch.device, dtype: torch.dtype) -> bool:
-    return device.type == "cpu" and dtype == torch.bfloat16 and not isa.onednn_bfloat16() and isa.active() != "scalar"
+def packed_float_on_cpu(device: torch.device, dtype: torch.dtype) -> bool:
+    """bfloat16 where oneDNN has no bfloat16 GEMM (from AVX2 up); float32 too where the panels beat MKL."""
+    if device.type != "cpu" or isa.active() == "scalar":
+        return False
+    return (dtype == torch.bfloat16 and not isa.onednn_bfloat16()) or (dtype == torch.float32 and isa.float_panels_preferred())
 
 
 def panels_on_cpu(device: torch.device, dtype: torch.dtype) -> bool:

@@ -169,7 +169,8 @@ def test_float_linear_matches_reference(rows, inputs, outputs, activation, dtype
 @pytest.mark.parametrize("activation", [None, "gelu"])
 def test_bfloat16_without_native_support_agrees_across_the_row_threshold(rows, activation):
     """Below WIDEN_MIN_ROWS the packed bfloat16 layers run on the panel kernels, from it on MKL over the weights
-    widened to float32: both are the exact products of bfloat16 values summed in float32, then rounded."""
+    widened to float32 (on the panels again where isa.float_panels_preferred): all are the exact products of
+    bfloat16 values summed in float32, then rounded."""
     x, weight, bias = (t.bfloat16() for t in layer(rows, 384, 100, seed=rows))
     with isa.use("avx2"):  # where the packed bfloat16 layers run, whatever this CPU has beyond it
         linear = ops.Linear(weight, bias)
@@ -180,6 +181,18 @@ def test_bfloat16_without_native_support_agrees_across_the_row_threshold(rows, a
     torch.testing.assert_close(got.float(), want.float(), rtol=2**-7, atol=1e-2)
 
 
+@pytest.mark.parametrize("rows,inputs,outputs", SHAPES + [(300, 384, 384)], ids=str)
+@pytest.mark.parametrize("activation", [None, "gelu", "gelu_tanh"])
+def test_float32_on_the_panels_matches_reference(rows, inputs, outputs, activation):
+    """float32 layers on the AVX2 panel kernels, bias and GELU in their epilogue: what AMD CPUs run at every batch
+    size (isa.float_panels_preferred), tested on any CPU."""
+    x, weight, bias = layer(rows, inputs, outputs, seed=rows + outputs)
+    with isa.use("avx2"):
+        linear = ops.Linear(weight, bias)
+        got = cpu.packed_linear(linear, x, activation)
+    torch.testing.assert_close(got, reference.linear(x, weight, bias, activation), rtol=1e-4, atol=1e-4)
+
+
 def test_float_linear_casts_its_input_to_the_weight_dtype():
     x, weight, bias = layer(4, 8, 3)
     out = ops.Linear(weight.bfloat16(), bias.bfloat16())(x)
@@ -188,18 +201,17 @@ def test_float_linear_casts_its_input_to_the_weight_dtype():
 
 @pytest.mark.parametrize("rows", [1, 7, 300], ids=str)
 def test_bfloat16_weights_with_float32_activations(rows):
-    """A bfloat16 model's layers where bfloat16 is not native (the suite's AVX2 pass): float32 in, float32 out, against
-    the float32 product on the same bfloat16 weights: on the panels below cpu.WIDEN_MIN_ROWS (which round x to
-    bfloat16, their layout), on MKL above (weights widened, x as it is), and in the reference twin."""
+    """A bfloat16 model's layers where bfloat16 is not native (the suite's AVX2 pass): float32 in, float32 out, the
+    float32 product of x as it is with the same bfloat16 weights widened: on the panels, on MKL from
+    cpu.WIDEN_MIN_ROWS where the panels do not take those, and in the reference twin."""
     x, weight, bias = layer(rows, 37, 19)
     lin = ops.Linear(weight.bfloat16(), bias, float32_activations=True)
     if not ops.widened_bfloat16():  # native bfloat16 GEMMs: the flag does nothing
         assert not lin.float32_activations and lin(x).dtype == torch.bfloat16
         return
-    on_panels = x if rows >= cpu.WIDEN_MIN_ROWS else x.bfloat16().float()
     got = lin(x, "gelu")
     assert got.dtype == torch.float32
-    torch.testing.assert_close(got, reference.linear(on_panels, weight.bfloat16().float(), bias, "gelu"), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got, reference.linear(x, weight.bfloat16().float(), bias, "gelu"), rtol=1e-5, atol=1e-5)
     with ops.use_reference():
         torch.testing.assert_close(lin(x, "gelu"), reference.linear(x, weight.bfloat16().float(), bias, "gelu"))
     assert lin(x.bfloat16()).dtype == torch.bfloat16  # bfloat16 inputs still give bfloat16
@@ -213,9 +225,11 @@ def test_dispatch_table():
     with isa.amx_allowed(False):
         int8 = ops.implementation_table("cpu", torch.float32)["int8_linear"]
         assert int8 == ("cpp" if isa.int_mm_fast() or isa.active() == "scalar" else "packed")
-    assert table["linear"] == ("mkl" if torch.backends.mkl.is_available() else "onednn" if ops.onednn_available() else "reference")
+    mkl = "mkl" if torch.backends.mkl.is_available() else "onednn" if ops.onednn_available() else "reference"
+    assert table["linear"] == ("packed" if isa.float_panels_preferred() else mkl)
     bf16 = ops.implementation_table("cpu", torch.bfloat16)["linear"]
     assert bf16 == ("onednn" if isa.onednn_bfloat16() else "reference" if isa.active() == "scalar" else "packed")
+    assert isa.float_panels_preferred() == (isa.active() == "avx2" and _C.cpu_features()["amd"])
     with ops.use_reference():
         assert ops.implementation_table("cpu", torch.float32)["linear"] == "reference"
 

@@ -33,10 +33,11 @@ def batch(lengths, hidden, vocab, kind, seed):
 
 
 def exact(x, cu, layer, pooling, activation):
-    """The reference in float64 on the values the kernel sees (bfloat16: x and weights rounded to it)."""
+    """The reference in float64 on the values the kernel sees (bfloat16: the weights, and x where the kernels round it:
+    cpu.panel_input)."""
     if layer.int8:
         return reference.splade_pool(x, cu, layer, pooling, activation).double()
-    x64 = x.to(layer.dtype).double()
+    x64 = cpu.panel_input(layer, x).double()
     logits = x64 @ layer.weight.double().T + layer.bias.double()
     weights = torch.log1p(torch.relu(logits))
     if activation == "log1p_relu":
