@@ -18,17 +18,28 @@ namespace {
 // A tile of kRows queries meets the keys in a layout transposed so that the vector lanes run across the
 // tile's queries: each query's max, denominator and rescaling are then plain lane-wise operations, and no
 // step of the softmax needs a horizontal reduction. Register tiles: kKeys scores at a time (one accumulator
-// each), kValueChunk output dimensions at a time: a register's width of queries (16 with AVX-512, 8 with AVX2,
-// 4 on baseline x86-64) x 8 keys x 8 dimensions. On the model-167 Xeon, 16 zmm lanes ran 512-token sequences
-// 1.36x faster than 8 ymm lanes; 16 keys or 16 dimensions per register tile were no faster. Loops over the
-// score and output registers are unrolled, so that the arrays stay in registers.
-template <int kVectorBytes>
+// each), kValueChunk output dimensions at a time. Loops over the score and output registers are unrolled, so that
+// the arrays stay in registers.
+template <int64_t kLanesN, int64_t kVecsN, int64_t kKeysN, int64_t kValueChunkN>
 struct Tile {
-  static constexpr int64_t kRows = kVectorBytes / sizeof(float);
-  static constexpr int64_t kKeys = 8;
-  static constexpr int64_t kValueChunk = 8;
-  using Lanes = typename ::fastembed_rt::cpu::Lanes<kRows>::type;
+  static constexpr int64_t kLanes = kLanesN;  // queries per register
+  static constexpr int64_t kVecs = kVecsN;    // registers of queries
+  static constexpr int64_t kRows = kLanes * kVecs;
+  static constexpr int64_t kKeys = kKeysN;
+  static constexpr int64_t kValueChunk = kValueChunkN;
+  using Lanes = typename ::fastembed_rt::cpu::Lanes<kLanes>::type;
 };
+// AVX-512: a zmm of queries x 8 keys x 8 dimensions. On the model-167 Xeon, 16 zmm lanes ran 512-token sequences
+// 1.36x faster than 8 ymm lanes; 16 keys or 16 dimensions per register tile were no faster.
+using ZmmTile = Tile<16, 1, 8, 8>;
+// AVX2: two ymm of queries x 4 keys x 4 dimensions, 8 accumulators. Each key (value) is broadcast from memory, as
+// AVX2 has no broadcast operand: one ymm of queries x 8 keys loaded 9 times per 8 FMAs, this 6 per 8. With the
+// output rows written as attend_item does, MiniLM's 12 heads of 32 on every fifth 4,096-token batch of the bench
+// corpus (Zen 3 EPYC, 2 threads, best of 12) took 110-112 ms against 121-127 ms before (one ymm x 8 keys).
+using YmmPairTile = Tile<8, 2, 4, 4>;
+// One ymm of queries x 8 keys x 8 dimensions: AVX-512's and AVX2's tile for short sequences (attend_sized).
+using YmmTile = Tile<8, 1, 8, 8>;
+using XmmTile = Tile<4, 1, 8, 8>;  // baseline x86-64
 constexpr int64_t kMaxRows = 16;
 // Keys per softmax block: its scores, [kKeyBlock][kRows] floats (16 or 32 KiB), stay in L1 between the passes
 // (256 or 128 keys were no faster).
@@ -49,7 +60,7 @@ struct AttentionArgs {
 // tile by tile; one tile's outputs, its scores for one block of keys and its relative position bias
 // [key][query lane].
 struct Scratch {
-  std::vector<float> keys, values, queries_t, acc_t, bias_t, scores_t;
+  std::vector<float> keys, values, queries_t, acc_t, bias_t, scores_t, rows_out;
 };
 
 // A head's rows of q, k and v are a token stride apart (several KiB: all heads, and in a fused QKV tensor all
@@ -58,10 +69,10 @@ struct Scratch {
 // ahead all did as well).
 constexpr int64_t kPrefetchRows = 8;
 
-template <typename T>
+template <typename T, bool kForWriting = false>
 FE_INLINE void prefetch_row(const T* row, int64_t elements) {
   const char* bytes = reinterpret_cast<const char*>(row);
-  for (int64_t at = 0; at < elements * static_cast<int64_t>(sizeof(T)); at += 64) __builtin_prefetch(bytes + at);
+  for (int64_t at = 0; at < elements * static_cast<int64_t>(sizeof(T)); at += 64) __builtin_prefetch(bytes + at, kForWriting);
 }
 
 template <typename V>
@@ -83,77 +94,124 @@ FE_INLINE void store_lanes(float* p, V v) {
 // passes keep every register tile a plain GEMM tile with independent accumulators: the one-pass online
 // softmax over 8 keys at a time rescaled the outputs after every 8 keys and chained each output register
 // through 8 dependent FMAs. The running max and denominator carry the online softmax across blocks.
-template <int kVectorBytes, int64_t kDim>
+template <typename TileT, int64_t kDim>
 FE_INLINE void attend_tile(const float* keys, const float* values, int64_t dim_runtime, const float* queries_t,
                            const float* lower_ptr, const float* limit_ptr, int64_t j_start, int64_t n_keys,
                            const float* bias_t, float* acc_t, float* scores_t) {
-  using Lanes = typename Tile<kVectorBytes>::Lanes;
-  constexpr int64_t kRows = Tile<kVectorBytes>::kRows, kKeys = Tile<kVectorBytes>::kKeys;
-  constexpr int64_t kValueChunk = Tile<kVectorBytes>::kValueChunk;
+  using Lanes = typename TileT::Lanes;
+  constexpr int64_t kLanes = TileT::kLanes, kVecs = TileT::kVecs, kRows = TileT::kRows;
+  constexpr int64_t kKeys = TileT::kKeys, kValueChunk = TileT::kValueChunk;
   const int64_t dim = kDim ? kDim : dim_runtime;
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-  const Lanes lower = load_lanes<Lanes>(lower_ptr), limit = load_lanes<Lanes>(limit_ptr);
+  // Per-query state, one register per kLanes queries.
+  Lanes lower[kVecs], limit[kVecs], running_max[kVecs], denominator[kVecs], block_max[kVecs], safe_max[kVecs],
+      correction[kVecs];
+  #pragma GCC unroll 4
+  for (int64_t v = 0; v < kVecs; ++v) {
+    lower[v] = load_lanes<Lanes>(lower_ptr + v * kLanes);
+    limit[v] = load_lanes<Lanes>(limit_ptr + v * kLanes);
+    running_max[v] = Lanes{} + kNegInf;
+    denominator[v] = Lanes{};
+  }
   // Keys in [all_from, all_to) are seen by every query of the tile: their blocks need no mask.
   const float all_from = *std::max_element(lower_ptr, lower_ptr + kRows);
   const float all_to = *std::min_element(limit_ptr, limit_ptr + kRows);
-  Lanes running_max = Lanes{} + kNegInf, denominator = Lanes{};
   for (int64_t i = 0; i < dim * kRows; ++i) acc_t[i] = 0.0f;
   for (int64_t b0 = j_start; b0 < n_keys; b0 += kKeyBlock) {
     const int64_t b1 = b0 + (std::min(n_keys - b0, kKeyBlock) + kKeys - 1) / kKeys * kKeys;  // whole key blocks
-    Lanes block_max = Lanes{} + kNegInf;
+    #pragma GCC unroll 4
+    for (int64_t v = 0; v < kVecs; ++v) block_max[v] = Lanes{} + kNegInf;
     for (int64_t j0 = b0; j0 < b1; j0 += kKeys) {
-      Lanes s[kKeys];
+      Lanes s[kKeys][kVecs];
       #pragma GCC unroll 16
-      for (int64_t j = 0; j < kKeys; ++j) s[j] = bias_t ? load_lanes<Lanes>(bias_t + (j0 + j) * kRows) : Lanes{};
+      for (int64_t j = 0; j < kKeys; ++j) {
+        #pragma GCC unroll 4
+        for (int64_t v = 0; v < kVecs; ++v) {
+          s[j][v] = bias_t ? load_lanes<Lanes>(bias_t + (j0 + j) * kRows + v * kLanes) : Lanes{};
+        }
+      }
       for (int64_t d = 0; d < dim; ++d) {
-        const Lanes q = load_lanes<Lanes>(queries_t + d * kRows);
+        Lanes q[kVecs];
+        #pragma GCC unroll 4
+        for (int64_t v = 0; v < kVecs; ++v) q[v] = load_lanes<Lanes>(queries_t + d * kRows + v * kLanes);
         #pragma GCC unroll 16
-        for (int64_t j = 0; j < kKeys; ++j) s[j] += q * keys[(j0 + j) * dim + d];
+        for (int64_t j = 0; j < kKeys; ++j) {
+          const float key = keys[(j0 + j) * dim + d];
+          #pragma GCC unroll 4
+          for (int64_t v = 0; v < kVecs; ++v) s[j][v] += q[v] * key;
+        }
       }
       const bool unmasked = j0 >= all_from && j0 + kKeys <= all_to;
       #pragma GCC unroll 16
       for (int64_t j = 0; j < kKeys; ++j) {
         const float key = static_cast<float>(j0 + j);
-        if (!unmasked) s[j] = (key >= lower) & (key < limit) ? s[j] : kNegInf;
-        block_max = block_max > s[j] ? block_max : s[j];
-        store_lanes(scores_t + (j0 - b0 + j) * kRows, s[j]);
+        #pragma GCC unroll 4
+        for (int64_t v = 0; v < kVecs; ++v) {
+          if (!unmasked) s[j][v] = (key >= lower[v]) & (key < limit[v]) ? s[j][v] : kNegInf;
+          block_max[v] = block_max[v] > s[j][v] ? block_max[v] : s[j][v];
+          store_lanes(scores_t + (j0 - b0 + j) * kRows + v * kLanes, s[j][v]);
+        }
       }
     }
     // A lane that has seen no key yet (a window starting later, a causal row ending earlier) keeps its max at
     // 0, not -inf (no NaN).
-    const Lanes new_max = running_max > block_max ? running_max : block_max;
-    const Lanes safe_max = new_max == kNegInf ? Lanes{} : new_max;
-    const Lanes correction = exp_approx(running_max - safe_max);
-    running_max = new_max;
-    denominator *= correction;
+    #pragma GCC unroll 4
+    for (int64_t v = 0; v < kVecs; ++v) {
+      const Lanes new_max = running_max[v] > block_max[v] ? running_max[v] : block_max[v];
+      safe_max[v] = new_max == kNegInf ? Lanes{} : new_max;
+      correction[v] = exp_approx(running_max[v] - safe_max[v]);
+      running_max[v] = new_max;
+      denominator[v] *= correction[v];
+    }
     for (int64_t j = 0; j < b1 - b0; ++j) {
-      const Lanes s = load_lanes<Lanes>(scores_t + j * kRows);
-      const Lanes p = s == kNegInf ? Lanes{} : exp_approx(s - safe_max);
-      denominator += p;
-      store_lanes(scores_t + j * kRows, p);
+      #pragma GCC unroll 4
+      for (int64_t v = 0; v < kVecs; ++v) {
+        const Lanes s = load_lanes<Lanes>(scores_t + j * kRows + v * kLanes);
+        const Lanes p = s == kNegInf ? Lanes{} : exp_approx(s - safe_max[v]);
+        denominator[v] += p;
+        store_lanes(scores_t + j * kRows + v * kLanes, p);
+      }
     }
     for (int64_t d0 = 0; d0 < dim; d0 += kValueChunk) {
       const int64_t width = kDim % kValueChunk == 0 && kDim ? kValueChunk : std::min(kValueChunk, dim - d0);
-      Lanes o[kValueChunk];
+      Lanes o[kValueChunk][kVecs];
       #pragma GCC unroll 16
-      for (int64_t d = 0; d < width; ++d) o[d] = load_lanes<Lanes>(acc_t + (d0 + d) * kRows) * correction;
+      for (int64_t d = 0; d < width; ++d) {
+        #pragma GCC unroll 4
+        for (int64_t v = 0; v < kVecs; ++v) o[d][v] = load_lanes<Lanes>(acc_t + (d0 + d) * kRows + v * kLanes) * correction[v];
+      }
       for (int64_t j = b0; j < b1; ++j) {
-        const Lanes p = load_lanes<Lanes>(scores_t + (j - b0) * kRows);
-        const float* v = values + j * dim + d0;
+        Lanes p[kVecs];
+        #pragma GCC unroll 4
+        for (int64_t v = 0; v < kVecs; ++v) p[v] = load_lanes<Lanes>(scores_t + (j - b0) * kRows + v * kLanes);
+        const float* value = values + j * dim + d0;
         #pragma GCC unroll 16
-        for (int64_t d = 0; d < width; ++d) o[d] += p * v[d];
+        for (int64_t d = 0; d < width; ++d) {
+          const float x = value[d];
+          #pragma GCC unroll 4
+          for (int64_t v = 0; v < kVecs; ++v) o[d][v] += p[v] * x;
+        }
       }
       #pragma GCC unroll 16
-      for (int64_t d = 0; d < width; ++d) store_lanes(acc_t + (d0 + d) * kRows, o[d]);
+      for (int64_t d = 0; d < width; ++d) {
+        #pragma GCC unroll 4
+        for (int64_t v = 0; v < kVecs; ++v) store_lanes(acc_t + (d0 + d) * kRows + v * kLanes, o[d][v]);
+      }
     }
   }
-  for (int64_t d = 0; d < dim; ++d) store_lanes(acc_t + d * kRows, load_lanes<Lanes>(acc_t + d * kRows) / denominator);
+  for (int64_t d = 0; d < dim; ++d) {
+    #pragma GCC unroll 4
+    for (int64_t v = 0; v < kVecs; ++v) {
+      float* at = acc_t + d * kRows + v * kLanes;
+      store_lanes(at, load_lanes<Lanes>(at) / denominator[v]);
+    }
+  }
 }
 
 // All query heads sharing kv head `kv_head` of sequence `seq`.
-template <int kVectorBytes, typename T, int64_t kDim>
+template <typename TileT, typename T, int64_t kDim>
 FE_INLINE void attend_item(const AttentionArgs<T>& a, int64_t seq, int64_t kv_head, Scratch& w) {
-  constexpr int64_t kRows = Tile<kVectorBytes>::kRows, kKeys = Tile<kVectorBytes>::kKeys;
+  constexpr int64_t kRows = TileT::kRows, kKeys = TileT::kKeys;
   const AttentionShape& sh = a.shape;
   const int64_t start = a.cu_seqlens[seq], len = a.cu_seqlens[seq + 1] - start, dim = sh.head_dim;
   if (len == 0) return;
@@ -165,6 +223,7 @@ FE_INLINE void attend_item(const AttentionArgs<T>& a, int64_t seq, int64_t kv_he
   const int64_t query_rows = (len + kRows - 1) / kRows * kRows;  // whole tiles
   w.queries_t.resize(query_rows * dim);
   w.acc_t.resize(dim * kRows);
+  w.rows_out.resize(dim * kRows);
   w.scores_t.resize(kKeyBlock * kRows);
   for (int64_t t = 0; t < len; ++t) {
     const T* kr = a.k + (start + t) * sh.k_token_stride + kv_head * dim;
@@ -215,42 +274,54 @@ FE_INLINE void attend_item(const AttentionArgs<T>& a, int64_t seq, int64_t kv_he
         }
         bias_t = w.bias_t.data();
       }
-      attend_tile<kVectorBytes, kDim>(w.keys.data(), w.values.data(), dim, w.queries_t.data() + i0 * dim, lower, limit, j_start, n_keys, bias_t,
+      // The tile's output rows, a token stride apart and not in cache yet, are fetched for writing while it computes.
+      for (int64_t r = 0; r < rows; ++r) prefetch_row<T, true>(a.out + ((start + i0 + r) * sh.num_heads + h) * dim, dim);
+      attend_tile<TileT, kDim>(w.keys.data(), w.values.data(), dim, w.queries_t.data() + i0 * dim, lower, limit, j_start, n_keys, bias_t,
                                       w.acc_t.data(), w.scores_t.data());
+      // Transposed back to rows in L1 first, so that each output row is written whole by vector stores: a row's
+      // scalar stores, one per dimension, stalled on the lines they missed.
+      float* rows_out = w.rows_out.data();
+      for (int64_t d = 0; d < dim; ++d) {
+        for (int64_t r = 0; r < kRows; ++r) rows_out[r * dim + d] = w.acc_t[d * kRows + r];
+      }
       for (int64_t r = 0; r < rows; ++r) {
         T* out = a.out + ((start + i0 + r) * sh.num_heads + h) * dim;
-        for (int64_t d = 0; d < dim; ++d) out[d] = from_float<T>(w.acc_t[d * kRows + r]);
+        for (int64_t d = 0; d < dim; ++d) out[d] = from_float<T>(rows_out[r * dim + d]);
       }
     }
   }
 }
 
 // Common head sizes get a loop nest with the head dimension known at compile time.
-template <int kVectorBytes, typename T>
+template <typename TileT, typename T>
 FE_INLINE void attend_item(const AttentionArgs<T>& a, int64_t seq, int64_t kv_head, Scratch& w) {
   switch (a.shape.head_dim) {
     case 32:
-      return attend_item<kVectorBytes, T, 32>(a, seq, kv_head, w);
+      return attend_item<TileT, T, 32>(a, seq, kv_head, w);
     case 64:
-      return attend_item<kVectorBytes, T, 64>(a, seq, kv_head, w);
+      return attend_item<TileT, T, 64>(a, seq, kv_head, w);
     case 128:
-      return attend_item<kVectorBytes, T, 128>(a, seq, kv_head, w);
+      return attend_item<TileT, T, 128>(a, seq, kv_head, w);
     default:
-      return attend_item<kVectorBytes, T, 0>(a, seq, kv_head, w);
+      return attend_item<TileT, T, 0>(a, seq, kv_head, w);
   }
 }
 
-// With AVX-512, a sequence under 64 tokens that 16-query tiles would pad to more rows than 8-query ones takes
-// 8-query (ymm) tiles: 4,096 tokens of 20-token sequences, 12 heads of 32, ran in 3.3 ms against 4.3 ms.
+// The build's tile (kVectorBytes: its vector width). A sequence under 64 tokens that 16-query tiles would pad to more
+// rows than 8-query ones takes 8-query tiles: with AVX-512, 4,096 tokens of 20-token sequences, 12 heads of 32, ran
+// in 3.3 ms against 4.3 ms.
 template <int kVectorBytes, typename T>
 FE_INLINE void attend_sized(const AttentionArgs<T>& a, int64_t seq, int64_t kv_head, Scratch& w) {
-  if constexpr (kVectorBytes == 64) {
-    constexpr int64_t kWide = Tile<64>::kRows, kNarrow = Tile<32>::kRows;
+  if constexpr (kVectorBytes == 16) {
+    return attend_item<XmmTile>(a, seq, kv_head, w);
+  } else {
+    using Wide = std::conditional_t<kVectorBytes == 64, ZmmTile, YmmPairTile>;
+    constexpr int64_t kWide = Wide::kRows, kNarrow = YmmTile::kRows;
     const int64_t len = a.cu_seqlens[seq + 1] - a.cu_seqlens[seq];
     const bool pads_more = (len + kWide - 1) / kWide * kWide > (len + kNarrow - 1) / kNarrow * kNarrow;
-    if (len < 64 && pads_more) return attend_item<32>(a, seq, kv_head, w);
+    if (len < 64 && pads_more) return attend_item<YmmTile>(a, seq, kv_head, w);
+    attend_item<Wide>(a, seq, kv_head, w);
   }
-  attend_item<kVectorBytes>(a, seq, kv_head, w);
 }
 
 FE_ISA_DISPATCH(void, attend_one, (const AttentionArgs<float>& a, int64_t s, int64_t h, Scratch& w), (a, s, h, w),
