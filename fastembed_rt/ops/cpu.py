@@ -134,19 +134,14 @@ def _on_panels(layer, x, activation):
 WIDEN_MIN_ROWS = 256
 
 
-def on_panels(rows: int) -> bool:
-    """Whether packed_linear runs `rows` rows on the panel kernels (else on MKL, the weights widened)."""
-    return rows < WIDEN_MIN_ROWS or isa.float_panels_preferred()
-
-
 def packed_linear(layer, x, activation=None):
     """A layer on the panel kernels: bfloat16 where oneDNN has no bfloat16 GEMM, and float32 or bfloat16 where they
     beat MKL (isa.float_panels_preferred). bfloat16 weights stay bfloat16 (half the memory); the result has x's
     dtype (bfloat16 x: rounded as a bfloat16 GEMM rounds; float32 x: a bfloat16 model's float32 activations).
     The panels widen bfloat16 weights to float32 in registers against x as it is (panel_input); large bfloat16
-    batches (not on_panels) run on MKL on the weights widened to float32 for the call."""
+    batches run on MKL on the weights widened to float32 for the call, except where the panels beat it."""
     rows = _rows(x)
-    if layer.dtype == torch.float32 or on_panels(rows.shape[0]):
+    if layer.dtype == torch.float32 or rows.shape[0] < WIDEN_MIN_ROWS or isa.float_panels_preferred():
         out = torch.from_numpy(_on_panels(layer, rows, activation))
     else:
         widened_t = torch.from_numpy(layer.panels().widened(torch.get_num_threads()))  # [in, out]
