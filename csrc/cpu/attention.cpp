@@ -57,8 +57,8 @@ struct AttentionArgs {
 };
 
 // Per-thread float32 copies of one (sequence, kv head) zero-padded to whole key blocks; one head's queries,
-// tile by tile; one tile's outputs, its scores for one block of keys and its relative position bias
-// [key][query lane].
+// tile by tile; one tile's outputs ([dim][query lane], then as rows: rows_out), its scores for one block of keys
+// and its relative position bias [key][query lane].
 struct Scratch {
   std::vector<float> keys, values, queries_t, acc_t, bias_t, scores_t, rows_out;
 };
