@@ -200,14 +200,14 @@ void prepare_bfloat16_rows(const PackedLinear& w, const uint16_t* x, int64_t m, 
   const int64_t k = w.k, kp = w.k_padded;
   for (int64_t r = 0; r < m; ++r) {
     const uint16_t* xr = x + r * k;
-    if (w.kind == WeightKind::kBFloat16 && w.isa == Isa::kAvx512) {
-      uint16_t* row = reinterpret_cast<uint16_t*>(scratch) + r * kp;
-      std::copy(xr, xr + k, row);
-      std::fill(row + k, row + kp, uint16_t{0});
-    } else {
+    if (reads_float_rows(w)) {  // as float_rows() then hands them to the kernels
       float* row = reinterpret_cast<float*>(scratch) + r * kp;
       for (int64_t i = 0; i < k; ++i) row[i] = to_float(bf16{xr[i]});
       std::fill(row + k, row + kp, 0.0f);
+    } else {
+      uint16_t* row = reinterpret_cast<uint16_t*>(scratch) + r * kp;
+      std::copy(xr, xr + k, row);
+      std::fill(row + k, row + kp, uint16_t{0});
     }
   }
 }
