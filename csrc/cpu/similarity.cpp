@@ -76,33 +76,30 @@ FE_ISA_DISPATCH(int32_t, block_best, (const int32_t* s, int64_t rows, bool negat
 FE_ISA_DISPATCH(float, block_best, (const float* s, int64_t rows, bool negate), (s, rows, negate),
                 block_best_impl(s, rows, negate))
 
-// Scans the corpus in per-thread slices and merges the slices' top-k. `negate` turns distances (smaller is
-// better) into scores for the heaps and back on output.
+// Scans the corpus a block at a time, each worker taking the next block when it finishes one (on a shared
+// machine one core often runs slower, and fixed slices waited for it) into top-k lists of its own, then merges
+// the workers' lists. `negate` turns distances (smaller is better) into scores for the heaps and back on output.
 template <typename T, typename Score, typename ScoreBlock>
 void search(const T* queries, int64_t nq, const T* corpus, int64_t n, int64_t dim, int64_t k, ScoreBlock score_block,
             bool negate, int num_threads, Score* out_scores, int64_t* out_ids) {
   const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(num_threads, n / kMinRowsPerThread));
-  const int64_t slice = (n + threads - 1) / threads;
   std::vector<std::vector<TopK<Score>>> tops(threads, std::vector<TopK<Score>>(nq, TopK<Score>(k)));
-  parallel_for(threads, static_cast<int>(threads), [&](int64_t first, int64_t last) {
-    std::vector<Score> scores(nq * kBlockRows);
-    for (int64_t t = first; t < last; ++t) {
-      auto& mine = tops[t];
-      const int64_t end = std::min(n, (t + 1) * slice);
-      for (int64_t start = t * slice; start < end; start += kBlockRows) {
-        const int64_t rows = std::min(kBlockRows, end - start);
-        score_block(queries, nq, corpus + start * dim, rows, dim, scores.data());
-        for (int64_t i = 0; i < nq; ++i) {
-          const Score* s = scores.data() + i * rows;
-          Score floor = mine[i].floor();
-          if (block_best(s, rows, negate) < floor) continue;
-          for (int64_t r = 0; r < rows; ++r) {
-            const Score value = negate ? -s[r] : s[r];
-            if (value >= floor) {
-              mine[i].push(value, start + r);
-              floor = mine[i].floor();
-            }
-          }
+  std::vector<std::vector<Score>> scores(threads);
+  parallel_for_each((n + kBlockRows - 1) / kBlockRows, static_cast<int>(threads), [&](int worker, int64_t block) {
+    auto& mine = tops[worker];
+    std::vector<Score>& block_scores = scores[worker];
+    block_scores.resize(nq * kBlockRows);
+    const int64_t start = block * kBlockRows, rows = std::min(kBlockRows, n - start);
+    score_block(queries, nq, corpus + start * dim, rows, dim, block_scores.data());
+    for (int64_t i = 0; i < nq; ++i) {
+      const Score* s = block_scores.data() + i * rows;
+      Score floor = mine[i].floor();
+      if (block_best(s, rows, negate) < floor) continue;
+      for (int64_t r = 0; r < rows; ++r) {
+        const Score value = negate ? -s[r] : s[r];
+        if (value >= floor) {
+          mine[i].push(value, start + r);
+          floor = mine[i].floor();
         }
       }
     }

@@ -254,10 +254,21 @@ void run_panels(const PackedLinear& w, const float* x, int64_t m, Activation act
   }
   auto panels = w.isa == Isa::kAvx512 ? kernels::linear_panels_avx512 : kernels::linear_panels_avx2;
   const int64_t chunk = int8_on_tiles(w) ? kTileRowChunk : kRowChunk;
-  parallel_for(w.panels, threads, [&](int64_t begin, int64_t end) {
-    for (int64_t r = 0; r < m; r += chunk) {
-      panels(w, x, scratch.data(), m, r, std::min(m, r + chunk), act, round_output, o, begin, end);
-    }
+  if (o.mode != PanelOutput::kStore) {  // sums into sequences' rows: each worker owns its columns for all rows
+    parallel_for(w.panels, threads, [&](int64_t begin, int64_t end) {
+      for (int64_t r = 0; r < m; r += chunk) {
+        panels(w, x, scratch.data(), m, r, std::min(m, r + chunk), act, round_output, o, begin, end);
+      }
+    });
+    return;
+  }
+  // Stored rows: items of a chunk of rows by a thread's share of the panels, taken in turn as each worker finishes
+  // one (on a shared machine one core often runs slower, and a fixed split waited for it).
+  const int64_t groups = threads, group = (w.panels + groups - 1) / groups, chunks = (m + chunk - 1) / chunk;
+  parallel_for_each(chunks * groups, threads, [&](int, int64_t item) {
+    const int64_t r = item / groups * chunk, begin = item % groups * group;
+    panels(w, x, scratch.data(), m, r, std::min(m, r + chunk), act, round_output, o, begin,
+           std::min(w.panels, begin + group));
   });
 }
 
@@ -438,14 +449,15 @@ void small_feed_forward(const PackedLinear& up, const PackedLinear& down, const 
     small_linear(down, RowsIn{hidden.get()}, m, Activation::kNone, false, out, scratch, num_threads);
     return;
   }
-  parallel_for((m + kFeedForwardChunk - 1) / kFeedForwardChunk, num_threads, [&](int64_t begin, int64_t end) {
-    std::vector<uint8_t> scratch;
-    std::vector<float> hidden(static_cast<size_t>(kFeedForwardChunk) * up.n);
-    for (int64_t c = begin; c < end; ++c) {
-      const int64_t r0 = c * kFeedForwardChunk, rows = std::min(kFeedForwardChunk, m - r0);
-      int8_chunk(up, rows_from(x, r0, up.k), rows, act, hidden.data(), scratch);
-      int8_chunk(down, RowsIn{hidden.data()}, rows, Activation::kNone, out + r0 * down.n, scratch);
-    }
+  // Each worker takes the next chunk when it finishes one: on a shared machine one core often runs slower.
+  std::vector<std::vector<uint8_t>> scratch(num_threads);
+  std::vector<std::vector<float>> hidden(num_threads);
+  parallel_for_each((m + kFeedForwardChunk - 1) / kFeedForwardChunk, num_threads, [&](int worker, int64_t c) {
+    std::vector<float>& h = hidden[worker];
+    h.resize(static_cast<size_t>(kFeedForwardChunk) * up.n);
+    const int64_t r0 = c * kFeedForwardChunk, rows = std::min(kFeedForwardChunk, m - r0);
+    int8_chunk(up, rows_from(x, r0, up.k), rows, act, h.data(), scratch[worker]);
+    int8_chunk(down, RowsIn{h.data()}, rows, Activation::kNone, out + r0 * down.n, scratch[worker]);
   });
 }
 
