@@ -87,6 +87,22 @@ def test_integer_kernels_are_equal_on_every_isa(dim):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("nq", [8, 9, 16, 17, 100])
+@pytest.mark.parametrize("dim", [1, 32, 48, 128, 256, 300])
+def test_hamming_query_tiles(isa, nq, dim):
+    """AVX2 scores tiles of 8 queries, 8 rows at a time (unrolled for codes of up to 256 bytes): whole and partial
+    tiles of both, over blocks of rows that end mid-tile."""
+    rng = np.random.default_rng(nq * 1000 + dim)
+    q = rng.integers(0, 256, (nq, dim), dtype=np.uint8)
+    c = rng.integers(0, 256, (709, dim), dtype=np.uint8)
+    c[300:310] = q[-1]  # exact matches of the last query (in the last, partial tile): ties go to the lower index
+    distances, ids = _C.topk_hamming(q, c, 12, isa)
+    want_d, want_ids = expected_topk(np.unpackbits(q[:, None, :] ^ c[None, :, :], axis=-1).sum(-1), 12, descending=False)
+    assert np.array_equal(ids, want_ids) and np.array_equal(distances, want_d)
+    assert distances[-1, 0] == 0 and ids[-1, 0] <= 300
+
+
+@pytest.mark.parametrize("isa", ISAS)
 def test_int8_queries_with_and_without_min_in_one_batch(isa):
     """AVX2 picks the multiply per tile of four queries: one -128 in query 5 sends only its tile to vpmaddwd."""
     rng = np.random.default_rng(11)

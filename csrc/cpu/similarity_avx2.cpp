@@ -1,8 +1,9 @@
-// AVX2 score blocks. One tile loop serves all three kernels: 4 queries x 2 rows (3 for float32, which has
-// the registers), so each loaded row vector feeds four queries, and the accumulators reduce eight at a time
-// in one horizontal-add tree. Queries are copied once per block, zero-padded to whole vectors and in the form
-// the inner loop multiplies; a row's partial last vector is read from a zero-padded copy (AVX2 has no masked
-// byte loads). Each kernel is an Op saying how to load, accumulate and reduce.
+// AVX2 score blocks. One tile loop serves the dot products: 4 queries x 2 rows (3 for float32, which has the
+// registers), so each loaded row vector feeds four queries, and the accumulators reduce eight at a time in one
+// horizontal-add tree; each is an Op saying how to load and accumulate. Hamming distances have a loop of their
+// own (8 queries x 1 row, byte counters). Queries are copied once per block, zero-padded to whole vectors and in
+// the form the inner loop takes; a row's partial last vector is read from a zero-padded copy (AVX2 has no masked
+// byte loads).
 #pragma GCC target("avx2,fma,popcnt")
 #include <immintrin.h>
 
@@ -40,37 +41,25 @@ __attribute__((always_inline)) inline __m256 sum8(const __m256 a[8]) {
 void store(float* p, __m256 v) { _mm256_store_ps(p, v); }
 void store(int32_t* p, __m256i v) { _mm256_store_si256(reinterpret_cast<__m256i*>(p), v); }
 
-void add_to(float* p, __m256 v) { _mm256_store_ps(p, _mm256_add_ps(_mm256_load_ps(p), v)); }
-void add_to(int32_t* p, __m256i v) {
-  _mm256_store_si256(reinterpret_cast<__m256i*>(p), _mm256_add_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(p)), v));
-}
-
-// out[p] (+)= the sum of Op::widen(a[p])'s lanes, eight accumulators per reduction tree (zeros fill the last).
+// out[p] = the sum of a[p]'s lanes, eight accumulators per reduction tree (zeros fill the last).
 template <typename Op, int N>
-__attribute__((always_inline)) inline void store_sums(typename Op::Score* out, const typename Op::Vec (&a)[N], bool add) {
+__attribute__((always_inline)) inline void store_sums(typename Op::Score* out, const typename Op::Vec (&a)[N]) {
   for (int c = 0; c < N; c += 8) {
     typename Op::Vec chunk[8];
-    for (int i = 0; i < 8; ++i) chunk[i] = c + i < N ? Op::widen(a[c + i]) : Op::zero();
-    if (add) {
-      add_to(out + c, sum8(chunk));
-    } else {
-      store(out + c, sum8(chunk));
-    }
+    for (int i = 0; i < 8; ++i) chunk[i] = c + i < N ? a[c + i] : Op::zero();
+    store(out + c, sum8(chunk));
   }
 }
 
 __m256i load_bytes(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
-// Ops. kStep: row elements per vector step. Query: the element type queries are prepared as, by prepare(),
-// kQueryWidth of them per row element. kGroup: steps after which narrow accumulators must be reduced into the
-// scores (0: never). widen: an accumulator as 32-bit lanes to be summed.
+// Ops. kStep: row elements per vector step. Query: the element type queries are prepared as, by prepare().
 
 // Queries as the multiply wants their elements: a plain conversion.
 template <typename RowElem, typename QueryElem>
 struct ConvertedQueries {
   using Elem = RowElem;
   using Query = QueryElem;
-  static constexpr int64_t kQueryWidth = 1;
   static void prepare(const Elem* src, int64_t dim, Query* dst) {
     for (int64_t d = 0; d < dim; ++d) dst[d] = static_cast<Query>(src[d]);
   }
@@ -80,13 +69,12 @@ struct DotF32 : ConvertedQueries<float, float> {
   using Score = float;
   using Vec = __m256;
   using RowVec = __m256;
-  static constexpr int64_t kStep = 8, kGroup = 0;
+  static constexpr int64_t kStep = 8;
   static constexpr int kRows = 3;
   static Vec zero() { return _mm256_setzero_ps(); }
   static RowVec load_row(const float* p) { return _mm256_loadu_ps(p); }
   static Vec load_query(const float* p) { return _mm256_loadu_ps(p); }
   static Vec accumulate(Vec acc, Vec q, RowVec r) { return _mm256_fmadd_ps(q, r, acc); }
-  static Vec widen(Vec acc) { return acc; }
 };
 
 // Exact for any int8 values: rows sign-extended to int16, queries prepared as int16, products summed in
@@ -95,13 +83,12 @@ struct DotI8Madd : ConvertedQueries<int8_t, int16_t> {
   using Score = int32_t;
   using Vec = __m256i;
   using RowVec = __m256i;
-  static constexpr int64_t kStep = 16, kGroup = 0;
+  static constexpr int64_t kStep = 16;
   static constexpr int kRows = 2;
   static Vec zero() { return _mm256_setzero_si256(); }
   static RowVec load_row(const int8_t* p) { return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
   static Vec load_query(const int16_t* p) { return load_bytes(p); }
   static Vec accumulate(Vec acc, Vec q, RowVec r) { return _mm256_add_epi32(acc, _mm256_madd_epi16(q, r)); }
-  static Vec widen(Vec acc) { return acc; }
 };
 
 // Twice the elements per multiply, exact when no query value is -128 (the caller checks): q.r = |r| .
@@ -116,7 +103,7 @@ struct DotI8Maddubs : ConvertedQueries<int8_t, int8_t> {
     __m256i magnitude;
     const int8_t* sign;
   };
-  static constexpr int64_t kStep = 32, kGroup = 0;
+  static constexpr int64_t kStep = 32;
   static constexpr int kRows = 2;
   static Vec zero() { return _mm256_setzero_si256(); }
   static RowVec load_row(const int8_t* p) { return {_mm256_abs_epi8(load_bytes(p)), p}; }
@@ -125,48 +112,125 @@ struct DotI8Maddubs : ConvertedQueries<int8_t, int8_t> {
     const __m256i pairs = _mm256_maddubs_epi16(r.magnitude, _mm256_sign_epi8(q, load_bytes(r.sign)));
     return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
   }
-  static Vec widen(Vec acc) { return acc; }
 };
 
-// Bits counted a nibble at a time by table lookup (vpshufb) into byte counters, which reach at most
-// 8 * 31 = 248 before vpsadbw widens them. The nibbles of q ^ r are those of q xor those of r, so both sides
-// are split into low and high nibbles before the pairs meet (queries once per block, rows once per step for
-// four queries): a pair then costs two xors, two lookups and two adds, and no shift.
-struct Hamming {
-  using Elem = uint8_t;
-  using Query = uint8_t;
-  using Score = int32_t;
-  using Vec = __m256i;
-  struct RowVec {
+// Hamming distances, a tile of 8 queries against one row at a time. Bits are counted a nibble at a time by table
+// lookup (vpshufb) into byte counters, which reach at most 8 * 31 = 248 before vpsadbw widens them. The nibbles
+// of q ^ r are those of q xor those of r, so both sides are split into low and high nibbles before they meet
+// (queries once per call, each row step once per tile): a pair then costs two xors, two lookups and two adds per
+// 32 bytes, and the eight accumulators, the row's nibbles and the table all stay in registers. A tile's
+// prepared queries are interleaved step by step, so one pointer with constant offsets reaches all eight.
+namespace hamming {
+
+constexpr int64_t kStep = 32;        // bytes per vector step
+constexpr int kQueries = 8;          // queries per tile
+constexpr int64_t kGroupSteps = 31;  // steps before the byte counters must be widened
+constexpr int64_t kTileStep = kQueries * 2 * kStep;  // one step of a tile's prepared queries
+
+__attribute__((always_inline)) inline void split(__m256i v, __m256i& lo, __m256i& hi) {
+  const __m256i nibble = _mm256_set1_epi8(0x0F);
+  lo = _mm256_and_si256(v, nibble);
+  hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
+}
+
+// Lane i: the sum of a[i]'s bytes. vpsadbw sums each 8 bytes into a 64-bit lane (< 2^11), two accumulators
+// share those lanes (one shifted to the high half), and two unpack-and-add steps and a cross-half add finish.
+__attribute__((always_inline)) inline __m256i totals(const __m256i (&a)[kQueries]) {
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i pair[kQueries / 2];  // dwords [a0 b0 a1 b1 | a2 b2 a3 b3] for accumulators a = 2i and b = 2i + 1
+  for (int i = 0; i < kQueries / 2; ++i) {
+    pair[i] = _mm256_or_si256(_mm256_sad_epu8(a[2 * i], zero), _mm256_slli_epi64(_mm256_sad_epu8(a[2 * i + 1], zero), 32));
+  }
+  // [t0 t1 t2 t3 | t0 t1 t2 t3]: each half holds its half's partial totals of four accumulators
+  const __m256i q0 = _mm256_add_epi32(_mm256_unpacklo_epi64(pair[0], pair[1]), _mm256_unpackhi_epi64(pair[0], pair[1]));
+  const __m256i q1 = _mm256_add_epi32(_mm256_unpacklo_epi64(pair[2], pair[3]), _mm256_unpackhi_epi64(pair[2], pair[3]));
+  return _mm256_add_epi32(_mm256_permute2x128_si256(q0, q1, 0x20), _mm256_permute2x128_si256(q0, q1, 0x31));
+}
+
+// The byte counts of one row's steps [first, last) against a tile's prepared queries Q, added into acc (steps
+// from `full` on read `tail`, the row's zero-padded last step).
+__attribute__((always_inline)) inline void count_steps(const uint8_t* Q, const uint8_t* row, const uint8_t* tail,
+                                                       int64_t full, int64_t first, int64_t last,
+                                                       __m256i (&acc)[kQueries]) {
+  const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+#pragma GCC unroll 8
+  for (int64_t s = first; s < last; ++s) {
     __m256i lo, hi;
-  };
-  static constexpr int64_t kStep = 32, kGroup = 31, kQueryWidth = 2;
-  static constexpr int kRows = 2;
-  // Per 32-byte step: the 32 low nibbles, then the 32 high ones (a partial last step zero-padded first).
-  static void prepare(const uint8_t* src, int64_t nbytes, uint8_t* dst) {
-    for (int64_t b = 0; b < nbytes; b += kStep, dst += 2 * kStep) {
-      alignas(32) uint8_t chunk[kStep] = {};
-      std::memcpy(chunk, src + b, std::min(kStep, nbytes - b));
-      const RowVec nibbles = load_row(chunk);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), nibbles.lo);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + kStep), nibbles.hi);
+    split(load_bytes(s < full ? row + s * kStep : tail), lo, hi);
+    const uint8_t* q = Q + s * kTileStep;
+#pragma GCC unroll 8
+    for (int i = 0; i < kQueries; ++i) {
+      const __m256i count_lo = _mm256_shuffle_epi8(table, _mm256_xor_si256(lo, load_bytes(q + 2 * i * kStep)));
+      const __m256i count_hi = _mm256_shuffle_epi8(table, _mm256_xor_si256(hi, load_bytes(q + (2 * i + 1) * kStep)));
+      acc[i] = _mm256_add_epi8(acc[i], _mm256_add_epi8(count_lo, count_hi));
     }
   }
-  static Vec zero() { return _mm256_setzero_si256(); }
-  static RowVec load_row(const uint8_t* p) {
-    const __m256i r = load_bytes(p), nibble = _mm256_set1_epi8(0x0F);
-    return {_mm256_and_si256(r, nibble), _mm256_and_si256(_mm256_srli_epi16(r, 4), nibble)};
+}
+
+// The eight distances of one row (`steps` steps) against a tile's prepared queries Q. kSteps > 0: exactly that
+// many steps, a compile-time count the loop unrolls (the common short codes); 0: any number, in groups.
+template <int kSteps>
+__attribute__((always_inline)) inline __m256i row_distances(const uint8_t* Q, const uint8_t* row, const uint8_t* tail,
+                                                            int64_t full, int64_t steps) {
+  __m256i acc[kQueries];
+  if (kSteps > 0) {
+    for (auto& a : acc) a = _mm256_setzero_si256();
+    count_steps(Q, row, tail, full, 0, kSteps, acc);
+    return totals(acc);
   }
-  static const uint8_t* load_query(const uint8_t* p) { return p; }  // read as memory operands of the xors
-  static Vec accumulate(Vec acc, const uint8_t* q, RowVec r) {
-    const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
-                                           0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
-    const __m256i lo = _mm256_shuffle_epi8(table, _mm256_xor_si256(load_bytes(q), r.lo));
-    const __m256i hi = _mm256_shuffle_epi8(table, _mm256_xor_si256(load_bytes(q + kStep), r.hi));
-    return _mm256_add_epi8(acc, _mm256_add_epi8(lo, hi));
+  __m256i total = _mm256_setzero_si256();
+  for (int64_t first = 0; first < steps; first += kGroupSteps) {
+    for (auto& a : acc) a = _mm256_setzero_si256();
+    count_steps(Q, row, tail, full, first, std::min(steps, first + kGroupSteps), acc);
+    total = _mm256_add_epi32(total, totals(acc));
   }
-  static Vec widen(Vec bytes) { return _mm256_sad_epu8(bytes, _mm256_setzero_si256()); }
-};
+  return total;
+}
+
+// rows[j] (j < 8: eight rows' distances to a tile's eight queries) transposed, so that lane j of the result's
+// vector i is rows[j]'s lane i: each query's distances to the eight rows, for one store.
+__attribute__((always_inline)) inline void transpose8(const __m256i (&rows)[8], __m256i (&by_query)[8]) {
+  __m256i a[8], b[8];
+  for (int j = 0; j < 8; j += 2) {
+    a[j] = _mm256_unpacklo_epi32(rows[j], rows[j + 1]);
+    a[j + 1] = _mm256_unpackhi_epi32(rows[j], rows[j + 1]);
+  }
+  for (int j = 0; j < 8; j += 4) {
+    for (int h = 0; h < 2; ++h) {
+      b[j + 2 * h] = _mm256_unpacklo_epi64(a[j + h], a[j + h + 2]);
+      b[j + 2 * h + 1] = _mm256_unpackhi_epi64(a[j + h], a[j + h + 2]);
+    }
+  }
+  for (int i = 0; i < 4; ++i) {
+    by_query[i] = _mm256_permute2x128_si256(b[i], b[i + 4], 0x20);
+    by_query[i + 4] = _mm256_permute2x128_si256(b[i], b[i + 4], 0x31);
+  }
+}
+
+// Distances of rows [0, nrows) to one tile of queries, into dst[i * nrows + r] for its first `count` queries:
+// eight rows at a time transposed into one store per query, the last rows one at a time.
+template <int kSteps>
+void tile_distances(const uint8_t* Q, int64_t count, const uint8_t* rows, int64_t nrows, int64_t nbytes,
+                    const uint8_t* tails, int64_t full, int64_t steps, int32_t* dst) {
+  auto distances = [&](int64_t r) {
+    return row_distances<kSteps>(Q, rows + r * nbytes, tails != nullptr ? tails + r * kStep : nullptr, full, steps);
+  };
+  int64_t r = 0;
+  for (; r + 8 <= nrows; r += 8) {
+    __m256i block[8], by_query[8];
+    for (int j = 0; j < 8; ++j) block[j] = distances(r + j);
+    transpose8(block, by_query);
+    for (int64_t i = 0; i < count; ++i) _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i * nrows + r), by_query[i]);
+  }
+  for (; r < nrows; ++r) {
+    alignas(32) int32_t lanes[kQueries];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), distances(r));
+    for (int64_t i = 0; i < count; ++i) dst[i * nrows + r] = lanes[i];
+  }
+}
+
+}  // namespace hamming
 
 // One step of a tile: kR row vectors, then each query's vector against all of them.
 template <typename Op>
@@ -177,14 +241,13 @@ __attribute__((always_inline)) inline void tile_step(typename Op::Vec (&acc)[kQ 
   typename Op::RowVec rv[kR];
   for (int j = 0; j < kR; ++j) rv[j] = Op::load_row(row[j]);
   for (int i = 0; i < kQ; ++i) {
-    const auto qv = Op::load_query(Q[i] + d * Op::kQueryWidth);
+    const auto qv = Op::load_query(Q[i] + d);
     for (int j = 0; j < kR; ++j) acc[i * kR + j] = Op::accumulate(acc[i * kR + j], qv, rv[j]);
   }
 }
 
 // The scores of one tile ([i * kR + j]: query i against row j): `full` whole vector steps along the rows R,
-// then, when `rest` elements remain, one step on their zero-padded copies (tails, kStep apart). Narrow
-// accumulators are reduced into `sums` after each group of kGroup steps, so no wide totals take registers.
+// then, when `rest` elements remain, one step on their zero-padded copies (tails, kStep apart).
 template <typename Op>
 __attribute__((always_inline)) inline void tile_sums(const typename Op::Query* const* Q, const typename Op::Elem* const* R,
                                                      const typename Op::Elem* tails, int64_t valid_rows, int64_t full,
@@ -192,23 +255,19 @@ __attribute__((always_inline)) inline void tile_sums(const typename Op::Query* c
   using Elem = typename Op::Elem;
   constexpr int64_t kStep = Op::kStep;
   constexpr int kR = Op::kRows;
-  const int64_t steps = full + (rest > 0), group = Op::kGroup > 0 ? Op::kGroup : steps;
-  for (int64_t first = 0; first < steps; first += group) {
-    const int64_t last = std::min(steps, first + group);
-    typename Op::Vec acc[kQ * kR];
-    for (auto& a : acc) a = Op::zero();
-    for (int64_t s = first; s < std::min(last, full); ++s) {
-      const Elem* row[kR];
-      for (int j = 0; j < kR; ++j) row[j] = R[j] + s * kStep;
-      tile_step<Op>(acc, Q, s * kStep, row);
-    }
-    if (last > full) {  // the tail is the last step
-      const Elem* row[kR];
-      for (int j = 0; j < kR; ++j) row[j] = tails + (j < valid_rows ? j : valid_rows - 1) * kStep;
-      tile_step<Op>(acc, Q, full * kStep, row);
-    }
-    store_sums<Op>(sums, acc, first > 0);
+  typename Op::Vec acc[kQ * kR];
+  for (auto& a : acc) a = Op::zero();
+  for (int64_t s = 0; s < full; ++s) {
+    const Elem* row[kR];
+    for (int j = 0; j < kR; ++j) row[j] = R[j] + s * kStep;
+    tile_step<Op>(acc, Q, s * kStep, row);
   }
+  if (rest > 0) {  // the tail is the last step
+    const Elem* row[kR];
+    for (int j = 0; j < kR; ++j) row[j] = tails + (j < valid_rows ? j : valid_rows - 1) * kStep;
+    tile_step<Op>(acc, Q, full * kStep, row);
+  }
+  store_sums<Op>(sums, acc);
 }
 
 template <typename Op>
@@ -218,7 +277,7 @@ void score_tiles(const typename Op::Elem* q, int64_t nq, const typename Op::Elem
   using Query = typename Op::Query;
   constexpr int64_t kStep = Op::kStep;
   constexpr int kR = Op::kRows;
-  const int64_t full = dim / kStep, rest = dim % kStep, padded = (full + (rest > 0)) * kStep * Op::kQueryWidth;
+  const int64_t full = dim / kStep, rest = dim % kStep, padded = (full + (rest > 0)) * kStep;
   thread_local std::vector<Query> prepared_storage;  // reached once per call: each thread_local access costs a call
   std::vector<Query>& prepared = prepared_storage;
   prepared.assign(nq * padded, Query{0});
@@ -284,7 +343,46 @@ void dot_i8_avx2(const int8_t* q, int64_t nq, const int8_t* rows, int64_t nrows,
 }
 
 void hamming_avx2(const uint8_t* q, int64_t nq, const uint8_t* rows, int64_t nrows, int64_t nbytes, int32_t* out) {
-  score_tiles<Hamming>(q, nq, rows, nrows, nbytes, out);
+  using namespace hamming;
+  const int64_t full = nbytes / kStep, rest = nbytes % kStep, steps = full + (rest > 0);
+  const int64_t tiles = (nq + kQueries - 1) / kQueries;
+  // Per tile and step, each query's low then high nibbles; zeros past a query's bytes and for a last tile's
+  // missing queries (their distances are computed and dropped).
+  thread_local std::vector<uint8_t> prepared_storage;  // reached once per call: each thread_local access costs a call
+  std::vector<uint8_t>& prepared = prepared_storage;
+  prepared.assign(tiles * steps * kTileStep, 0);
+  for (int64_t i = 0; i < nq; ++i) {
+    for (int64_t s = 0; s < steps; ++s) {
+      alignas(32) uint8_t chunk[kStep] = {};
+      std::memcpy(chunk, q + i * nbytes + s * kStep, std::min(kStep, nbytes - s * kStep));
+      __m256i lo, hi;
+      split(load_bytes(chunk), lo, hi);
+      uint8_t* dst = prepared.data() + (i / kQueries * steps + s) * kTileStep + i % kQueries * 2 * kStep;
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), lo);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + kStep), hi);
+    }
+  }
+  thread_local std::vector<uint8_t> tails_storage;  // each row's last partial step, zero-padded
+  std::vector<uint8_t>& tails = tails_storage;
+  if (rest > 0) {
+    tails.assign(nrows * kStep, 0);
+    for (int64_t r = 0; r < nrows; ++r) std::memcpy(&tails[r * kStep], rows + r * nbytes + full * kStep, rest);
+  }
+  // Query tiles outside, rows inside: a tile's queries stay in L1 while the block's rows stream past.
+  for (int64_t t = 0; t < tiles; ++t) {
+    const uint8_t* Q = prepared.data() + t * steps * kTileStep;
+    const int64_t count = std::min<int64_t>(kQueries, nq - t * kQueries);
+    const uint8_t* row_tails = rest > 0 ? tails.data() : nullptr;
+    int32_t* dst = out + t * kQueries * nrows;
+    switch (steps) {  // up to 2,048-bit codes unrolled
+#define FE_HAMMING_STEPS(n) \
+  case n: tile_distances<n>(Q, count, rows, nrows, nbytes, row_tails, full, steps, dst); break;
+      FE_HAMMING_STEPS(1) FE_HAMMING_STEPS(2) FE_HAMMING_STEPS(3) FE_HAMMING_STEPS(4)
+      FE_HAMMING_STEPS(5) FE_HAMMING_STEPS(6) FE_HAMMING_STEPS(7) FE_HAMMING_STEPS(8)
+#undef FE_HAMMING_STEPS
+      default: tile_distances<0>(Q, count, rows, nrows, nbytes, row_tails, full, steps, dst);
+    }
+  }
 }
 
 }  // namespace fastembed_rt::cpu::kernels
