@@ -11,8 +11,12 @@
 namespace fastembed_rt::cpu {
 namespace {
 
-// Rows scored per call of a score block: small enough that the block's scores for ~100 queries stay in L2.
-constexpr int64_t kBlockRows = 256;
+// Rows scored per call of a score block: about kBlockBytes of corpus, which stays in L2 while every tile of queries
+// passes over it, and 256 to 1,024 rows (their scores for ~100 queries stay in L2 too). 1M x 384 int8, 100
+// queries, AVX2 EPYC: 355-360 ms in blocks of 1,024 rows against 368-385 of 256; float32 at 1,024 rows (1.5 MB,
+// past L2) took 655-674 against 612-727 ms.
+constexpr int64_t kBlockBytes = 384 << 10;
+int64_t block_rows(int64_t row_bytes) { return std::clamp<int64_t>(kBlockBytes / std::max<int64_t>(row_bytes, 1), 256, 1024); }
 // Fewer rows than this per thread are not worth a thread.
 constexpr int64_t kMinRowsPerThread = 4096;
 
@@ -85,11 +89,12 @@ void search(const T* queries, int64_t nq, const T* corpus, int64_t n, int64_t di
   const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(num_threads, n / kMinRowsPerThread));
   std::vector<std::vector<TopK<Score>>> tops(threads, std::vector<TopK<Score>>(nq, TopK<Score>(k)));
   std::vector<std::vector<Score>> scores(threads);
-  parallel_for_each((n + kBlockRows - 1) / kBlockRows, static_cast<int>(threads), [&](int worker, int64_t block) {
+  const int64_t block_size = block_rows(dim * static_cast<int64_t>(sizeof(T)));
+  parallel_for_each((n + block_size - 1) / block_size, static_cast<int>(threads), [&](int worker, int64_t block) {
     auto& mine = tops[worker];
     std::vector<Score>& block_scores = scores[worker];
-    block_scores.resize(nq * kBlockRows);
-    const int64_t start = block * kBlockRows, rows = std::min(kBlockRows, n - start);
+    block_scores.resize(nq * block_size);
+    const int64_t start = block * block_size, rows = std::min(block_size, n - start);
     score_block(queries, nq, corpus + start * dim, rows, dim, block_scores.data());
     for (int64_t i = 0; i < nq; ++i) {
       const Score* s = block_scores.data() + i * rows;
