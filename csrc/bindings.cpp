@@ -94,6 +94,26 @@ int resolve_threads(int num_threads) {
   return hw > 0 ? static_cast<int>(hw) : 1;
 }
 
+// The packed layers' scratch (x's codes for an int8 layer: ~6 MB for 4,096 rows of 384), one per calling thread
+// and kept between calls: a fresh buffer was zero-filled and page-faulted in on every call. Past kKeptScratch
+// it is freed after the call, so that one huge batch does not hold its memory for good.
+class Scratch {
+ public:
+  Scratch() : buffer_(buffer()) {}
+  ~Scratch() {
+    if (buffer_.capacity() > kKeptScratch) std::vector<uint8_t>().swap(buffer_);
+  }
+  std::vector<uint8_t>& get() { return buffer_; }
+
+ private:
+  static constexpr size_t kKeptScratch = 64u << 20;
+  static std::vector<uint8_t>& buffer() {
+    thread_local std::vector<uint8_t> kept;
+    return kept;
+  }
+  std::vector<uint8_t>& buffer_;
+};
+
 // Transformer kernels take float32 arrays, or bfloat16 passed as its raw int16 bits (numpy has no bfloat16).
 enum class Storage { kFloat32, kBFloat16 };
 
@@ -511,8 +531,8 @@ class PackedLinear {
     const int threads = resolve_threads(num_threads);
     {
       py::gil_scoped_release release;
-      std::vector<uint8_t> scratch;
-      cpu::small_linear(*packed_, rows, x.shape(0), act, round_output, op, scratch, threads);
+      Scratch scratch;
+      cpu::small_linear(*packed_, rows, x.shape(0), act, round_output, op, scratch.get(), threads);
     }
     return out;
   }
@@ -635,8 +655,8 @@ class PackedLinear {
     const int threads = resolve_threads(num_threads);
     {
       py::gil_scoped_release release;
-      std::vector<uint8_t> scratch;
-      reduce(cu, num_seqs, op, scratch, threads);
+      Scratch scratch;
+      reduce(cu, num_seqs, op, scratch.get(), threads);
     }
     return out;
   }
