@@ -53,6 +53,20 @@ __attribute__((always_inline)) inline void store_sums(typename Op::Score* out, c
 
 __m256i load_bytes(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
+// Every row's last partial step (the elements after `full` whole steps of kStep), zero-padded, kStep apart: read
+// by each query tile, as AVX2 has no masked byte loads. Kept per thread between calls; nullptr when rows end on a
+// whole step.
+template <int64_t kStep, typename Elem>
+const Elem* row_tails(const Elem* rows, int64_t nrows, int64_t dim) {
+  const int64_t full = dim / kStep, rest = dim % kStep;
+  if (rest == 0) return nullptr;
+  thread_local std::vector<Elem> storage;  // reached once per call: each thread_local access costs a call
+  std::vector<Elem>& tails = storage;
+  tails.assign(nrows * kStep, Elem{0});
+  for (int64_t r = 0; r < nrows; ++r) std::memcpy(&tails[r * kStep], rows + r * dim + full * kStep, rest * sizeof(Elem));
+  return tails.data();
+}
+
 // Ops. kStep: row elements per vector step. Query: the element type queries are prepared as, by prepare().
 
 // Queries as the multiply wants their elements: a plain conversion.
@@ -283,13 +297,7 @@ void score_tiles(const typename Op::Elem* q, int64_t nq, const typename Op::Elem
   prepared.assign(nq * padded, Query{0});
   for (int64_t i = 0; i < nq; ++i) Op::prepare(q + i * dim, dim, prepared.data() + i * padded);
 
-  // Row tails for every row of the block, zero-padded: read by each query tile.
-  thread_local std::vector<Elem> tails_storage;
-  std::vector<Elem>& tails = tails_storage;
-  if (rest > 0) {
-    tails.assign(nrows * kStep, Elem{0});
-    for (int64_t r = 0; r < nrows; ++r) std::memcpy(&tails[r * kStep], rows + r * dim + full * kStep, rest * sizeof(Elem));
-  }
+  const Elem* tails = row_tails<kStep>(rows, nrows, dim);
   // Query tiles outside, rows inside: a tile's queries stay in L1 while the block's rows stream past.
   for (int64_t q0 = 0; q0 < nq; q0 += kQ) {
     const Query* Q[kQ];
@@ -299,7 +307,7 @@ void score_tiles(const typename Op::Elem* q, int64_t nq, const typename Op::Elem
       tile_pointers<Elem, kR>(rows, dim, r0, nrows, R);
       const int64_t rows_here = std::min<int64_t>(kR, nrows - r0);
       alignas(32) typename Op::Score sums[(kQ * kR + 7) / 8 * 8];
-      tile_sums<Op>(Q, R, tails.data() + (rest > 0 ? r0 * kStep : 0), rows_here, full, rest, sums);
+      tile_sums<Op>(Q, R, tails != nullptr ? tails + r0 * kStep : nullptr, rows_here, full, rest, sums);
       // Query i's kR row scores are adjacent in `sums`, as they are in `out`.
       for (int i = 0; i < kQ && q0 + i < nq; ++i) {
         typename Op::Score* dst = out + (q0 + i) * nrows + r0;
@@ -362,25 +370,19 @@ void hamming_avx2(const uint8_t* q, int64_t nq, const uint8_t* rows, int64_t nro
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + kStep), hi);
     }
   }
-  thread_local std::vector<uint8_t> tails_storage;  // each row's last partial step, zero-padded
-  std::vector<uint8_t>& tails = tails_storage;
-  if (rest > 0) {
-    tails.assign(nrows * kStep, 0);
-    for (int64_t r = 0; r < nrows; ++r) std::memcpy(&tails[r * kStep], rows + r * nbytes + full * kStep, rest);
-  }
+  const uint8_t* tails = row_tails<kStep>(rows, nrows, nbytes);
   // Query tiles outside, rows inside: a tile's queries stay in L1 while the block's rows stream past.
   for (int64_t t = 0; t < tiles; ++t) {
     const uint8_t* Q = prepared.data() + t * steps * kTileStep;
     const int64_t count = std::min<int64_t>(kQueries, nq - t * kQueries);
-    const uint8_t* row_tails = rest > 0 ? tails.data() : nullptr;
     int32_t* dst = out + t * kQueries * nrows;
     switch (steps) {  // up to 2,048-bit codes unrolled
 #define FE_HAMMING_STEPS(n) \
-  case n: tile_distances<n>(Q, count, rows, nrows, nbytes, row_tails, full, steps, dst); break;
+  case n: tile_distances<n>(Q, count, rows, nrows, nbytes, tails, full, steps, dst); break;
       FE_HAMMING_STEPS(1) FE_HAMMING_STEPS(2) FE_HAMMING_STEPS(3) FE_HAMMING_STEPS(4)
       FE_HAMMING_STEPS(5) FE_HAMMING_STEPS(6) FE_HAMMING_STEPS(7) FE_HAMMING_STEPS(8)
 #undef FE_HAMMING_STEPS
-      default: tile_distances<0>(Q, count, rows, nrows, nbytes, row_tails, full, steps, dst);
+      default: tile_distances<0>(Q, count, rows, nrows, nbytes, tails, full, steps, dst);
     }
   }
 }

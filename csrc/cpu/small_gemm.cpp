@@ -399,13 +399,21 @@ void int8_chunk(const PackedLinear& w, const RowsIn& x, int64_t rows, Activation
   panels(w, nullptr, scratch.data(), rows, 0, rows, act, false, PanelOutput{out}, 0, w.panels);
 }
 
+// fn(r0, rows, scratch) for the chunks of `chunk` rows of [0, m), each worker taking the next chunk when it finishes
+// one (on a shared machine one core often runs slower, and a fixed split waited for it), with a scratch of its
+// thread's own that stays between calls (a chunk's worth: never faulted in anew).
+template <typename Fn>
+void for_each_row_chunk(int64_t m, int64_t chunk, int num_threads, Fn fn) {
+  parallel_for_each((m + chunk - 1) / chunk, num_threads, [&](int, int64_t c) {
+    thread_local std::vector<uint8_t> scratch;
+    const int64_t r0 = c * chunk;
+    fn(r0, std::min(chunk, m - r0), scratch);
+  });
+}
+
 void tiled_int8_linear(const PackedLinear& w, const RowsIn& x, int64_t m, Activation act, float* out, int threads) {
-  parallel_for((m + kTileRowChunk - 1) / kTileRowChunk, threads, [&](int64_t begin, int64_t end) {
-    std::vector<uint8_t> scratch;
-    for (int64_t c = begin; c < end; ++c) {
-      const int64_t r0 = c * kTileRowChunk;
-      int8_chunk(w, rows_from(x, r0, w.k), std::min(kTileRowChunk, m - r0), act, out + r0 * w.n, scratch);
-    }
+  for_each_row_chunk(m, kTileRowChunk, threads, [&](int64_t r0, int64_t rows, std::vector<uint8_t>& scratch) {
+    int8_chunk(w, rows_from(x, r0, w.k), rows, act, out + r0 * w.n, scratch);
   });
 }
 
@@ -449,13 +457,9 @@ void small_feed_forward(const PackedLinear& up, const PackedLinear& down, const 
     small_linear(down, RowsIn{hidden.get()}, m, Activation::kNone, false, out, scratch, num_threads);
     return;
   }
-  // Each worker takes the next chunk when it finishes one: on a shared machine one core often runs slower. Its
-  // buffers (a chunk's worth, < 1 MB) stay with its thread between calls instead of being faulted in anew.
-  parallel_for_each((m + kFeedForwardChunk - 1) / kFeedForwardChunk, num_threads, [&](int, int64_t c) {
-    thread_local std::vector<uint8_t> scratch;
-    thread_local std::vector<float> hidden;
+  for_each_row_chunk(m, kFeedForwardChunk, num_threads, [&](int64_t r0, int64_t rows, std::vector<uint8_t>& scratch) {
+    thread_local std::vector<float> hidden;  // the chunk's up-projection outputs, kept like the scratch
     hidden.resize(static_cast<size_t>(kFeedForwardChunk) * up.n);
-    const int64_t r0 = c * kFeedForwardChunk, rows = std::min(kFeedForwardChunk, m - r0);
     int8_chunk(up, rows_from(x, r0, up.k), rows, act, hidden.data(), scratch);
     int8_chunk(down, RowsIn{hidden.data()}, rows, Activation::kNone, out + r0 * down.n, scratch);
   });
