@@ -17,6 +17,28 @@ struct NormArgs {
   NormKind kind;
 };
 
+// The sum of s[j] - offset (squared when `square`) over a row. Partial sums in kParts independent lanes, so that
+// the vectorized loop keeps several accumulators: with omp simd's one, each vector waited for the previous add
+// (MiniLM's 384-wide LayerNorm, Zen 3: 2.2 cycles per element on one thread, against torch's 1.4).
+FE_INLINE float sum_of(const float* s, int64_t n, float offset, bool square) {
+  constexpr int64_t kParts = 32;  // four AVX2 vectors, two AVX-512 ones
+  float part[kParts] = {};
+  int64_t j = 0;
+  for (; j + kParts <= n; j += kParts) {
+    for (int64_t k = 0; k < kParts; ++k) {
+      const float d = s[j + k] - offset;
+      part[k] += square ? d * d : d;
+    }
+  }
+  float total = 0.0f;
+  for (; j < n; ++j) {
+    const float d = s[j] - offset;
+    total += square ? d * d : d;
+  }
+  for (float p : part) total += p;
+  return total;
+}
+
 template <typename T>
 FE_INLINE void norm_row(const NormArgs<T>& a, int64_t r, float* s) {
   const int64_t n = a.cols;
@@ -30,14 +52,8 @@ FE_INLINE void norm_row(const NormArgs<T>& a, int64_t r, float* s) {
     T* so = a.sum_out + r * n;
     for (int64_t j = 0; j < n; ++j) so[j] = from_float<T>(s[j]);
   }
-  float mean = 0.0f, sq = 0.0f;
-  if (a.kind == NormKind::kLayerNorm) {
-#pragma omp simd reduction(+ : mean)
-    for (int64_t j = 0; j < n; ++j) mean += s[j];
-    mean /= static_cast<float>(n);
-  }
-#pragma omp simd reduction(+ : sq)
-  for (int64_t j = 0; j < n; ++j) sq += (s[j] - mean) * (s[j] - mean);
+  const float mean = a.kind == NormKind::kLayerNorm ? sum_of(s, n, 0.0f, false) / static_cast<float>(n) : 0.0f;
+  const float sq = sum_of(s, n, mean, true);
   const float rstd = 1.0f / std::sqrt(sq / static_cast<float>(n) + a.eps);
   T* out = a.out + r * n;
   if (a.bias) {
