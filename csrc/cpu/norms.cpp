@@ -19,7 +19,7 @@ struct NormArgs {
 
 // The sum of s[j] - offset (squared when `square`) over a row. Partial sums in kParts independent lanes, so that
 // the vectorized loop keeps several accumulators: with omp simd's one, each vector waited for the previous add
-// (MiniLM's 384-wide LayerNorm, Zen 3: 2.2 cycles per element on one thread, against torch's 1.4).
+// (4,096 x 384 LayerNorm + residual on one thread, AVX2 EPYC: bfloat16 1.29 -> 1.22 ms, float32 1.09 -> 1.03 ms).
 FE_INLINE float sum_of(const float* s, int64_t n, float offset, bool square) {
   constexpr int64_t kParts = 32;  // four AVX2 vectors, two AVX-512 ones
   float part[kParts] = {};
