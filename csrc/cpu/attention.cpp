@@ -140,9 +140,11 @@ FE_INLINE void attend_tile(const float* keys, const float* values, int64_t dim_r
   constexpr int64_t kKeys = TileT::kKeys, kValueChunk = TileT::kValueChunk;
   const int64_t dim = kDim ? kDim : dim_runtime;
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  constexpr float kLog2e = 1.44269504088896341f;
   // Per-query state, one register per kLanes queries.
   Lanes lower[kVecs], limit[kVecs], running_max[kVecs], denominator[kVecs], block_max[kVecs], safe_max[kVecs],
-      correction[kVecs];
+      correction[kVecs], max_log2e[kVecs];
+  // e^(s - max) as 2^(s log2(e) - max log2(e)): one FMA, and the power of two's own exponent field
   #pragma GCC unroll 4
   for (int64_t v = 0; v < kVecs; ++v) {
     lower[v] = load_lanes<Lanes>(lower_ptr + v * kLanes);
@@ -199,12 +201,13 @@ FE_INLINE void attend_tile(const float* keys, const float* values, int64_t dim_r
       correction[v] = exp_approx(running_max[v] - safe_max[v]);
       running_max[v] = new_max;
       denominator[v] *= correction[v];
+      max_log2e[v] = safe_max[v] * kLog2e;
     }
     for (int64_t j = 0; j < b1 - b0; ++j) {
       #pragma GCC unroll 4
       for (int64_t v = 0; v < kVecs; ++v) {
         const Lanes s = load_lanes<Lanes>(scores_t + j * kRows + v * kLanes);
-        const Lanes p = s == kNegInf ? Lanes{} : exp_approx(s - safe_max[v]);
+        const Lanes p = s == kNegInf ? Lanes{} : exp2_nonpositive(s * kLog2e - max_log2e[v]);
         denominator[v] += p;
         store_lanes(scores_t + j * kRows + v * kLanes, p);
       }
