@@ -9,6 +9,7 @@
 #include "cpu/isa.h"
 #include "cpu/int8_linear.h"
 #include "cpu/norms.h"
+#include "cpu/vector_math.h"
 
 namespace cpu = fastembed_rt::cpu;
 
@@ -107,6 +108,23 @@ void check_quantize(int64_t rows, int64_t cols, std::mt19937& rng) {
   }
 }
 
+// Attention's softmax weights: relative error against exp2 over its whole range, exact powers of two at integers,
+// and the floor of 2^-115 below it (-inf included).
+void check_exp2_nonpositive() {
+  double worst = 0.0;
+  for (int i = 0; i <= 1150000; ++i) {
+    const float y = -static_cast<float>(i) * 1e-4f;
+    worst = std::max(worst, std::fabs(cpu::exp2_nonpositive(y) / std::exp2(static_cast<double>(y)) - 1.0));
+  }
+  expect_close(worst, 0.0, 2.5e-7, "exp2_nonpositive relative error");
+  for (int n = 0; n >= -115; --n) {
+    expect_close(cpu::exp2_nonpositive(static_cast<float>(n)) / std::exp2(n), 1.0, 2.5e-7, "exp2_nonpositive(integer)");
+  }
+  for (float below : {-116.0f, -1e9f, -INFINITY}) {
+    expect_close(cpu::exp2_nonpositive(below) / std::exp2(-115.0), 1.0, 2.5e-7, "exp2_nonpositive floor");
+  }
+}
+
 void check_all(std::mt19937& rng) {
   for (bool causal : {false, true}) {
     check_attention({0, 1, 8, 45, 45, 70}, 4, 4, 32, causal, rng);
@@ -130,6 +148,7 @@ void check_all(std::mt19937& rng) {
 
 int main() {
   std::mt19937 rng(11);
+  check_exp2_nonpositive();
   // Every build of the kernels this CPU runs (in the single-target libraries the builds are the same code).
   for (cpu::Isa isa : cpu::supported_isas()) {
     cpu::set_active_isa(isa);
