@@ -117,9 +117,9 @@ FE_INLINE V exp_approx(V x) {
 FE_INLINE float fast_exp(float x) { return exp_approx(x); }
 
 // 2^y for y <= 0 (a softmax weight, y = (score - max) * log2(e)), relative error <= 2e-7 for y >= -115; below, the
-// result stays at 2^-115 (normal, as exp_approx's floor). Two thirds of exp_approx's work: no upper clamp, the
-// shifter's integer 127 + round(y) is the power of two's exponent field, and 2^f for f in [-0.5, 0.5] is a
-// degree-5 fit of relative error (ours: Lawson-weighted least squares, 1.9e-7 in float32).
+// result stays at 2^-115 (normal, as exp_approx's floor). 12 instructions per vector against exp_approx's 19: no
+// upper clamp, the shifter's integer 127 + round(y) is the power of two's exponent field, and 2^f for f in
+// [-0.5, 0.5] is a degree-5 fit of relative error (ours: Lawson-weighted least squares, 1.9e-7 in float32).
 template <typename V>
 FE_INLINE V exp2_nonpositive(V y) {
   y = y < -115.0f ? V{} - 115.0f : y;
