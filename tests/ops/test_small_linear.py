@@ -350,9 +350,10 @@ def test_feed_forward_equals_its_two_layers_bit_for_bit(m, k, hidden, n, as_in_m
         up_packed.feed_forward(up_packed, x.numpy())
     if ops.select("int8_feed_forward", torch.device("cpu"), torch.float32).name == "packed":
         want = reference.int8_linear(reference.int8_linear(x, up, "gelu"), down)
-        # asymmetric 7-bit codes of the GELU output: our erf and torch's may round a value at a code's edge apart
-        tolerance = 5e-3 if as_in_models else 1e-4
-        torch.testing.assert_close(ops.feed_forward(x, up, down, "gelu"), want, rtol=tolerance, atol=tolerance)
+        # The GELU output's codes (8-bit symmetric or 7-bit asymmetric): our erf and torch's may round a value at a
+        # code's edge apart, one code step times a weight (under FASTEMBED_RT_ISA=scalar, ATen's scalar erf moved
+        # 638 of 115,200 8-bit outputs by up to 3.7e-3).
+        torch.testing.assert_close(ops.feed_forward(x, up, down, "gelu"), want, rtol=5e-3, atol=5e-3)
 
 
 @pytest.mark.parametrize("threads", [1, 3, 8])
