@@ -5,7 +5,9 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
+from fastembed_rt import ops
 from fastembed_rt.colbert import maxsim_scores
 from fastembed_rt.multivector import MultiVectorEmbeddings
 from fastembed_rt.multivector_index import MultiVectorIndex
@@ -182,5 +184,11 @@ def test_paired_maxsim_is_the_grid_at_each_documents_own_query():
     docs, queries = clustered_corpus(docs=40, queries=5)
     query_of = np.array([3, 0, 3, 4, 0] * 8)  # query 1 and 2 own no document; document 7 is empty
     want = maxsim_scores(queries, docs)[query_of, np.arange(len(docs))]
-    np.testing.assert_array_equal(paired_maxsim_scores(queries, docs, query_of), want)
+    got = paired_maxsim_scores(queries, docs, query_of)
+    if ops.select("maxsim", torch.device("cpu"), torch.float32).name == ops.REFERENCE:
+        # torch's matmul (where no kernel of ours runs: a baseline x86-64 CPU) may sum a dot product in another
+        # order for another shape of matrices: the last bit may differ
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    else:
+        np.testing.assert_array_equal(got, want)
     assert paired_maxsim_scores(queries, [], []).shape == (0,)

@@ -50,6 +50,21 @@ def exact(x, cu, layer, pooling, activation):
     return out
 
 
+@pytest.mark.parametrize("chunk_tokens", [1, 2, 5, 600])
+@pytest.mark.parametrize("kind", ["float32", "int8"])
+@pytest.mark.parametrize("pooling, activation", [("max", "relu"), ("sum", "log1p_relu")])
+def test_reference_a_chunk_of_tokens_at_a_time_equals_the_whole(monkeypatch, chunk_tokens, kind, pooling, activation):
+    """The reference (what runs where no kernel does: a baseline x86-64 CPU) projects a chunk of tokens at a time:
+    sequences that span chunks, end at a chunk's edge or are empty pool as over the whole [T, vocab] logits."""
+    x, cu, layer = batch([1, 513, 0, 2, 3], 7, 17, kind, seed=chunk_tokens)
+    whole = reference.splade_pool(x, cu, layer, pooling, activation)
+    monkeypatch.setattr(reference, "SPLADE_CHUNK_BYTES", chunk_tokens * 4 * 17)
+    got = reference.splade_pool(x, cu, layer, pooling, activation)
+    torch.testing.assert_close(got, whole, rtol=1e-6, atol=1e-6)
+    if kind == "float32":
+        torch.testing.assert_close(got.double(), exact(x, cu, layer, pooling, activation), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("lengths", LENGTHS, ids=str)
 @pytest.mark.parametrize("hidden, vocab", SHAPES, ids=str)
 @pytest.mark.parametrize("kind", KINDS)
