@@ -13,6 +13,10 @@ from fastembed_rt.ops import POOL_MODES
 from fastembed_rt.pooling import PoolingConfig
 from fastembed_rt.testing import row_cosines
 
+# sentence-transformers' batches (it sorts texts by length): 16 pad less than 64 (500 texts: 16.1-16.8 s against
+# 19.1-22.4 s) and give the same vectors to 1.3e-7.
+ST_BATCH = 16
+
 
 @pytest.fixture(scope="module")
 def st_transformer(minilm_path):
@@ -46,7 +50,7 @@ def test_texts_cover_short_and_truncated(minilm, real_texts):
 
 
 def test_every_pooling_mode_matches(minilm_path, st_transformer, real_texts):
-    want = st_model(st_transformer, POOL_MODES).encode(real_texts, batch_size=64)
+    want = st_model(st_transformer, POOL_MODES).encode(real_texts, batch_size=ST_BATCH)
     got = ours_with_pooling(minilm_path, POOL_MODES).encode(real_texts)
     assert got.shape == want.shape == (len(real_texts), 384 * len(POOL_MODES))
     worst = per_mode_min_cosine(got, want, POOL_MODES)
@@ -56,7 +60,7 @@ def test_every_pooling_mode_matches(minilm_path, st_transformer, real_texts):
 def test_default_model_matches_normalized(minilm, minilm_path, real_texts):
     from sentence_transformers import SentenceTransformer
 
-    want = SentenceTransformer(str(minilm_path), device="cpu").encode(real_texts[:200], batch_size=64)
+    want = SentenceTransformer(str(minilm_path), device="cpu").encode(real_texts[:200], batch_size=ST_BATCH)
     got = minilm.encode(real_texts[:200])
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, rtol=1e-5)
     assert row_cosines(got, want).min() >= 0.99999
@@ -67,7 +71,7 @@ def test_prompt_excluded_from_pooling(minilm_path, st_transformer, real_texts):
     modes = ("mean", "cls", "weightedmean", "max")
     prompt = "query: represent this sentence for searching relevant passages: "
     texts = real_texts[:120]
-    want = st_model(st_transformer, modes, include_prompt=False).encode(texts, prompt=prompt, batch_size=64)
+    want = st_model(st_transformer, modes, include_prompt=False).encode(texts, prompt=prompt, batch_size=ST_BATCH)
     got = ours_with_pooling(minilm_path, modes, include_prompt=False).encode(texts, prompt=prompt)
     worst = per_mode_min_cosine(got, want, modes)
     assert min(worst.values()) >= 0.99999, worst
@@ -81,7 +85,7 @@ def test_cls_pooling_alone_runs_the_last_layer_on_those_rows(minilm_path, st_tra
     """CLS pooling alone reads one row per text (the first after the prompt where that is left out), so the last
     layer computes that row only: the vectors are still sentence-transformers'."""
     prompt, texts = "query: represent this sentence for searching relevant passages: ", real_texts[:150]
-    want = st_model(st_transformer, ("cls",), include_prompt).encode(texts, prompt=prompt, batch_size=64)
+    want = st_model(st_transformer, ("cls",), include_prompt).encode(texts, prompt=prompt, batch_size=ST_BATCH)
     ours = ours_with_pooling(minilm_path, ("cls",), include_prompt)
     model_class, seen = type(ours.model), []
     forward = model_class.forward
@@ -96,7 +100,7 @@ def test_matryoshka_truncation_renormalizes(minilm, minilm_path, real_texts):
 
     texts = real_texts[:100]
     want = SentenceTransformer(str(minilm_path), device="cpu", truncate_dim=128).encode(
-        texts, normalize_embeddings=True, batch_size=64
+        texts, normalize_embeddings=True, batch_size=ST_BATCH
     )
     got = minilm.encode(texts, truncate_dim=128)
     assert got.shape == (100, 128)
