@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Two workers, a file each at a time: much of the suite waits on one core (imports, subprocesses, servers, Python).
-parallel=(-n 2 --dist loadfile)
+# Files go out in collection order, which tests/conftest.py starts with the slowest.
+parallel=(-n 2 --dist loadfile --no-loadscope-reorder)
 .venv/bin/python -m pytest -q "${parallel[@]}" "$@"
 if ! .venv/bin/python -c "import sys; from fastembed_rt import _C; sys.exit('avx512' not in _C.supported_isas())"; then
   echo "scripts/test.sh: this CPU has no AVX-512, so the pass above ran the AVX2 paths: no second pass under FASTEMBED_RT_ISA=avx2"

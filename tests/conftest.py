@@ -15,6 +15,33 @@ import fastembed_rt  # noqa: E402, F401  (before torch: FASTEMBED_RT_ISA caps on
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FASTEMBED_RT_DATA", REPO.parent / "shared" / "data"))
 
+# The files that take a worker longest (seconds in `pytest --durations=0` on the 2-core AVX2 EPYC, 2026-12-07),
+# longest first. scripts/test.sh hands files to its two workers in collection order (--no-loadscope-reorder), so
+# these go first and the many short files even out the end; xdist's own order (most tests first) sent several of
+# these few-test files last, where one worker ran them alone.
+SLOWEST_FILES = (
+    "tests/test_corpus.py",  # 192
+    "tests/models/test_embeddinggemma_real.py",  # 171
+    "tests/test_hub.py",  # 129
+    "tests/test_parity_sentence_transformers.py",  # ~125
+    "tests/test_precisions.py",  # 117
+    "tests/models/test_reranker.py",  # 108
+    "tests/test_cli.py",  # 97
+    "tests/kernel_tests/test_attention.py",  # 80
+    "tests/test_corpus_hardening.py",  # 79
+    "tests/test_evaluation.py",  # ~70
+    "tests/test_cpp_standalone.py",  # 68
+    "tests/test_rerank_cli.py",  # 60
+    "tests/test_multivector_index.py",  # 52
+    "tests/models/test_mpnet_real.py",  # ~50
+)
+
+
+def pytest_collection_modifyitems(items):
+    """The slowest files first (SLOWEST_FILES), every other file after them in its usual order."""
+    rank = {path: i for i, path in enumerate(SLOWEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
