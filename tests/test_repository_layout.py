@@ -1,6 +1,7 @@
 """kernels/ sits at the top of the tree and installs as fastembed_rt.kernels; run from the repository root,
-it must not shadow PyPI's `kernels`, which transformers imports."""
+it must not shadow PyPI's `kernels`, which transformers imports. And the files the suite names exist."""
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -34,3 +35,12 @@ def test_without_pypi_kernels_the_top_level_name_is_an_empty_module():
 def test_fastembed_rt_kernels_still_imports_from_the_root():
     out = run_from_root("import fastembed_rt.kernels as k\nprint(k.__name__, callable(k.attention))")
     assert out.split() == ["fastembed_rt.kernels", "True"]
+
+
+def test_the_slowest_files_the_suite_starts_with_exist():
+    """tests/conftest.py names the slowest test files so that they go out first; a renamed or deleted one would
+    quietly lose its place."""
+    tree = ast.parse((ROOT / "tests" / "conftest.py").read_text())
+    names = next(ast.literal_eval(node.value) for node in tree.body
+                 if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "SLOWEST_FILES")  # fmt: skip
+    assert names and [name for name in names if not (ROOT / name).is_file()] == []
