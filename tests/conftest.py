@@ -18,7 +18,7 @@ DATA = Path(os.environ.get("FASTEMBED_RT_DATA", REPO.parent / "shared" / "data")
 # The files that take a worker longest (seconds in `pytest --durations=0` on the 2-core AVX2 EPYC, 2026-12-07),
 # longest first. scripts/test.sh hands files to its two workers in collection order (--no-loadscope-reorder), so
 # these go first and the many short files even out the end; xdist's own order (most tests first) sent several of
-# these few-test files last, where one worker ran them alone.
+# these few-test files last (the C++ cmake build was still compiling at 99% of a run).
 SLOWEST_FILES = (
     "tests/test_corpus.py",  # 192
     "tests/models/test_embeddinggemma_real.py",  # 171
