@@ -115,6 +115,8 @@ class Embedder:
         if precision not in PRECISIONS:
             raise ValueError(f"unsupported precision {precision!r}; supported: {', '.join(PRECISIONS)}")
         prompt = self.resolve_prompt(prompt, prompt_name)
+        if normalize is not None and not isinstance(normalize, (bool, np.bool_)):
+            raise TypeError(f"normalize must be True, False or None (the model's choice), got {normalize!r}")
         normalize = self.spec.normalize if normalize is None else bool(normalize)
         truncate_dim = self.resolve_truncate_dim(truncate_dim)
         tokenized = self.tokenizer.encode([prompt + t for t in texts] if prompt else texts)
@@ -221,7 +223,7 @@ class Embedder:
         truncate_dim = self.spec.truncate_dim if truncate_dim is None else truncate_dim
         if truncate_dim is None:
             return None
-        if not isinstance(truncate_dim, int) or not 1 <= truncate_dim <= self.full_dimension:
+        if isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int) or not 1 <= truncate_dim <= self.full_dimension:
             raise ValueError(f"truncate_dim must be an int in [1, {self.full_dimension}], got {truncate_dim!r}")
         return None if truncate_dim == self.full_dimension else truncate_dim
 

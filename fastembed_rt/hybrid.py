@@ -19,10 +19,22 @@ def _results(results, name: str) -> tuple[np.ndarray, np.ndarray]:
         scores, ids = results
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be (scores, ids) as Index.search returns them") from None
-    scores, ids = np.atleast_2d(np.asarray(scores, dtype=np.float64)), np.atleast_2d(np.asarray(ids, dtype=np.int64))
-    if scores.shape != ids.shape:
-        raise ValueError(f"{name}: scores {list(scores.shape)} and ids {list(ids.shape)} differ in shape")
-    return scores, ids
+    try:
+        ids = np.atleast_2d(np.asarray(ids))
+    except ValueError:
+        raise ValueError(f"{name}: ids must be a [queries, k] array of integers (rows of one length)") from None
+    if ids.dtype.kind not in "iu" and ids.size:
+        raise ValueError(f"{name}: ids must be integers, got {ids.dtype}")
+    try:
+        scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: scores must be numbers") from None
+    if scores.shape != ids.shape or scores.ndim != 2:
+        raise ValueError(f"{name}: scores {list(scores.shape)} and ids {list(ids.shape)} must be the same [queries, k]")
+    if not np.isfinite(scores).all():
+        row = int(np.argwhere(~np.isfinite(scores))[0, 0])
+        raise ValueError(f"{name}: the scores of query {row} hold NaN or inf")
+    return scores, ids.astype(np.int64)
 
 
 def hybrid(dense_results, sparse_results, method: str = "rrf", *, k: int | None = None, rrf_k: float = 60.0,
@@ -37,8 +49,14 @@ def hybrid(dense_results, sparse_results, method: str = "rrf", *, k: int | None 
         raise ValueError(f"dense_results has {lists[0][0].shape[0]} queries, sparse_results {lists[1][0].shape[0]}")
     if method == "rrf" and not rrf_k >= 0:
         raise ValueError(f"rrf_k must be >= 0, got {rrf_k}")
-    if method == "weighted" and len(weights) != 2:
-        raise ValueError(f"weights must be two numbers (dense, sparse), got {weights!r}")
+    if method == "weighted":
+        try:
+            numbers = [float(w) for w in weights]
+        except (TypeError, ValueError):
+            numbers = []
+        if len(numbers) != 2 or not np.isfinite(numbers).all():
+            raise ValueError(f"weights must be two finite numbers (dense, sparse), got {weights!r}")
+        weights = numbers
     k = max(lists[0][0].shape[1], lists[1][0].shape[1]) if k is None else k
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive int, got {k!r}")
@@ -46,7 +64,7 @@ def hybrid(dense_results, sparse_results, method: str = "rrf", *, k: int | None 
     out_scores, out_ids = np.zeros((nq, k), np.float32), np.full((nq, k), -1, np.int64)
     for q in range(nq):
         fused: dict[int, float] = {}
-        for (scores, ids), weight in zip(lists, weights):
+        for which, (scores, ids) in enumerate(lists):
             valid = ids[q] >= 0
             row_ids, row_scores = ids[q][valid], scores[q][valid]
             if method == "rrf":
@@ -54,7 +72,7 @@ def hybrid(dense_results, sparse_results, method: str = "rrf", *, k: int | None 
             else:
                 low, high = (row_scores.min(), row_scores.max()) if len(row_scores) else (0.0, 0.0)
                 normalized = (row_scores - low) / (high - low) if high > low else np.ones_like(row_scores)
-                contributions = weight * normalized
+                contributions = weights[which] * normalized
             for doc, value in zip(row_ids.tolist(), contributions.tolist()):
                 fused[doc] = fused.get(doc, 0.0) + value
         ranked = sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]

@@ -39,11 +39,16 @@ def is_count(value, minimum: int) -> bool:
 def load_array(path: Path, mode, dtype, shape: tuple) -> np.ndarray:
     """A .npy array that must have `dtype` and `shape` (what the header says), named when it does not."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing")
+        raise FileNotFoundError(f"{path} is a directory, not a .npy file" if path.is_dir() else f"{path} is missing")
+    with open(path, "rb") as f:
+        if f.read(6) != b"\x93NUMPY":
+            raise ValueError(f"{path}: not a .npy file (it does not start with numpy's magic bytes)")
     try:
         array = np.load(path, mmap_mode=mode, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
         raise ValueError(f"{path}: not a readable .npy array ({e})") from None
     if array.dtype != dtype or array.shape != shape:
         raise ValueError(f"{path}: {array.dtype} {list(array.shape)}, but header.json says {np.dtype(dtype)} {list(shape)}")
+    if not array.flags.c_contiguous:
+        raise ValueError(f"{path}: stored in Fortran order; an index's arrays are in C order (rows contiguous)")
     return array

@@ -22,6 +22,8 @@ class MultiVectorEmbeddings:
             raise ValueError(f"token vectors must be [tokens, dim], got shape {v.shape}")
         if v.dtype not in (np.float32, np.int8):
             raise ValueError(f"token vectors must be float32 or int8 codes, got {v.dtype}")
+        if o.dtype.kind not in "iu":
+            raise ValueError(f"offsets must be integers, got {o.dtype}")
         if o.ndim != 1 or len(o) < 1 or o[0] != 0 or o[-1] != len(v) or (np.diff(o) < 0).any():
             raise ValueError(f"offsets must rise from 0 to the {len(v)} token vectors")
         if (v.dtype == np.int8) != (self.scales is not None):
@@ -45,12 +47,31 @@ class MultiVectorEmbeddings:
         offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
         np.cumsum([len(a) for a in arrays], out=offsets[1:])
         vectors = np.concatenate(arrays) if arrays else np.zeros((0, dim), dtype=np.float32)
-        return cls(np.ascontiguousarray(vectors, dtype=np.float32), offsets)
+        packed = cls(np.ascontiguousarray(vectors, dtype=np.float32), offsets)
+        packed.check_finite("item")
+        return packed
+
+    def check_finite(self, name: str) -> None:
+        """A ValueError naming the first text (`name` i) and token whose float values (or int8 scale) are NaN or
+        inf; a chunk of tokens at a time, so that a memory-mapped corpus is never copied whole."""
+        values = self.vectors if self.scales is None else self.scales[:, None]
+        chunk = 1 << 16
+        for start in range(0, len(values), chunk):
+            bad = ~np.isfinite(values[start : start + chunk]).all(axis=1)
+            if bad.any():
+                token = start + int(np.argmax(bad))
+                item = int(np.searchsorted(self.offsets, token, side="right") - 1)
+                what = "vector" if self.scales is None else "int8 scale"
+                raise ValueError(f"{name} {item}: token {token - int(self.offsets[item])}'s {what} holds NaN or inf")
 
     @classmethod
     def concatenate(cls, parts: Sequence[MultiVectorEmbeddings]) -> MultiVectorEmbeddings:
         if not parts:
             raise ValueError("nothing to concatenate")
+        if len({p.scales is None for p in parts}) > 1:
+            raise ValueError("cannot concatenate float token vectors with int8 codes: quantize() the float parts first")
+        if len({p.dim for p in parts}) > 1:
+            raise ValueError(f"cannot concatenate token vectors of dimensions {sorted({p.dim for p in parts})}")
         offsets = [parts[0].offsets]
         for p in parts[1:]:
             offsets.append(p.offsets[1:] + offsets[-1][-1])

@@ -77,10 +77,7 @@ class MultiVectorIndex:
         if candidates is not None and candidates not in CANDIDATE_PRECISIONS:
             raise ValueError(f"unsupported candidates {candidates!r}; supported: None, {', '.join(CANDIDATE_PRECISIONS)}")
         documents = as_multivectors(documents, "documents")
-        if documents.scales is None and not np.isfinite(documents.vectors).all():
-            token = int(np.flatnonzero(~np.isfinite(documents.vectors).all(axis=1))[0])
-            item = int(np.searchsorted(documents.offsets, token, side="right") - 1)
-            raise ValueError(f"documents[{item}] holds a value that is not finite")
+        documents.check_finite("documents")
         muvera = fde = None
         if candidates is not None:
             muvera = MuveraEncoder.create(documents.dim, repetitions, simhash_bits, projection_dim, seed)
@@ -106,6 +103,7 @@ class MultiVectorIndex:
         lower id, k' = min(k, len(index)). exact (default: unless the index has a MUVERA stage) scores every
         document; otherwise the `candidates` best by MUVERA encoding are rescored exactly."""
         queries = as_multivectors(queries, "queries")
+        queries.check_finite("queries")
         k = _check_k(k)
         if len(queries) and len(self) and queries.dim != self.dim:
             raise ValueError(f"queries have dimension {queries.dim}, the index {self.dim}")
@@ -129,8 +127,11 @@ class MultiVectorIndex:
             if docs.scales is not None:
                 block = (block, torch.from_numpy(docs.scales[rows]))
         cu = torch.from_numpy(docs.offsets[first : last + 1] - docs.offsets[first])
-        return ops.maxsim(torch.from_numpy(queries.float_vectors()), torch.from_numpy(queries.offsets), block, cu,
-                          int8=docs.scales is not None).numpy()  # fmt: skip
+        scores = ops.maxsim(torch.from_numpy(queries.float_vectors()), torch.from_numpy(queries.offsets), block, cu,
+                            int8=docs.scales is not None).numpy()  # fmt: skip
+        if not np.isfinite(scores).all():  # finite vectors whose products pass float32's range
+            raise ValueError("MaxSim scores overflow float32: the query's or documents' token values are too large")
+        return scores
 
     def _exact(self, queries: MultiVectorEmbeddings, k: int) -> tuple[np.ndarray, np.ndarray]:
         best_scores = np.zeros((len(queries), 0), np.float32)
@@ -192,14 +193,19 @@ class MultiVectorIndex:
             documents = MultiVectorEmbeddings(vectors, offsets, scales)
         except ValueError as e:
             raise ValueError(f"{path / 'offsets.npy'}: {e}") from None
+        documents.check_finite(f"{path / ('vectors.npy' if scales is None else 'scales.npy')}: document")
         muvera = fde = None
         settings = header.get("muvera")
         if settings is not None:
             if not isinstance(settings, dict) or not all(is_count(settings.get(n), 0) for n in ("repetitions", "simhash_bits", "projection_dim")):
                 raise ValueError(f"{header_path}: muvera must hold repetitions, simhash_bits and projection_dim counts")
             r, bits, width = settings["repetitions"], settings["simhash_bits"], settings["projection_dim"]
-            muvera = MuveraEncoder(load_array(path / "muvera_hyperplanes.npy", None, np.float32, (r, dim, bits)),
-                                   load_array(path / "muvera_projections.npy", None, np.float32, (r, dim, width)))  # fmt: skip
+            arrays = {name: load_array(path / name, None, np.float32, (r, dim, n))
+                      for name, n in (("muvera_hyperplanes.npy", bits), ("muvera_projections.npy", width))}  # fmt: skip
+            for name, array in arrays.items():
+                if not np.isfinite(array).all():
+                    raise ValueError(f"{path / name}: holds NaN or inf")
+            muvera = MuveraEncoder(*arrays.values())
             fde = Index.load(path / "fde", mmap=mmap)
             if len(fde) != count or fde.dim != muvera.output_dim:
                 raise ValueError(f"{path / 'fde'}: {len(fde)} encodings of {fde.dim} values; expected {count} of {muvera.output_dim}")

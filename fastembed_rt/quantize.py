@@ -23,6 +23,30 @@ def as_float_matrix(x, name: str) -> np.ndarray:
     return x
 
 
+def check_finite(x: np.ndarray, name: str) -> None:
+    """A ValueError naming the first row of x (as it will be computed with: cast first) holding NaN or inf."""
+    if not np.isfinite(x).all():
+        at = np.argwhere(~np.isfinite(x))[0]
+        raise ValueError(f"{name} contain NaN or inf (row {int(at[0]) if x.ndim == 2 else 0}); float32 values stop at 3.4e38")
+
+
+def check_ranges(ranges, dim: int, name: str = "ranges") -> np.ndarray:
+    """int8 calibration ranges as float32 [2, dim]: finite, min <= max, and max - min within float32's range."""
+    try:
+        ranges = np.asarray(ranges, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be [2][{dim}] finite numbers (int8 calibration), got {type(ranges).__name__}") from None
+    if ranges.shape != (2, dim):
+        raise ValueError(f"{name} must be [2][{dim}] finite numbers (int8 calibration), got shape {list(ranges.shape)}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        bad = ~np.isfinite(ranges).all(axis=0) | ~(ranges[1] >= ranges[0]) | ~np.isfinite(ranges[1] - ranges[0])
+    if bad.any():
+        d = int(np.argmax(bad))
+        raise ValueError(f"{name}: dimension {d} has min {ranges[0, d]} and max {ranges[1, d]}; "
+                         "each needs finite min <= max, less than float32's largest value apart")  # fmt: skip
+    return ranges
+
+
 def quantization_ranges(embeddings: np.ndarray) -> np.ndarray:
     """[2, dim] per-dimension minimum and maximum, the calibration sentence-transformers uses."""
     embeddings = as_float_matrix(embeddings, "calibration_embeddings")
@@ -53,12 +77,11 @@ def quantize_embeddings(embeddings, precision: str, ranges=None, calibration_emb
         return (packed - 128).astype(np.int8) if precision == "binary" else packed
     if embeddings.ndim == 2 and embeddings.shape[0] == 0:
         return np.zeros((0, dim), dtype=np.int8 if precision == "int8" else np.uint8)
+    check_finite(embeddings, "embeddings")
     if ranges is None:
         source = embeddings if calibration_embeddings is None else calibration_embeddings
         ranges = quantization_ranges(source)
-    ranges = np.asarray(ranges)
-    if ranges.shape != (2, dim):
-        raise ValueError(f"ranges must have shape (2, {dim}), got {ranges.shape}")
+    ranges = check_ranges(ranges, dim)
     starts, steps = int8_buckets(ranges)
     levels = np.clip(np.floor((embeddings - starts) / steps), 0, 255)
     return (levels - 128).astype(np.int8) if precision == "int8" else levels.astype(np.uint8)

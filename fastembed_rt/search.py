@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _C
 from .index_files import is_count, load_array, read_header, write_header
-from .quantize import as_float_matrix, int8_buckets, quantization_ranges, quantize_embeddings
+from .quantize import as_float_matrix, check_finite, check_ranges, int8_buckets, quantization_ranges, quantize_embeddings
 
 INDEX_PRECISIONS = ("float32", "int8", "binary")
 FORMAT = "fastembed_rt.index"
@@ -29,12 +29,14 @@ def _isa() -> str:
 def _float_matrix(x, name: str, dim: int | None = None) -> np.ndarray:
     """A checked, finite, contiguous float32 [n, d] matrix (a single vector becomes one row)."""
     x = np.atleast_2d(as_float_matrix(x, name))
+    if x.shape[1] == 0:
+        raise ValueError(f"{name} have no dimensions (shape {list(x.shape)})")
     if dim is not None and x.shape[1] != dim:
         raise ValueError(f"dimension mismatch: {name} have {x.shape[1]} dimensions, the index {dim}")
-    if not np.isfinite(x).all():
-        row = int(np.argwhere(~np.isfinite(x))[0, 0])
-        raise ValueError(f"{name} contain NaN or inf (row {row})")
-    return np.ascontiguousarray(x, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        x = np.ascontiguousarray(x, dtype=np.float32)
+    check_finite(x, name)  # after the cast: a float64 value past float32's range becomes inf
+    return x
 
 
 class Index:
@@ -53,7 +55,7 @@ class Index:
         x = _float_matrix(embeddings, "embeddings")
         if precision == "int8" and ranges is None:
             ranges = quantization_ranges(x)
-        ranges = None if precision != "int8" else np.asarray(ranges, dtype=np.float32)
+        ranges = None if precision != "int8" else check_ranges(ranges, x.shape[1])
         index = cls(precision, x.shape[1], cls.encode(x, precision, ranges), None, ranges)
         if keep_float and precision != "float32":
             index.floats = x
@@ -84,7 +86,7 @@ class Index:
         then rescore them with the float query against the kept float vectors, or else the dequantized int8
         values / the +-1 bits. rescore_multiplier=0 skips rescoring: the scores are then the quantized ones
         (int8 dot products, or minus the Hamming distance), which shows what quantization alone costs."""
-        if not isinstance(k, (int, np.integer)) or k < 1:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         if not isinstance(rescore_multiplier, (int, np.integer)) or rescore_multiplier < 0:
             raise ValueError(f"rescore_multiplier must be a non-negative integer, got {rescore_multiplier!r}")
@@ -106,7 +108,12 @@ class Index:
 
     def _rescore(self, q: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         vectors = self._float_rows(ids.reshape(-1)).reshape(ids.shape[0], ids.shape[1], self.dim)
-        scores = np.einsum("qd,qcd->qc", q, vectors)
+        with np.errstate(over="ignore", invalid="ignore"):
+            scores = np.einsum("qd,qcd->qc", q, vectors)
+        if not np.isfinite(scores).all():
+            i, c = (int(a) for a in np.argwhere(~np.isfinite(scores))[0])
+            raise ValueError(f"query {i} against corpus row {ids[i, c]}: the rescored score is NaN or inf "
+                             "(a kept float vector holds NaN or inf, or the products overflow float32)")  # fmt: skip
         order = np.lexsort((ids, -scores), axis=1)[:, :k]  # best score first, ties to the lower id
         return np.take_along_axis(scores, order, 1).astype(np.float32), np.take_along_axis(ids, order, 1)
 
@@ -165,10 +172,4 @@ def _check_header(header, path: Path) -> tuple[str, int, int, np.ndarray | None]
         if ranges is not None:
             raise ValueError(f"{path}: ranges are only for int8 indexes, this one is {precision}")
         return precision, dim, count, None
-    try:
-        ranges = np.asarray(ranges, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise ValueError(f"{path}: ranges must be [2][{dim}] finite numbers (int8 calibration), got {type(ranges).__name__}") from None
-    if ranges.shape != (2, dim) or not np.isfinite(ranges).all():
-        raise ValueError(f"{path}: ranges must be [2][{dim}] finite numbers (int8 calibration), got shape {list(ranges.shape)}")
-    return precision, dim, count, ranges
+    return precision, dim, count, check_ranges(ranges, dim, f"{path}: ranges")

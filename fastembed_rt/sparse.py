@@ -18,16 +18,33 @@ class SparseEmbeddings:
     dim: int  # the vocabulary size
 
     def __post_init__(self):
-        self.indptr = np.ascontiguousarray(self.indptr, dtype=np.int64)
-        self.indices = np.ascontiguousarray(self.indices, dtype=np.int32)
-        self.values = np.ascontiguousarray(self.values, dtype=np.float32)
-        if self.indptr.ndim != 1 or len(self.indptr) < 1 or self.indptr[0] != 0 or np.any(np.diff(self.indptr) < 0):
+        # Checked before the casts, so that no index wraps around or loses a fraction on its way to int32.
+        if isinstance(self.dim, bool) or not isinstance(self.dim, (int, np.integer)) or not 1 <= self.dim < 2**31:
+            raise ValueError(f"dim must be an integer in [1, 2^31), got {self.dim!r}")
+        self.dim = int(self.dim)
+        indptr, indices = np.asarray(self.indptr), np.asarray(self.indices)
+        for name, array in (("indptr", indptr), ("indices", indices)):
+            if array.dtype.kind not in "iu" and array.size:
+                raise ValueError(f"{name} must be integers, got {array.dtype}")
+        if indptr.ndim != 1 or len(indptr) < 1 or indptr[0] != 0 or np.any(np.diff(indptr) < 0):
             raise ValueError("indptr must rise from 0 and never decrease")
-        if self.indptr[-1] != len(self.indices) or len(self.indices) != len(self.values):
+        if indices.size and (indices.min() < 0 or indices.max() >= self.dim):
+            raise ValueError(f"indices must lie in [0, {self.dim})")
+        self.indptr = np.ascontiguousarray(indptr, dtype=np.int64)
+        self.indices = np.ascontiguousarray(indices, dtype=np.int32)
+        self.values = np.ascontiguousarray(self.values, dtype=np.float32)
+        if self.indptr[-1] != len(self.indices) or len(self.indices) != len(self.values) or self.indices.ndim != 1:
             raise ValueError(f"indptr ends at {self.indptr[-1]}, but there are {len(self.indices)} indices and "
                              f"{len(self.values)} values")  # fmt: skip
-        if len(self.indices) and (self.indices.min() < 0 or self.indices.max() >= self.dim):
-            raise ValueError(f"indices must lie in [0, {self.dim})")
+        # Within a row the indices rise strictly: a step that does not is a fault unless a row starts there.
+        falls = np.flatnonzero(np.diff(self.indices) <= 0) + 1
+        if len(falls):
+            starts = np.isin(falls, self.indptr)
+            if not starts.all():
+                at = int(falls[~starts][0])
+                row = int(np.searchsorted(self.indptr, at, side="right") - 1)
+                raise ValueError(f"vector {row}: indices must be sorted and distinct, got {self.indices[at - 1]} "
+                                 f"then {self.indices[at]}")  # fmt: skip
 
     # --- building ---
 

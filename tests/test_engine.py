@@ -94,9 +94,11 @@ def test_normalize_and_truncate_options(minilm):
     cut = minilm.encode(texts, truncate_dim=100)
     np.testing.assert_allclose(cut, raw[:, :100] / np.linalg.norm(raw[:, :100], axis=1, keepdims=True), atol=1e-6)
     np.testing.assert_allclose(minilm.encode(texts, truncate_dim=100, normalize=False), raw[:, :100], atol=1e-6)
-    for bad in (0, 385, 2.5):
+    for bad in (0, 385, 2.5, True):
         with pytest.raises(ValueError, match="truncate_dim must be an int in"):
             minilm.encode(texts, truncate_dim=bad)
+    with pytest.raises(TypeError, match="normalize must be True, False or None"):  # "no" was truthy: normalized
+        minilm.encode(texts, normalize="no")
 
 
 def test_prompt_errors(minilm):

@@ -157,8 +157,10 @@ def test_bad_input_is_named(tmp_path):
     bad = list(docs)
     bad[3] = bad[3].copy()
     bad[3][0, 0] = np.nan
-    with pytest.raises(ValueError, match="documents\\[3\\] holds a value that is not finite"):
+    with pytest.raises(ValueError, match="documents: item 3: token 0's vector holds NaN or inf"):
         MultiVectorIndex.build(bad)
+    with pytest.raises(ValueError, match="queries: item 1: token 0's vector holds NaN or inf"):
+        index.search([queries[0], bad[3]])
     with pytest.raises(ValueError, match="MUVERA simhash_bits must be an int in \\[0, 12\\]"):
         MultiVectorIndex.build(docs, candidates="int8", simhash_bits=20)
     index.save(tmp_path / "idx")
@@ -168,6 +170,46 @@ def test_bad_input_is_named(tmp_path):
         MultiVectorIndex.load(tmp_path / "idx")
     with pytest.raises(FileNotFoundError, match="header.json is missing: not a fastembed_rt multi-vector index"):
         MultiVectorIndex.load(tmp_path)
+
+
+@pytest.mark.parametrize("precision, candidates", [("float32", "float32"), ("int8", "int8")])
+def test_a_damaged_index_file_is_named_at_load(tmp_path, precision, candidates):
+    """Before: NaN in vectors.npy made the best document vanish from the results, NaN in muvera_hyperplanes.npy
+    was reported as the queries' fault, and a float32 candidate index with NaN codes crashed the search."""
+    docs, queries = clustered_corpus(docs=40)
+    MultiVectorIndex.build(docs, precision, candidates=candidates).save(tmp_path / "idx")
+    stored = "vectors.npy" if precision == "float32" else "scales.npy"
+    for name, message in ((stored, f"{stored}: document 2: token 1's"), ("muvera_hyperplanes.npy", "muvera_hyperplanes.npy: holds NaN or inf")):
+        path = tmp_path / "idx" / name
+        original = np.load(path)
+        damaged = original.copy()
+        damaged.reshape(len(damaged), -1)[int(np.load(tmp_path / "idx" / "offsets.npy")[2]) + 1 if name == stored else 0, 0] = np.nan
+        np.save(path, damaged)
+        with pytest.raises(ValueError, match=message):
+            MultiVectorIndex.load(tmp_path / "idx")
+        np.save(path, original)
+    if candidates == "float32":
+        codes = np.load(tmp_path / "idx" / "fde" / "codes.npy")
+        codes[5, 0] = np.nan
+        np.save(tmp_path / "idx" / "fde" / "codes.npy", codes)
+        with pytest.raises(ValueError, match="against corpus row 5: the score is NaN or inf"):
+            MultiVectorIndex.load(tmp_path / "idx").search(queries, 3, exact=False)
+
+
+def test_huge_query_values_are_an_error_not_inf_scores():
+    docs, queries = clustered_corpus(docs=20)
+    with pytest.raises(ValueError, match="MaxSim scores overflow float32"):
+        MultiVectorIndex.build(docs).search([queries[0] * 1e38])
+
+
+def test_packed_vectors_are_checked():
+    floats = MultiVectorEmbeddings.from_arrays([np.ones((2, 4), np.float32)])
+    with pytest.raises(ValueError, match="cannot concatenate float token vectors with int8 codes"):
+        MultiVectorEmbeddings.concatenate([floats, floats.quantize()])
+    with pytest.raises(ValueError, match=r"cannot concatenate token vectors of dimensions \[3, 4\]"):
+        MultiVectorEmbeddings.concatenate([floats, MultiVectorEmbeddings.from_arrays([np.ones((2, 3), np.float32)])])
+    with pytest.raises(ValueError, match="offsets must be integers, got float64"):
+        MultiVectorEmbeddings(np.ones((4, 2), np.float32), np.array([0, 2.5, 4]))
 
 
 def test_empty_queries_and_an_empty_corpus():

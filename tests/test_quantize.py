@@ -48,10 +48,28 @@ def test_errors():
         quantize_embeddings(x, "int4")
     with pytest.raises(TypeError, match="must be floating point"):
         quantize_embeddings(x.astype(np.int8), "int8")
-    with pytest.raises(ValueError, match=r"ranges must have shape \(2, 3\)"):
+    with pytest.raises(ValueError, match=r"ranges must be \[2\]\[3\] finite numbers \(int8 calibration\), got shape \[2, 4\]"):
         quantize_embeddings(x, "int8", ranges=np.zeros((2, 4)))
     with pytest.raises(ValueError, match="at least 2 embeddings"):
         quantize_embeddings(x[:1], "uint8")
+
+
+@pytest.mark.parametrize("low,high", [(np.nan, 1.0), (0.0, np.inf), (1.0, 0.0), (-3e38, 3e38)])
+def test_ranges_that_would_quantize_to_garbage_are_refused(low, high):
+    """Before: NaN ranges gave NaN-derived codes, min > max garbage codes and +-3e38 (whose width overflows float32)
+    all-NaN scores, each without a word."""
+    ranges = np.array([[0.0, low, 0.0], [1.0, high, 1.0]])
+    with pytest.raises(ValueError, match=r"ranges: dimension 1 has min .* and max .*; each needs finite min <= max"):
+        quantize_embeddings(np.ones((4, 3), np.float32), "int8", ranges=ranges)
+
+
+def test_embeddings_holding_nan_or_inf_are_named():
+    """Before: NaN became code 0 and inf code 127 (int8) without a word."""
+    x = np.ones((4, 3), dtype=np.float32)
+    x[2, 1] = np.nan
+    for precision in ("int8", "uint8"):
+        with pytest.raises(ValueError, match=r"embeddings contain NaN or inf \(row 2"):
+            quantize_embeddings(x, precision, ranges=np.array([[0.0] * 3, [1.0] * 3]))
 
 
 def test_encode_precision(minilm):

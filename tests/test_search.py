@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fastembed_rt import Index, quantize_embeddings
+from fastembed_rt import Index, _C, quantize_embeddings
 
 
 def unit_rows(n, dim, seed):
@@ -105,6 +105,68 @@ def test_bad_input(corpus, tmp_path):
         Index.build(corpus, "int4")
     with pytest.raises(FileNotFoundError, match="header.json is missing"):
         Index.load(tmp_path)
+    with pytest.raises(ValueError, match=r"embeddings have no dimensions"):
+        Index.build([])
+    with pytest.raises(ValueError, match="k must be a positive integer, got True"):
+        index.search(corpus[:1], k=True)
+
+
+def test_values_past_float32_are_refused_after_the_cast(corpus):
+    """A finite float64 value beyond float32's range became inf in the cast after the finiteness check: the search
+    then crashed the process (NaN scores never entered the top-k heaps, which the merge read past the end of)."""
+    index = Index.build(corpus[:5, :4])
+    huge = np.array([[1e300, -1e300, 0.0, 0.0]])
+    with pytest.raises(ValueError, match=r"queries contain NaN or inf \(row 0"):
+        index.search(huge, k=5)
+    with pytest.raises(ValueError, match=r"embeddings contain NaN or inf \(row 0"):
+        Index.build(huge)
+
+
+@pytest.mark.parametrize("n,k", [(5, 5), (5, 3), (9000, 10)])
+def test_a_nan_score_is_an_error_naming_query_and_row_not_a_crash(n, k, monkeypatch):
+    """Scores that are NaN or inf come from a damaged float32 corpus (codes.npy is memory-mapped, not scanned at
+    load) or from products past float32's range. Before: abort ("corrupted size vs. prev_size") or SIGSEGV when
+    fewer than k finite scores remained, else the row silently dropped out; now a ValueError from the C++ search
+    names the first pair it met, on every ISA this CPU runs and with the rows split between threads (n = 9,000)."""
+    rng = np.random.default_rng(0)
+    corpus = rng.standard_normal((n, 8)).astype(np.float32)
+    for isa in _C.supported_isas():
+        monkeypatch.setenv("FASTEMBED_RT_ISA", isa)
+        index = Index.build(corpus)
+        codes = index.codes.copy()
+        codes[n - 2, 3] = np.nan
+        index.codes = codes
+        with pytest.raises(ValueError, match=rf"query 0 against corpus row {n - 2}: the score is NaN or inf"):
+            index.search(corpus[:1], k=k)
+        codes[n - 2, 3] = 0.0
+        codes[n - 1] = 3e38  # finite, but its products with most queries are not
+        with pytest.raises(ValueError, match=rf"against corpus row {n - 1}: the score is NaN or inf"):
+            index.search(corpus[:1] * 100, k=k)
+        codes[n - 1] = 0.0
+        assert np.array_equal(index.search(corpus[:2], k=k)[1], Index.build(codes).search(corpus[:2], k=k)[1]), isa
+
+
+def test_a_damaged_kept_float_vector_is_named_when_rescoring(corpus):
+    index = Index.build(corpus, "int8", keep_float=True)
+    index.floats = index.floats.copy()
+    index.floats[7] = np.nan
+    with pytest.raises(ValueError, match=r"query 0 against corpus row 7: the rescored score is NaN or inf"):
+        index.search(corpus[7], k=3)
+
+
+def test_array_files_that_are_not_plain_npy_arrays_are_named(corpus, tmp_path):
+    Index.build(corpus).save(tmp_path)
+    codes = np.load(tmp_path / "codes.npy")
+    np.save(tmp_path / "codes.npy", np.asfortranarray(codes))
+    with pytest.raises(ValueError, match=r"codes.npy: stored in Fortran order"):
+        Index.load(tmp_path)
+    (tmp_path / "codes.npy").write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(ValueError, match=r"codes.npy: not a .npy file"):
+        Index.load(tmp_path)
+    (tmp_path / "codes.npy").unlink()
+    (tmp_path / "codes.npy").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"codes.npy is a directory, not a .npy file"):
+        Index.load(tmp_path)
 
 
 def test_ties_go_to_lower_id():
@@ -158,6 +220,7 @@ def edit_header(path, **changes):
     ({"count": -5}, "count -5 is not a non-negative integer"),
     ({"count": 7}, r"codes.npy: int8 \[3000, 96\], but header.json says int8 \[7, 96\]"),
     ({"dim": 95}, r"ranges must be \[2\]\[95\] finite numbers \(int8 calibration\), got shape \[2, 96\]"),
+    ({"ranges": [[1.0] * 96, [0.0] * 96]}, r"ranges: dimension 0 has min 1.0 and max 0.0"),
     ({"precision": "binary", "ranges": None}, r"codes.npy: int8 \[3000, 96\], but header.json says uint8 \[3000, 12\]"),
     ({"ranges": [[0.0, 1.0]]}, r"ranges must be \[2\]\[96\] finite numbers"),
     ({"ranges": "wide"}, r"ranges must be \[2\]\[96\] finite numbers"),

@@ -125,4 +125,60 @@ def test_hybrid_rrf_and_weighted():
     with pytest.raises(ValueError, match="unknown hybrid method 'max'"):
         hybrid(dense, sparse, "max")
     with pytest.raises(ValueError, match="dense_results has 1 queries, sparse_results 2"):
-        hybrid(dense, (np.zeros((2, 1)), np.zeros((2, 1))))
+        hybrid(dense, (np.zeros((2, 1)), np.zeros((2, 1), np.int64)))
+
+
+@pytest.mark.parametrize("indptr,indices,dim,message", [
+    ([0, 1], [2**32 + 3], 10, r"indices must lie in \[0, 10\)"),
+    ([0, 1], [2.7], 10, "indices must be integers, got float64"),
+    ([0.0, 1.0], [2], 10, "indptr must be integers, got float64"),
+    ([0, 1], [2], -5, r"dim must be an integer in \[1, 2\^31\), got -5"),
+    ([0, 1], [2], 2**40, r"dim must be an integer in \[1, 2\^31\)"),
+    ([0, 1], [2], 10.0, r"dim must be an integer"),
+    ([0, 2, 4], [1, 5, 3, 3], 10, "vector 1: indices must be sorted and distinct, got 3 then 3"),
+    ([0, 3], [4, 2, 9], 10, "vector 0: indices must be sorted and distinct, got 4 then 2"),
+])  # fmt: skip
+def test_sparse_embeddings_are_checked_before_the_int32_cast(indptr, indices, dim, message):
+    """Before: 2^32 + 3 wrapped to 3, 2.7 became 2, dim -5 was taken, and a repeated index made to_dense, dot and
+    to_torch disagree."""
+    with pytest.raises(ValueError, match=message):
+        SparseEmbeddings(np.asarray(indptr), np.asarray(indices), np.ones(len(indices), np.float32), dim)
+
+
+def test_sparse_rows_may_restart_their_indices():
+    vectors = SparseEmbeddings(np.array([0, 2, 2, 4]), np.array([3, 7, 1, 7]), np.ones(4, np.float32), 10)
+    assert vectors.to_dense().sum() == 4
+
+
+@pytest.mark.parametrize("method,kwargs,message", [
+    ("weighted", {"weights": (1.0,)}, r"weights must be two finite numbers \(dense, sparse\), got \(1.0,\)"),
+    ("weighted", {"weights": ()}, "weights must be two finite numbers"),
+    ("weighted", {"weights": (np.nan, 1.0)}, "weights must be two finite numbers"),
+    ("weighted", {"weights": ("a", 1.0)}, "weights must be two finite numbers"),
+])  # fmt: skip
+def test_hybrid_weights_are_checked(method, kwargs, message):
+    """Before: zip(lists, weights) stopped at the shorter, so weights=(1.0,) dropped the sparse list and () both."""
+    dense = (np.array([[0.9, 0.8]]), np.array([[5, 3]]))
+    with pytest.raises(ValueError, match=message):
+        hybrid(dense, dense, method, **kwargs)
+
+
+def test_hybrid_rrf_ignores_weights_and_uses_both_lists():
+    dense, sparse = (np.array([[0.9]]), np.array([[5]])), (np.array([[4.0]]), np.array([[3]]))
+    assert sorted(hybrid(dense, sparse, "rrf", k=2, weights=(1.0,))[1][0].tolist()) == [3, 5]
+
+
+@pytest.mark.parametrize("results,message", [
+    ((np.array([[np.nan, 0.5]]), np.array([[5, 3]])), "dense_results: the scores of query 0 hold NaN or inf"),
+    ((np.array([[np.inf, 0.5]]), np.array([[5, 3]])), "dense_results: the scores of query 0 hold NaN or inf"),
+    ((np.array([[0.9, 0.5]]), np.array([[5.0, 1e30]])), "dense_results: ids must be integers, got float64"),
+    ((np.zeros((1, 2, 2)), np.zeros((1, 2, 2), np.int64)), r"must be the same \[queries, k\]"),
+    ((np.zeros((2, 2)), [[1, 2], [3]]), r"ids must be a \[queries, k\] array of integers"),
+])  # fmt: skip
+def test_hybrid_results_are_checked(results, message):
+    """Before: a NaN score made every other document's weighted score 0.5, an inf one ranked NaN first, float ids
+    were truncated (1e30 became negative and was dropped as padding) and 3-D inputs were accepted."""
+    other = (np.array([[0.9]]), np.array([[5]]))
+    for method in ("rrf", "weighted"):
+        with pytest.raises(ValueError, match=message):
+            hybrid(results, other, method)

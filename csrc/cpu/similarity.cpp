@@ -2,6 +2,10 @@
 
 #include <algorithm>
 #include <limits>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
 
 #include "cpu_features.h"
 #include "parallel.h"
@@ -65,12 +69,18 @@ class TopK {
 // The best value a block offers, so that a block with nothing good enough skips the heap entirely
 // (after the first blocks almost all do). Plain min/max loops that the compiler vectorizes, cloned per
 // ISA and picked by active_isa(), since they scan every score once.
+// A float block holding a NaN or inf score (x - x is not 0) offers +inf: it is scanned, and the scan reports it.
 template <typename Score>
 Score block_best_impl(const Score* s, int64_t rows, bool negate) {
   Score lo = s[0], hi = s[0];
-  for (int64_t r = 1; r < rows; ++r) {
+  bool finite = true;
+  for (int64_t r = 0; r < rows; ++r) {
     lo = s[r] < lo ? s[r] : lo;
     hi = s[r] > hi ? s[r] : hi;
+    if constexpr (std::is_floating_point_v<Score>) finite &= s[r] - s[r] == 0;
+  }
+  if constexpr (std::is_floating_point_v<Score>) {
+    if (!finite) return std::numeric_limits<Score>::infinity();
   }
   return negate ? -lo : hi;
 }
@@ -83,12 +93,15 @@ FE_ISA_DISPATCH(float, block_best, (const float* s, int64_t rows, bool negate), 
 // Scans the corpus a block at a time, each worker taking the next block when it finishes one (on a shared
 // machine one core often runs slower, and fixed slices waited for it) into top-k lists of its own, then merges
 // the workers' lists. `negate` turns distances (smaller is better) into scores for the heaps and back on output.
+// A NaN or inf float score (a vector holding one, or products past float32's range) is an error naming the
+// first such pair found: it has no place in a ranking, and a NaN would never enter a heap.
 template <typename T, typename Score, typename ScoreBlock>
 void search(const T* queries, int64_t nq, const T* corpus, int64_t n, int64_t dim, int64_t k, ScoreBlock score_block,
             bool negate, int num_threads, Score* out_scores, int64_t* out_ids) {
   const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(num_threads, n / kMinRowsPerThread));
   std::vector<std::vector<TopK<Score>>> tops(threads, std::vector<TopK<Score>>(nq, TopK<Score>(k)));
   std::vector<std::vector<Score>> scores(threads);
+  std::vector<std::pair<int64_t, int64_t>> not_finite(threads, {-1, -1});  // per worker: (query, row) of one
   const int64_t block_size = block_rows(dim * static_cast<int64_t>(sizeof(T)));
   parallel_for_each((n + block_size - 1) / block_size, static_cast<int>(threads), [&](int worker, int64_t block) {
     auto& mine = tops[worker];
@@ -102,6 +115,10 @@ void search(const T* queries, int64_t nq, const T* corpus, int64_t n, int64_t di
       if (block_best(s, rows, negate) < floor) continue;
       for (int64_t r = 0; r < rows; ++r) {
         const Score value = negate ? -s[r] : s[r];
+        if (!(value - value == 0)) {
+          not_finite[worker] = {i, start + r};
+          continue;
+        }
         if (value >= floor) {
           mine[i].push(value, start + r);
           floor = mine[i].floor();
@@ -109,10 +126,17 @@ void search(const T* queries, int64_t nq, const T* corpus, int64_t n, int64_t di
       }
     }
   });
+  for (const auto& [query, row] : not_finite) {
+    if (query >= 0) {
+      throw std::invalid_argument("query " + std::to_string(query) + " against corpus row " + std::to_string(row) +
+                                  ": the score is NaN or inf (a vector holds NaN or inf, or the products overflow float32)");
+    }
+  }
   std::vector<Candidate<Score>> merged;
   for (int64_t i = 0; i < nq; ++i) {
     merged.clear();
     for (const auto& per_thread : tops) merged.insert(merged.end(), per_thread[i].items().begin(), per_thread[i].items().end());
+    if (static_cast<int64_t>(merged.size()) < k) throw std::logic_error("top-k search: fewer candidates than k");
     std::partial_sort(merged.begin(), merged.begin() + k, merged.end(), better<Score>);
     for (int64_t j = 0; j < k; ++j) {
       out_scores[i * k + j] = negate ? -merged[j].score : merged[j].score;
