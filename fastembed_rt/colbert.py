@@ -36,7 +36,7 @@ from .loading import max_sequence_length, read_json, read_tokenizer, resolve_mod
 from .models.registry import architecture, build_model
 from .multivector import MultiVectorEmbeddings
 from .pooling import Dense
-from .tokenization import PackedBatch, clone_tokenizer
+from .tokenization import PackedBatch, TextTokenizer, clone_tokenizer
 from .weights import load_weights, shape_problem
 
 # PyLate's defaults where a checkpoint says nothing.
@@ -223,7 +223,8 @@ class ColBERT:
             width = layer.weight.shape[0]
         self.dimension = width
         # One tokenizer per side, each with its own fixed truncation, so that threads may tokenize both at once.
-        self._tokenizers = {is_query: clone_tokenizer(spec.tokenizer, self._limit(is_query)) for is_query in (True, False)}
+        self._tokenizers = {is_query: TextTokenizer(clone_tokenizer(spec.tokenizer, self._limit(is_query)), self._limit(is_query))
+                            for is_query in (True, False)}  # fmt: skip
         self._skiplist = torch.tensor(sorted(spec.skiplist), dtype=torch.int64)
 
     # -- tokenization, as PyLate's ColBERT.tokenize -------------------------------------------------------------
@@ -238,7 +239,7 @@ class ColBERT:
         length = self.query_length if is_query else self.document_length
         prefix = s.query_prefix_id if is_query else s.document_prefix_id
         prepared = [t.lower() for t in texts] if s.do_lower_case else list(texts)
-        encodings = self._tokenizers[is_query].encode_batch(prepared)
+        encodings, _ = self._tokenizers[is_query].encodings(prepared)  # a long text's head only, as for embeddings
         ids = []
         expand = is_query and s.do_query_expansion
         for e in encodings:

@@ -28,7 +28,7 @@ from .hub import HubModel
 from .loading import max_sequence_length, read_json, read_tokenizer, resolve_model
 from .models.heads import Head, classifier_head, num_labels, yes_no_head
 from .models.registry import architecture, build_model
-from .tokenization import CHARS_PER_KEPT_TOKEN, PackedBatch, clone_tokenizer, cut_at_word
+from .tokenization import CHARS_PER_KEPT_TOKEN, PackedBatch, TextTokenizer, clone_tokenizer, cut_at_word, cut_word_dropped
 from .weights import load_weights
 
 # Qwen3-Reranker's prompt, as its model card writes it.
@@ -175,6 +175,7 @@ class Reranker:
         self.activation = spec.activation
         self._tokenizer = clone_tokenizer(tokenizer, self._budget(), strategy="only_second")
         self._fallback = clone_tokenizer(tokenizer, self._budget())
+        self._singles = TextTokenizer(self._fallback, self._budget())  # /predict's single texts: long ones read in part
 
     @property
     def num_labels(self) -> int:
@@ -202,12 +203,20 @@ class Reranker:
                 check_text(text, f"{name}[{i}]")
         budget = self._budget()
         limit = budget * CHARS_PER_KEPT_TOKEN  # long documents are first cut between words (see tokenization)
-        cut = [d if len(d) <= limit else (cut_at_word(d, limit, "right") or d) for d in documents]
+        cut, inside_word = list(documents), set()
+        for i, d in enumerate(documents):
+            if len(d) > limit:
+                cut[i] = cut_at_word(d, limit, "right")
+                if cut[i] is None:  # no whitespace (Chinese, a URL): cut inside a word, checked below
+                    cut[i] = d[:limit]
+                    inside_word.add(i)
         queries = self._capped_queries(queries, limit, budget, truncate)
         texts = self._texts(queries, cut, instruction)
         encodings = self._encode(texts, queries, truncate, instruction)
-        whole = [i for i, e in enumerate(encodings) if cut[i] is not documents[i] and not e.overflowing]
-        if whole:  # the cut lost tokens the model would have read: those pairs whole after all
+        document = 0 if self.yes_no else 1  # the document's sequence: the end of the one prompt text, or the pair's second
+        whole = [i for i, e in enumerate(encodings) if cut[i] is not documents[i]
+                 and (not e.overflowing or (i in inside_word and not cut_word_dropped(e, "right", document)))]  # fmt: skip
+        if whole:  # the cut lost tokens the model would have read, or may keep part of the cut word: read whole
             redo = self._encode(self._texts([queries[i] for i in whole], [documents[i] for i in whole], instruction),
                                 [queries[i] for i in whole], truncate, instruction)  # fmt: skip
             for i, e in zip(whole, redo):
@@ -249,7 +258,7 @@ class Reranker:
                 raise QueryTooLong(str(e).replace(f"pair {e.index}", f"input {pairs[e.index]}"), pairs[e.index]) from None
             for k, i in enumerate(pairs):
                 ids[i], types[i], overflowed[i] = encoded.ids[k], encoded.token_types[k], encoded.overflowed[k]
-        for i, encoding in zip(singles, self._fallback.encode_batch([items[i][0] for i in singles])):
+        for i, encoding in zip(singles, self._singles.encodings([items[i][0] for i in singles])[0]):
             if encoding.overflowing and not truncate:
                 raise QueryTooLong(f"input {i} is longer than the model's {self.max_length} tokens; shorten it or pass truncate=True", i)
             ids[i], types[i], overflowed[i] = encoding.ids, encoding.type_ids, bool(encoding.overflowing)

@@ -35,6 +35,12 @@ _MLM_MODULES = ("MLMTransformer", "Transformer")
 BGE_M3_SPARSE_FILE = "sparse_linear.pt"
 
 
+def warn_truncated(truncated: int, count: int, max_seq_length: int) -> None:
+    if truncated:
+        warnings.warn(f"{truncated} of {count} texts exceeded max_seq_length={max_seq_length} tokens and were truncated",
+                      TruncationWarning, stacklevel=3)  # fmt: skip
+
+
 @dataclass
 class StaticQueryEncoder:
     """SparseStaticEmbedding: a query's vector is the weight of each distinct token it holds (no special tokens)."""
@@ -42,14 +48,15 @@ class StaticQueryEncoder:
     tokenizer: TextTokenizer
     weights: np.ndarray  # float32 [vocab]
 
-    def encode(self, texts: Sequence[str]) -> SparseEmbeddings:
+    def encode(self, texts: Sequence[str]) -> tuple[SparseEmbeddings, list[bool]]:
+        """The texts' vectors, and per text whether it was longer than the limit (and cut at its end)."""
         encodings, _ = self.tokenizer.encodings(self.tokenizer.prepare(texts), add_special_tokens=False)
         rows = []
         for e in encodings:
             ids = np.unique(np.asarray(e.ids, dtype=np.int64))
             values = self.weights[ids]
             rows.append((ids[values != 0], values[values != 0]))
-        return SparseEmbeddings.from_rows(rows, len(self.weights))
+        return SparseEmbeddings.from_rows(rows, len(self.weights)), [bool(e.overflowing) for e in encodings]
 
 
 @dataclass
@@ -253,14 +260,13 @@ class SparseEncoder:
         if prompt:
             texts = [prompt + t for t in texts]
         if (task or self.spec.default_route) == "query" and self.spec.query is not None:
-            out = self.spec.query.encode(texts)
+            out, overflowed = self.spec.query.encode(texts)
+            warn_truncated(sum(overflowed), len(texts), self.max_seq_length)
             if on_batch is not None:
                 on_batch(len(texts), 0)
             return out if keep is None else out.prune(keep)
         tokenized = self.tokenizer.encode(texts)
-        if tokenized.truncated:
-            warnings.warn(f"{tokenized.truncated} of {len(texts)} texts exceeded max_seq_length={self.max_seq_length} "
-                          "tokens and were truncated", TruncationWarning, stacklevel=2)  # fmt: skip
+        warn_truncated(tokenized.truncated, len(texts), self.max_seq_length)
         return self.embed_token_ids(tokenized.ids, max_active_dims=keep, batch_tokens=batch_tokens,
                                     max_batch_sequences=max_batch_sequences, on_batch=on_batch)  # fmt: skip
 

@@ -61,6 +61,20 @@ def cut_at_word(text: str, chars: int, direction: str) -> str | None:
     return text[first.start() :] if first else None
 
 
+def cut_word_dropped(encoding, direction: str, sequence: int = 0) -> bool:
+    """Whether a truncated encoding of a text cut inside a word kept none of that word's tokens: the cut word is the
+    text's last (direction "right") or first ("left"), so it must lie wholly in the overflowing tokens. `sequence`:
+    which text of a pair was cut (its word ids count from 0)."""
+
+    def words(e):
+        return [w for w, s in zip(e.word_ids, e.sequence_ids) if w is not None and s == sequence]
+
+    kept, dropped = words(encoding), [w for o in encoding.overflowing for w in words(o)]
+    if not kept or not dropped:
+        return False
+    return max(kept) < max(dropped) if direction == "right" else min(kept) > min(dropped)
+
+
 def clone_tokenizer(tokenizer: Tokenizer, max_length: int | None, direction: str = "right",
                     strategy: str = "longest_first") -> Tokenizer:  # fmt: skip
     """A copy without padding and with its own truncation (none for max_length None). Settings stay fixed per copy,
@@ -95,18 +109,28 @@ class TextTokenizer:
         """The tokenizer's encodings of `texts` (as they are: see prepare), truncation included, and for each the
         character where its tokens' offsets start (not 0 where the tail of the text was read). Where it
         truncates, a long text is first cut between words to CHARS_PER_KEPT_TOKEN characters per kept token: if the
-        cut text still overflows, its kept tokens are the whole text's; if not, the whole text is read after all."""
+        cut text still overflows, its kept tokens are the whole text's; if not, the whole text is read after all.
+        A text with no whitespace to cut at (Chinese or Japanese, a URL) is cut inside a word; its kept tokens are
+        the whole text's when the cut word is not among them (the tokenizer's word ids say), else it is read whole."""
         encode = self.tokenizer.encode_batch if offsets else self._encode_batch
         truncation = self.tokenizer.truncation
         limit = None if truncation is None else truncation["max_length"] * CHARS_PER_KEPT_TOKEN
-        cut = {}
-        if limit is not None:
-            for i, text in enumerate(texts):
-                if len(text) > limit and (part := cut_at_word(text, limit, truncation["direction"])) is not None:
-                    cut[i] = part
+        direction = None if truncation is None else truncation["direction"]
+        cut, inside_word = {}, []
+        for i, text in enumerate(texts):
+            if limit is not None and len(text) > limit:
+                part = cut_at_word(text, limit, direction)
+                if part is None:
+                    part = text[:limit] if direction == "right" else text[-limit:]
+                    inside_word.append(i)
+                cut[i] = part
         encodings = encode([cut.get(i, t) for i, t in enumerate(texts)] if cut else list(texts), add_special_tokens=add_special_tokens)
+        if inside_word:  # again with word ids (the fast path leaves them out)
+            for i, encoding in zip(inside_word, self.tokenizer.encode_batch([cut[i] for i in inside_word], add_special_tokens=add_special_tokens)):
+                encodings[i] = encoding
         starts = [len(texts[i]) - len(cut[i]) if i in cut else 0 for i in range(len(texts))]
-        whole = [i for i in cut if not encodings[i].overflowing]  # the cut lost tokens the model would have read
+        # Read whole where the cut lost tokens the model would have read, or where they may include the cut word.
+        whole = [i for i in cut if not encodings[i].overflowing or (i in inside_word and not cut_word_dropped(encodings[i], direction))]
         if whole:
             for i, encoding in zip(whole, encode([texts[i] for i in whole], add_special_tokens=add_special_tokens)):
                 encodings[i], starts[i] = encoding, 0

@@ -46,6 +46,9 @@ def awkward_long_texts(real_texts: list[str], max_length: int) -> list[str]:
         "  leading and trailing whitespace  " * (limit // 20),
         " ".join(["supercalifragilistic"] * limit),
         "é😀 中文字符 ünïcödé " * (limit // 10),
+        "中文字符没有空格的长句子。" * (limit // 4),  # no whitespace: cut inside a "word", kept if words say so
+        ("https://example.com/a/very/long/path?query=value&other=thing#" * (limit // 20)),
+        "中文" * limit + " tail",  # whitespace only far past the limit
         "short text",
         "",
     ]
@@ -66,26 +69,40 @@ def test_long_texts_tokenize_as_if_read_whole(tokenizers_under_test, real_texts,
         assert over == bool(e.overflowing), i
 
 
+class SpyTokenizer:
+    """A tokenizer that notes the length of every text it is given."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.truncation = inner.truncation
+        self.seen = []
+
+    def get_added_tokens_decoder(self):
+        return self.inner.get_added_tokens_decoder()
+
+    def encode_batch(self, texts, add_special_tokens):
+        self.seen.extend(len(t) for t in texts)
+        return self.inner.encode_batch(texts, add_special_tokens=add_special_tokens)
+
+
 def test_only_the_head_of_a_long_text_reaches_the_tokenizer(minilm):
     """The cost attack of a 35 KB text truncated to 256 tokens: the tokenizer sees at most 8 characters per
     kept token of it (it saw all 35 KB before)."""
-    seen = []
-
-    class Spy:
-        def __init__(self, inner):
-            self.inner = inner
-            self.truncation = inner.truncation
-
-        def get_added_tokens_decoder(self):
-            return self.inner.get_added_tokens_decoder()
-
-        def encode_batch(self, texts, add_special_tokens):
-            seen.extend(len(t) for t in texts)
-            return self.inner.encode_batch(texts, add_special_tokens=add_special_tokens)
-
     text = ("The quick brown fox jumps over the lazy dog. " * 800)[:35000]
-    tokenizer = TextTokenizer(Spy(minilm.spec.tokenizer), minilm.max_seq_length)
-    got = tokenizer.encode([text] * 3)
+    spy = SpyTokenizer(minilm.spec.tokenizer)
+    got = TextTokenizer(spy, minilm.max_seq_length).encode([text] * 3)
     assert got.overflowed == [True] * 3 and len(got.ids[0]) == 256
     assert got.ids[0] == minilm.spec.tokenizer.encode(text).ids
-    assert max(seen) <= 256 * CHARS_PER_KEPT_TOKEN
+    assert max(spy.seen) <= 256 * CHARS_PER_KEPT_TOKEN
+
+
+def test_only_the_head_of_a_long_text_without_whitespace_is_read(minilm):
+    """Chinese text has no whitespace to cut at: 290,000 characters were tokenized whole (1.5 s here) to keep 256
+    tokens, and a server request with four such texts held up every other request for 2.3 s. Now it is cut inside
+    a word, and kept when the cut word's tokens all fell past the limit (each Chinese character is a word to
+    BERT's normalizer), with the same tokens as the whole text."""
+    text = "中文字符没有空格的长句子。" * 22_000
+    spy = SpyTokenizer(minilm.spec.tokenizer)
+    got = TextTokenizer(spy, minilm.max_seq_length).encode([text])
+    assert got.overflowed == [True] and got.ids[0] == minilm.spec.tokenizer.encode(text).ids
+    assert max(spy.seen) <= 256 * CHARS_PER_KEPT_TOKEN

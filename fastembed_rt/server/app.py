@@ -206,9 +206,14 @@ class ModelServer:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
+        raw = b"".join(chunks)
         try:
-            body = orjson.loads(b"".join(chunks))
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
+            try:  # orjson names a bad UTF-8 sequence at the wrong place: say where it is
+                raw.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                raise RequestError(422, f"request body is not valid UTF-8: byte {bad.start} ({raw[bad.start:bad.start + 1]!r})") from None
             raise RequestError(422, f"request body is not valid JSON: {e}") from None
         if not isinstance(body, dict):
             raise RequestError(422, f"request body must be a JSON object, got {json_type(body)}")
@@ -271,15 +276,17 @@ class ModelServer:
 
     async def _embed(self, served: ServedModel, inputs: Inputs, prompt_name: str | None, truncate: bool | None,
                      direction: str, receive):  # fmt: skip
-        self._check_batch_size(len(inputs), inputs.field)
+        self._check_batch_size(inputs.items, inputs.field)
+        if inputs.ids is not None and prompt_name is not None:
+            raise RequestError(422, "prompt_name does not apply to token ids: send the prompt's tokens in them", "prompt_name")
         prompt = self._prompt(served, prompt_name)
         truncate = self.config.auto_truncate if truncate is None else truncate
 
         def tokenize():
             if inputs.texts is not None:
-                ids, skip = served.tokenizer.texts(inputs.texts, prompt, truncate, direction, inputs.field)
+                ids, skip = served.tokenizer.texts(inputs, prompt, truncate, direction)
             else:
-                ids, skip = served.tokenizer.token_ids(inputs.ids, truncate, direction, inputs.field)
+                ids, skip = served.tokenizer.token_ids(inputs, truncate, direction)
             return ids, skip, None
 
         return await self._run(served, tokenize, receive)
@@ -293,9 +300,9 @@ class ModelServer:
             try:
                 encoded = served.model.encode_pairs(request.queries, request.documents, truncate=truncate)
             except QueryTooLong as e:
-                raise RequestError(413, f"{request.field}[{e.index}]: the query leaves no room for the document within the "
-                                        f"model's {served.model.max_length} tokens; shorten it, or send truncate=true "
-                                        "(or start the server with --auto-truncate)", "query") from None  # fmt: skip
+                raise RequestError(413, f"{request.query_name(e.index)} leaves no room for {request.field}[{e.index}] within "
+                                        f"the model's {served.model.max_length} tokens; shorten it, or send truncate=true "
+                                        "(or start the server with --auto-truncate)", request.query_field) from None  # fmt: skip
             return encoded.ids, [0] * len(encoded.ids), encoded.token_types
 
         return await self._run(served, tokenize, receive)
@@ -330,7 +337,8 @@ class ModelServer:
         first = len(queries)
         vectors, tokens = await self._token_vectors(served, queries + request.documents,
                                                     [True] * first + [False] * len(request.documents), request.truncate,
-                                                    lambda i: "query" if i < first else f"{request.field}[{i - first}]",
+                                                    lambda i: request.query_name(request.queries.index(queries[i])) if i < first
+                                                    else f"{request.field}[{i - first}]",
                                                     request.field, receive)  # fmt: skip
         row = {text: i for i, text in enumerate(queries)}
         scores = paired_maxsim_scores(vectors[:first], vectors[first:], [row[text] for text in request.queries])
@@ -371,7 +379,7 @@ class ModelServer:
         request = parse_openai(body)
         served = self.served(request.model, EMBEDDING)
         dimensions = self._dimensions(served, request.dimensions)
-        vectors, tokens = await self._embed(served, request.inputs, None, None, "right", receive)
+        vectors, tokens = await self._embed(served, request.inputs, None, request.truncate, "right", receive)
         vectors = self._finish(vectors, served.model.spec.normalize, dimensions)
         if request.encoding_format == "base64":
             rows = [base64.b64encode(v.astype("<f4").tobytes()).decode("ascii") for v in vectors]
@@ -400,19 +408,40 @@ class ModelServer:
             raise RequestError(422, "dimensions does not apply to sparse vectors (they span the vocabulary)", "dimensions")
         served = self.served(request.model, SPARSE)
         model = served.model
-        if task == "query" and model.query_is_inference_free:
-            if request.inputs.texts is None:
-                raise RequestError(422, "task query of an inference-free model takes texts, not token ids", request.inputs.field)
-            self._check_batch_size(len(request.inputs), request.inputs.field)
-            vectors = await asyncio.get_running_loop().run_in_executor(self.executor, model.encode_query, request.inputs.texts)
-            return 200, orjson.dumps([[{"index": int(i), "value": float(v)} for i, v in zip(*row)] for row in vectors]), JSON
         prompt_name = request.prompt_name
-        if prompt_name is None and task is not None and task in model.spec.prompts:
-            prompt_name = task
+        if prompt_name is None and task in model.spec.prompts and request.inputs.texts is not None:
+            prompt_name = task  # the task's prompt, for texts (token ids come as the model reads them)
+        if task == "query" and model.query_is_inference_free:
+            return await self._inference_free_queries(served, request, prompt_name)
         rows, _ = await self._embed(served, request.inputs, prompt_name, request.truncate, request.direction, receive)
         rows = prune_dense(torch.from_numpy(rows), model.max_active_dims).numpy()  # the model's own cap, as encode
         payload = [[{"index": int(i), "value": float(row[i])} for i in np.flatnonzero(row)] for row in rows]
         return 200, orjson.dumps(payload), JSON
+
+    async def _inference_free_queries(self, served: ServedModel, request: EmbedRequest, prompt_name: str | None):
+        """/embed_sparse's query route of an inference-free model: a token lookup on the tokenizer pool, no batch;
+        checked as the other routes check their inputs (prompt, length, truncation side)."""
+        field, query = request.inputs.field, served.model.spec.query
+        if request.inputs.texts is None:
+            raise RequestError(422, "task query of an inference-free model takes texts, not token ids", field)
+        if request.direction != "right":
+            raise RequestError(422, "truncation_direction left does not apply to an inference-free query route: it keeps a "
+                                    "query's first tokens", "truncation_direction")  # fmt: skip
+        self._check_batch_size(len(request.inputs), field)
+        prompt = self._prompt(served, prompt_name)
+        truncate = self.config.auto_truncate if request.truncate is None else request.truncate
+
+        def encode():
+            vectors, overflowed = query.encode([prompt + t for t in request.inputs.texts])
+            if not truncate and any(overflowed):
+                raise RequestError(413, f"{field}[{overflowed.index(True)}] is longer than the query route's "
+                                        f"{query.tokenizer.max_length} tokens; shorten it, or send truncate=true (or start "
+                                        "the server with --auto-truncate)", field)  # fmt: skip
+            keep = served.model.max_active_dims
+            return vectors if keep is None else vectors.prune(keep)
+
+        vectors = await asyncio.get_running_loop().run_in_executor(self.executor, encode)
+        return 200, orjson.dumps([[{"index": int(i), "value": float(v)} for i, v in zip(*row)] for row in vectors]), JSON
 
     async def tei_embed_all(self, body: dict, receive):
         """TEI's /embed_all: every input's token vectors. For a ColBERT model these are its late-interaction vectors
@@ -424,6 +453,9 @@ class ModelServer:
         served = self.served(request.model, LATE)
         if request.inputs.texts is None:
             raise RequestError(422, "a ColBERT model takes texts, not token ids (it adds its own markers)", request.inputs.field)
+        if request.direction != "right":
+            raise RequestError(422, "truncation_direction left does not apply to ColBERT token vectors: a ColBERT model keeps "
+                                    "a text's first tokens, as PyLate does", "truncation_direction")  # fmt: skip
         self._check_batch_size(len(request.inputs), request.inputs.field)
         texts = request.inputs.texts
         prompt = self._prompt(served, request.prompt_name)
@@ -437,7 +469,7 @@ class ModelServer:
     async def similarity(self, body: dict, receive):
         request = parse_similarity(body)
         served = self.served(request.model, EMBEDDING)
-        inputs = Inputs("inputs.sentences", texts=[request.source, *request.sentences])
+        inputs = Inputs("inputs.sentences", texts=[request.source, *request.sentences], lead="inputs.source_sentence")
         vectors, _ = await self._embed(served, inputs, request.prompt_name, request.truncate, request.direction, receive)
         vectors = self._finish(vectors, served.model.spec.normalize, self._dimensions(served, None))
         scores = served.model.similarity(vectors[:1], vectors[1:])[0]
@@ -501,8 +533,11 @@ class ModelServer:
         request = parse_predict(body)
         served = self.served(request.model, RERANKER)
         reranker: Reranker = served.model
-        if reranker.yes_no and any(len(item) == 1 for item in request.items):
-            raise RequestError(422, f"model {served.name!r} scores (query, document) pairs: send [text, text] pairs", "inputs")
+        single = next((i for i, item in enumerate(request.items) if len(item) == 1), None)
+        if reranker.yes_no and single is not None:
+            where = "inputs" if request.single else f"inputs[{single}]"
+            raise RequestError(422, f"{where} is a single text, but model {served.name!r} scores (query, document) pairs: "
+                                    "send [text, text] pairs", "inputs")  # fmt: skip
         self._check_batch_size(len(request.items), "inputs")
         truncate = self.config.auto_truncate if request.truncate is None else request.truncate
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from ..engine import Embedder
 from ..tokenization import CHARS_PER_KEPT_TOKEN, TextTokenizer, clone_tokenizer
 from .errors import RequestError
+from .schemas import Inputs
 
 
 class RequestTokenizer:
@@ -21,27 +22,28 @@ class RequestTokenizer:
         self._whole = TextTokenizer(clone_tokenizer(base, None), self.max_length, lower)  # token counts in error messages
         self._prompt_skip: dict[str, int] = {}
 
-    def texts(self, texts: list[str], prompt: str, truncate: bool, direction: str, field: str) -> tuple[list[list[int]], list[int]]:
-        """Token ids of `prompt + text` for each text, and the prompt tokens pooling leaves out of each."""
+    def texts(self, inputs: Inputs, prompt: str, truncate: bool, direction: str) -> tuple[list[list[int]], list[int]]:
+        """Token ids of `prompt + text` for each of the inputs' texts, and the prompt tokens pooling leaves out of each."""
+        texts = inputs.texts
         tokenized = self._truncating[direction].encode([prompt + t for t in texts] if prompt else texts)
         if not truncate and tokenized.truncated:
             i = tokenized.overflowed.index(True)
-            raise self._too_long(field, i, prompt + texts[i])
+            raise self._too_long(inputs.field, inputs.name(i), prompt + texts[i])
         skip = self._skip(prompt)
         # Left truncation cuts the prompt off the front: then no prompt tokens are left to leave out.
         skips = [0 if (over and direction == "left") else skip for over in tokenized.overflowed]
         return tokenized.ids, skips
 
-    def token_ids(self, ids: list[list[int]], truncate: bool, direction: str, field: str) -> tuple[list[list[int]], list[int]]:
+    def token_ids(self, inputs: Inputs, truncate: bool, direction: str) -> tuple[list[list[int]], list[int]]:
         """Token ids sent as such: checked against the vocabulary, then taken as they are (no special tokens added)."""
         out = []
-        for i, seq in enumerate(ids):
+        for i, seq in enumerate(inputs.ids):
             bad = next((t for t in seq if not 0 <= t < self.vocab_size), None)
             if bad is not None:
-                raise RequestError(422, f"{field}[{i}] holds token id {bad}, outside the vocabulary [0, {self.vocab_size})", field)
+                raise RequestError(422, f"{inputs.name(i)} holds token id {bad}, outside the vocabulary [0, {self.vocab_size})", inputs.field)
             if len(seq) > self.max_length:
                 if not truncate:
-                    raise self._too_long(field, i, seq)
+                    raise self._too_long(inputs.field, inputs.name(i), seq)
                 seq = seq[: self.max_length] if direction == "right" else seq[-self.max_length :]
             out.append(seq)
         return out, [0] * len(out)
@@ -55,7 +57,7 @@ class RequestTokenizer:
         out = []
         for i, (text, encoding, shift) in enumerate(zip(full, encodings, starts)):
             if encoding.overflowing and not truncate:
-                raise self._too_long("inputs", i, text)
+                raise self._too_long("inputs", f"inputs[{i}]", text)
             tokens = []
             for token_id, token, special, (start, stop) in zip(
                 encoding.ids, encoding.tokens, encoding.special_tokens_mask, encoding.offsets
@@ -72,7 +74,7 @@ class RequestTokenizer:
             self._prompt_skip[prompt] = self.embedder.prompt_skip(prompt)
         return self._prompt_skip[prompt]
 
-    def _too_long(self, field: str, index: int, text_or_ids: str | list[int]) -> RequestError:
+    def _too_long(self, field: str, name: str, text_or_ids: str | list[int]) -> RequestError:
         """413 naming the input and its length: its token count where counting is cheap (a text of at most
         CHARS_PER_KEPT_TOKEN characters per allowed token, or token ids), else its character count."""
         if isinstance(text_or_ids, list):
@@ -83,7 +85,7 @@ class RequestTokenizer:
             length = f"{len(text_or_ids)} characters"
         return RequestError(
             413,
-            f"{field}[{index}] has {length}, more than the model's maximum of {self.max_length} tokens; "
+            f"{name} has {length}, more than the model's maximum of {self.max_length} tokens; "
             "shorten it, or send truncate=true (or start the server with --auto-truncate)",
             field,
         )

@@ -26,9 +26,23 @@ class Inputs:
     field: str  # its name in the request, for error messages
     texts: list[str] | None = None
     ids: list[list[int]] | None = None
+    lead: str | None = None  # the name of a first input that is not one of field's items (/similarity's source)
 
     def __len__(self) -> int:
         return len(self.texts if self.texts is not None else self.ids)
+
+    @property
+    def items(self) -> int:
+        """How many inputs `field` itself holds (the lead is not one of them)."""
+        return len(self) - (self.lead is not None)
+
+    def name(self, i: int) -> str:
+        """Input i as the request names it."""
+        if self.lead is not None:
+            if i == 0:
+                return self.lead
+            i -= 1
+        return f"{self.field}[{i}]"
 
 
 @dataclass
@@ -132,7 +146,8 @@ def parse_openai(body: dict) -> EmbedRequest:
     if encoding not in ("float", "base64"):
         raise RequestError(422, f'encoding_format must be "float" or "base64", got {encoding!r}', "encoding_format")
     dimensions = _optional(body, "dimensions", (int,), what="an integer")
-    return EmbedRequest(inputs, model, dimensions=dimensions, encoding_format=encoding)
+    truncate = _optional(body, "truncate", (bool,), None, "a boolean")  # not OpenAI's: TEI's, which the 413 advises
+    return EmbedRequest(inputs, model, dimensions=dimensions, encoding_format=encoding, truncate=truncate)
 
 
 def parse_tei_embed(body: dict) -> EmbedRequest:
@@ -205,6 +220,12 @@ class RerankRequest:
     return_documents: bool = False
     raw_scores: bool = False
     truncate: bool | None = None  # None: the server's --auto-truncate
+    query_field: str = "query"  # where the queries came from
+    queries_listed: bool = False  # the request gave a list of queries (vLLM's /score), not one
+
+    def query_name(self, i: int) -> str:
+        """Pair i's query as the request names it."""
+        return f"{self.query_field}[{i}]" if self.queries_listed else self.query_field
 
 
 def _texts(value, field: str, objects: bool = False) -> list[str]:
@@ -274,7 +295,8 @@ def parse_score(body: dict) -> RerankRequest:
     elif len(queries) != len(documents):
         raise RequestError(422, f"{names[0]} holds {len(queries)} texts and {names[1]} {len(documents)}: give one "
                                 f"{names[0]} or as many as {names[1]}", names[0])  # fmt: skip
-    return RerankRequest(queries, documents, names[1], _model(body), truncate=_optional(body, "truncate", (bool,), None, "a boolean"))
+    return RerankRequest(queries, documents, names[1], _model(body), truncate=_optional(body, "truncate", (bool,), None, "a boolean"),
+                         query_field=names[0], queries_listed=not isinstance(first, str) and len(first) > 1)  # fmt: skip
 
 
 @dataclass
@@ -290,8 +312,11 @@ class PredictRequest:
 
 def _predict_item(value, where: str) -> tuple[str, ...]:
     item = (value,) if isinstance(value, str) else value
-    if not isinstance(item, (list, tuple)) or not 1 <= len(item) <= 2 or not all(isinstance(t, str) for t in item):
+    if not isinstance(item, (list, tuple)) or not 1 <= len(item) <= 2:
         raise RequestError(422, f"{where} must be a text or a [text, text] pair, got {json_type(value)}", "inputs")
+    for j, text in enumerate(item):
+        if not isinstance(text, str):
+            raise RequestError(422, f"{where}[{j}] must be a string, got {json_type(text)}", "inputs")
     return tuple(item)
 
 

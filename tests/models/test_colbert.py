@@ -15,6 +15,7 @@ import torch
 import fastembed_rt
 from fastembed_rt.colbert import ColBERT, load_colbert
 from fastembed_rt.multivector import MultiVectorEmbeddings
+from fastembed_rt.tokenization import CHARS_PER_KEPT_TOKEN, clone_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
 PYLATE_PYTHON = REPO / ".venv-pylate" / "bin" / "python"
@@ -205,6 +206,27 @@ def test_expansion_tokens_are_not_attended(tmp_path):
     alone = model.embed_token_ids([ids[0][:real]], is_query=True)[0]
     np.testing.assert_allclose(expanded[:real], alone, rtol=1e-5, atol=1e-6)
     assert not np.allclose(expanded[real], expanded[real - 1])
+
+
+def test_a_long_text_is_read_in_part_with_the_whole_texts_tokens(tmp_path):
+    """ColBERT tokenized every text whole: 4 MB of text held a server's tokenizer for seconds to keep 80 tokens.
+    Now only its head is read (cut between words, or inside one where there is no whitespace), with the tokens
+    of the whole text."""
+    model = load_colbert(stanford_colbert(tmp_path / "m"))
+    spaced, unspaced = "w1 w2, w3. " * 100_000, "w1,w2.w3;" * 100_000
+    for is_query in (True, False):
+        whole = clone_tokenizer(model.spec.tokenizer, model._limit(is_query))
+        for text in (spaced, unspaced):
+            want = whole.encode(text).ids
+            want.insert(1, model.spec.query_prefix_id if is_query else model.spec.document_prefix_id)
+            assert model.tokenize([text], is_query).ids[0][: len(want)] == want
+        seen = []
+        tokenizer = model._tokenizers[is_query]
+        inner = tokenizer._encode_batch
+        tokenizer._encode_batch = lambda texts, **kwargs: seen.extend(map(len, texts)) or inner(texts, **kwargs)
+        model.tokenize([spaced], is_query)
+        tokenizer._encode_batch = inner
+        assert max(seen) <= model._limit(is_query) * CHARS_PER_KEPT_TOKEN
 
 
 def test_large_batches_and_the_fused_path_agree(tmp_path):

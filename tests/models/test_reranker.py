@@ -13,6 +13,7 @@ import fastembed_rt
 from fastembed_rt import ops
 from fastembed_rt.reranker import DEFAULT_INSTRUCTION, YES_NO_PREFIX, YES_NO_SUFFIX
 from fastembed_rt.testing import cross_encoder_from, principal_head
+from fastembed_rt.tokenization import TextTokenizer, clone_tokenizer
 
 from .test_backbone_parity import tiny as tiny_backbone
 from .test_hf_parity import tiny_config as tiny_bert_family
@@ -182,6 +183,29 @@ def test_yes_no_reranker_matches_the_model_cards_computation(tmp_path, tied):
     assert not np.allclose(other, want)
 
 
+class Recording:
+    """A tokenizer, noting the longest text it is given."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.longest = tokenizer, 0
+        self.truncation = tokenizer.truncation
+
+    def _note(self, items):
+        for item in items:
+            self.longest = max(self.longest, *(len(t) for t in (item if isinstance(item, tuple) else (item,))))
+
+    def get_added_tokens_decoder(self):
+        return self.tokenizer.get_added_tokens_decoder()
+
+    def encode(self, *texts, **kwargs):
+        self._note([texts])
+        return self.tokenizer.encode(*texts, **kwargs)
+
+    def encode_batch(self, items, **kwargs):
+        self._note(items)
+        return self.tokenizer.encode_batch(items, **kwargs)
+
+
 def test_documents_are_truncated_first_and_a_long_query_is_refused(tmp_path, minilm_path):
     save_classifier("bert", tmp_path, minilm_path)
     reranker = fastembed_rt.load(tmp_path)  # 80 positions
@@ -198,6 +222,25 @@ def test_documents_are_truncated_first_and_a_long_query_is_refused(tmp_path, min
     # a document cut between words before tokenizing keeps the same kept tokens as the whole text
     huge = "answer " * 20000
     assert reranker.encode_pairs([query], [huge]).ids == [reranker.spec.tokenizer.encode(query, huge).ids[:79] + [102]]
+
+
+def test_a_long_document_or_text_without_whitespace_is_read_in_part(tmp_path, minilm_path):
+    """A Chinese document (no whitespace to cut at) was tokenized whole for every pair, and so was every single
+    text sent to TEI's /predict: a few 290,000-character texts held a server's tokenizer for seconds. Now they are
+    cut inside a word, with the same tokens as the whole text; a text of one long word is still read whole."""
+    save_classifier("bert", tmp_path, minilm_path)
+    reranker = fastembed_rt.load(tmp_path)  # 80 positions
+    pairs, singles = (clone_tokenizer(reranker.spec.tokenizer, 80, strategy=s) for s in ("only_second", "longest_first"))
+    chinese, one_word = "中文字符没有空格的长句子。" * 5000, "x" * 5000
+    for document in (chinese, one_word, "短" * 700):
+        assert reranker.encode_pairs(["a query"], [document]).ids == [pairs.encode("a query", document).ids]
+    got = reranker.encode_inputs([(chinese,), (one_word,)], truncate=True)
+    assert got.ids == [singles.encode(t).ids for t in (chinese, one_word)] and got.overflowed == [True, False]
+    reranker._tokenizer, reranker._fallback = Recording(reranker._tokenizer), Recording(reranker._fallback)
+    reranker._singles = TextTokenizer(reranker._fallback, 80)
+    reranker.encode_pairs(["a query"], [chinese])
+    reranker.encode_inputs([(chinese,)], truncate=True)
+    assert max(reranker._tokenizer.longest, reranker._fallback.longest) <= 80 * 8
 
 
 def test_rank_orders_ties_and_bad_input(tmp_path, minilm_path):
@@ -288,22 +331,6 @@ def test_yes_no_reranker_at_every_precision(tmp_path, dtype):
 def test_a_huge_query_is_not_tokenized_per_document(tmp_path, minilm_path):
     """A 2 MB query against 16 documents: refused (or cut, with truncate) after the tokenizer read about
     max_length x 8 characters of it, with the same first tokens as the whole query."""
-
-    class Recording:  # the tokenizer, noting the longest text it is given
-        def __init__(self, tokenizer):
-            self.tokenizer, self.longest = tokenizer, 0
-
-        def _note(self, items):
-            for item in items:
-                self.longest = max(self.longest, *(len(t) for t in (item if isinstance(item, tuple) else (item,))))
-
-        def encode(self, *texts, **kwargs):
-            self._note([texts])
-            return self.tokenizer.encode(*texts, **kwargs)
-
-        def encode_batch(self, items, **kwargs):
-            self._note(items)
-            return self.tokenizer.encode_batch(items, **kwargs)
 
     save_classifier("bert", tmp_path, minilm_path)
     reranker = fastembed_rt.load(tmp_path)

@@ -82,6 +82,13 @@ def test_limits_and_errors(server, minilm_path):
     assert status == 422 and "is a late-interaction model" in body["error"]
     status, body, _ = post(server.url, "/embed_all", {"inputs": ["w1"] * 17})
     assert status == 413 and "more than the limit of 16" in body["error"]
+    # Before: left was accepted and the vectors were the right-truncated ones.
+    status, body, _ = post(server.url, "/embed_all", {"inputs": ["w1"], "truncation_direction": "left"})
+    assert status == 422 and "truncation_direction left does not apply" in body["error"]
+    # Before: "query is longer than ..." without saying which of the listed queries.
+    long_query = " ".join(["w5"] * 30)
+    status, body, _ = post(server.url, "/score", {"text_1": ["w1", long_query], "text_2": ["w2", "w3"]})
+    assert status == 413 and body["error"].startswith("text_1[1] is longer than the model's query_length")
 
 
 def test_info_describes_the_model(server):

@@ -89,6 +89,8 @@ def test_an_over_long_input_gets_413_naming_it_unless_truncation_is_asked_for(li
         ("/embed", b'{"inputs": "a", "dimensions": 385}', 422, "dimensions must be in [1, 384], got 385"),
         ("/similarity", b'{"inputs": {"source_sentence": 1, "sentences": ["a"]}}', 422, "inputs.source_sentence must be a string"),
         ("/tokenize", b'{"input": "a"}', 422, "inputs is required"),
+        ("/embed", b'{"inputs": "a\xff\xfeb"}', 422, "request body is not valid UTF-8: byte 13"),  # was "surrogates not allowed"
+        ("/embed", b'{"inputs": [[101, 102]], "prompt_name": "query"}', 422, "prompt_name does not apply to token ids"),
     ],
 )
 def test_malformed_requests_get_422_naming_the_field(limited_server, path, raw, status, message):
@@ -96,6 +98,29 @@ def test_malformed_requests_get_422_naming_the_field(limited_server, path, raw, 
     assert got == status
     assert message in body["error"]
     still_serves(limited_server.url)
+
+
+def test_similarity_names_the_source_sentence_and_counts_only_the_sentences(limited_server):
+    """Before: the source sentence was sentences[0] in errors, sentences[i] was named sentences[i + 1], and
+    --max-client-batch-size 8 let only 7 sentences through."""
+    status, _, _ = post(limited_server.url, "/similarity", {"inputs": {"source_sentence": "a", "sentences": ["b"] * 8}})
+    assert status == 200
+    status, body, _ = post(limited_server.url, "/similarity", {"inputs": {"source_sentence": "a", "sentences": ["b"] * 9}})
+    assert status == 413 and body["error"].startswith("inputs.sentences holds 9 inputs")
+    for inputs, name in (({"source_sentence": LONG, "sentences": ["b"]}, "inputs.source_sentence has"),
+                         ({"source_sentence": "a", "sentences": ["b", LONG]}, "inputs.sentences[1] has")):  # fmt: skip
+        status, body, _ = post(limited_server.url, "/similarity", {"inputs": inputs})
+        assert status == 413 and body["error"].startswith(name), body
+    still_serves(limited_server.url)
+
+
+def test_openai_route_takes_teis_truncate_which_its_413_advises(limited_server, minilm):
+    status, body, _ = post(limited_server.url, "/v1/embeddings", {"input": LONG})
+    assert status == 413 and "send truncate=true" in body["error"]["message"]
+    status, body, _ = post(limited_server.url, "/v1/embeddings", {"input": LONG, "truncate": True})
+    with pytest.warns(TruncationWarning):
+        expected = minilm.encode([LONG])
+    assert status == 200 and row_cosines([body["data"][0]["embedding"]], expected).min() >= 0.99999
 
 
 def test_openai_route_errors_use_openai_error_objects(limited_server):

@@ -129,11 +129,16 @@ def test_predict_single_texts_and_pairs(server, folders, cross_encoder):
     ("/embed", {"model": "ce", "inputs": "x"}, 422, "model 'ce' is a reranker"),
     ("/v1/rerank", {"model": "labels3", "query": "q", "documents": ["a"]}, 422, "has 3 labels"),
     ("/rerank", {"query": "q", "texts": ["a"] * 17}, 413, "texts holds 17 inputs"),
-    ("/rerank", {"query": "word " * 600, "texts": ["a", "b"]}, 413, "the query leaves no room"),
+    ("/rerank", {"query": "word " * 600, "texts": ["a", "b"]}, 413, "query leaves no room for texts[0]"),
     ("/rerank", {"query": "q", "texts": ["a"], "truncation_direction": "left"}, 422, "truncation_direction must be \"right\""),
     ("/predict", {"inputs": []}, 422, "inputs must be a text"),
     ("/predict", {"inputs": [["a", "b", "c"]]}, 422, "inputs[0] must be a text or a [text, text] pair"),
     ("/score", {"text_1": "q"}, 422, "text_2 is required"),
+    # before: named text_2[1], the document, not the long query
+    ("/score", {"text_1": ["ok", "word " * 600], "text_2": ["d", "e"]}, 413, r"text_1[1] leaves no room for text_2[1]"),
+    ("/score", {"text_1": "word " * 600, "text_2": ["d", "e"]}, 413, r"text_1 leaves no room for text_2[0]"),
+    ("/predict", {"model": "llm", "inputs": [["a", "b"], "c"]}, 422, "inputs[1] is a single text, but model 'llm' scores"),
+    ("/predict", {"inputs": [["a", 5]]}, 422, "inputs[0][1] must be a string, got an integer"),
 ])  # fmt: skip
 def test_bad_requests_are_refused_and_nothing_else_is_disturbed(server, cross_encoder, path, request_body, status, message):
     got, body, _ = post(server.url, path, request_body)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import fastembed_rt
+from fastembed_rt import TruncationWarning
 from fastembed_rt.server.process import ServerProcess
 from fastembed_rt.testing import synthetic_texts
 from models.test_sparse_encoder import VOCAB, masked_lm, sentence_transformers_splade
@@ -92,6 +93,19 @@ def test_inference_free_queries_take_the_query_route(tmp_path_factory, minilm_pa
         assert status == 422 and "takes texts" in body["error"]
         status, body, _ = post(process.url, "/embed_sparse", {"inputs": ["w1"], "task": "passage"})
         assert status == 422 and "task must be" in body["error"]
+        # The query route checks what the others check (before: a long query was cut without truncate, and an
+        # unknown prompt_name or truncation_direction left were ignored).
+        long_query = " ".join(["w1"] * 100) + " w2"
+        status, body, _ = post(process.url, "/embed_sparse", {"inputs": ["w1", long_query], "task": "query"})
+        assert status == 413 and body["error"].startswith("inputs[1] is longer than the query route's")
+        status, body, _ = post(process.url, "/embed_sparse", {"inputs": [long_query], "task": "query", "truncate": True})
+        with pytest.warns(TruncationWarning):
+            want = model.encode_query([long_query])
+        assert status == 200 and [e["index"] for e in body[0]] == want.row(0)[0].tolist()
+        status, body, _ = post(process.url, "/embed_sparse", {"inputs": ["w1"], "task": "query", "prompt_name": "nope"})
+        assert status == 422 and "nope" in body["error"]
+        status, body, _ = post(process.url, "/embed_sparse", {"inputs": ["w1"], "task": "query", "truncation_direction": "left"})
+        assert status == 422 and "truncation_direction left does not apply" in body["error"]
 
 
 def test_the_models_max_active_dims_caps_served_vectors(tmp_path_factory):
