@@ -37,6 +37,7 @@ from .models.registry import architecture, build_model
 from .multivector import MultiVectorEmbeddings
 from .pooling import Dense
 from .tokenization import PackedBatch, TextTokenizer, clone_tokenizer
+from .validation import positive_int
 from .weights import load_weights, shape_problem
 
 # PyLate's defaults where a checkpoint says nothing.
@@ -355,8 +356,7 @@ class ColBERT:
         """Documents reranked for a query by MaxSim: [{corpus_id, score, text?}] best first (ties to the lower id),
         the shape of sentence-transformers' CrossEncoder.rank."""
         documents = check_texts(documents, "documents")
-        if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
-            raise ValueError(f"top_k must be a positive int, got {top_k!r}")
+        top_k = None if top_k is None else positive_int(top_k, "top_k")
         if not documents:
             return []
         q = self.encode(check_texts([query], "query"), is_query=True, batch_tokens=batch_tokens)

@@ -18,6 +18,7 @@ from .models.registry import build_model
 from .pooling import sentence_embeddings
 from .quantize import PRECISIONS, quantize_embeddings
 from .tokenization import PackedBatch, TextTokenizer
+from .validation import positive_int
 
 
 _DTYPES = {
@@ -191,8 +192,7 @@ class Embedder:
     def encode_iter(self, texts: Iterable[str], *, chunk_size: int = 4096, **options) -> Iterator[np.ndarray]:
         """Embeds a stream of texts chunk by chunk, yielding one [<=chunk_size, d] array per chunk in order;
         memory stays bounded by the chunk, whatever the stream's length."""
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        chunk_size = positive_int(chunk_size, "chunk_size")
         iterator = iter(texts)
         while chunk := list(itertools.islice(iterator, chunk_size)):
             yield self.encode(chunk, **options)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .validation import positive_int
+
 HYBRID_METHODS = ("rrf", "weighted")
 
 
@@ -58,8 +60,7 @@ def hybrid(dense_results, sparse_results, method: str = "rrf", *, k: int | None 
             raise ValueError(f"weights must be two finite numbers (dense, sparse), got {weights!r}")
         weights = numbers
     k = max(lists[0][0].shape[1], lists[1][0].shape[1]) if k is None else k
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
+    k = positive_int(k, "k")
     nq = lists[0][0].shape[0]
     out_scores, out_ids = np.zeros((nq, k), np.float32), np.full((nq, k), -1, np.int64)
     for q in range(nq):

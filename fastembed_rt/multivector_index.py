@@ -20,6 +20,7 @@ from .index_files import is_count, load_array, read_header, write_header
 from .multivector import MultiVectorEmbeddings
 from .muvera import MuveraEncoder
 from .search import CODE_DTYPES, Index, code_width
+from .validation import positive_int
 
 FORMAT = "fastembed_rt.multivector_index"
 VERSION = 1
@@ -27,12 +28,6 @@ PRECISIONS = ("float32", "int8")
 CANDIDATE_PRECISIONS = ("float32", "int8", "binary")
 # Documents scored per exact MaxSim call: bounds the [queries, block] score matrix.
 _BLOCK_DOCS = 8192
-
-
-def _check_k(k, name: str = "k") -> int:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"{name} must be a positive int, got {k!r}")
-    return k
 
 
 def merge_topk(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -104,7 +99,7 @@ class MultiVectorIndex:
         document; otherwise the `candidates` best by MUVERA encoding are rescored exactly."""
         queries = as_multivectors(queries, "queries")
         queries.check_finite("queries")
-        k = _check_k(k)
+        k = positive_int(k, "k")
         if len(queries) and len(self) and queries.dim != self.dim:
             raise ValueError(f"queries have dimension {queries.dim}, the index {self.dim}")
         exact = self.fde is None if exact is None else bool(exact)
@@ -115,7 +110,7 @@ class MultiVectorIndex:
             return np.zeros((len(queries), k), np.float32), np.zeros((len(queries), k), np.int64)
         if exact:
             return self._exact(queries, k)
-        return self._rescored(queries, k, _check_k(candidates, "candidates"))
+        return self._rescored(queries, k, positive_int(candidates, "candidates"))
 
     @staticmethod
     def _maxsim(queries: MultiVectorEmbeddings, docs: MultiVectorEmbeddings, first: int, last: int) -> np.ndarray:

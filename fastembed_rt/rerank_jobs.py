@@ -25,6 +25,7 @@ from .colbert import ColBERT, paired_maxsim_scores
 from .engine import check_text
 from .readers import InputError, iter_jsonl
 from .reranker import QueryTooLong, best_first
+from .validation import positive_int
 
 PAIRS_PER_CHUNK = 2048  # pairs scored together: enough to fill several batches, little memory
 
@@ -80,8 +81,7 @@ def rerank_file(reranker, source: Path, out: Path, *, corpus: dict[str, str] | N
     """Reranks every row of `source` into `out` (jsonl), in input order. on_rows(rows, pairs) after each chunk."""
     if not isinstance(reranker, ColBERT) and reranker.num_labels != 1:
         raise ValueError(f"reranking needs one score per pair; this model has {reranker.num_labels} labels")
-    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"top_k (-k) must be a positive int, got {top_k!r}")
+    top_k = None if top_k is None else positive_int(top_k, "top_k (-k)")
     totals = RerankTotals()
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")

@@ -29,6 +29,7 @@ from .loading import max_sequence_length, read_json, read_tokenizer, resolve_mod
 from .models.heads import Head, classifier_head, num_labels, yes_no_head
 from .models.registry import architecture, build_model
 from .tokenization import CHARS_PER_KEPT_TOKEN, PackedBatch, TextTokenizer, clone_tokenizer, cut_at_word, cut_word_dropped
+from .validation import positive_int
 from .weights import load_weights
 
 # Qwen3-Reranker's prompt, as its model card writes it.
@@ -350,8 +351,7 @@ class Reranker:
         if not isinstance(query, str):
             raise TypeError(f"query must be a str, got {type(query).__name__}")
         documents = check_texts(documents, "documents")
-        if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
-            raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
+        top_k = None if top_k is None else positive_int(top_k, "top_k")
         scores = self.predict([(query, d) for d in documents], batch_tokens=batch_tokens, raw_scores=raw_scores,
                               truncate=truncate, instruction=instruction) if documents else np.empty(0, np.float32)  # fmt: skip
         return [{"corpus_id": int(i), "score": float(scores[i]), **({"text": documents[i]} if return_documents else {})}

@@ -15,6 +15,7 @@ import numpy as np
 from . import _C
 from .index_files import is_count, load_array, read_header, write_header
 from .quantize import as_float_matrix, check_finite, check_ranges, int8_buckets, quantization_ranges, quantize_embeddings
+from .validation import positive_int
 
 INDEX_PRECISIONS = ("float32", "int8", "binary")
 FORMAT = "fastembed_rt.index"
@@ -86,8 +87,7 @@ class Index:
         then rescore them with the float query against the kept float vectors, or else the dequantized int8
         values / the +-1 bits. rescore_multiplier=0 skips rescoring: the scores are then the quantized ones
         (int8 dot products, or minus the Hamming distance), which shows what quantization alone costs."""
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
+        k = positive_int(k, "k")
         if not isinstance(rescore_multiplier, (int, np.integer)) or rescore_multiplier < 0:
             raise ValueError(f"rescore_multiplier must be a non-negative integer, got {rescore_multiplier!r}")
         if len(self) == 0:

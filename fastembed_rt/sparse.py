@@ -9,6 +9,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
+from .validation import positive_int
+
 
 @dataclass
 class SparseEmbeddings:
@@ -164,8 +166,7 @@ class SparseEmbeddings:
 
 
 def check_max_active_dims(max_active_dims) -> None:
-    if isinstance(max_active_dims, bool) or not isinstance(max_active_dims, int) or max_active_dims < 1:
-        raise ValueError(f"max_active_dims must be a positive int, got {max_active_dims!r}")
+    positive_int(max_active_dims, "max_active_dims")
 
 
 def prune_dense(dense: torch.Tensor, max_active_dims: int | None) -> torch.Tensor:

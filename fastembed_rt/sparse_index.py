@@ -12,6 +12,7 @@ import torch
 from . import _C
 from .index_files import is_count, load_array, read_header, write_header
 from .sparse import SparseEmbeddings
+from .validation import positive_int
 
 FORMAT = "fastembed_rt.sparse_index"
 VERSION = 1
@@ -59,8 +60,7 @@ class SparseIndex:
         queries = as_sparse(queries, "queries")
         if queries.dim != self.dim:
             raise ValueError(f"queries have dimension {queries.dim}, the index {self.dim}")
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be a positive int, got {k!r}")
+        k = positive_int(k, "k")
         k = min(k, self.count)
         if k == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)

@@ -21,8 +21,11 @@ def test_batches_cover_every_index_once_within_limits(seed, max_tokens, max_sequ
 
 
 def test_invalid_limits():
-    with pytest.raises(ValueError, match="max_tokens=0"):
-        plan_batches([1], 0, 4)
+    for tokens, sequences, message in ((0, 4, "batch_tokens must be a positive integer, got 0"),
+                                       ("8", 4, "batch_tokens must be a positive integer, got '8'"),  # was "'<' not supported"
+                                       (8, 2.5, "max_batch_sequences must be a positive integer, got 2.5")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            plan_batches([1], tokens, sequences)
 
 
 def test_pack_layout():
