@@ -132,6 +132,9 @@ class Embedder:
             tokenized.ids, skip=self.prompt_skip(prompt), normalize=normalize, truncate_dim=truncate_dim,
             batch_tokens=batch_tokens, max_batch_sequences=max_batch_sequences, on_batch=on_batch,
         )  # fmt: skip
+        if precision in ("int8", "uint8") and len(out) < 2:
+            raise ValueError(f"precision {precision} takes its ranges from this call's embeddings, which needs at least 2 "
+                             "texts: encode at float32 and quantize with quantize_embeddings(vectors, precision, ranges=...)")  # fmt: skip
         return out if precision == "float32" else quantize_embeddings(out, precision)
 
     def embed_token_ids(
@@ -201,6 +204,9 @@ class Embedder:
         """Pairwise scores [len(a), len(b)] with the model's similarity function (higher is closer)."""
         a = torch.as_tensor(np.atleast_2d(np.asarray(a, dtype=np.float32)))
         b = torch.as_tensor(np.atleast_2d(np.asarray(b, dtype=np.float32)))
+        for name, x in (("a", a), ("b", b)):
+            if x.dim() != 2:
+                raise ValueError(f"similarity: {name} must be one vector or a [n, d] matrix, got shape {list(x.shape)}")
         if a.shape[1] != b.shape[1]:
             raise ValueError(f"similarity: dimensions differ ({a.shape[1]} vs {b.shape[1]})")
         name = self.similarity_fn_name

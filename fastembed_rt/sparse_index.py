@@ -64,7 +64,7 @@ class SparseIndex:
         k = min(k, self.count)
         if k == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        threads = torch.get_num_threads() if num_threads is None else num_threads
+        threads = torch.get_num_threads() if num_threads is None else positive_int(num_threads, "num_threads")
         return self._postings.search(queries.indptr, queries.indices, queries.values, k, threads)
 
     def save(self, path: str | Path) -> None:

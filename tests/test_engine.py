@@ -99,6 +99,10 @@ def test_normalize_and_truncate_options(minilm):
             minilm.encode(texts, truncate_dim=bad)
     with pytest.raises(TypeError, match="normalize must be True, False or None"):  # "no" was truthy: normalized
         minilm.encode(texts, normalize="no")
+    with pytest.raises(ValueError, match="precision int8 takes its ranges from this call's embeddings, which needs at least 2"):
+        minilm.encode(texts[:1], precision="int8")  # was: "pass ranges or calibration_embeddings", which encode does not take
+    with pytest.raises(ValueError, match=r"similarity: a must be one vector or a \[n, d\] matrix, got shape \[1, 2, 384\]"):
+        minilm.similarity(np.zeros((1, 2, 384)), raw)  # was: "dimensions differ (2 vs 384)"
 
 
 def test_prompt_errors(minilm):

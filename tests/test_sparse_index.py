@@ -145,6 +145,13 @@ def test_sparse_embeddings_are_checked_before_the_int32_cast(indptr, indices, di
         SparseEmbeddings(np.asarray(indptr), np.asarray(indices), np.ones(len(indices), np.float32), dim)
 
 
+def test_a_thread_count_that_is_not_a_positive_integer_is_named():
+    index = SparseIndex.build(SparseEmbeddings.from_rows([([1], [1.0])], 10))
+    for bad in (2.5, 0, -1):  # 2.5 was pybind's "incompatible function arguments"
+        with pytest.raises(ValueError, match="num_threads must be a positive integer"):
+            index.search(SparseEmbeddings.from_rows([([1], [1.0])], 10), 1, num_threads=bad)
+
+
 def test_sparse_rows_may_restart_their_indices():
     vectors = SparseEmbeddings(np.array([0, 2, 2, 4]), np.array([3, 7, 1, 7]), np.ones(4, np.float32), 10)
     assert vectors.to_dense().sum() == 4
