@@ -38,8 +38,18 @@ INT8 = "int8"  # int8 linear layers (per-channel weights, per-token activations)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """The device asked for; by default a GPU when there is one."""
-    return torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    """The device asked for (cpu, cuda or cuda:N); by default a GPU when there is one."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA GPU on this machine")
+    return resolved
 
 
 def resolve_dtype(dtype) -> torch.dtype:

@@ -123,9 +123,17 @@ def test_similarity_is_cosine_for_minilm(minilm):
         minilm.similarity(a, b[:, :10])
 
 
-def test_bad_dtype_is_refused(minilm_path):
+def test_bad_dtype_or_device_is_refused(minilm_path):
     with pytest.raises(ValueError, match="unsupported dtype 'int4'"):
         fastembed_rt.load(minilm_path, dtype="int4")
+    # Before: torch's "Expected one of cpu, cuda, ipu, ..." (a traceback from `fastembed-rt serve --device gpu`), and
+    # "Tensor.item() cannot be called on meta tensors".
+    for device in ("gpu", "meta", "mps"):
+        with pytest.raises(ValueError, match=f"device must be 'cpu', 'cuda' or 'cuda:N', got '{device}'"):
+            fastembed_rt.load(minilm_path, device=device)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device 'cuda' asked for, but torch sees no CUDA GPU"):
+            fastembed_rt.load(minilm_path, device="cuda")
 
 
 def test_bfloat16_runs_close_to_float32(minilm_path, minilm, real_texts):
