@@ -125,6 +125,9 @@ class Embedder:
         texts = check_texts(texts)
         if precision not in PRECISIONS:
             raise ValueError(f"unsupported precision {precision!r}; supported: {', '.join(PRECISIONS)}")
+        if precision in ("int8", "uint8") and len(texts) == 1:
+            raise ValueError(f"precision {precision} takes its ranges from this call's embeddings, which needs at least 2 "
+                             "texts: encode at float32 and quantize with quantize_embeddings(vectors, precision, ranges=...)")  # fmt: skip
         prompt = self.resolve_prompt(prompt, prompt_name)
         if normalize is not None and not isinstance(normalize, (bool, np.bool_)):
             raise TypeError(f"normalize must be True, False or None (the model's choice), got {normalize!r}")
@@ -142,9 +145,6 @@ class Embedder:
             tokenized.ids, skip=self.prompt_skip(prompt), normalize=normalize, truncate_dim=truncate_dim,
             batch_tokens=batch_tokens, max_batch_sequences=max_batch_sequences, on_batch=on_batch,
         )  # fmt: skip
-        if precision in ("int8", "uint8") and len(out) < 2:
-            raise ValueError(f"precision {precision} takes its ranges from this call's embeddings, which needs at least 2 "
-                             "texts: encode at float32 and quantize with quantize_embeddings(vectors, precision, ranges=...)")  # fmt: skip
         return out if precision == "float32" else quantize_embeddings(out, precision)
 
     def embed_token_ids(

@@ -24,7 +24,7 @@ def as_float_matrix(x, name: str) -> np.ndarray:
 
 
 def check_finite(x: np.ndarray, name: str) -> None:
-    """A ValueError naming the first row of x (as it will be computed with: cast first) holding NaN or inf."""
+    """A ValueError naming the first row of x holding NaN or inf (x as it will be computed with: after any cast)."""
     if not np.isfinite(x).all():
         at = np.argwhere(~np.isfinite(x))[0]
         raise ValueError(f"{name} contain NaN or inf (row {int(at[0]) if x.ndim == 2 else 0}); float32 values stop at 3.4e38")

@@ -93,8 +93,8 @@ FE_ISA_DISPATCH(float, block_best, (const float* s, int64_t rows, bool negate), 
 // Scans the corpus a block at a time, each worker taking the next block when it finishes one (on a shared
 // machine one core often runs slower, and fixed slices waited for it) into top-k lists of its own, then merges
 // the workers' lists. `negate` turns distances (smaller is better) into scores for the heaps and back on output.
-// A NaN or inf float score (a vector holding one, or products past float32's range) is an error naming the
-// first such pair found: it has no place in a ranking, and a NaN would never enter a heap.
+// A NaN or inf float score (a vector holding one, or products past float32's range) is an error naming one
+// such pair: it has no place in a ranking, and a NaN would never enter a heap.
 template <typename T, typename Score, typename ScoreBlock>
 void search(const T* queries, int64_t nq, const T* corpus, int64_t n, int64_t dim, int64_t k, ScoreBlock score_block,
             bool negate, int num_threads, Score* out_scores, int64_t* out_ids) {
