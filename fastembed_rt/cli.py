@@ -138,6 +138,20 @@ def cmd_verify(args) -> int:
     return 0 if not problems else 1
 
 
+def _index_ids(path: Path, count: int) -> list | None:
+    """The ids an index's vectors stand for (ids.json, written by embed --index), or None where there is none."""
+    if not path.is_file():
+        return None
+    try:
+        ids = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(ids, list) or len(ids) != count:
+        got = f"a list of {len(ids)}" if isinstance(ids, list) else f"a JSON {type(ids).__name__}"
+        raise ValueError(f"{path} must be a list of the index's {count} ids, got {got}")
+    return ids
+
+
 def cmd_search(args) -> int:
     from fastembed_rt.engine import load_embedder
     from fastembed_rt.readers import read_corpus
@@ -152,8 +166,7 @@ def cmd_search(args) -> int:
     queries = read_corpus(Path(args.queries)) if args.queries else None
     texts = queries.texts if queries else [args.query]
     scores, ids = index.search(model.encode(texts, normalize=True), k=args.k, rescore_multiplier=args.rescore_multiplier)
-    ids_path = Path(args.index) / "ids.json"
-    names = json.loads(ids_path.read_text()) if ids_path.is_file() else None
+    names = _index_ids(Path(args.index) / "ids.json", len(index))
     if queries is None:
         for rank, (score, i) in enumerate(zip(scores[0], ids[0]), start=1):
             print(f"{rank:>3}  {score:.4f}  {names[i] if names else i}")
@@ -175,6 +188,8 @@ def cmd_rerank(args) -> int:
 
     if (args.query is None) == (args.input is None):
         raise ValueError("give either --query TEXT with --documents FILE, or --input FILE (jsonl of {query, candidates})")
+    if args.input is not None and args.out is not None and Path(args.out).resolve() == Path(args.input).resolve():
+        raise ValueError(f"--out {args.out} is the --input file: the results would replace the candidates; use another --out")
     root, _ = resolve_model(args.model, args.revision)
     late = is_colbert_model(root)  # a ColBERT reranks by MaxSim of token vectors
     if late and (args.raw_scores or args.truncate):
@@ -326,7 +341,7 @@ def cmd_serve(args) -> int:
         max_wait_ms=args.max_wait_ms, max_concurrent_requests=args.max_concurrent_requests,
         max_client_batch_size=args.max_client_batch_size, max_request_bytes=args.max_request_bytes,
         max_connections=args.max_connections, header_timeout=args.header_timeout, body_timeout=args.body_timeout,
-        auto_truncate=args.auto_truncate, api_key=args.api_key or os.environ.get("FASTEMBED_RT_API_KEY"),
+        auto_truncate=args.auto_truncate, api_key=args.api_key if args.api_key is not None else os.environ.get("FASTEMBED_RT_API_KEY"),
         served_model_name=args.served_model_name, tokenizer_workers=args.tokenizer_workers,
     )  # fmt: skip
     models = args.model or ([] if args.reranker else ["all-MiniLM-L6-v2"])
@@ -340,6 +355,8 @@ def cmd_bench(args) -> int:
 
     import fastembed_rt
     from fastembed_rt import benchmark
+    from fastembed_rt.engine import resolve_device
+    from fastembed_rt.validation import positive_int
 
     if args.plot:  # before minutes of measuring
         if args.e2e:
@@ -347,9 +364,12 @@ def cmd_bench(args) -> int:
         from fastembed_rt.plots import pyplot
 
         pyplot()
+    for option, value in (("--threads", args.threads), ("--limit", args.limit)):
+        if value is not None:
+            positive_int(value, option)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     versions = f"fastembed_rt {fastembed_rt.__version__}, torch {torch.__version__}"
     name = benchmark.device_name(device)
     print(f"device: {name}; {versions}")
@@ -357,6 +377,8 @@ def cmd_bench(args) -> int:
         from fastembed_rt.readers import read_corpus
 
         texts = read_corpus(Path(args.corpus) if args.corpus else sample_corpus_path()).texts[: args.limit]
+        if not texts:
+            raise ValueError(f"--e2e needs at least one text; {args.corpus or 'the sample corpus'} has none")
         result = benchmark.e2e(texts, torch.get_num_threads(), args.model, args.revision)
         print(f"end to end: {result['texts']:,} texts, {result['tokens']:,} tokens, {result['threads']} threads")
         print(f"  {'':32}{'tokens/s':>10}{'texts/s':>9}{'ratio':>7}{'query ms':>10}")

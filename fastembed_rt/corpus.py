@@ -381,6 +381,10 @@ def open_job(embedder, inputs: str | Path, out_dir: str | Path, options: JobOpti
         **asdict(options),
         "normalize": multivector or (False if sparse else embedder.spec.normalize if options.normalize is None else options.normalize),
     }
+    out = Path(out_dir).resolve()
+    inside = next((f for f in files if out in f.resolve().parents), None)
+    if inside is not None:
+        raise ValueError(f"input {inside} lies inside the output directory {out_dir}: use another --out")
     return files, _open_manifest(Path(out_dir), header, overwrite)
 
 
@@ -546,10 +550,9 @@ def _open_manifest(out: Path, header: dict, overwrite: bool) -> dict:
                 "use another directory, or --overwrite to replace it"
             )  # fmt: skip
         shutil.rmtree(out)
-    elif out.exists() and any(out.iterdir()) and not overwrite:
-        raise ValueError(f"{out} is not empty and has no {MANIFEST}; use another directory, or --overwrite")
-    elif out.exists() and overwrite:
-        shutil.rmtree(out)
+    elif out.exists() and any(out.iterdir()):  # not a job's folder: --overwrite replaces jobs, never other files
+        raise ValueError(f"{out} is not empty and has no {MANIFEST}, so it is not an earlier job's output that --overwrite "
+                         "may replace; use another directory")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     manifest = {**header, "ranges": None, "shards": [], "complete": False}
     _save_manifest(out, manifest)

@@ -86,9 +86,16 @@ def read_json(path: Path, required: bool = True) -> dict | list | None:
             raise FileNotFoundError(f"{path} is missing")
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as e:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:  # UnicodeDecodeError too
         raise ValueError(f"{path} is not valid JSON: {e}") from None
+    # modules.json lists the modules, each an object with its class; every other file of a model is one object.
+    if path.name == "modules.json":
+        if not isinstance(content, list) or not all(isinstance(m, dict) and isinstance(m.get("type"), str) for m in content):
+            raise ValueError(f"{path}: expected a list of modules, each an object with a string \"type\"")
+    elif not isinstance(content, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(content).__name__}")
+    return content
 
 
 def load_model_spec(name_or_path: str | Path, revision: str | None = None) -> ModelSpec:

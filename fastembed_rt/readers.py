@@ -158,7 +158,7 @@ def iter_jsonl(path: Path, text_field: str) -> Iterator[dict]:
 
 def _csv_rows(path, text_field, id_field, stats):
     lines = (line for _, line in _decoded_lines(path, stats))
-    reader = csv.reader(lines)
+    reader = csv.reader(lines, strict=True)  # strict: a quote never closed is an error, not the rest of the file as one field
     try:
         header = next(reader)
     except StopIteration:
@@ -168,12 +168,13 @@ def _csv_rows(path, text_field, id_field, stats):
     text_col = header.index(text_field)
     id_col = header.index(id_field) if id_field and id_field in header else None
     while True:
+        first_line = reader.line_num + 1
         try:
             values = next(reader)
         except StopIteration:
             return
         except csv.Error as e:
-            yield f"{path}:{reader.line_num}", None, "", f"malformed CSV ({e})"
+            yield f"{path}:{first_line}", None, "", f"malformed CSV ({e}; a quoted field that starts here may never close)"
             continue
         where = f"{path}:{reader.line_num}"
         if len(values) != len(header):

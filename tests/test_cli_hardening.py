@@ -1,0 +1,111 @@
+"""Command-line inputs that lost data, crashed with a traceback or answered wrongly (found by an audit): each now
+refused with one line that names the problem, and nothing on disk is touched."""
+
+import json
+
+import pytest
+
+import fastembed_rt
+from fastembed_rt.cli import main
+from fastembed_rt.corpus import JobOptions, embed_corpus
+
+from test_corpus import tiny  # noqa: F401  (a fixture)
+
+OPTIONS = JobOptions(shard_size=64, chunk_size=64)
+
+
+def refused(argv, capsys) -> str:
+    assert main([str(a) for a in argv]) == 2
+    return capsys.readouterr().err
+
+
+def test_an_input_inside_the_output_directory_is_refused_not_deleted(tiny, tmp_path):
+    """Before: `embed dl --out dl --overwrite` deleted dl (the input and an unrelated file) before reading it."""
+    folder = tmp_path / "dl"
+    folder.mkdir()
+    (folder / "in.jsonl").write_text('{"text": "a"}\n')
+    (folder / "notes.md").write_text("mine")
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match="lies inside the output directory"):
+            embed_corpus(tiny, folder, folder, OPTIONS, overwrite=overwrite, progress=False)
+    assert sorted(p.name for p in folder.iterdir()) == ["in.jsonl", "notes.md"]
+
+
+def test_overwrite_replaces_an_earlier_job_never_a_folder_of_other_files(tiny, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "a"}\n{"text": "b"}\n{"text": "c"}\n')
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not an earlier job's output that --overwrite may replace"):
+        embed_corpus(tiny, source, other, OPTIONS, overwrite=True, progress=False)
+    assert (other / "keep.txt").read_text() == "mine"
+    embed_corpus(tiny, source, tmp_path / "job", OPTIONS, progress=False)
+    assert embed_corpus(tiny, source, tmp_path / "job", JobOptions(shard_size=64, chunk_size=64, precision="int8"),
+                        overwrite=True, progress=False)["precision"] == "int8"  # fmt: skip
+
+
+def test_rerank_refuses_to_write_over_its_input(tmp_path, minilm_path, capsys):
+    """Before: exit 0, and the candidates file held the results."""
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"query": "q", "candidates": ["a"]}\n')
+    assert "is the --input file" in refused(["rerank", minilm_path, "--input", rows, "--out", rows], capsys)
+    assert rows.read_text() == '{"query": "q", "candidates": ["a"]}\n'
+
+
+@pytest.mark.parametrize("ids, message", [
+    (["only one"], r"must be a list of the index's 3 ids, got a list of 1"),
+    ({"a": 1}, r"must be a list of the index's 3 ids, got a JSON dict"),
+    (5, r"must be a list of the index's 3 ids, got a JSON int"),
+])  # fmt: skip
+def test_search_checks_the_ids_file_of_an_index(tmp_path, minilm_path, minilm, ids, message, capsys):
+    """Before: IndexError, "np.int64(0)" or "'int' object is not subscriptable" tracebacks."""
+    fastembed_rt.Index.build(minilm.encode(["a", "b", "c"])).save(tmp_path / "idx")
+    (tmp_path / "idx" / "ids.json").write_text(json.dumps(ids))
+    err = refused(["search", tmp_path / "idx", "--query", "hello", "--model", minilm_path], capsys)
+    assert "ids.json" in err and message.replace("\\", "") in err
+    (tmp_path / "idx" / "ids.json").write_text("{broken")
+    assert "ids.json is not valid JSON" in refused(["search", tmp_path / "idx", "--query", "hi", "--model", minilm_path], capsys)
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("modules.json", [{"type": 5}], "expected a list of modules, each an object with a string \"type\""),
+    ("modules.json", {"a": 1}, "expected a list of modules"),
+    ("config.json", [], "config.json: expected a JSON object, got list"),
+])  # fmt: skip
+def test_model_files_of_the_wrong_shape_are_named(tmp_path, minilm_path, name, content, message):
+    """Before: AttributeError tracebacks ("'int' object has no attribute 'rsplit'", "'list' object has no
+    attribute 'get'")."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(minilm_path, model)
+    (model / name).write_text(json.dumps(content))
+    with pytest.raises(ValueError, match=message):
+        fastembed_rt.load(model)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["bench", "--threads", "-1"], "--threads must be a positive integer, got -1"),  # was set_num_threads' RuntimeError
+    (["bench", "--e2e", "--limit", "0"], "--limit must be a positive integer, got 0"),  # was ZeroDivisionError
+    (["bench", "--device", "gpu"], "device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
+])  # fmt: skip
+def test_bench_options_are_checked_before_measuring(argv, message, capsys):
+    assert message in refused(argv, capsys)
+
+
+def test_an_empty_api_key_is_refused_not_read_as_no_key(capsys, monkeypatch):
+    """Before: `serve --api-key ''` started a server without authentication."""
+    monkeypatch.delenv("FASTEMBED_RT_API_KEY", raising=False)
+    assert "api-key must not be empty" in refused(["serve", "--model", "all-MiniLM-L6-v2", "--api-key", ""], capsys)
+
+
+def test_a_csv_quote_that_never_closes_is_named_not_swallowed(tiny, tmp_path):
+    """Before: exit 0 with 2 rows, every row after the open quote merged into one text."""
+    source = tmp_path / "in.csv"
+    source.write_text('id,text\na,first\nb,"open quote\nc,third\nd,fourth\n')
+    with pytest.raises(ValueError, match=r"in.csv:3: malformed CSV \(unexpected end of data; a quoted field"):
+        embed_corpus(tiny, source, tmp_path / "out", OPTIONS, progress=False)
+    manifest = embed_corpus(tiny, source, tmp_path / "out", JobOptions(shard_size=64, chunk_size=64, on_error="skip"),
+                            overwrite=True, progress=False)  # fmt: skip
+    assert manifest["rows"] == 1 and manifest["skipped_rows"] == 1
