@@ -30,29 +30,73 @@ def spearman(a, b) -> float:
 def evaluate_sts(model, tsv: Path) -> dict:
     """TSV with a header line and rows `score<TAB>sentence1<TAB>sentence2`."""
     rows = []
-    with open(tsv, encoding="utf-8") as f:
-        next(f, None)
-        for line_number, line in enumerate(f, start=2):
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) < 3:
-                raise ValueError(f"{tsv}:{line_number}: expected score<TAB>sentence1<TAB>sentence2")
-            rows.append((float(parts[0]), parts[1], parts[2]))
+    for where, line in _lines(tsv, skip_header=True):
+        parts = line.split("\t")
+        if len(parts) < 3:
+            raise ValueError(f"{where}: expected score<TAB>sentence1<TAB>sentence2")
+        try:
+            score = float(parts[0])
+        except ValueError:
+            score = float("nan")
+        if not np.isfinite(score):
+            raise ValueError(f"{where}: the score {parts[0]!r} is not a finite number")
+        rows.append((score, parts[1], parts[2]))
+    if len(rows) < 2 or len({r[0] for r in rows}) < 2:
+        raise ValueError(f"{tsv}: Spearman needs at least 2 rows with different scores; it has {len(rows)} rows")
     vectors = model.encode([r[1] for r in rows] + [r[2] for r in rows], normalize=True)
     a, b = vectors[: len(rows)], vectors[len(rows) :]
     return {"pairs": len(rows), "spearman": 100 * spearman([r[0] for r in rows], (a * b).sum(1))}
 
 
-def read_beir(directory: Path) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:
-    corpus = {d["_id"]: (d.get("title", "") + " " + d["text"]).strip() for d in iter_jsonl(directory / "corpus.jsonl", "text")}
-    queries = {q["_id"]: q["text"] for q in iter_jsonl(directory / "queries.jsonl", "text")}
-    qrels: dict[str, dict[str, int]] = {}
-    with open(directory / "qrels" / "test.tsv", encoding="utf-8") as f:
-        for line in f:
-            qid, did, score = line.rstrip("\n").split("\t")[:3]
-            if qid == "query-id":
+def _lines(path: Path, skip_header: bool = False):
+    """(file:line, line without its newline) of a UTF-8 text file, blank lines left out."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if skip_header and number == 1:
                 continue
-            qrels.setdefault(qid, {})[did] = int(score)
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}:{number}: not valid UTF-8 (byte {e.start} of the line)") from None
+            if line.strip():
+                yield f"{path}:{number}", line
+
+
+def _beir_texts(path: Path) -> dict[str, str]:
+    """_id -> title + text of a BEIR corpus.jsonl or queries.jsonl; ids are strings or integers, read as strings."""
+    texts = {}
+    for number, row in enumerate(iter_jsonl(path, "text"), start=1):
+        _id, title = row.get("_id"), row.get("title", "")
+        if isinstance(_id, bool) or not isinstance(_id, (str, int)):
+            raise ValueError(f"{path}: row {number}: _id must be a string or an integer, got {json_kind(_id)}")
+        if not isinstance(title, str):
+            raise ValueError(f"{path}: row {number}: title must be a string, got {json_kind(title)}")
+        texts[str(_id)] = (title + " " + row["text"]).strip()
+    return texts
+
+
+def read_beir(directory: Path) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:
+    corpus, queries = _beir_texts(directory / "corpus.jsonl"), _beir_texts(directory / "queries.jsonl")
+    qrels: dict[str, dict[str, int]] = {}
+    for where, line in _lines(directory / "qrels" / "test.tsv"):
+        fields = line.split("\t")
+        if fields[0] == "query-id":
+            continue
+        if len(fields) < 3:
+            raise ValueError(f"{where}: expected query-id<TAB>corpus-id<TAB>score")
+        try:
+            qrels.setdefault(fields[0], {})[fields[1]] = int(fields[2])
+        except ValueError:
+            raise ValueError(f"{where}: the score {fields[2]!r} is not an integer") from None
+    judged = [q for q in queries if q in qrels]
+    if not judged:
+        raise ValueError(f"{directory}: no query of queries.jsonl ({len(queries)}) has judgments in qrels/test.tsv "
+                         f"({len(qrels)} query ids): nothing to score")  # fmt: skip
     return corpus, queries, qrels
+
+
+def json_kind(value) -> str:
+    return "null" if value is None else type(value).__name__
 
 
 def ndcg_at(ranked: list[str], relevant: dict[str, int], k: int) -> float:

@@ -6,6 +6,7 @@ import json
 import pytest
 
 import fastembed_rt
+from fastembed_rt import evaluation
 from fastembed_rt.cli import main
 from fastembed_rt.corpus import JobOptions, embed_corpus
 
@@ -109,3 +110,47 @@ def test_a_csv_quote_that_never_closes_is_named_not_swallowed(tiny, tmp_path):
     manifest = embed_corpus(tiny, source, tmp_path / "out", JobOptions(shard_size=64, chunk_size=64, on_error="skip"),
                             overwrite=True, progress=False)  # fmt: skip
     assert manifest["rows"] == 1 and manifest["skipped_rows"] == 1
+
+
+def write_beir(folder, corpus, queries, qrels):
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(row) + "\n" for row in corpus))
+    (folder / "queries.jsonl").write_text("".join(json.dumps(row) + "\n" for row in queries))
+    (folder / "qrels" / "test.tsv").write_text(qrels)
+
+
+def test_beir_ids_given_as_integers_match_their_judgments(tmp_path):
+    """Before: integer _ids never matched the qrels' string ids: nDCG@10 0.00, exit 0."""
+    write_beir(tmp_path, [{"_id": 1, "text": "a"}, {"_id": 2, "title": "t", "text": "b"}], [{"_id": 7, "text": "q"}],
+               "query-id\tcorpus-id\tscore\n7\t2\t1\n")  # fmt: skip
+    corpus, queries, qrels = evaluation.read_beir(tmp_path)
+    assert corpus == {"1": "a", "2": "t b"} and queries == {"7": "q"} and qrels == {"7": {"2": 1}}
+
+
+@pytest.mark.parametrize("corpus, qrels, message", [
+    ([{"text": "a"}], "q\td\t1\n", r"corpus.jsonl: row 1: _id must be a string or an integer, got null"),  # was "'_id'"
+    ([{"_id": "d", "title": 5, "text": "a"}], "q\td\t1\n", "row 1: title must be a string, got int"),  # was a TypeError
+    ([{"_id": "d", "text": "a"}], "q\td 1\n", r"test.tsv:1: expected query-id<TAB>corpus-id<TAB>score"),  # was unpacking
+    ([{"_id": "d", "text": "a"}], "q\td\thigh\n", r"test.tsv:1: the score 'high' is not an integer"),
+    ([{"_id": "d", "text": "a"}], "other\td\t1\n", "no query of queries.jsonl \\(1\\) has judgments"),  # was 0 queries, nan
+])  # fmt: skip
+def test_a_beir_folder_that_cannot_be_scored_is_named(tmp_path, corpus, qrels, message):
+    write_beir(tmp_path, corpus, [{"_id": "q", "text": "query"}], qrels)
+    with pytest.raises(ValueError, match=message):
+        evaluation.read_beir(tmp_path)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("score\ta\tb\n", "Spearman needs at least 2 rows with different scores; it has 0 rows"),  # was "Spearman nan"
+    ("score\ta\tb\n1\tx\ty\n1\tz\tw\n", "at least 2 rows with different scores"),
+    ("score\ta\tb\nabc\tx\ty\n", r":2: the score 'abc' is not a finite number"),
+    ("score\ta\tb\nnan\tx\ty\n2\tz\tw\n", r":2: the score 'nan' is not a finite number"),  # was Spearman -50
+])  # fmt: skip
+def test_an_sts_file_that_cannot_be_scored_is_named(tiny, tmp_path, content, message):
+    tsv = tmp_path / "sts.tsv"
+    tsv.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        evaluation.evaluate_sts(tiny, tsv)
+    tsv.write_bytes(b"score\ta\tb\n1\t\xff\ty\n")
+    with pytest.raises(ValueError, match=r"sts.tsv:2: not valid UTF-8"):
+        evaluation.evaluate_sts(tiny, tsv)
