@@ -21,7 +21,8 @@ def sample_corpus_path() -> Path:
 def _write_output(out: Path, fmt: str, vectors: np.ndarray, ids: list[str] | None) -> list[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "npy":
-        np.save(out, vectors)
+        with open(out, "wb") as f:  # np.save(path) would append .npy to any other suffix (E.NPY -> E.NPY.npy)
+            np.save(f, vectors)
         written = [out]
         if ids is not None:
             ids_path = out.with_suffix(".ids.json")
@@ -47,10 +48,15 @@ def cmd_embed(args) -> int:
     from fastembed_rt.engine import load_embedder
     from fastembed_rt.readers import read_corpus
 
+    out = Path(args.out)
+    fmt = out.suffix.lower()[1:]
+    if args.format not in (None, fmt):
+        raise ValueError(f"--format {args.format} but --out {out} ends in .{fmt}: give a matching suffix, or a directory for a sharded job")
+    for option, value, default in (("--precision", args.precision, "float32"), ("--on-error", args.on_error, "stop")):
+        if value != default:  # the single-file form writes float32 and stops at a bad row
+            raise ValueError(f"{option} {value} applies to sharded jobs: give --out a directory (or drop {option})")
     source = Path(args.input) if args.input else sample_corpus_path()
     corpus = read_corpus(source, text_field=args.text_field, id_field=args.id_field)
-    fmt = args.format or ("parquet" if str(args.out).endswith(".parquet") else "npy")
-    out = Path(args.out)
     model = load_embedder(args.model, device=args.device, dtype=args.dtype, revision=args.revision)
 
     tokens_done = 0
@@ -98,6 +104,9 @@ def embed_job(args) -> int:
     from fastembed_rt.engine import Embedder, load_embedder
     from fastembed_rt.corpus import JobOptions, embed_corpus
 
+    if args.index:
+        raise ValueError("--index builds an index from a single-file output (--out X.npy or X.parquet); a sharded job's "
+                         "output directory takes none")  # fmt: skip
     source = args.input or sample_corpus_path()
     model = load_embedder(args.model, device=args.device, dtype=args.dtype, revision=args.revision, sparse=True, multivector=True)
     if args.engine == "ray" and not isinstance(model, Embedder):

@@ -3,6 +3,7 @@ refused with one line that names the problem, and nothing on disk is touched."""
 
 import json
 
+import numpy as np
 import pytest
 
 import fastembed_rt
@@ -154,3 +155,24 @@ def test_an_sts_file_that_cannot_be_scored_is_named(tiny, tmp_path, content, mes
     tsv.write_bytes(b"score\ta\tb\n1\t\xff\ty\n")
     with pytest.raises(ValueError, match=r"sts.tsv:2: not valid UTF-8"):
         evaluation.evaluate_sts(tiny, tsv)
+
+
+@pytest.mark.parametrize("out, extra, message", [
+    ("e.parquet", ["--format", "npy"], "--format npy but --out"),  # was e.parquet.npy, reported as e.parquet
+    ("e.npy", ["--precision", "binary"], "--precision binary applies to sharded jobs"),  # was float32, silently
+    ("e.npy", ["--on-error", "skip"], "--on-error skip applies to sharded jobs"),  # stopped anyway
+    ("job", ["--index", "idx"], "--index builds an index from a single-file output"),  # no index was built
+])  # fmt: skip
+def test_embed_refuses_options_its_output_form_does_not_use(tmp_path, out, extra, message, capsys):
+    source = tmp_path / "in.txt"
+    source.write_text("one\ntwo\n")
+    assert message in refused(["embed", source, "--out", tmp_path / out, "--quiet", *extra], capsys)
+    assert not (tmp_path / out).exists() and not (tmp_path / "idx").exists()
+
+
+def test_an_upper_case_suffix_writes_the_file_it_names(tmp_path, minilm, capsys):
+    source = tmp_path / "in.txt"
+    source.write_text("one\ntwo\n")
+    assert main(["embed", str(source), "--out", str(tmp_path / "E.NPY"), "--quiet"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["E.NPY", "in.txt"]  # was E.NPY.npy
+    np.testing.assert_allclose(np.load(tmp_path / "E.NPY"), minilm.encode(["one", "two"]), atol=1e-5)
