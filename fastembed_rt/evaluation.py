@@ -62,11 +62,12 @@ def _lines(path: Path, skip_header: bool = False):
                 yield f"{path}:{number}", line
 
 
-def _beir_texts(path: Path) -> dict[str, str]:
-    """_id -> title + text of a BEIR corpus.jsonl or queries.jsonl; ids are strings or integers, read as strings."""
+def _beir_texts(path: Path, with_title: bool) -> dict[str, str]:
+    """_id -> text (after the title, for documents) of a BEIR corpus.jsonl or queries.jsonl; ids are strings or
+    integers, read as strings."""
     texts = {}
     for number, row in enumerate(iter_jsonl(path, "text"), start=1):
-        _id, title = row.get("_id"), row.get("title", "")
+        _id, title = row.get("_id"), row.get("title", "") if with_title else ""
         if isinstance(_id, bool) or not isinstance(_id, (str, int)):
             raise ValueError(f"{path}: row {number}: _id must be a string or an integer, got {json_kind(_id)}")
         if not isinstance(title, str):
@@ -76,7 +77,7 @@ def _beir_texts(path: Path) -> dict[str, str]:
 
 
 def read_beir(directory: Path) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:
-    corpus, queries = _beir_texts(directory / "corpus.jsonl"), _beir_texts(directory / "queries.jsonl")
+    corpus, queries = _beir_texts(directory / "corpus.jsonl", True), _beir_texts(directory / "queries.jsonl", False)
     qrels: dict[str, dict[str, int]] = {}
     for where, line in _lines(directory / "qrels" / "test.tsv"):
         fields = line.split("\t")
