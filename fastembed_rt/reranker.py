@@ -28,7 +28,7 @@ from .hub import HubModel
 from .loading import max_sequence_length, read_json, read_tokenizer, resolve_model
 from .models.heads import Head, classifier_head, num_labels, yes_no_head
 from .models.registry import architecture, build_model
-from .tokenization import CHARS_PER_KEPT_TOKEN, PackedBatch, TextTokenizer, clone_tokenizer, cut_at_word, cut_word_dropped
+from .tokenization import CHARS_PER_KEPT_TOKEN, PackedBatch, TextTokenizer, clone_tokenizer, cut_at_word, cut_text, cut_word_dropped
 from .validation import positive_int
 from .weights import load_weights
 
@@ -207,9 +207,8 @@ class Reranker:
         cut, inside_word = list(documents), set()
         for i, d in enumerate(documents):
             if len(d) > limit:
-                cut[i] = cut_at_word(d, limit, "right")
-                if cut[i] is None:  # no whitespace (Chinese, a URL): cut inside a word, checked below
-                    cut[i] = d[:limit]
+                cut[i], inside = cut_text(d, limit, "right")
+                if inside:  # no whitespace (Chinese, a URL): checked below
                     inside_word.add(i)
         queries = self._capped_queries(queries, limit, budget, truncate)
         texts = self._texts(queries, cut, instruction)

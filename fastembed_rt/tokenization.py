@@ -61,6 +61,15 @@ def cut_at_word(text: str, chars: int, direction: str) -> str | None:
     return text[first.start() :] if first else None
 
 
+def cut_text(text: str, chars: int, direction: str) -> tuple[str, bool]:
+    """The head (direction "right") or tail ("left") of `text` of about `chars` characters, cut between words where
+    there is whitespace to cut at, and whether it was cut inside a word instead (then cut_word_dropped decides)."""
+    part = cut_at_word(text, chars, direction)
+    if part is not None:
+        return part, False
+    return (text[:chars] if direction == "right" else text[-chars:]), True
+
+
 def cut_word_dropped(encoding, direction: str, sequence: int = 0) -> bool:
     """Whether a truncated encoding of a text cut inside a word kept none of that word's tokens: the cut word is the
     text's last (direction "right") or first ("left"), so it must lie wholly in the overflowing tokens. `sequence`:
@@ -119,15 +128,16 @@ class TextTokenizer:
         cut, inside_word = {}, []
         for i, text in enumerate(texts):
             if limit is not None and len(text) > limit:
-                part = cut_at_word(text, limit, direction)
-                if part is None:
-                    part = text[:limit] if direction == "right" else text[-limit:]
+                cut[i], inside = cut_text(text, limit, direction)
+                if inside:
                     inside_word.append(i)
-                cut[i] = part
-        encodings = encode([cut.get(i, t) for i, t in enumerate(texts)] if cut else list(texts), add_special_tokens=add_special_tokens)
-        if inside_word:  # again with word ids (the fast path leaves them out)
-            for i, encoding in zip(inside_word, self.tokenizer.encode_batch([cut[i] for i in inside_word], add_special_tokens=add_special_tokens)):
-                encodings[i] = encoding
+        encodings = [None] * len(texts)
+        between = [i for i in range(len(texts)) if i not in inside_word] if inside_word else range(len(texts))
+        # Texts cut inside a word need word ids, which the fast path leaves out.
+        for group, encode_group in ((between, encode), (inside_word, self.tokenizer.encode_batch)):
+            if group:
+                for i, encoding in zip(group, encode_group([cut.get(i, texts[i]) for i in group], add_special_tokens=add_special_tokens)):
+                    encodings[i] = encoding
         starts = [len(texts[i]) - len(cut[i]) if i in cut else 0 for i in range(len(texts))]
         # Read whole where the cut lost tokens the model would have read, or where they may include the cut word.
         whole = [i for i in cut if not encodings[i].overflowing or (i in inside_word and not cut_word_dropped(encodings[i], direction))]
