@@ -9,7 +9,6 @@ Heads are read with torch.load(weights_only=True) only.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -18,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .batching import DEFAULT_MAX_BATCH_SEQUENCES, iter_batches
-from .engine import TruncationWarning, check_texts
+from .engine import check_texts, warn_truncated
 from .loading import resolve_model
 from .multivector import MultiVectorEmbeddings
 from .pooling import Dense
@@ -68,9 +67,7 @@ class BGEM3:
             raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
         texts = check_texts([texts] if isinstance(texts, str) else texts)
         tokenized = self.tokenizer.encode(texts)
-        if tokenized.truncated:
-            warnings.warn(f"{tokenized.truncated} of {len(texts)} texts exceeded max_seq_length={self.max_seq_length} "
-                          "tokens and were truncated", TruncationWarning, stacklevel=2)  # fmt: skip
+        warn_truncated(tokenized.truncated, len(texts), self.max_seq_length)
         ids = tokenized.ids
         wanted = ("dense", "sparse", "multivector") if output == "all" else (output,)
         parts = {name: [] for name in wanted}

@@ -34,6 +34,13 @@ class TruncationWarning(UserWarning):
     """Some texts were longer than the model's max_seq_length and lost their tail."""
 
 
+def warn_truncated(truncated: int, count: int, max_seq_length: int) -> None:
+    """A TruncationWarning, when texts were truncated, pointing at the caller of the encode that calls this."""
+    if truncated:
+        warnings.warn(f"{truncated} of {count} texts exceeded max_seq_length={max_seq_length} tokens and were truncated",
+                      TruncationWarning, stacklevel=3)  # fmt: skip
+
+
 INT8 = "int8"  # int8 linear layers (per-channel weights, per-token activations); everything else float32
 
 
@@ -134,13 +141,7 @@ class Embedder:
         normalize = self.spec.normalize if normalize is None else bool(normalize)
         truncate_dim = self.resolve_truncate_dim(truncate_dim)
         tokenized = self.tokenizer.encode([prompt + t for t in texts] if prompt else texts)
-        if tokenized.truncated:
-            warnings.warn(
-                f"{tokenized.truncated} of {len(texts)} texts exceeded max_seq_length={self.max_seq_length} "
-                "tokens and were truncated",
-                TruncationWarning,
-                stacklevel=2,
-            )
+        warn_truncated(tokenized.truncated, len(texts), self.max_seq_length)
         out = self.embed_token_ids(
             tokenized.ids, skip=self.prompt_skip(prompt), normalize=normalize, truncate_dim=truncate_dim,
             batch_tokens=batch_tokens, max_batch_sequences=max_batch_sequences, on_batch=on_batch,

@@ -12,7 +12,6 @@ Three kinds of checkpoint:
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 
 from .batching import DEFAULT_MAX_BATCH_SEQUENCES, iter_batches
-from .engine import INT8, TruncationWarning, check_texts, resolve_device, resolve_dtype, resolve_prompt
+from .engine import INT8, check_texts, resolve_device, resolve_dtype, resolve_prompt, warn_truncated
 from .hub import HubModel
 from .loading import max_sequence_length, read_json, read_tokenizer, resolve_model
 from .models.registry import architecture, build_model
@@ -33,12 +32,6 @@ from .weights import load_weights
 
 _MLM_MODULES = ("MLMTransformer", "Transformer")
 BGE_M3_SPARSE_FILE = "sparse_linear.pt"
-
-
-def warn_truncated(truncated: int, count: int, max_seq_length: int) -> None:
-    if truncated:
-        warnings.warn(f"{truncated} of {count} texts exceeded max_seq_length={max_seq_length} tokens and were truncated",
-                      TruncationWarning, stacklevel=3)  # fmt: skip
 
 
 @dataclass
